@@ -1,0 +1,1 @@
+"""Discover accelerators on a compute host and describe them as a topology."""

@@ -1,0 +1,1 @@
+"""libvirt qemu hook that guards and prepares accelerator devices."""

@@ -1,0 +1,1 @@
+"""Nova scheduler filter and weigher that pack accelerator requests."""
