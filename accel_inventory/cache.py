@@ -1,0 +1,356 @@
+"""The JSON cache: the one place the inventory is read from and written to.
+
+Every writer (the scanner, the libvirt hook, the CLI, the agent) takes the
+same lock, ``<cache>.lock``, so that a claim recorded by the hook is never
+overwritten by a rescan that loaded the cache a moment earlier. Readers
+take no lock: a save writes a temporary file and renames it over the cache,
+so a reader sees the old document or the new one, never half of either.
+
+After each save a second copy, ``<cache>.good``, is written the same way.
+It is a separate file (not a hard link) so that a cache truncated or edited
+in place still leaves an intact copy to fall back to.
+
+The libvirt hook loads the cache at every domain start, so loading does not
+import jsonschema (which alone costs more than the rest of the load): a
+load runs a cheap structural check, and full schema validation runs on
+every save and on ``load(path, validate=True)``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import fcntl
+import functools
+import json
+import logging
+import os
+import threading
+import time
+from collections.abc import Callable, Iterator
+from typing import Any
+
+from accel_inventory import claims
+from accel_inventory import model
+
+LOG = logging.getLogger(__name__)
+
+SCHEMA_FILE = os.path.join(os.path.dirname(__file__), "schemas",
+                           "cache.schema.json")
+GOOD_SUFFIX = ".good"
+LOCK_SUFFIX = ".lock"
+DEFAULT_LOCK_TIMEOUT = 30.0
+
+
+class CacheError(Exception):
+    """The cache cannot be read, written or locked; the message says why."""
+
+
+class CacheInvalid(CacheError):
+    """A document does not match the schema or breaks a claim invariant."""
+
+
+class LockTimeout(CacheError):
+    """Another writer held the cache lock for longer than we would wait."""
+
+
+def good_copy_path(path: str) -> str:
+    return path + GOOD_SUFFIX
+
+
+def lock_path(path: str) -> str:
+    return path + LOCK_SUFFIX
+
+
+@functools.lru_cache(maxsize=1)
+def _validator() -> Any:
+    # Imported here: the hook's loads must not pay for jsonschema.
+    import jsonschema
+
+    with open(SCHEMA_FILE, encoding="utf-8") as f:
+        schema = json.load(f)
+    cls = jsonschema.validators.validator_for(schema)
+    cls.check_schema(schema)
+    return cls(_inline_refs(schema, schema.get("$defs", {})))
+
+
+def _inline_refs(node: Any, defs: dict[str, Any]) -> Any:
+    """``node`` with each local ``$ref`` replaced by what it names.
+
+    jsonschema resolves a reference at every use; a cache of 500 functions
+    takes 2.3 times as long to validate with them (the schema has no
+    recursive definitions, so inlining terminates).
+    """
+    if isinstance(node, dict):
+        if set(node) == {"$ref"} and node["$ref"].startswith("#/$defs/"):
+            return _inline_refs(defs[node["$ref"][len("#/$defs/"):]], defs)
+        return {k: _inline_refs(v, defs) for k, v in node.items()
+                if k != "$defs"}
+    if isinstance(node, list):
+        return [_inline_refs(v, defs) for v in node]
+    return node
+
+
+def schema_errors(document: Any) -> list[str]:
+    """Every way ``document`` breaks the cache schema, one line each."""
+    return [f"{'/'.join(str(p) for p in e.absolute_path) or '(top)'}: "
+            f"{e.message}"
+            for e in _validator().iter_errors(document)]
+
+
+def validate_document(document: Any) -> None:
+    """Raise CacheInvalid unless ``document`` is a valid cache document."""
+    errors = schema_errors(document)
+    if errors:
+        raise CacheInvalid("cache document does not match the schema: "
+                           + "; ".join(errors[:5])
+                           + (f" (and {len(errors) - 5} more)"
+                              if len(errors) > 5 else ""))
+
+
+def _check_structure(document: Any) -> None:
+    """The cheap check a load always runs; the schema check is on save.
+
+    It catches what a truncated or foreign file looks like (not an object,
+    another version, keys of the wrong type); the dataclass constructors
+    in ``model.from_dict`` then catch missing and unknown fields.
+    """
+    if not isinstance(document, dict):
+        raise CacheInvalid("the document is not a JSON object")
+    if document.get("version") != model.CACHE_VERSION:
+        raise CacheInvalid(f"version {document.get('version')!r} is not the "
+                           f"supported version {model.CACHE_VERSION}")
+    if not isinstance(document.get("hostname"), str):
+        raise CacheInvalid("hostname is missing or not a string")
+    cards = document.get("cards")
+    if not (isinstance(cards, list)
+            and all(isinstance(c, dict) for c in cards)):
+        raise CacheInvalid("cards is missing or not a list of objects")
+    found = document.get("claims")
+    if not (isinstance(found, dict)
+            and all(isinstance(c, dict) for c in found.values())):
+        raise CacheInvalid("claims is missing or not an object of objects")
+
+
+def _read(path: str, validate: bool) -> model.Inventory:
+    """Parse one file; raise OSError or CacheInvalid naming what is wrong."""
+    with open(path, "rb") as f:
+        raw = f.read()
+    try:
+        document = json.loads(raw)
+    except ValueError as e:
+        raise CacheInvalid(f"not valid JSON ({len(raw)} bytes, truncated "
+                           f"or overwritten?): {e}") from None
+    _check_structure(document)
+    if validate:
+        validate_document(document)
+    try:
+        inventory = model.from_dict(document)
+    except (KeyError, TypeError, ValueError, AttributeError) as e:
+        raise CacheInvalid(f"does not match the data model: {e}") from None
+    problems = claims.inconsistencies(inventory)
+    if problems:
+        raise CacheInvalid("claims disagree with the functions: "
+                           + "; ".join(problems[:5]))
+    return inventory
+
+
+def load(path: str, *, validate: bool = False) -> model.Inventory | None:
+    """The cached inventory, or None when there is no cache yet.
+
+    A cache that cannot be used (unreadable, truncated, not JSON, failing
+    the structural check, or the schema with ``validate=True``) is logged
+    at ERROR with what to do, and the last good copy is returned instead.
+    CacheError is raised when neither file is usable: silently starting
+    from nothing would forget every claim.
+    """
+    good = good_copy_path(path)
+    try:
+        return _read(path, validate)
+    except FileNotFoundError:
+        if not os.path.exists(good):
+            return None
+        problem = "is missing"
+    except (OSError, CacheInvalid) as e:
+        problem = f"is unusable: {e}"
+    try:
+        inventory = _read(good, validate)
+    except FileNotFoundError:
+        raise CacheError(
+            f"inventory cache {path} {problem}, and there is no last good "
+            f"copy {good}. Move the file aside and run 'accel-inventory "
+            f"scan' to rebuild it; claims recorded in it are lost and "
+            f"will be recorded again at the next domain start.") from None
+    except (OSError, CacheInvalid) as e:
+        raise CacheError(
+            f"inventory cache {path} {problem}, and its last good copy "
+            f"{good} is unusable too: {e}. Move both aside and run "
+            f"'accel-inventory scan' to rebuild the cache.") from None
+    LOG.error("Inventory cache %s %s. Using the last good copy %s "
+              "(scanned at %s); the next save rewrites the cache. If this "
+              "repeats, check the disk and who else writes %s.",
+              path, problem, good, inventory.scanned_at, path)
+    return inventory
+
+
+def _fsync_dir(directory: str) -> None:
+    fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _write_atomically(path: str, data: bytes) -> None:
+    """Write ``data`` to a temporary file beside ``path`` and rename it.
+
+    The caller fsyncs the directory once both renames are done.
+    """
+    tmp = f"{path}.tmp.{os.getpid()}.{threading.get_ident()}"
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_TRUNC,
+                 0o600)
+    try:
+        try:
+            view = memoryview(data)
+            while view:
+                view = view[os.write(fd, view):]
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+
+
+def encode(inventory: model.Inventory) -> bytes:
+    """The cache document of ``inventory``, validated, as bytes.
+
+    Raises CacheInvalid naming the offending fields: a document the next
+    load would reject must never reach the disk.
+    """
+    document = model.to_dict(inventory)
+    validate_document(document)
+    problems = claims.inconsistencies(inventory)
+    if problems:
+        raise CacheInvalid("claims disagree with the functions: "
+                           + "; ".join(problems[:5]))
+    return (json.dumps(document, indent=1, sort_keys=True) + "\n").encode()
+
+
+def save(path: str, inventory: model.Inventory) -> None:
+    """Validate and write the cache and its last good copy atomically.
+
+    Callers that read before writing hold ``locked(path)`` around both
+    (``update`` does); a save alone does not lock.
+    """
+    data = encode(inventory)
+    directory = os.path.dirname(os.path.abspath(path))
+    os.makedirs(directory, mode=0o700, exist_ok=True)
+    try:
+        _write_atomically(path, data)
+        _write_atomically(good_copy_path(path), data)
+        _fsync_dir(directory)
+    except OSError as e:
+        raise CacheError(f"cannot write the inventory cache {path}: "
+                         f"{e.strerror or e}") from e
+
+
+# Locks this process holds, so that a writer that already holds the lock
+# (refresh called inside update, say) does not wait for itself: flock locks
+# belong to an open file, and a second open of the same file would block.
+_held: dict[str, tuple[int, int]] = {}
+_held_guard = threading.Lock()
+
+
+def _holder_pid(fd: int) -> str:
+    with contextlib.suppress(OSError, ValueError):
+        return os.pread(fd, 32, 0).decode().strip() or "unknown"
+    return "unknown"
+
+
+@contextlib.contextmanager
+def locked(path: str,
+           timeout: float = DEFAULT_LOCK_TIMEOUT) -> Iterator[None]:
+    """Hold the writers' lock of the cache at ``path`` (``<path>.lock``).
+
+    Waits at most ``timeout`` seconds, then raises LockTimeout naming the
+    process that holds it. Re-entrant within one thread of one process.
+    """
+    name = lock_path(os.path.abspath(path))
+    key = f"{name}:{os.getpid()}:{threading.get_ident()}"
+    with _held_guard:
+        if key in _held:
+            fd, depth = _held[key]
+            _held[key] = (fd, depth + 1)
+            reentered = True
+        else:
+            reentered = False
+    if reentered:
+        try:
+            yield
+        finally:
+            with _held_guard:
+                fd, depth = _held[key]
+                _held[key] = (fd, depth - 1)
+        return
+
+    os.makedirs(os.path.dirname(name), mode=0o700, exist_ok=True)
+    try:
+        fd = os.open(name, os.O_RDWR | os.O_CREAT, 0o600)
+    except OSError as e:
+        raise CacheError(f"cannot open the cache lock {name}: "
+                         f"{e.strerror or e}") from e
+    try:
+        deadline = time.monotonic() + timeout
+        pause = 0.001
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except OSError as e:
+                if e.errno not in (errno.EAGAIN, errno.EACCES):
+                    raise CacheError(f"cannot lock {name}: "
+                                     f"{e.strerror or e}") from e
+            if time.monotonic() >= deadline:
+                raise LockTimeout(
+                    f"the inventory cache lock {name} is still held by "
+                    f"process {_holder_pid(fd)} after {timeout:g} s; "
+                    f"retry, or find out why that process is stuck")
+            time.sleep(pause)
+            pause = min(pause * 2, 0.01)
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+        with _held_guard:
+            _held[key] = (fd, 1)
+        try:
+            yield
+        finally:
+            with _held_guard:
+                del _held[key]
+            os.ftruncate(fd, 0)
+            fcntl.flock(fd, fcntl.LOCK_UN)
+    finally:
+        os.close(fd)
+
+
+def update(path: str,
+           fn: Callable[[model.Inventory], model.Inventory],
+           timeout: float = DEFAULT_LOCK_TIMEOUT) -> model.Inventory:
+    """Lock, load, apply ``fn`` and save; return what was saved.
+
+    Raises CacheError when there is no cache yet: a change to the claims
+    of a host that was never scanned has nothing to apply to.
+    """
+    with locked(path, timeout):
+        inventory = load(path)
+        if inventory is None:
+            raise CacheError(f"there is no inventory cache at {path} yet; "
+                             f"run 'accel-inventory scan' first")
+        updated = fn(inventory)
+        if not isinstance(updated, model.Inventory):
+            raise TypeError(f"{fn!r} returned {type(updated).__name__}, "
+                            f"not an Inventory")
+        save(path, updated)
+        return updated

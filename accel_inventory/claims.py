@@ -1,0 +1,185 @@
+"""Who holds which function: pure functions over an Inventory.
+
+A claim is recorded twice, on purpose: ``Inventory.claims`` answers "what
+does this domain hold" and ``Function.claimed_by`` answers "who holds this
+function". Every function here keeps the two in agreement, and
+``inconsistencies`` (run by every cache load and save) says where they do
+not. Functions return a new Inventory and never change their argument, so
+a caller that fails half-way has nothing to undo.
+
+A claim only blocks others while it is running in the current boot: after
+a host crash the claims marked running are from a previous boot, and the
+domains that made them are not running any more.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+
+from accel_inventory import model
+
+
+class ClaimError(Exception):
+    """A claim cannot be recorded or changed; the message says why."""
+
+
+class ClaimConflict(ClaimError):
+    """A function is held by another consumer that is running now."""
+
+
+def inconsistencies(inv: model.Inventory) -> list[str]:
+    """Every disagreement between the claims and ``claimed_by``.
+
+    A claim may name a function the inventory no longer lists (a rescan
+    never drops a claim); it may not share a function with another claim.
+    """
+    problems = []
+    owner: dict[str, str] = {}
+    for key, claim in inv.claims.items():
+        if key != claim.consumer:
+            problems.append(f"claim under {key!r} names consumer "
+                            f"{claim.consumer!r}")
+        for fid in claim.functions:
+            if fid in owner and owner[fid] != claim.consumer:
+                problems.append(f"{fid} is claimed by both {owner[fid]} and "
+                                f"{claim.consumer}")
+            owner[fid] = claim.consumer
+    for fid, (_card, _region, function) in inv.function_index().items():
+        if function.claimed_by != owner.get(fid):
+            problems.append(f"{fid} has claimed_by={function.claimed_by!r} "
+                            f"but the claims say {owner.get(fid)!r}")
+    return problems
+
+
+def holder_of(inv: model.Inventory, function_id: str,
+              boot_id: str | None) -> model.Claim | None:
+    """The claim that holds ``function_id`` now, if it is running.
+
+    A claim that is stopped, or that was running in another boot, holds
+    the function on paper only and does not stop another consumer.
+    """
+    function = _function(inv, function_id)
+    if function.claimed_by is None:
+        return None
+    claim = inv.claims.get(function.claimed_by)
+    if claim is None or not claim.is_running(boot_id):
+        return None
+    return claim
+
+
+def functions_of(inv: model.Inventory, consumer: str) -> list[str]:
+    """The function ids ``consumer`` holds, in claim order; [] if none."""
+    claim = inv.claims.get(consumer)
+    return list(claim.functions) if claim else []
+
+
+def record_claim(inv: model.Inventory, claim: model.Claim, *,
+                 boot_id: str | None = None) -> model.Inventory:
+    """Record that ``claim.consumer`` holds exactly ``claim.functions``.
+
+    A consumer's earlier claim is replaced: functions it no longer names
+    are freed. A function held by a stale claim (stopped, or running in a
+    previous boot) is taken from it. ``boot_id`` is the current boot,
+    ``claim.boot_id`` when not given.
+
+    Raises ClaimError for a function the inventory does not list and
+    ClaimConflict for one held by another consumer running in this boot.
+    """
+    current = claim.boot_id if boot_id is None else boot_id
+    if len(set(claim.functions)) != len(claim.functions):
+        raise ClaimError(f"claim of {claim.consumer} names a function more "
+                         f"than once: {claim.functions}")
+    index = inv.function_index()
+    unknown = [fid for fid in claim.functions if fid not in index]
+    if unknown:
+        raise ClaimError(f"cannot record the claim of {claim.consumer}: "
+                         f"{', '.join(unknown)} not in the inventory of "
+                         f"{inv.hostname}; rescan with 'accel-inventory "
+                         f"scan' if the device was just added")
+    for fid in claim.functions:
+        holder = index[fid][2].claimed_by
+        if holder is None or holder == claim.consumer:
+            continue
+        other = inv.claims[holder]
+        if other.is_running(current):
+            raise ClaimConflict(
+                f"{fid} is held by {holder}"
+                + (f" (domain {other.domain_name})" if other.domain_name
+                   else "")
+                + f", which is running; stop it or release its claim "
+                  f"before giving the function to {claim.consumer}")
+
+    new = copy.deepcopy(inv)
+    taken = set(claim.functions)
+    for other in list(new.claims.values()):
+        if other.consumer == claim.consumer:
+            continue
+        if taken.intersection(other.functions):
+            other.functions = [f for f in other.functions if f not in taken]
+            if not other.functions:
+                del new.claims[other.consumer]
+    new.claims.pop(claim.consumer, None)
+    new.claims[claim.consumer] = dataclasses.replace(
+        claim, functions=list(claim.functions),
+        created_mdevs=list(claim.created_mdevs), attach=dict(claim.attach))
+    _sync_claimed_by(new)
+    return new
+
+
+def release_claim(inv: model.Inventory, consumer: str) -> model.Inventory:
+    """Forget the claim of ``consumer`` and free its functions.
+
+    Releasing a consumer without a claim changes nothing, so that a
+    release repeated after a failure is harmless.
+    """
+    new = copy.deepcopy(inv)
+    if new.claims.pop(consumer, None) is not None:
+        _sync_claimed_by(new)
+    return new
+
+
+def mark_running(inv: model.Inventory, consumer: str,
+                 boot_id: str) -> model.Inventory:
+    """Mark the claim of ``consumer`` running in boot ``boot_id``.
+
+    Raises ClaimError when the consumer holds nothing: record the claim
+    first.
+    """
+    if consumer not in inv.claims:
+        raise ClaimError(f"{consumer} holds no claim to mark running; "
+                         f"record its claim first")
+    new = copy.deepcopy(inv)
+    claim = new.claims[consumer]
+    claim.running = True
+    claim.boot_id = boot_id
+    return new
+
+
+def mark_stopped(inv: model.Inventory, consumer: str) -> model.Inventory:
+    """Mark the claim of ``consumer`` stopped; it keeps its functions.
+
+    A consumer without a claim is left alone (a failed start ends with a
+    stop of a domain that never recorded one).
+    """
+    new = copy.deepcopy(inv)
+    claim = new.claims.get(consumer)
+    if claim is not None:
+        claim.running = False
+    return new
+
+
+def _function(inv: model.Inventory, function_id: str) -> model.Function:
+    entry = inv.function_index().get(function_id)
+    if entry is None:
+        raise ClaimError(f"{function_id} is not in the inventory of "
+                         f"{inv.hostname}")
+    return entry[2]
+
+
+def _sync_claimed_by(inv: model.Inventory) -> None:
+    owner = {fid: c.consumer for c in inv.claims.values()
+             for fid in c.functions}
+    for card in inv.cards:
+        for function in card.functions():
+            function.claimed_by = owner.get(function.id)
