@@ -21,6 +21,10 @@ inventory_opts = [
                     "it. Written atomically under a lock shared by the "
                     "agent, the CLI and the libvirt hook; keep it on local "
                     "disk, owned and writable by root only."),
+    cfg.FloatOpt("lock_timeout", default=30.0, min=0.0,
+                 help="Seconds a writer of the cache (scan, CLI, hook, "
+                      "agent) waits for the lock before giving up with an "
+                      "error naming the process that holds it."),
     cfg.StrOpt("hostname",
                help="Name of this host as nova knows it (the hypervisor "
                     "hostname). Defaults to the system's host name."),
