@@ -177,6 +177,17 @@ def _function(inv: model.Inventory, function_id: str) -> model.Function:
     return entry[2]
 
 
+def with_claimed_by(inv: model.Inventory) -> model.Inventory:
+    """``inv`` with every ``claimed_by`` set from ``inv.claims``.
+
+    The claims are the record; a rescan uses this to bring the functions
+    it found in line with them.
+    """
+    new = copy.deepcopy(inv)
+    _sync_claimed_by(new)
+    return new
+
+
 def _sync_claimed_by(inv: model.Inventory) -> None:
     owner = {fid: c.consumer for c in inv.claims.values()
              for fid in c.functions}
