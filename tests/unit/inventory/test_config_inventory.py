@@ -1,0 +1,85 @@
+"""Configuration: the sample file is current; files and env both work."""
+
+import configparser
+import importlib.metadata
+import pathlib
+
+from oslo_config import generator
+
+from accel_inventory import conf
+
+ROOT = pathlib.Path(__file__).resolve().parents[3]
+GENERATOR_CONF = ROOT / "etc" / "oslo-config-generator.conf"
+SAMPLE = ROOT / "etc" / "nova-accel.conf.sample"
+
+
+def our_namespaces():
+    """The oslo.config.opts entry points nova-accel's metadata declares."""
+    dist = importlib.metadata.distribution("nova-accel")
+    return sorted(ep.name for ep in dist.entry_points
+                  if ep.group == "oslo.config.opts")
+
+
+def test_generator_config_lists_every_namespace_we_declare():
+    parser = configparser.ConfigParser(strict=False)
+    with open(GENERATOR_CONF) as f:
+        lines = [line for line in f if not line.startswith("namespace")]
+    with open(GENERATOR_CONF) as f:
+        listed = sorted(line.split("=", 1)[1].strip() for line in f
+                        if line.startswith("namespace"))
+    parser.read_string("".join(lines))
+    assert parser["DEFAULT"]["output_file"] == "etc/nova-accel.conf.sample"
+    assert listed == our_namespaces()
+
+
+def test_sample_config_is_up_to_date(tmp_path):
+    # Regenerate with: oslo-config-generator --config-file
+    # etc/oslo-config-generator.conf
+    fresh = tmp_path / "nova-accel.conf.sample"
+    generator.main(["--config-file", str(GENERATOR_CONF),
+                    "--output-file", str(fresh)])
+    assert SAMPLE.read_text() == fresh.read_text(), (
+        "etc/nova-accel.conf.sample is out of date: run oslo-config-generator "
+        "--config-file etc/oslo-config-generator.conf and commit it")
+
+
+def test_sample_documents_the_inventory_options():
+    text = SAMPLE.read_text()
+    assert "[inventory]" in text
+    for opt in conf.inventory_opts:
+        assert f"#{opt.dest} = " in text, opt.dest
+
+
+def test_options_from_a_config_file(tmp_path):
+    path = tmp_path / "nova-accel.conf"
+    path.write_text("[inventory]\nsysfs_root = /srv/fake-sys\n"
+                    "cache_path = /srv/inventory.json\nlock_timeout = 2.5\n"
+                    "mdev_types = 10de:1eb8:nvidia-222\n")
+    c = conf.load(["--config-file", str(path)])
+    assert c.inventory.sysfs_root == "/srv/fake-sys"
+    assert c.inventory.cache_path == "/srv/inventory.json"
+    assert c.inventory.lock_timeout == 2.5
+    assert c.inventory.mdev_types == {"10de": "1eb8:nvidia-222"}
+
+
+def test_options_from_the_environment(tmp_path, monkeypatch):
+    path = tmp_path / "nova-accel.conf"
+    path.write_text("[inventory]\nsysfs_root = /from-file\n"
+                    "cache_path = /file/inventory.json\n")
+    monkeypatch.setenv("OS_INVENTORY__SYSFS_ROOT", "/from-env")
+    monkeypatch.setenv("OS_INVENTORY__HOSTNAME", "compute-7")
+    monkeypatch.setenv("OS_INVENTORY__USE_UDEV", "false")
+    c = conf.load(["--config-file", str(path)])
+    assert c.inventory.sysfs_root == "/from-env"
+    assert c.inventory.hostname == "compute-7"
+    assert c.inventory.use_udev is False
+    assert c.inventory.cache_path == "/file/inventory.json"
+
+
+def test_defaults_without_any_source(monkeypatch):
+    for name in ("SYSFS_ROOT", "CACHE_PATH", "HOSTNAME"):
+        monkeypatch.delenv(f"OS_INVENTORY__{name}", raising=False)
+    c = conf.load([], default_config_files=[])
+    assert c.inventory.sysfs_root == "/sys"
+    assert c.inventory.cache_path == "/var/lib/nova-accel/inventory.json"
+    assert c.inventory.hostname is None
