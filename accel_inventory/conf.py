@@ -46,8 +46,13 @@ inventory_opts = [
 
 
 def register_opts(conf: cfg.ConfigOpts) -> None:
-    conf.register_group(inventory_group)
-    conf.register_opts(inventory_opts, group=inventory_group)
+    # A new group object per ConfigOpts: register_group keeps a shallow
+    # copy, so overrides set on one ConfigOpts would leak into every other
+    # built from the same module-level group.
+    group = cfg.OptGroup(inventory_group.name, title=inventory_group.title,
+                         help=inventory_group.help)
+    conf.register_group(group)
+    conf.register_opts(inventory_opts, group=group)
 
 
 def list_opts():
