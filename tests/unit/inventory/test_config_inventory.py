@@ -83,3 +83,10 @@ def test_defaults_without_any_source(monkeypatch):
     assert c.inventory.sysfs_root == "/sys"
     assert c.inventory.cache_path == "/var/lib/nova-accel/inventory.json"
     assert c.inventory.hostname is None
+
+
+def test_overrides_stay_in_their_own_config_object():
+    first = conf.load([], default_config_files=[])
+    first.set_override("cache_path", "/elsewhere.json", group="inventory")
+    second = conf.load([], default_config_files=[])
+    assert second.inventory.cache_path == "/var/lib/nova-accel/inventory.json"

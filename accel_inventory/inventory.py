@@ -1,0 +1,155 @@
+"""Keep the cache in step with the host: rescan, acknowledge, forget.
+
+``refresh`` is the one place a scan reaches the cache: under the writers'
+lock it loads the cache, scans, reconciles and saves, so a claim the hook
+records meanwhile waits for the lock instead of being overwritten. ``ack``
+and ``forget`` are pure; the CLI applies them with ``cache.update``.
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+import os
+import socket
+import time
+
+from accel_inventory import cache
+from accel_inventory import claims
+from accel_inventory import model
+
+LOG = logging.getLogger(__name__)
+
+LIVE_SYSFS = "/sys"
+
+
+class InventoryError(Exception):
+    """A change to the inventory is refused; the message says why."""
+
+
+def current_boot_id(proc_root: str = "/proc") -> str:
+    """The kernel's id of this boot; a claim running in another is not."""
+    path = os.path.join(proc_root, "sys", "kernel", "random", "boot_id")
+    try:
+        with open(path, encoding="ascii") as f:
+            boot_id = f.read().strip()
+    except OSError as e:
+        raise InventoryError(f"cannot read the boot id from {path}: "
+                             f"{e.strerror or e}") from e
+    if not boot_id:
+        raise InventoryError(f"{path} is empty")
+    return boot_id
+
+
+def hostname_of(conf) -> str:
+    return conf.inventory.hostname or socket.gethostname()
+
+
+def _scan(conf):
+    # Imported here: the libvirt hook imports this module for
+    # current_boot_id and must not pay for the scanner's imports.
+    from accel_inventory import profiles
+    from accel_inventory import sysfs
+    from accel_inventory import usb
+
+    opts = conf.inventory
+    live = os.path.realpath(opts.sysfs_root) == LIVE_SYSFS
+    return sysfs.scan_cards(
+        opts.sysfs_root,
+        profiles=profiles.load_profiles(opts.profiles_dir),
+        mdev_types=opts.mdev_types,
+        udev=opts.use_udev and live,
+        usb_serial_reader=(usb.read_serial
+                           if opts.use_usb_descriptors and live else None))
+
+
+def refresh(conf) -> tuple[model.Inventory, list]:
+    """Scan the host, reconcile with the cache and save; return both.
+
+    ``changes`` are ``identity.Change`` records, one per card whose status
+    is not ``ok``. A rescan never loses a claim: the claims of the cache
+    are carried over whole, and ``claimed_by`` is set from them.
+    """
+    from accel_inventory import identity
+
+    path = conf.inventory.cache_path
+    with cache.locked(path, conf.inventory.lock_timeout):
+        previous = cache.load(path)
+        result = _scan(conf)
+        for warning in result.warnings:
+            LOG.warning("Scan of %s: %s", conf.inventory.sysfs_root, warning)
+        inventory, changes = identity.reconcile(previous, result.cards,
+                                                hostname_of(conf))
+        inventory = _keep_claims(previous, inventory)
+        inventory.scanned_at = time.time()
+        cache.save(path, inventory)
+    return inventory, changes
+
+
+def _keep_claims(previous: model.Inventory | None,
+                 scanned: model.Inventory) -> model.Inventory:
+    """``scanned`` with every claim of ``previous`` and claimed_by in step.
+
+    The claims of the cache are the record; whatever the reconciliation
+    did with them, they come through a rescan unchanged.
+    """
+    kept = copy.deepcopy(scanned)
+    kept.claims = copy.deepcopy(previous.claims) if previous else {}
+    return claims.with_claimed_by(kept)
+
+
+def ack(inv: model.Inventory, card_id: str) -> model.Inventory:
+    """Accept a moved or added card: its status becomes ``ok``.
+
+    Acknowledging a card that is already ``ok`` changes nothing. A lost
+    or ambiguous card cannot be accepted: it is not where it was, or it
+    cannot be told apart from another.
+    """
+    card = _card(inv, card_id)
+    if card.status in model.DEGRADED_STATUSES:
+        hint = ("reinsert it and rescan, or 'accel-inventory forget' it "
+                "once nothing claims it"
+                if card.status == model.STATUS_LOST else
+                "give the cards a stronger identity (serial, slot) or "
+                "a profile that tells them apart, then rescan")
+        raise InventoryError(f"card {card_id} is {card.status} and cannot "
+                             f"be acknowledged: {hint}")
+    new = copy.deepcopy(inv)
+    new.card(card_id).status = model.STATUS_OK
+    return new
+
+
+def forget(inv: model.Inventory, card_id: str) -> model.Inventory:
+    """Drop a lost card from the inventory.
+
+    Refused for a card that is present (the next scan would add it back)
+    and for a card whose functions are claimed (the claims would point at
+    nothing; release them first).
+    """
+    card = _card(inv, card_id)
+    if card.status != model.STATUS_LOST:
+        raise InventoryError(f"card {card_id} is {card.status}, not lost: "
+                             f"only a lost card can be forgotten")
+    fids = {f.id for f in card.functions()}
+    holders = sorted(
+        {c.consumer for c in inv.claims.values() if fids & set(c.functions)}
+        | {f.claimed_by for f in card.functions() if f.claimed_by})
+    if holders:
+        named = ", ".join(
+            h + (f" (domain {inv.claims[h].domain_name})"
+                 if h in inv.claims and inv.claims[h].domain_name else "")
+            for h in holders)
+        raise InventoryError(f"card {card_id} is still claimed by {named}; "
+                             f"release those claims before forgetting it")
+    new = copy.deepcopy(inv)
+    new.cards = [c for c in new.cards if c.id != card_id]
+    return new
+
+
+def _card(inv: model.Inventory, card_id: str) -> model.Card:
+    card = inv.card(card_id)
+    if card is None:
+        known = ", ".join(c.id for c in inv.cards) or "none"
+        raise InventoryError(f"no card {card_id} in the inventory of "
+                             f"{inv.hostname} (known: {known})")
+    return card
