@@ -1,0 +1,73 @@
+"""inventory.ack, forget, current_boot_id: the pure edges of the CLI."""
+
+import pytest
+
+from accel_inventory import claims
+from accel_inventory import inventory
+from accel_inventory import model
+from cache_helpers import make_inventory
+
+CARD = "dsn-0000000000000001"
+
+
+def with_status(status):
+    inv = make_inventory()
+    inv.cards[1].status = status
+    return inv
+
+
+@pytest.mark.parametrize("status", [model.STATUS_MOVED, model.STATUS_ADDED,
+                                    model.STATUS_OK])
+def test_ack_makes_a_card_ok(status):
+    inv = with_status(status)
+    new = inventory.ack(inv, CARD)
+    assert new.card(CARD).status == model.STATUS_OK
+    assert inv.card(CARD).status == status
+
+
+@pytest.mark.parametrize("status, hint", [
+    (model.STATUS_LOST, "forget"), (model.STATUS_AMBIGUOUS, "profile")])
+def test_ack_refuses_degraded_cards(status, hint):
+    with pytest.raises(inventory.InventoryError, match=hint):
+        inventory.ack(with_status(status), CARD)
+
+
+def test_forget_drops_a_lost_unclaimed_card():
+    new = inventory.forget(with_status(model.STATUS_LOST), CARD)
+    assert [c.id for c in new.cards] == ["dsn-0000000000000000"]
+
+
+def test_forget_refuses_while_claimed_naming_the_domain():
+    inv = claims.record_claim(with_status(model.STATUS_LOST), model.Claim(
+        consumer="vm-1", functions=[f"{CARD}/r1/f2"], source="hook",
+        domain_name="instance-0002"))
+    with pytest.raises(inventory.InventoryError) as e:
+        inventory.forget(inv, CARD)
+    assert "vm-1 (domain instance-0002)" in str(e.value)
+    assert inv.card(CARD) is not None
+
+
+@pytest.mark.parametrize("status", [model.STATUS_OK, model.STATUS_MOVED,
+                                    model.STATUS_AMBIGUOUS])
+def test_forget_refuses_a_card_that_is_not_lost(status):
+    with pytest.raises(inventory.InventoryError, match="not lost"):
+        inventory.forget(with_status(status), CARD)
+
+
+def test_unknown_card_lists_the_known_ones():
+    with pytest.raises(inventory.InventoryError,
+                       match="no card x .*dsn-0000000000000000"):
+        inventory.ack(make_inventory(), "x")
+
+
+def test_current_boot_id(tmp_path):
+    assert len(inventory.current_boot_id()) == 36
+    random = tmp_path / "sys" / "kernel" / "random"
+    random.mkdir(parents=True)
+    (random / "boot_id").write_text("1234-abcd\n")
+    assert inventory.current_boot_id(str(tmp_path)) == "1234-abcd"
+    (random / "boot_id").write_text("")
+    with pytest.raises(inventory.InventoryError, match="empty"):
+        inventory.current_boot_id(str(tmp_path))
+    with pytest.raises(inventory.InventoryError, match="cannot read"):
+        inventory.current_boot_id(str(tmp_path / "nowhere"))
