@@ -138,7 +138,7 @@ def _read(path: str, validate: bool) -> model.Inventory:
         raw = f.read()
     try:
         document = json.loads(raw)
-    except ValueError as e:
+    except (ValueError, RecursionError) as e:
         raise CacheInvalid(f"not valid JSON ({len(raw)} bytes, truncated "
                            f"or overwritten?): {e}") from None
     _check_structure(document)
@@ -146,9 +146,12 @@ def _read(path: str, validate: bool) -> model.Inventory:
         validate_document(document)
     try:
         inventory = model.from_dict(document)
+        problems = claims.inconsistencies(inventory)
     except (KeyError, TypeError, ValueError, AttributeError) as e:
-        raise CacheInvalid(f"does not match the data model: {e}") from None
-    problems = claims.inconsistencies(inventory)
+        # Values of the wrong type (the cheap check does not look inside
+        # cards and claims) surface here.
+        raise CacheInvalid(f"does not match the data model: "
+                           f"{type(e).__name__}: {e}") from None
     if problems:
         raise CacheInvalid("claims disagree with the functions: "
                            + "; ".join(problems[:5]))
