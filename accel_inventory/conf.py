@@ -45,6 +45,85 @@ inventory_opts = [
 ]
 
 
+# [placement] and [agent]: where and how the agent publishes (owner
+# "placement"). The [placement] group holds keystoneauth1's session, auth
+# and adapter options, registered and listed the way nova does its own.
+PLACEMENT_GROUP = "placement"
+PLACEMENT_SERVICE_TYPE = "placement"
+PLACEMENT_INTERFACES = ["internal", "public"]
+
+agent_group = cfg.OptGroup(
+    "agent", title="Inventory agent",
+    help="The long-running 'accel-inventory agent': rescans the host, "
+         "publishes it to placement and records the allocations.")
+
+agent_opts = [
+    cfg.StrOpt("compute_node",
+               help="Name of this host's compute node resource provider in "
+                    "placement (nova's hypervisor hostname). Defaults to "
+                    "[inventory] hostname."),
+    cfg.IntOpt("interval", default=60, min=1,
+               help="Seconds between two rounds of rescan, publish and "
+                    "allocation sync. Device events start a round sooner."),
+    cfg.BoolOpt("watch_devices", default=True,
+                help="Also start a round after each burst of pci, usb, mdev "
+                     "or net device events (udev, or the kernel's uevents "
+                     "where no udev daemon runs)."),
+    cfg.FloatOpt("debounce", default=2.0, min=0.0,
+                 help="Seconds without device events before the round "
+                      "they trigger starts."),
+    cfg.IntOpt("max_attempts", default=4, min=1,
+               help="Publish attempts per round when another client "
+                    "changes our providers at the same time (generation "
+                    "conflicts); the next round starts over."),
+]
+
+
+def _ks_loading():
+    from keystoneauth1 import loading as ks_loading
+
+    return ks_loading
+
+
+def _placement_opts() -> list:
+    ks = _ks_loading()
+    opts = (ks.get_session_conf_options()
+            + ks.get_auth_common_conf_options()
+            + ks.get_auth_plugin_conf_options("password")
+            + ks.get_auth_plugin_conf_options("v3password")
+            + ks.get_auth_plugin_conf_options("admin_token")
+            + ks.get_adapter_conf_options(include_deprecated=False))
+    defaults = {"service_type": PLACEMENT_SERVICE_TYPE,
+                "valid_interfaces": PLACEMENT_INTERFACES}
+    unique = {}
+    for opt in opts:
+        if opt.dest in defaults:
+            opt.default = defaults[opt.dest]
+        unique.setdefault(opt.dest, opt)
+    return list(unique.values())
+
+
+def register_placement_opts(conf: cfg.ConfigOpts) -> None:
+    """Register [agent] and [placement] on a (possibly parsed) ConfigOpts.
+
+    Separate from register_opts: keystoneauth1 costs 0.1 s to import, and
+    the libvirt hook, which reads [inventory], must not pay for it.
+    """
+    ks = _ks_loading()
+    conf.register_group(cfg.OptGroup(agent_group.name,
+                                     title=agent_group.title,
+                                     help=agent_group.help))
+    conf.register_opts(agent_opts, group=agent_group.name)
+    ks.register_session_conf_options(conf, PLACEMENT_GROUP)
+    ks.register_auth_conf_options(conf, PLACEMENT_GROUP)
+    ks.register_adapter_conf_options(conf, PLACEMENT_GROUP,
+                                     include_deprecated=False)
+    conf.set_default("service_type", PLACEMENT_SERVICE_TYPE,
+                     group=PLACEMENT_GROUP)
+    conf.set_default("valid_interfaces", PLACEMENT_INTERFACES,
+                     group=PLACEMENT_GROUP)
+
+
 def register_opts(conf: cfg.ConfigOpts) -> None:
     # A new group object per ConfigOpts: register_group keeps a shallow
     # copy, so overrides set on one ConfigOpts would leak into every other
@@ -56,7 +135,9 @@ def register_opts(conf: cfg.ConfigOpts) -> None:
 
 
 def list_opts():
-    return [(inventory_group, inventory_opts)]
+    return [(inventory_group, inventory_opts),
+            (agent_group, agent_opts),
+            (PLACEMENT_GROUP, _placement_opts())]
 
 
 def load(argv=None, default_config_files=None) -> cfg.ConfigOpts:
