@@ -19,12 +19,14 @@ import threading
 
 from oslo_config import cfg
 
+from accel_inventory import agent
 from accel_inventory import cache
 from accel_inventory import claims
 from accel_inventory import conf as inventory_conf
 from accel_inventory import inventory
 from accel_inventory import model
 from accel_inventory import monitor
+from accel_inventory import placement
 
 LOG = logging.getLogger(__name__)
 
@@ -103,6 +105,18 @@ def build_parser() -> argparse.ArgumentParser:
                        metavar="SECONDS",
                        help="Quiet time after the last event before a "
                             "rescan (default 2).")
+
+    command("publish", "Publish the cached topology to placement (one "
+                       "provider per card and per region under the "
+                       "compute node) and record the allocations on it "
+                       "in the cache. Exit 1 when placement is "
+                       "unreachable; the cache is then unchanged.")
+    agent_cmd = command("agent", "Rescan, publish and record allocations "
+                                 "at start, every [agent] interval seconds "
+                                 "and after device events, until SIGTERM.")
+    sysfs_root(agent_cmd)
+    agent_cmd.add_argument("--once", action="store_true",
+                       help="Run one round and exit (1 if it fails).")
     return parser
 
 
@@ -389,7 +403,14 @@ def main(argv=None, *, event_source=None, out=None) -> int:
             return _ack(conf, args, out)
         if args.command == "forget":
             return _forget(conf, args, out)
+        if args.command == "publish":
+            return agent.publish_command(conf, out)
+        if args.command == "agent":
+            return agent.agent_command(conf, once=args.once,
+                                       events=event_source)
         return _watch(conf, args, out, event_source)
+    except placement.PlacementError as e:
+        return _fail(str(e))
     except cfg.Error as e:
         return _fail(f"configuration: {e}")
     except (cache.CacheError, claims.ClaimError,

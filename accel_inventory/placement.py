@@ -383,14 +383,19 @@ class _Conflict(Exception):
 def load_adapter(conf):
     """A keystoneauth1 adapter from the ``[placement]`` group, as nova
     builds its own: auth plugin, then session, then adapter."""
+    from keystoneauth1 import exceptions as ks_exc
     from keystoneauth1 import loading as ks_loading
 
     group = "placement"
-    auth = ks_loading.load_auth_from_conf_options(conf, group)
-    session = ks_loading.load_session_from_conf_options(conf, group,
-                                                        auth=auth)
-    return ks_loading.load_adapter_from_conf_options(
-        conf, group, session=session, auth=auth)
+    try:
+        auth = ks_loading.load_auth_from_conf_options(conf, group)
+        session = ks_loading.load_session_from_conf_options(conf, group,
+                                                            auth=auth)
+        return ks_loading.load_adapter_from_conf_options(
+            conf, group, session=session, auth=auth)
+    except ks_exc.ClientException as e:
+        raise PlacementError(f"the [placement] options are incomplete: "
+                             f"{e}") from e
 
 
 class Client:
@@ -420,7 +425,8 @@ class Client:
             return self.adapter.request(url, method, **kwargs)
         except ks_exc.ClientException as e:
             raise PlacementUnavailable(
-                f"cannot reach placement for {method} {url}: {e}") from e
+                f"cannot reach placement for {method} {url} (is it up, and "
+                f"are the [placement] options right?): {e}") from e
 
 
 def _error(response, what: str) -> PlacementError:

@@ -1,0 +1,213 @@
+"""``accel-inventory agent`` and ``publish``: keep placement and the cache in
+step with the host.
+
+A round is: rescan the host into the cache (the agent only), publish the
+cache to placement, then read the allocations on our region providers and
+record in the cache which consumer holds which functions. The agent runs a
+round at start, every ``[agent] interval`` seconds, and after each burst of
+device events, reusing the inventory watch's debounce (``monitor.watch``)
+with a timer added to its event source.
+
+When placement cannot be reached the round stops before touching the
+cache, so nothing recorded is lost; the agent logs one line and tries
+again at the next round.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from accel_inventory import cache
+from accel_inventory import inventory
+from accel_inventory import model
+from accel_inventory import monitor
+from accel_inventory import placement
+
+LOG = logging.getLogger(__name__)
+
+TICK = "periodic round"
+
+
+def publisher_from_conf(conf) -> placement.Publisher:
+    """A Publisher speaking to the placement named in ``[placement]``."""
+    return placement.Publisher(
+        placement.Client(placement.load_adapter(conf)),
+        compute_node=conf.agent.compute_node,
+        max_attempts=conf.agent.max_attempts)
+
+
+@dataclass
+class RoundReport:
+    publish: placement.PublishReport
+    sync: placement.SyncResult
+    requests: int
+
+
+def sync_allocations(conf, publisher: placement.Publisher,
+                     published: model.Inventory,
+                     boot_id: str | None) -> placement.SyncResult:
+    """Record placement's allocations on our regions in the cache.
+
+    The allocations are read without the cache lock (placement may be
+    slow); the assignment is computed under it, on the cache as it is
+    then, so a claim the hook recorded meanwhile is not overwritten.
+    """
+    allocations = publisher.read_allocations(published)
+    results = []
+
+    def apply(inv: model.Inventory) -> model.Inventory:
+        result = placement.assign(
+            inv, placement.holdings(inv, allocations), boot_id)
+        results.append(result)
+        return result.inventory
+
+    cache.update(conf.inventory.cache_path, apply,
+                 conf.inventory.lock_timeout)
+    result = results[-1]
+    for problem in result.problems:
+        LOG.warning("Allocation sync: %s", problem)
+    return result
+
+
+def run_round(conf, publisher: placement.Publisher, *,
+              rescan: bool = True) -> RoundReport:
+    """One round: (rescan,) publish, sync. Raises PlacementError."""
+    start = publisher.client.requests
+    if rescan:
+        inv, _changes = inventory.refresh(conf)
+    else:
+        path = conf.inventory.cache_path
+        inv = cache.load(path)
+        if inv is None:
+            raise cache.CacheError(f"there is no inventory cache at {path} "
+                                   f"yet; run 'accel-inventory scan' first")
+    report = publisher.publish(inv)
+    sync = sync_allocations(conf, publisher, inv,
+                            inventory.current_boot_id())
+    requests = publisher.client.requests - start
+    level = logging.INFO if report.changed or sync.changed else logging.DEBUG
+    LOG.log(level, "Published %s: %d created, %d updated, %d removed, %d "
+            "kept for their allocations; claims of %s recorded; %d "
+            "placement requests", inv.hostname, len(report.created),
+            len(report.updated), len(report.removed), len(report.kept),
+            ", ".join(sync.changed) or "nobody", requests)
+    return RoundReport(report, sync, requests)
+
+
+class Periodic:
+    """An event source that also yields ``TICK`` every ``interval`` s.
+
+    Wraps the device event source so that ``monitor.watch`` runs rounds on
+    a timer as well as on device events, with one loop and one debounce.
+    """
+
+    def __init__(self, inner: monitor.EventSource, interval: float,
+                 clock: Callable[[], float] = time.monotonic):
+        self.inner = inner
+        self.interval = interval
+        self.clock = clock
+        self.due = clock() + interval
+
+    def poll(self, timeout: float | None = None) -> Any:
+        now = self.clock()
+        if now >= self.due:
+            self.due = now + self.interval
+            return TICK
+        wait = self.due - now
+        return self.inner.poll(wait if timeout is None
+                               else min(timeout, wait))
+
+
+class Quiet:
+    """No device events: waits out the timeout, or until stopped."""
+
+    def __init__(self, stop: threading.Event):
+        self.stop = stop
+
+    def poll(self, timeout: float | None = None) -> None:
+        self.stop.wait(timeout)
+        return None
+
+
+def device_events(conf, stop: threading.Event) -> monitor.EventSource:
+    if not conf.agent.watch_devices:
+        return Quiet(stop)
+    try:
+        return monitor.udev_source()
+    except (OSError, ImportError) as e:
+        LOG.warning("Cannot watch device events (%s); rescanning every %d "
+                    "s only", e, conf.agent.interval)
+        return Quiet(stop)
+
+
+def run(conf, stop: threading.Event, *,
+        publisher: placement.Publisher | None = None,
+        events: monitor.EventSource | None = None,
+        clock: Callable[[], float] = time.monotonic) -> int:
+    """Run rounds until ``stop`` is set; returns the number of rounds.
+
+    A round that fails because of placement or the cache is logged and
+    retried at the next round; the agent keeps running.
+    """
+    publisher = publisher or publisher_from_conf(conf)
+    interval = conf.agent.interval
+
+    def one_round() -> None:
+        try:
+            run_round(conf, publisher)
+        except placement.PlacementUnavailable as e:
+            LOG.error("%s. The cache is unchanged; retrying in %d s.",
+                      e, interval)
+        except (placement.PlacementError, cache.CacheError) as e:
+            LOG.error("Round failed: %s. Retrying in %d s.", e, interval)
+
+    source = Periodic(events if events is not None
+                      else device_events(conf, stop), interval, clock)
+    return monitor.watch(source, one_round, stop,
+                         debounce=conf.agent.debounce, clock=clock)
+
+
+def publish_command(conf, out) -> int:
+    """``accel-inventory publish``: the cache to placement, then a sync.
+
+    Raises PlacementError (the CLI prints one line and exits 1).
+    """
+    from accel_inventory import conf as inventory_conf
+
+    inventory_conf.register_placement_opts(conf)
+    report = run_round(conf, publisher_from_conf(conf), rescan=False)
+    print(f"published: {len(report.publish.created)} created, "
+          f"{len(report.publish.updated)} updated, "
+          f"{len(report.publish.removed)} removed, "
+          f"{len(report.publish.kept)} kept for their allocations; "
+          f"claims changed: {len(report.sync.changed)}; "
+          f"{report.requests} placement requests", file=out)
+    for source_id, names in report.publish.skipped.items():
+        print(f"skipped {source_id}: invalid names {names}", file=out)
+    return 0
+
+
+def agent_command(conf, *, once: bool = False,
+                  events: monitor.EventSource | None = None) -> int:
+    """``accel-inventory agent``: rounds until SIGTERM or SIGINT.
+
+    With ``once``, a single round whose failure is the command's (exit 1).
+    """
+    import signal
+
+    from accel_inventory import conf as inventory_conf
+
+    inventory_conf.register_placement_opts(conf)
+    if once:
+        run_round(conf, publisher_from_conf(conf))
+        return 0
+    stop = threading.Event()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, lambda *_: stop.set())
+    run(conf, stop, events=events)
+    return 0
