@@ -537,12 +537,16 @@ class Publisher:
                 actual.pop(spec.uuid, None)
         specs = [s for s in specs
                  if model.card_id_of(s.source_id) not in skip]
-        for spec in specs:
-            for name in sorted(spec.traits):
-                self._ensure_trait(name)
-            for name in spec.inventories:
-                self._ensure_class(name)
-        for step in diff(specs, actual):
+        steps = diff(specs, actual)
+        # Custom names are created only when a write needs them.
+        for step in steps:
+            if step.action in ("create", "traits"):
+                for name in sorted(step.spec.traits):
+                    self._ensure_trait(name)
+            if step.action in ("create", "inventories"):
+                for name in step.spec.inventories:
+                    self._ensure_class(name)
+        for step in steps:
             self._apply(step, report)
 
     def _root(self, inventory: model.Inventory) -> str:
@@ -736,6 +740,7 @@ class Publisher:
                         known.name, ", ".join(sorted(allocations)))
             inventories, traits = retired(known)
             if known.traits != traits:
+                self._ensure_trait(DEGRADED_TRAIT)
                 self._put_traits(rp_uuid, traits)
             if _normal(known.inventories or {}) != _normal(inventories):
                 self._put_inventories(rp_uuid, inventories)
