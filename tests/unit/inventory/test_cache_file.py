@@ -400,3 +400,42 @@ def test_concurrent_writers_lose_no_claim(path):
             assert claims.functions_of(final, f"vm-{w}-{j}") == [
                 fids[w * count + j]]
     assert claims.inconsistencies(final) == []
+
+
+def _claim_until_killed(path, prefix, fids, report):
+    for i, fid in enumerate(fids):
+        cache.update(path, lambda inv, i=i, fid=fid: claims.record_claim(
+            inv, model.Claim(consumer=f"{prefix}-{i}", functions=[fid],
+                             source="hook")), timeout=10)
+        os.write(report, f"{i}\n".encode())
+
+
+def test_a_writer_killed_at_any_point_loses_no_saved_claim(path):
+    import random
+    import signal
+    import time
+
+    inv = make_inventory(cards=4, regions=5, functions=10)
+    fids = sorted(inv.function_index())
+    cache.save(path, inv)
+    rng = random.Random(20261124)
+    done = set()
+    for round_ in range(12):
+        todo = [f for f in fids if f not in {
+            f for c in cache.load(path).claims.values() for f in c.functions}]
+        read, write = os.pipe()
+        child = FORK.Process(target=_claim_until_killed,
+                             args=(path, f"vm{round_}", todo, write))
+        child.start()
+        os.close(write)
+        time.sleep(rng.uniform(0.0, 0.15))
+        os.kill(child.pid, signal.SIGKILL)
+        child.join(10)
+        with os.fdopen(read) as f:
+            reported = [todo[int(line)] for line in f.read().split()]
+        loaded = cache.load(path, validate=True)  # never corrupt
+        held = {f for c in loaded.claims.values() for f in c.functions}
+        done.update(reported)
+        assert done <= held, f"round {round_}: lost {done - held}"
+        assert claims.inconsistencies(loaded) == []
+    assert done, "the writer never got a save through; slow the kills"
