@@ -1,0 +1,107 @@
+"""Real nova (API, conductor, scheduler, compute on the fake driver) and
+real placement: our providers live beside nova's and get its instances.
+
+The agent publishes a host under the compute node's provider; nova's
+periodic resource update must leave those providers alone; a flavor
+asking ``resources1:<region class>=2`` lands on one of our region
+providers, and the allocation sync records it in the cache.
+"""
+
+import os
+import pathlib
+import sys
+
+import fixtures
+from nova.tests.functional import integrated_helpers
+
+from accel_inventory import agent
+from accel_inventory import cache
+from accel_inventory import claims
+from accel_inventory import conf as inventory_conf
+from accel_inventory import model
+from accel_inventory import placement
+
+sys.path.insert(0, str(pathlib.Path(__file__).parents[1] / "unit"
+                       / "placement"))
+from placement_builders import make_card  # noqa: E402
+
+HOST = "compute1"
+
+
+class NovaPublishTest(integrated_helpers.ProviderUsageBaseTestCase):
+    compute_driver = "fake.MediumFakeDriver"
+
+    def _clear_attrs(self):
+        # nova's version deletes public attributes at cleanup, which
+        # pytest still reads afterwards.
+        pass
+
+    def setUp(self):
+        # The wheel puts api-paste.ini under <prefix>/etc/nova; nova's test
+        # config looks beside site-packages.
+        self.flags(api_paste_config=os.path.join(
+            sys.prefix, "etc", "nova", "api-paste.ini"), group="wsgi")
+        super().setUp()
+        self.compute = self._start_compute(HOST)
+        self.root = self._get_provider_uuid_by_host(HOST)
+        tmp = self.useFixture(fixtures.TempDir()).path
+        self.cache_path = os.path.join(tmp, "inventory.json")
+        config = os.path.join(tmp, "nova-accel.conf")
+        with open(config, "w") as f:
+            f.write(f"[inventory]\nhostname = {HOST}\n"
+                    f"cache_path = {self.cache_path}\n"
+                    f"[placement]\nauth_type = admin_token\n"
+                    f"endpoint = {self.placement.fixture.endpoint}\n"
+                    f"token = {self.placement.fixture.token}\n")
+        self.accel_conf = inventory_conf.load(["--config-file", config])
+        inventory_conf.register_placement_opts(self.accel_conf)
+
+    def _tree(self):
+        return {rp["uuid"]: rp for rp in self.placement.get(
+            f"/resource_providers?in_tree={self.root}",
+            version="1.36").body["resource_providers"]}
+
+    def test_region_allocation_is_published_kept_and_synced(self):
+        inv = model.Inventory(
+            hostname=HOST, cards=[make_card(1, regions=2, functions=4)])
+        rc = inv.cards[0].regions[0].resource_class
+        cache.save(self.cache_path, inv)
+        publisher = agent.publisher_from_conf(self.accel_conf)
+        agent.run_round(self.accel_conf, publisher, rescan=False)
+        ours = {placement.provider_uuid(HOST, inv.cards[0].id)} | {
+            placement.provider_uuid(HOST, r.id) for r in inv.cards[0].regions}
+        tree = self._tree()
+        assert ours <= set(tree)
+        generations = {u: tree[u]["generation"] for u in ours}
+
+        # nova's periodic update keeps our providers as they are.
+        self._run_periodics(raise_on_error=True)
+        tree = self._tree()
+        assert {u: tree[u]["generation"] for u in ours} == generations
+        report = publisher.publish(inv)
+        assert not report.changed and report.requests == 1
+
+        flavor = self._create_flavor(extra_spec={
+            f"resources1:{rc}": "2",
+            "trait1:CUSTOM_ACCEL_REGION": "required"})
+        server = self._create_server(flavor_id=flavor, networks="none")
+        allocations = self._get_allocations_by_server_uuid(server["id"])
+        regions = [rp for rp in allocations if rp in ours]
+        assert len(regions) == 1
+        assert allocations[regions[0]]["resources"] == {rc: 2}
+        assert allocations[self.root]["resources"]["VCPU"] == 2
+
+        round_ = agent.run_round(self.accel_conf, publisher, rescan=False)
+        assert round_.sync.changed == [server["id"]]
+        saved = cache.load(self.cache_path)
+        region = next(r for r in inv.cards[0].regions
+                      if placement.provider_uuid(HOST, r.id) == regions[0])
+        held = claims.functions_of(saved, server["id"])
+        assert held == [f"{region.id}/f0", f"{region.id}/f1"]
+        assert saved.claims[server["id"]].source == "placement"
+
+        # Deleting the server releases the functions at the next sync.
+        self._delete_and_check_allocations(server)
+        round_ = agent.run_round(self.accel_conf, publisher, rescan=False)
+        assert round_.sync.changed == [server["id"]]
+        assert server["id"] not in cache.load(self.cache_path).claims
