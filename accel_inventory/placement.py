@@ -669,6 +669,10 @@ class Publisher:
         if response.status_code == 200:
             rp = response.json()
             state = self._read_provider(rp)
+            if OWNER_TRAIT in state.traits:
+                # Another publisher of this host (an overlapping restart)
+                # created it meanwhile: start over from a fresh listing.
+                raise _Conflict(spec.uuid)
             if (rp["name"] == spec.name
                     and rp.get("parent_provider_uuid") == spec.parent_uuid
                     and not state.traits):

@@ -1,0 +1,30 @@
+"""PostgreSQL and placement over HTTP for the placement integration tests.
+
+One PostgreSQL cluster and one placement server per session (both real,
+both torn down at the end); each test gets its own compute node provider
+and cache, so tests do not see each other's providers.
+"""
+
+import pathlib
+import sys
+import uuid
+
+import pytest
+
+HERE = pathlib.Path(__file__).parent
+sys.path.insert(0, str(HERE))
+sys.path.insert(0, str(HERE.parents[1] / "unit" / "placement"))
+
+import pg_placement  # noqa: E402
+
+
+@pytest.fixture(scope="session")
+def placement_endpoint():
+    with pg_placement.postgres() as db_url:
+        with pg_placement.placement_server(db_url) as endpoint:
+            yield endpoint
+
+
+@pytest.fixture
+def hostname():
+    return f"compute-{uuid.uuid4().hex[:8]}"
