@@ -120,28 +120,20 @@ def test_agent_rounds_follow_allocations(site):
     publisher = agent.publisher_from_conf(conf)
     stop = threading.Event()
     rounds = []
+    region = site.region(inv, 0, 0)
+    consumer = str(uuid.uuid4())
 
     def round_():
         rounds.append(agent.run_round(conf, publisher, rescan=False))
+        if len(rounds) == 1:
+            # An instance lands on a region between two rounds.
+            site.allocate(consumer, region, 2)
+        else:
+            stop.set()
 
-    region = site.region(inv, 0, 0)
-    consumer = str(uuid.uuid4())
-    allocated = []
-
-    class Script:
-        """No device events; the test acts between the agent's rounds."""
-
-        def poll(self, timeout=None):
-            if len(rounds) == 1 and not allocated:
-                site.allocate(consumer, region, 2)
-                allocated.append(consumer)
-            if len(rounds) >= 2:
-                stop.set()
-            stop.wait(min(timeout or 0.05, 0.05))
-
-    monitor.watch(agent.Periodic(Script(), interval=0.2), round_, stop,
-                  debounce=0.0)
-    assert allocated and len(rounds) == 2
+    monitor.watch(agent.Periodic(agent.Quiet(stop), interval=0.2), round_,
+                  stop, debounce=0.0)
+    assert len(rounds) == 2
     assert rounds[0].publish.created and not rounds[1].publish.changed
     assert rounds[1].sync.changed == [consumer]
     assert len(claims.functions_of(cache.load(site.cache_path),
