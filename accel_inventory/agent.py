@@ -16,6 +16,7 @@ again at the next round.
 from __future__ import annotations
 
 import logging
+import sys
 import threading
 import time
 from collections.abc import Callable
@@ -175,7 +176,9 @@ def run(conf, stop: threading.Event, *,
 def publish_command(conf, out) -> int:
     """``accel-inventory publish``: the cache to placement, then a sync.
 
-    Raises PlacementError (the CLI prints one line and exits 1).
+    Returns 1 when placement refused some providers (one line each on
+    stderr); raises PlacementError when it refused or failed the whole
+    publish (the CLI prints one line and exits 1).
     """
     from accel_inventory import conf as inventory_conf
 
@@ -187,9 +190,13 @@ def publish_command(conf, out) -> int:
           f"{len(report.publish.kept)} kept for their allocations; "
           f"claims changed: {len(report.sync.changed)}; "
           f"{report.requests} placement requests", file=out)
-    for source_id, names in report.publish.skipped.items():
-        print(f"skipped {source_id}: invalid names {names}", file=out)
-    return 0
+    problems = [f"skipped {source_id}: invalid names {names}"
+                for source_id, names in report.publish.skipped.items()]
+    problems += [f"failed {source_id}: {reason}"
+                 for source_id, reason in report.publish.failed.items()]
+    for line in problems:
+        print(f"accel-inventory: error: {line}", file=sys.stderr)
+    return 1 if problems else 0
 
 
 def agent_command(conf, *, once: bool = False,

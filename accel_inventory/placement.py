@@ -457,7 +457,8 @@ class PublishReport:
     updated: list[str] = field(default_factory=list)
     removed: list[str] = field(default_factory=list)
     kept: list[str] = field(default_factory=list)   # unwanted, allocated
-    skipped: dict[str, str] = field(default_factory=dict)
+    skipped: dict[str, str] = field(default_factory=dict)  # bad names
+    failed: dict[str, str] = field(default_factory=dict)   # refused
     attempts: int = 0
     requests: int = 0
 
@@ -546,8 +547,25 @@ class Publisher:
             if step.action in ("create", "inventories"):
                 for name in step.spec.inventories:
                     self._ensure_class(name)
+        failed: set[str] = set()
         for step in steps:
-            self._apply(step, report)
+            if step.spec is not None and step.spec.parent_uuid in failed:
+                failed.add(step.uuid)
+                report.failed[step.spec.source_id] = (
+                    "not published: its card's provider failed")
+                continue
+            try:
+                self._apply(step, report)
+            except PlacementUnavailable:
+                raise
+            except PlacementError as e:
+                # One provider placement refuses (say, a resource class
+                # changed while still allocated) must not hold back the
+                # others; it is retried at every publish.
+                source = step.spec.source_id if step.spec else step.uuid
+                LOG.error("Cannot publish %s: %s", source, e)
+                report.failed[source] = str(e)
+                failed.add(step.uuid)
 
     def _root(self, inventory: model.Inventory) -> str:
         if self.root_uuid:

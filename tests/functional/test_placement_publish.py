@@ -278,8 +278,12 @@ def test_half_created_provider_is_completed(host):
 def test_foreign_provider_with_our_name_is_refused(host):
     inv = make_inventory(cards=1, regions=1, functions=2)
     host.post("/resource_providers", {"name": f"{HOST}:{inv.cards[0].id}"})
-    with pytest.raises(placement.PlacementError, match="is not ours"):
-        host.publisher().publish(inv)
+    report = host.publisher().publish(inv)
+    card, region = inv.cards[0].id, inv.cards[0].regions[0].id
+    assert "is not ours" in report.failed[card]
+    assert report.failed[region] == ("not published: its card's provider "
+                                     "failed")
+    assert report.created == []
 
 
 class Bumping(placement.Client):
@@ -390,3 +394,29 @@ def test_placement_down_exits_1_with_one_line_and_keeps_the_cache(
     assert rc == 1
     assert err.count("\n") == 1 and "cannot reach placement" in err
     assert cache_path.read_bytes() == before
+
+
+def test_refused_provider_does_not_hold_back_the_others(host, capsys):
+    """A region whose resource class changed while allocated cannot be
+    republished; placement refuses it, the rest of the host still is."""
+    inv = make_inventory(cards=2, regions=1, functions=4)
+    cache.save(host.cache_path, inv)
+    publisher = host.publisher()
+    publisher.publish(inv)
+    consumer = str(uuid.uuid4())
+    host.allocate(consumer, region_uuid(inv, 0, 0), 1)
+    changed = copy.deepcopy(inv)
+    changed.cards[0].regions[0].resource_class = "CUSTOM_ACCEL_OTHER"
+    changed.cards[1].status = model.STATUS_LOST
+    report = publisher.publish(changed)
+    assert list(report.failed) == [changed.cards[0].regions[0].id]
+    assert "still allocated" in report.failed[changed.cards[0].regions[0].id]
+    assert placement.DEGRADED_TRAIT in host.traits(card_uuid(inv, 1))
+    assert list(host.inventory(region_uuid(inv, 0, 0))) == [RC]
+    # The command says so and exits 1.
+    cache.save(host.cache_path, changed)
+    assert cli.main(["--config-file", str(host.config_file), "publish"],
+                    out=io.StringIO()) == 1
+    err = capsys.readouterr().err
+    assert err.startswith(f"accel-inventory: error: failed "
+                          f"{changed.cards[0].regions[0].id}: ")
