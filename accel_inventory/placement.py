@@ -31,6 +31,7 @@ import uuid
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
+from urllib.parse import quote
 
 from accel_inventory import claims
 from accel_inventory import model
@@ -127,10 +128,6 @@ class ProviderSpec:
     source_id: str  # the card or region id it mirrors
     inventories: dict[str, dict[str, Any]] = field(hash=False)
     traits: frozenset[str]
-
-    @property
-    def is_region(self) -> bool:
-        return "/r" in self.source_id
 
 
 def desired_tree(inventory: model.Inventory,
@@ -496,6 +493,10 @@ class Publisher:
         report = PublishReport()
         for attempt in range(1, self.max_attempts + 1):
             report.attempts = attempt
+            # What earlier attempts wrote stays reported; what they could
+            # not do is decided again.
+            report.failed.clear()
+            report.skipped.clear()
             try:
                 self._publish_once(inventory, report)
                 break
@@ -572,7 +573,7 @@ class Publisher:
             return self.root_uuid
         name = self.compute_node or inventory.hostname
         response = self.client.call(
-            "GET", f"/resource_providers?name={_quote(name)}")
+            "GET", f"/resource_providers?name={quote(name, safe='')}")
         if response.status_code != 200:
             raise _error(response, f"the lookup of provider {name}")
         found = response.json()["resource_providers"]
@@ -643,15 +644,15 @@ class Publisher:
         if step.action == "create":
             self._create(spec)
             report.created.append(spec.source_id)
-        elif step.action == "move":
-            self._move(spec)
-            report.updated.append(spec.source_id)
-        elif step.action == "traits":
-            self._put_traits(step.uuid, spec.traits)
-            report.updated.append(spec.source_id)
-        elif step.action == "inventories":
-            self._put_inventories(step.uuid, spec.inventories)
-            report.updated.append(spec.source_id)
+        elif step.action in ("move", "traits", "inventories"):
+            if step.action == "move":
+                self._move(spec)
+            elif step.action == "traits":
+                self._put_traits(step.uuid, spec.traits)
+            else:
+                self._put_inventories(step.uuid, spec.inventories)
+            if spec.source_id not in report.updated:
+                report.updated.append(spec.source_id)
         elif step.action == "remove":
             self._remove(step.uuid, report)
 
@@ -816,9 +817,3 @@ class Publisher:
                    for c in inventory.cards for r in c.regions}
         return {rp_uuid: self._allocations(rp_uuid)
                 for rp_uuid in sorted(regions) if rp_uuid in self._known}
-
-
-def _quote(value: str) -> str:
-    from urllib.parse import quote
-
-    return quote(value, safe="")
