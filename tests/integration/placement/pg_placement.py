@@ -81,7 +81,10 @@ def postgres() -> Iterator[str]:
 
     bindir = install_postgres()
     owner = _as_owner_kwargs()
-    base = tempfile.mkdtemp(prefix="nova-accel-pg-")
+    # Under /tmp when root: the postgres user must reach the data dir, and
+    # a TMPDIR under /root would not let it.
+    base = tempfile.mkdtemp(prefix="nova-accel-pg-",
+                            dir="/tmp" if owner else None)
     data, sockets = os.path.join(base, "data"), os.path.join(base, "run")
     os.makedirs(sockets)
     if owner:
