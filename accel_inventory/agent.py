@@ -15,7 +15,10 @@ again at the next round.
 
 from __future__ import annotations
 
+import contextlib
+import json
 import logging
+import os
 import sys
 import threading
 import time
@@ -32,6 +35,8 @@ from accel_inventory import placement
 LOG = logging.getLogger(__name__)
 
 TICK = "periodic round"
+# Beside the cache: what the last publisher learnt about placement.
+STATE_SUFFIX = ".placement.json"
 
 
 def publisher_from_conf(conf) -> placement.Publisher:
@@ -40,6 +45,39 @@ def publisher_from_conf(conf) -> placement.Publisher:
         placement.Client(placement.load_adapter(conf)),
         compute_node=conf.agent.compute_node,
         max_attempts=conf.agent.max_attempts)
+
+
+def load_state(path: str, publisher: placement.Publisher) -> None:
+    """Let ``publisher`` start from what an earlier run remembered.
+
+    A missing or unreadable file only means a dearer first publish.
+    """
+    try:
+        with open(path, encoding="utf-8") as f:
+            state = json.load(f)
+    except FileNotFoundError:
+        return
+    except (OSError, ValueError) as e:
+        LOG.info("Ignoring the placement state %s (%s); the first publish "
+                 "reads every provider", path, e)
+        return
+    if not publisher.import_state(state):
+        LOG.info("Ignoring the malformed placement state %s", path)
+
+
+def save_state(path: str, publisher: placement.Publisher) -> None:
+    """Save what ``publisher`` knows; atomically, failures only logged."""
+    tmp = f"{path}.tmp.{os.getpid()}"
+    try:
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            json.dump(publisher.export_state(), f)
+        os.replace(tmp, path)
+    except OSError as e:
+        LOG.warning("Cannot save the placement state %s: %s; the next "
+                    "publish reads every provider again", path, e)
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
 
 
 @dataclass
@@ -155,7 +193,10 @@ def run(conf, stop: threading.Event, *,
     A round that fails because of placement or the cache is logged and
     retried at the next round; the agent keeps running.
     """
-    publisher = publisher or publisher_from_conf(conf)
+    state_path = conf.inventory.cache_path + STATE_SUFFIX
+    if publisher is None:
+        publisher = publisher_from_conf(conf)
+        load_state(state_path, publisher)
     interval = conf.agent.interval
 
     def one_round() -> None:
@@ -166,11 +207,24 @@ def run(conf, stop: threading.Event, *,
                       e, interval)
         except (placement.PlacementError, cache.CacheError) as e:
             LOG.error("Round failed: %s. Retrying in %d s.", e, interval)
+        finally:
+            save_state(state_path, publisher)
 
     source = Periodic(events if events is not None
                       else device_events(conf, stop), interval, clock)
     return monitor.watch(source, one_round, stop,
                          debounce=conf.agent.debounce, clock=clock)
+
+
+def _one_round(conf, *, rescan: bool) -> RoundReport:
+    """A round by a publisher that starts from, and leaves, saved state."""
+    publisher = publisher_from_conf(conf)
+    state_path = conf.inventory.cache_path + STATE_SUFFIX
+    load_state(state_path, publisher)
+    try:
+        return run_round(conf, publisher, rescan=rescan)
+    finally:
+        save_state(state_path, publisher)
 
 
 def publish_command(conf, out) -> int:
@@ -183,13 +237,13 @@ def publish_command(conf, out) -> int:
     from accel_inventory import conf as inventory_conf
 
     inventory_conf.register_placement_opts(conf)
-    report = run_round(conf, publisher_from_conf(conf), rescan=False)
+    report = _one_round(conf, rescan=False)
     print(f"published: {len(report.publish.created)} created, "
           f"{len(report.publish.updated)} updated, "
           f"{len(report.publish.removed)} removed, "
           f"{len(report.publish.kept)} kept for their allocations; "
           f"claims changed: {len(report.sync.changed)}; "
-          f"{report.requests} placement requests", file=out)
+          f"requests to placement: {report.requests}", file=out)
     problems = [f"skipped {source_id}: invalid names {names}"
                 for source_id, names in report.publish.skipped.items()]
     problems += [f"failed {source_id}: {reason}"
@@ -211,7 +265,7 @@ def agent_command(conf, *, once: bool = False,
 
     inventory_conf.register_placement_opts(conf)
     if once:
-        run_round(conf, publisher_from_conf(conf))
+        _one_round(conf, rescan=True)
         return 0
     stop = threading.Event()
     for signum in (signal.SIGTERM, signal.SIGINT):

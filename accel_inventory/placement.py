@@ -370,11 +370,25 @@ class PlacementUnavailable(PlacementError):
 
 
 class _Conflict(Exception):
-    """A provider's generation changed under us: re-read and retry."""
+    """A provider's generation changed under us: re-read and retry.
 
-    def __init__(self, rp_uuid: str):
+    ``names`` says that placement no longer knows a trait or resource
+    class we created (its database was reset): create them again.
+    """
+
+    def __init__(self, rp_uuid: str, names: bool = False):
         super().__init__(rp_uuid)
         self.uuid = rp_uuid
+        self.names = names
+
+
+_UNKNOWN_NAME = ("No such trait", "Unknown resource class",
+                 "No such resource class")
+
+
+def _unknown_name(response) -> bool:
+    return response.status_code == 400 and any(
+        text in response.text for text in _UNKNOWN_NAME)
 
 
 def load_adapter(conf):
@@ -477,6 +491,7 @@ class Publisher:
         self.compute_node = compute_node
         self.max_attempts = max_attempts
         self.root_uuid: str | None = None
+        self.root_name: str | None = None  # the provider name it was for
         self._known: dict[str, ProviderState] = {}
         self._exists: set[str] = set()  # traits and classes ensured
 
@@ -505,6 +520,8 @@ class Publisher:
                          "conflict); re-reading it (attempt %d of %d)",
                          c.uuid, attempt, self.max_attempts)
                 self._known.pop(c.uuid, None)
+                if c.names:
+                    self._exists.clear()
         else:
             raise PlacementError(
                 f"gave up publishing after {self.max_attempts} generation "
@@ -522,7 +539,7 @@ class Publisher:
         if not actual and had_providers and inventory.cards:
             # Our providers vanished: the compute node may have been
             # re-created under a new UUID. Look it up again once.
-            self.root_uuid = None
+            self.root_uuid = self.root_name = None
             root = self._root(inventory)
             actual = self._read_tree(root)
         specs = desired_tree(inventory, root)
@@ -569,9 +586,9 @@ class Publisher:
                 failed.add(step.uuid)
 
     def _root(self, inventory: model.Inventory) -> str:
-        if self.root_uuid:
-            return self.root_uuid
         name = self.compute_node or inventory.hostname
+        if self.root_uuid and self.root_name == name:
+            return self.root_uuid
         response = self.client.call(
             "GET", f"/resource_providers?name={quote(name, safe='')}")
         if response.status_code != 200:
@@ -582,7 +599,7 @@ class Publisher:
                 f"no resource provider named {name} in placement: nova-"
                 f"compute has not registered this host yet, or [agent] "
                 f"compute_node does not match its hypervisor hostname")
-        self.root_uuid = found[0]["uuid"]
+        self.root_uuid, self.root_name = found[0]["uuid"], name
         return self.root_uuid
 
     def _read_tree(self, root: str) -> dict[str, ProviderState]:
@@ -594,6 +611,8 @@ class Publisher:
         response = self.client.call(
             "GET", f"/resource_providers?in_tree={root}"
                    f"&required={OWNER_TRAIT}")
+        if _unknown_name(response):
+            raise _Conflict(root, names=True)
         if response.status_code != 200:
             raise _error(response, f"the listing of the tree of {root}")
         listed = response.json()["resource_providers"]
@@ -720,8 +739,8 @@ class Publisher:
             "PUT", f"/resource_providers/{rp_uuid}/traits",
             {"traits": sorted(traits),
              "resource_provider_generation": known.generation})
-        if response.status_code == 409:
-            raise _Conflict(rp_uuid)
+        if response.status_code == 409 or _unknown_name(response):
+            raise _Conflict(rp_uuid, names=response.status_code == 400)
         if response.status_code != 200:
             raise _error(response, f"setting the traits of {known.name}")
         known.generation = response.json()["resource_provider_generation"]
@@ -735,8 +754,9 @@ class Publisher:
             {"inventories": inventories,
              "resource_provider_generation": known.generation})
         if (response.status_code == 409
-                and _error_code(response) == "placement.concurrent_update"):
-            raise _Conflict(rp_uuid)
+                and _error_code(response) == "placement.concurrent_update"
+                or _unknown_name(response)):
+            raise _Conflict(rp_uuid, names=response.status_code == 400)
         if response.status_code != 200:
             raise _error(response, f"setting the inventory of {known.name} "
                                    f"(a resource class still allocated "
@@ -806,6 +826,53 @@ class Publisher:
                 == body["resource_provider_generation"]):
             known.allocations = allocations
         return allocations
+
+    # -- memory across processes
+
+    def export_state(self) -> dict[str, Any]:
+        """What this publisher remembers, as JSON-able data.
+
+        ``accel-inventory publish`` saves it beside the cache so that the
+        next run, too, costs one listing when nothing changed. It is only
+        ever a shortcut: every entry is checked against the provider's
+        current generation before it is trusted.
+        """
+        return {
+            "root_name": self.root_name, "root_uuid": self.root_uuid,
+            "exists": sorted(self._exists),
+            "providers": [
+                {"uuid": k.uuid, "name": k.name,
+                 "parent_uuid": k.parent_uuid, "generation": k.generation,
+                 "inventories": k.inventories,
+                 "traits": sorted(k.traits) if k.traits is not None
+                 else None,
+                 "allocations": {} if k.allocations == {} else None}
+                for k in self._known.values()]}
+
+    def import_state(self, state: Mapping[str, Any]) -> bool:
+        """Take over what an earlier publisher remembered.
+
+        Anything malformed is ignored (returns False), which only costs
+        requests. The root is looked up again if the host's name changed.
+        """
+        try:
+            known = {p["uuid"]: ProviderState(
+                uuid=p["uuid"], name=p["name"],
+                parent_uuid=p["parent_uuid"],
+                generation=int(p["generation"]),
+                inventories=p["inventories"],
+                traits=(frozenset(p["traits"])
+                        if p["traits"] is not None else None),
+                allocations=p["allocations"])
+                for p in state["providers"]
+                if p["inventories"] is not None and p["traits"] is not None}
+            exists = {str(name) for name in state["exists"]}
+            root_uuid, root_name = state["root_uuid"], state["root_name"]
+        except (KeyError, TypeError, ValueError, AttributeError):
+            return False
+        self._known, self._exists = known, exists
+        self.root_uuid, self.root_name = root_uuid, root_name
+        return True
 
     def read_allocations(self, inventory: model.Inventory
                          ) -> dict[str, dict[str, dict[str, int]]]:

@@ -420,3 +420,54 @@ def test_refused_provider_does_not_hold_back_the_others(host, capsys):
     err = capsys.readouterr().err
     assert err.startswith(f"accel-inventory: error: failed "
                           f"{changed.cards[0].regions[0].id}: ")
+
+
+def test_publish_command_remembers_between_runs(host):
+    """``accel-inventory publish`` keeps what it learnt beside the cache:
+    a second run on an unchanged host costs one request."""
+    cache.save(host.cache_path, make_inventory(cards=2, regions=2))
+    outputs = []
+    for _ in range(2):
+        out = io.StringIO()
+        assert cli.main(["--config-file", str(host.config_file),
+                         "publish"], out=out) == 0
+        outputs.append(out.getvalue())
+    assert outputs[0].startswith("published: 6 created")
+    assert outputs[1].startswith("published: 0 created, 0 updated")
+    assert outputs[1].rstrip().endswith("requests to placement: 1")
+    # A torn state file only costs requests.
+    state = pathlib.Path(host.cache_path + agent.STATE_SUFFIX)
+    state.write_text(state.read_text()[:50])
+    out = io.StringIO()
+    assert cli.main(["--config-file", str(host.config_file), "publish"],
+                    out=out) == 0
+    assert out.getvalue().startswith("published: 0 created, 0 updated")
+
+
+def test_names_lost_by_placement_are_created_again(host):
+    """Placement's database was reset under a running agent: the traits
+    and classes it remembers creating are gone. It notices and recreates
+    them instead of failing every round."""
+    inv = make_inventory(cards=1, regions=1)
+    publisher = host.publisher()
+    remembered = {"root_name": None, "root_uuid": None, "providers": [],
+                  "exists": [f"/traits/{placement.OWNER_TRAIT}",
+                             "/traits/CUSTOM_ACCEL_CARD",
+                             f"/resource_classes/{RC}"]}
+    assert publisher.import_state(remembered)
+    report = publisher.publish(inv)
+    assert report.attempts == 2 and len(report.created) == 2
+    assert placement.OWNER_TRAIT in host.traits(card_uuid(inv))
+
+
+def test_state_of_another_host_name_is_not_trusted_for_the_root(host):
+    inv = make_inventory(cards=1, regions=1)
+    publisher = host.publisher()
+    publisher.publish(inv)
+    state = publisher.export_state()
+    state["root_name"] = "another-host"
+    other = host.publisher()
+    assert other.import_state(state)
+    report = other.publish(inv)
+    assert not report.changed and other.root_uuid == host.root
+    assert not other.import_state({"providers": "nonsense"})

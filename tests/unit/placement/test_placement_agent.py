@@ -56,7 +56,8 @@ def test_quiet_waits_until_stopped():
 
 def conf_with(tmp_path, **agent_opts):
     path = tmp_path / "a.conf"
-    lines = ["[agent]"] + [f"{k} = {v}" for k, v in agent_opts.items()]
+    lines = ["[inventory]", f"cache_path = {tmp_path / 'inventory.json'}",
+             "[agent]"] + [f"{k} = {v}" for k, v in agent_opts.items()]
     lines += ["[placement]", "auth_type = admin_token",
               "endpoint = http://127.0.0.1:9/placement", "token = admin"]
     path.write_text("\n".join(lines) + "\n")
@@ -82,7 +83,8 @@ def test_a_failing_round_is_logged_and_the_agent_goes_on(tmp_path, mocker,
 
     run_round = mocker.patch.object(agent, "run_round", side_effect=round_)
     caplog.set_level(logging.ERROR, logger="accel_inventory.agent")
-    rounds = agent.run(conf, stop, publisher=object(),
+    publisher = placement.Publisher(placement.Client(adapter=None))
+    rounds = agent.run(conf, stop, publisher=publisher,
                        events=Events(clock), clock=clock)
     assert rounds == 3 and run_round.call_count == 3
     messages = [r.getMessage() for r in caplog.records]
