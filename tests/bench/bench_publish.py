@@ -3,7 +3,8 @@
 Measures, and prints (never asserts), the wall time and request count of:
 a first publish (creates 16 card and 64 region providers), an unchanged
 republish by the same publisher (what the agent pays every round), the
-same by a fresh publisher (a one-shot ``accel-inventory publish``), and
+same by a fresh publisher without and with the state a one-shot
+``accel-inventory publish`` saves beside the cache, and
 an allocation read with 8 regions allocated. Against placement over HTTP
 on a real PostgreSQL server (installed and started like the integration
 tests do) and against placement in-process on SQLite.
@@ -83,6 +84,15 @@ def measure(label: str, endpoint: str, tmp: str) -> list[str]:
     rows.append(("unchanged republish, fresh publisher",
                  [s for s, _ in fresh], fresh[-1][1].requests))
 
+    def with_saved_state():
+        restarted = placement.Publisher(client_for(endpoint, tmp))
+        restarted.import_state(publisher.export_state())
+        return restarted.publish(inv)
+
+    saved = [timed(with_saved_state) for _ in range(REPEAT)]
+    rows.append(("unchanged republish, fresh publisher + saved state",
+                 [s for s, _ in saved], saved[-1][1].requests))
+
     for i in range(ALLOCATED):
         region = inv.cards[i].regions[0]
         rp = placement.provider_uuid(hostname, region.id)
@@ -102,7 +112,7 @@ def measure(label: str, endpoint: str, tmp: str) -> list[str]:
 
     lines = [f"{label}:"]
     for name, seconds, requests in rows:
-        lines.append(f"  {name:<48} median {statistics.median(seconds):7.3f}"
+        lines.append(f"  {name:<52} median {statistics.median(seconds):7.3f}"
                      f" s  (min {min(seconds):.3f}, max {max(seconds):.3f},"
                      f" n={len(seconds)})  {requests} requests")
     return lines
