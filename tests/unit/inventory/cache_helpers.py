@@ -52,14 +52,17 @@ def assert_valid_cache(path) -> dict:
 
 @pytest.fixture(autouse=True)
 def every_cache_is_valid(tmp_path):
-    """After each test, every cache (and good copy) left matches the schema.
+    """After each test, every cache left in tmp_path matches the schema.
 
-    Files a test corrupts on purpose are named ``*.corrupt`` or live under
-    a ``broken`` folder and are skipped.
+    A cache is what ``cache.save`` wrote: a file with a ``.good`` copy
+    beside it; both are checked. Files a test corrupts on purpose live
+    under a ``broken`` folder and are skipped.
     """
     yield
-    for path in list(tmp_path.rglob("*.json")) + list(
-            tmp_path.rglob("*.json.good")):
-        if "broken" in path.parts or path.suffix == ".corrupt":
+    for good in tmp_path.rglob("*" + cache.GOOD_SUFFIX):
+        if "broken" in good.parts:
             continue
-        assert_valid_cache(path)
+        assert_valid_cache(good)
+        main = good.with_name(good.name[:-len(cache.GOOD_SUFFIX)])
+        if main.exists():
+            assert_valid_cache(main)
