@@ -80,13 +80,13 @@ def refresh(conf) -> tuple[model.Inventory, list]:
             LOG.warning("Scan of %s: %s", conf.inventory.sysfs_root, warning)
         inventory, changes = identity.reconcile(previous, result.cards,
                                                 hostname_of(conf))
-        inventory = _keep_claims(previous, inventory)
+        inventory = keep_claims(previous, inventory)
         inventory.scanned_at = time.time()
         cache.save(path, inventory)
     return inventory, changes
 
 
-def _keep_claims(previous: model.Inventory | None,
+def keep_claims(previous: model.Inventory | None,
                  scanned: model.Inventory) -> model.Inventory:
     """``scanned`` with every claim of ``previous`` and claimed_by in step.
 

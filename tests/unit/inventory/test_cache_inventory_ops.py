@@ -71,3 +71,29 @@ def test_current_boot_id(tmp_path):
         inventory.current_boot_id(str(tmp_path))
     with pytest.raises(inventory.InventoryError, match="cannot read"):
         inventory.current_boot_id(str(tmp_path / "nowhere"))
+
+
+def test_a_rescan_keeps_every_claim_of_the_cache():
+    previous = claims.record_claim(make_inventory(), model.Claim(
+        consumer="vm-1", functions=[f"{CARD}/r0/f1", f"{CARD}/r1/f3"],
+        source="hook", running=True, boot_id="b", domain_name="i-1"))
+    # What a reconciliation might hand back: fresh functions, no claims.
+    scanned = make_inventory()
+    scanned.cards[1].address = "0000:42:00.0"
+    kept = inventory.keep_claims(previous, scanned)
+    assert kept.claims == previous.claims
+    assert kept.cards[1].address == "0000:42:00.0"
+    assert {fid: f.claimed_by for fid, (_c, _r, f)
+            in kept.function_index().items() if f.claimed_by} == {
+        f"{CARD}/r0/f1": "vm-1", f"{CARD}/r1/f3": "vm-1"}
+    assert claims.inconsistencies(kept) == []
+    assert inventory.keep_claims(None, scanned).claims == {}
+
+
+def test_a_claim_on_a_card_the_scan_no_longer_lists_is_kept():
+    previous = claims.record_claim(make_inventory(), model.Claim(
+        consumer="vm-1", functions=[f"{CARD}/r0/f1"], source="hook"))
+    scanned = make_inventory(cards=1)
+    kept = inventory.keep_claims(previous, scanned)
+    assert claims.functions_of(kept, "vm-1") == [f"{CARD}/r0/f1"]
+    assert claims.inconsistencies(kept) == []
