@@ -220,3 +220,36 @@ def test_lock_timeout_is_an_operational_error(path, capsys, monkeypatch):
         t.join(10)
     assert result == [1]
     assert "still held by process" in capsys.readouterr().err
+
+
+def change(status, old=None, new=None, message=""):
+    # The fields of identity.Change, as the contract names them.
+    import types
+    return types.SimpleNamespace(card_id="dsn-00000000000000aa",
+                                 status=status, old_address=old,
+                                 new_address=new, message=message)
+
+
+@pytest.mark.parametrize("c, line", [
+    (change("moved", "0000:3b:00.0", "0000:3c:00.0"),
+     "moved dsn-00000000000000aa 0000:3b:00.0 -> 0000:3c:00.0"),
+    (change("added", None, "0000:3b:00.0", "new card"),
+     "added dsn-00000000000000aa at 0000:3b:00.0: new card"),
+    (change("lost", "3-1.2", None), "lost dsn-00000000000000aa was at 3-1.2"),
+    (change("ambiguous", None, "0000:05:00.0", "same identity as x"),
+     "ambiguous dsn-00000000000000aa at 0000:05:00.0: same identity as x"),
+])
+def test_change_lines(c, line):
+    assert cli.change_line(c) == line
+
+
+def test_tree_puts_cards_without_numa_node_last():
+    inv = make_inventory(cards=3)
+    inv.cards[0].numa_node = None
+    lines = cli.render_tree(inv, "boot")
+    nodes = [line for line in lines if "NUMA node" in line]
+    assert nodes == ["|-- NUMA node 0", "|-- NUMA node 1",
+                     "`-- NUMA node unknown"]
+    empty = model.Inventory(hostname="h")
+    assert cli.render_tree(empty, "boot")[1:] == [
+        "`-- no accelerators found"]
