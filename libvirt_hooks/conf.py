@@ -1,0 +1,46 @@
+"""Options of the libvirt hook.
+
+The hook also reads the ``[inventory]`` group (``sysfs_root``,
+``cache_path``, ``lock_timeout``) from the same file, so the agent, the CLI
+and the hook always agree on where the host and its cache are.
+"""
+
+from oslo_config import cfg
+
+hooks_group = cfg.OptGroup(
+    "libvirt_hooks", title="libvirt qemu hook",
+    help="What the hook checks and prepares when libvirt starts a domain.")
+
+hooks_opts = [
+    cfg.BoolOpt("strict_identity", default=False,
+                help="Refuse a start whose PCI hostdev address now holds a "
+                     "free function of the same vendor and product as the "
+                     "one the domain was given, but of another card (a "
+                     "re-enumerated host). By default such a start is "
+                     "allowed and logged."),
+    cfg.FloatOpt("timeout", default=10.0, min=0.5,
+                 help="Seconds the hook may spend on one call. libvirt has "
+                      "no timeout of its own; past this the hook fails "
+                      "closed for accelerator domains."),
+    cfg.StrOpt("log_file",
+               help="Log one line per decision to this file. Without it the "
+                    "hook logs to syslog (facility daemon)."),
+    cfg.StrOpt("bridge_prefix", default="accbr-",
+               help="Prefix of the Linux bridges through which domains reach "
+                    "IP-over-PCIe nodes. An interface on such a bridge marks "
+                    "a domain as an accelerator domain."),
+    cfg.IntOpt("max_xml_bytes", default=1024 * 1024, min=4096,
+               help="Largest domain XML the hook parses. A larger document "
+                    "is refused for accelerator domains."),
+]
+
+
+def register_opts(conf: cfg.ConfigOpts) -> None:
+    group = cfg.OptGroup(hooks_group.name, title=hooks_group.title,
+                         help=hooks_group.help)
+    conf.register_group(group)
+    conf.register_opts(hooks_opts, group=group)
+
+
+def list_opts():
+    return [(hooks_group, hooks_opts)]
