@@ -1,0 +1,255 @@
+"""The hook through its entry point, on small sysfs trees and real caches."""
+
+import io
+import os
+import subprocess
+import sys
+
+import pytest
+from lxml import etree
+
+from accel_inventory import cache, model
+from libvirt_hooks import hook, xmlgen
+
+SCHEMA = "/usr/share/libvirt/schemas/domain.rng"
+DOMAIN_UUID = "0f3a4a52-6c1e-4b8c-9a3e-2d7c2f6b1a01"
+OTHER_UUID = "7b9d1f0e-2a33-4c55-8e77-90a1b2c3d4e5"
+FPGA = ("1172", "5000")
+
+
+@pytest.fixture(scope="module")
+def relaxng():
+    if not os.path.exists(SCHEMA):
+        pytest.fail(f"{SCHEMA} missing: install libvirt-daemon-system "
+                    f"(tools/install-deps.sh)")
+    return etree.RelaxNG(etree.parse(SCHEMA))
+
+
+def add_pci(root, bdf, vendor, device, klass="0x120000"):
+    real = root / "devices" / "pci0000:00" / bdf
+    real.mkdir(parents=True)
+    (real / "vendor").write_text(f"0x{vendor}\n")
+    (real / "device").write_text(f"0x{device}\n")
+    (real / "class").write_text(f"{klass}\n")
+    links = root / "bus" / "pci" / "devices"
+    links.mkdir(parents=True, exist_ok=True)
+    (links / bdf).symlink_to(os.path.relpath(real, links))
+
+
+def card(card_id, bdfs, vendor_product=FPGA):
+    functions = [model.Function(id=model.function_id(card_id, 0, i),
+                                address=bdf) for i, bdf in enumerate(bdfs)]
+    return model.Card(
+        id=card_id, kind="pci", vendor_id=vendor_product[0],
+        product_id=vendor_product[1], serial=card_id[4:],
+        identity_source="dsn", address=bdfs[0], status="ok",
+        regions=[model.Region(id=model.region_id(card_id, 0), index=0,
+                              resource_class="CUSTOM_ACCEL_FPGA",
+                              functions=functions)])
+
+
+def domain_xml(*devices, uuid=DOMAIN_UUID, name="vm1"):
+    dom = etree.Element("domain", type="qemu")
+    etree.SubElement(dom, "name").text = name
+    etree.SubElement(dom, "uuid").text = uuid
+    etree.SubElement(dom, "memory").text = "65536"
+    os_ = etree.SubElement(dom, "os")
+    etree.SubElement(os_, "type").text = "hvm"
+    devs = etree.SubElement(dom, "devices")
+    for device in devices:
+        devs.append(device)
+    return etree.tostring(dom)
+
+
+@pytest.fixture
+def host(tmp_path, monkeypatch):
+    """Two FPGA cards on a fake host, cached, with the hook configured."""
+    sysfs = tmp_path / "sys"
+    for bdf in ("0000:3b:00.0", "0000:3b:00.1", "0000:5e:00.0"):
+        add_pci(sysfs, bdf, *FPGA)
+    add_pci(sysfs, "0000:00:1f.0", "8086", "a1c1", "0x060100")
+    path = str(tmp_path / "inventory.json")
+    inv = model.Inventory(hostname="compute1", cards=[
+        card("dsn-00000000000000aa", ["0000:3b:00.0", "0000:3b:00.1"]),
+        card("dsn-00000000000000bb", ["0000:5e:00.0"])])
+    cache.save(path, inv)
+    config = tmp_path / "nova-accel.conf"
+    config.write_text(f"[inventory]\nsysfs_root = {sysfs}\n"
+                      f"cache_path = {path}\n"
+                      f"[libvirt_hooks]\nlog_file = {tmp_path / 'hook.log'}\n")
+    monkeypatch.setenv("NOVA_ACCEL_CONFIG", str(config))
+    return {"sysfs": sysfs, "cache": path, "log": tmp_path / "hook.log"}
+
+
+def call(xml, op="prepare", subop="begin", name="vm1"):
+    out, err = io.StringIO(), io.StringIO()
+    rc = hook.main([name, op, subop, "-"], stdin=io.BytesIO(xml),
+                   stdout=out, stderr=err)
+    return rc, out.getvalue(), err.getvalue()
+
+
+def test_generated_elements_validate_against_libvirts_schema(relaxng):
+    for element in (xmlgen.pci_hostdev("0000:3b:00.1"),
+                    xmlgen.usb_hostdev("03e7", "2485", bus=3, device=7,
+                                       startup_policy="optional"),
+                    xmlgen.usb_hostdev("03e7", "f63b"),
+                    xmlgen.mdev_hostdev(DOMAIN_UUID),
+                    xmlgen.bridge_interface("accbr-1a2b3c4d")):
+        doc = etree.fromstring(domain_xml(element))
+        assert relaxng.validate(doc), relaxng.error_log
+
+
+def test_domain_without_hostdev_takes_the_fast_path(tmp_path, monkeypatch):
+    monkeypatch.setenv("NOVA_ACCEL_CONFIG", str(tmp_path / "absent.conf"))
+    assert call(domain_xml()) == (0, "", "")
+    # Even garbage passes: a domain without accelerators is never blocked.
+    assert call(b"\x00\xff not xml at all")[0] == 0
+
+
+def test_fast_path_imports_only_the_standard_library():
+    code = ("import io, sys\n"
+            "from libvirt_hooks import hook\n"
+            "rc = hook.main(['vm', 'prepare', 'begin', '-'],"
+            " stdin=io.BytesIO(b'<domain><name>vm</name></domain>'))\n"
+            "heavy = [m for m in ('lxml', 'oslo_config', 'accel_inventory')"
+            " if m in sys.modules]\n"
+            "print(rc, heavy)\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True,
+                         text=True, check=True).stdout
+    assert out.strip() == "0 []"
+
+
+def test_first_start_records_the_claim(host):
+    rc, out, err = call(domain_xml(xmlgen.pci_hostdev("0000:3b:00.1")))
+    assert (rc, out, err) == (0, "", "")
+    inv = cache.load(host["cache"])
+    claim = inv.claims[DOMAIN_UUID]
+    assert claim.functions == ["dsn-00000000000000aa/r0/f1"]
+    assert claim.running and claim.source == "hook"
+    log = host["log"].read_text()
+    assert "starts holding dsn-00000000000000aa/r0/f1" in log
+
+
+def test_hostdev_the_inventory_does_not_know_is_left_to_libvirt(host):
+    assert call(domain_xml(xmlgen.pci_hostdev("0000:00:1f.0"))) == (0, "", "")
+    assert DOMAIN_UUID not in cache.load(host["cache"]).claims
+
+
+def test_address_now_holding_another_device_is_refused(host):
+    device = host["sysfs"] / "devices" / "pci0000:00" / "0000:3b:00.1"
+    (device / "vendor").write_text("0x8086\n")
+    (device / "device").write_text("0xa1c1\n")
+    rc, out, err = call(domain_xml(xmlgen.pci_hostdev("0000:3b:00.1")))
+    assert rc == 1 and out == ""
+    assert err.count("\n") == 1
+    assert "domain vm1" in err and "0000:3b:00.1" in err
+    assert "8086:a1c1" in err and "accel-domain repair vm1" in err
+
+
+def test_address_with_nothing_is_refused(host):
+    rc, _, err = call(domain_xml(xmlgen.pci_hostdev("0000:af:00.0")))
+    assert rc == 1 and "no PCI device is there now" in err
+
+
+def test_function_of_another_running_domain_is_refused(host):
+    assert call(domain_xml(xmlgen.pci_hostdev("0000:5e:00.0"),
+                           uuid=OTHER_UUID, name="vm2"))[0] == 0
+    rc, _, err = call(domain_xml(xmlgen.pci_hostdev("0000:5e:00.0")))
+    assert rc == 1 and "held by running domain vm2" in err
+
+
+def test_released_function_can_be_taken(host):
+    other = domain_xml(xmlgen.pci_hostdev("0000:5e:00.0"), uuid=OTHER_UUID,
+                       name="vm2")
+    assert call(other)[0] == 0
+    assert call(other, op="release", subop="end", name="vm2")[0] == 0
+    assert not cache.load(host["cache"]).claims[OTHER_UUID].running
+    assert call(domain_xml(xmlgen.pci_hostdev("0000:5e:00.0")))[0] == 0
+
+
+def _reenumerate(host):
+    """Card aa moves from bus 3b to bus 86; bus 3b now holds card bb."""
+    inv = cache.load(host["cache"])
+    aa, bb = inv.cards
+    for function, bdf in zip(aa.regions[0].functions,
+                             ("0000:86:00.0", "0000:86:00.1"), strict=True):
+        function.address = bdf
+    aa.previous_addresses, aa.address, aa.status = (
+        ["0000:3b:00.0"], "0000:86:00.0", "moved")
+    bb.regions[0].functions[0].address = "0000:3b:00.1"
+    cache.save(host["cache"], inv)
+    for bdf in ("0000:86:00.0", "0000:86:00.1"):
+        add_pci(host["sysfs"], bdf, *FPGA)
+
+
+def test_reenumerated_card_of_the_same_type_is_allowed_and_logged(host):
+    xml = domain_xml(xmlgen.pci_hostdev("0000:3b:00.1"))
+    assert call(xml)[0] == 0
+    assert call(xml, op="release", subop="end")[0] == 0
+    _reenumerate(host)
+    assert call(xml)[0] == 0
+    assert "re-enumerated host" in host["log"].read_text()
+    assert cache.load(host["cache"]).claims[DOMAIN_UUID].functions == [
+        "dsn-00000000000000bb/r0/f0"]
+
+
+def test_strict_identity_refuses_the_other_card(host, monkeypatch):
+    xml = domain_xml(xmlgen.pci_hostdev("0000:3b:00.1"))
+    assert call(xml)[0] == 0
+    assert call(xml, op="release", subop="end")[0] == 0
+    _reenumerate(host)
+    monkeypatch.setenv("OS_LIBVIRT_HOOKS__STRICT_IDENTITY", "true")
+    rc, _, err = call(xml)
+    assert rc == 1
+    assert "its card dsn-00000000000000aa is now at 0000:86:00.1" in err
+
+
+def test_restore_prints_the_domain_with_current_addresses(host, relaxng):
+    xml = domain_xml(xmlgen.pci_hostdev("0000:3b:00.1"),
+                     xmlgen.pci_hostdev("0000:5e:00.0"))
+    assert call(xml)[0] == 0
+    assert call(xml, op="release", subop="end")[0] == 0
+    _reenumerate(host)
+    rc, out, err = call(xml, op="restore", subop="begin")
+    assert rc == 0, err
+    restored = etree.fromstring(out.encode())
+    assert relaxng.validate(restored), relaxng.error_log
+    bus = [a.get("bus") for a in restored.iterfind(
+        "devices/hostdev/source/address")]
+    assert bus == ["0x86", "0x3b"]
+    fresh = domain_xml(xmlgen.pci_hostdev("0000:86:00.1"),
+                       xmlgen.pci_hostdev("0000:3b:00.1"))
+    assert call(fresh, op="migrate", subop="begin") == (0, "", "")
+
+
+@pytest.mark.parametrize("xml", [
+    b'<?xml version="1.0"?><!DOCTYPE d [<!ENTITY x SYSTEM '
+    b'"file:///etc/passwd">]><domain><name>&x;</name><uuid>u</uuid>'
+    b"<devices><hostdev/></devices></domain>",
+    b'<?xml version="1.0"?><!DOCTYPE d [<!ENTITY a "aaaaaaaaaa">'
+    b'<!ENTITY b "&a;&a;&a;&a;&a;&a;&a;&a;&a;&a;">'
+    b'<!ENTITY c "&b;&b;&b;&b;&b;&b;&b;&b;&b;&b;">]>'
+    b"<domain><name>&c;</name><uuid>u</uuid><hostdev/></domain>",
+    b"<domain><hostdev " + b"\xff\xfe" * 10,
+    b"<domain><name>x</name><uuid>u</uuid><devices>"
+    + b"<hostdev/>" * 300000 + b"</devices></domain>",
+])
+def test_hostile_xml_is_refused_cleanly(host, xml):
+    rc, out, err = call(xml)
+    assert rc == 1 and out == ""
+    assert err.startswith("nova-accel: domain vm1: ") and err.count("\n") == 1
+    assert "root:" not in err
+
+
+def test_install_is_idempotent(tmp_path):
+    dest = tmp_path / "hooks" / "qemu.d" / "nova-accel"
+    err = io.StringIO()
+    assert hook.main(["--install", str(dest)], stderr=err) == 0
+    assert "SIGHUP" in err.getvalue()
+    assert os.access(dest, os.X_OK)
+    err = io.StringIO()
+    assert hook.main(["--install", str(dest)], stderr=err) == 0
+    assert "already current" in err.getvalue()
+    rc = subprocess.run([str(dest), "vm", "start", "begin", "-"],
+                        input=b"<domain/>").returncode
+    assert rc == 0
