@@ -126,7 +126,7 @@ def _decide(conf, name, op, subop, xml, stdout, stderr) -> int:
         try:
             cache.update(cache_path,
                          lambda current: claims.record_claim(current, claim),
-                         conf.inventory.lock_timeout)
+                         conf.inventory.lock_timeout, validate=False)
         except claims.ClaimError as exc:
             return _refuse(stderr, name, str(exc))
         LOG.info("domain %s (%s) starts holding %s", name, dom.uuid,
@@ -140,7 +140,7 @@ def _release(cache_path: str, dom: domain_xml.Domain, timeout: float) -> int:
         return 0
     cache.update(cache_path,
                  lambda current: claims.mark_stopped(current, dom.uuid),
-                 timeout)
+                 timeout, validate=False)
     LOG.info("domain %s (%s) stopped; its claim is kept until its "
              "allocation goes", dom.name, dom.uuid)
     return 0
