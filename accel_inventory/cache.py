@@ -13,7 +13,10 @@ in place still leaves an intact copy to fall back to.
 The libvirt hook loads the cache at every domain start, so loading does not
 import jsonschema (which alone costs more than the rest of the load): a
 load runs a cheap structural check, and full schema validation runs on
-every save and on ``load(path, validate=True)``.
+every save and on ``load(path, validate=True)``. The hook's own claim
+writes (``update(..., validate=False)``) change only the claims of a
+document that was loaded; they run the load-time check, so nothing the
+next load rejects is written.
 """
 
 from __future__ import annotations

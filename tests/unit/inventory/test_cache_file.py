@@ -439,3 +439,21 @@ def test_a_writer_killed_at_any_point_loses_no_saved_claim(path):
         assert done <= held, f"round {round_}: lost {done - held}"
         assert claims.inconsistencies(loaded) == []
     assert done, "the writer never got a save through; slow the kills"
+
+
+def test_save_without_schema_still_refuses_what_a_load_rejects(path):
+    # The hook's claim writes skip the schema (update(validate=False)).
+    cache.save(path, make_inventory(cards=1))
+    bad = make_inventory(cards=1)
+    bad.cards[0].regions[0].functions[0].claimed_by = "vm-ghost"
+    with pytest.raises(cache.CacheInvalid, match="vm-ghost"):
+        cache.update(path, lambda inv: bad, validate=False)
+    other_version = make_inventory(cards=1)
+    other_version.version = 2
+    with pytest.raises(cache.CacheInvalid, match="version"):
+        cache.save(path, other_version, validate=False)
+    assert cache.load(path, validate=True) == make_inventory(cards=1)
+    fid = "dsn-0000000000000000/r0/f2"
+    new = cache.update(path, lambda inv: claimed(inv, "vm-1", fid),
+                       validate=False)
+    assert cache.load(path, validate=True) == new
