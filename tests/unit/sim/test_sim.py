@@ -1,0 +1,86 @@
+"""The simulator: scenarios, metrics by hand, parsing, determinism."""
+
+import io
+import json
+
+from nova_accel_weigher import sim
+
+
+def run(*argv):
+    out = io.StringIO()
+    assert sim.main(list(argv) + ["--json"], out=out) == 0
+    return json.loads(out.getvalue())["policies"]
+
+
+def test_meeting_scenario_packs_with_our_scores_and_not_with_spread():
+    policies = run("--cluster", "meeting", "--workload", "meeting")
+    assert set(policies) == set(sim.POLICIES)
+    for name in ("best-fit", "fragmentation"):
+        assert policies[name]["region_rejection_rate"] == 0.0
+        assert policies[name]["function_rejection_rate"] == 0.0
+    # Spreading puts 1, 2 and 1 in three regions: no two whole are left.
+    assert policies["spread"]["region_rejection_rate"] == 1.0
+
+
+def test_meeting_lands_one_two_one_in_one_region():
+    hosts = sim.build_cluster("meeting")
+    chooser = sim.Policy("best-fit", sim.packing.DEFAULT_MIX, None)
+    landed = []
+    for request in sim.build_workload("meeting", 1, 4):
+        host, demand = chooser.choose(hosts, request)
+        sim._apply((host, demand), +1)
+        landed.append(sorted(demand))
+    assert landed[0] == landed[1] == landed[2]
+    assert len(landed[3]) == 2 and landed[0][0] not in landed[3]
+
+
+def test_metrics_on_a_hand_computed_host():
+    host = sim._host("h", [(3, 4)])
+    for region, used in zip(host.regions, (1, 2, 0), strict=True):
+        region.used = used
+    # 3 used functions fit in one region: 2 would be free, 1 is.
+    assert sim.compaction_bound([host]) == 2
+    assert sim.whole_free([host]) == 1
+    assert sim.fragmentation([host]) == 3 + 2
+
+
+def test_csv_workload_and_whole_regions(tmp_path):
+    path = tmp_path / "w.csv"
+    path.write_text("arrival,duration,functions,whole_region\n"
+                    "0,10,4,1\n1,10,4,1\n2,10,4,1\n3,10,1,0\n")
+    policies = run("--cluster", "homogeneous:1:3x4", "--workload",
+                   f"csv:{path}", "--policies", "best-fit")
+    assert policies["best-fit"]["region_rejection_rate"] == 0.0
+    assert policies["best-fit"]["function_rejection_rate"] == 1.0
+
+
+def test_same_seed_same_result_other_seed_other_workload():
+    args = ("--cluster", "homogeneous:20:3x4", "--workload", "poisson:500",
+            "--policies", "random,best-fit")
+    assert run(*args, "--seed", "3") == run(*args, "--seed", "3")
+    assert (sim.build_workload("poisson:50", 1, 4)
+            != sim.build_workload("poisson:50", 2, 4))
+
+
+def test_openb_mapping(tmp_path):
+    nodes = tmp_path / "nodes.csv"
+    nodes.write_text("sn,cpu_milli,memory_mib,gpu,model\n"
+                     "n0,64000,262144,2,P100\nn1,64000,262144,0,\n")
+    pods = tmp_path / "pods.csv"
+    pods.write_text("name,cpu_milli,memory_mib,num_gpu,gpu_milli,gpu_spec,"
+                    "qos,pod_phase,creation_time,deletion_time,"
+                    "scheduled_time\n"
+                    "p0,1,1,1,460,,LS,Running,0,100,0\n"
+                    "p1,1,1,0,0,,LS,Running,0,100,0\n"
+                    "p2,1,1,2,1000,,LS,Running,5,50,5\n")
+    assert len(sim.build_cluster(f"openb:{nodes}")) == 1
+    assert sim.build_workload(f"openb:{pods}", 1, 4) == [
+        sim.Request(0, 100, 2), sim.Request(5, 45, 4, whole_regions=2)]
+
+
+def test_plot_is_written(tmp_path):
+    target = tmp_path / "plot.png"
+    assert sim.main(["--cluster", "homogeneous:5:2x4", "--workload",
+                     "poisson:100", "--plot", str(target)],
+                    out=io.StringIO()) == 0
+    assert target.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
