@@ -47,7 +47,7 @@ def test_sample_documents_the_inventory_options():
     text = SAMPLE.read_text()
     assert "[inventory]" in text
     for opt in conf.inventory_opts:
-        assert f"#{opt.dest} = " in text, opt.dest
+        assert f"\n#{opt.dest} =" in text, opt.dest
 
 
 def test_options_from_a_config_file(tmp_path):
