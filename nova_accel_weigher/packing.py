@@ -208,7 +208,8 @@ def rank(demands: Sequence[Mapping[str, int]],
     return scored
 
 
-def parse_mix(spec: Mapping[str, str] | Iterable[str]) -> tuple[RequestShape, ...]:
+def parse_mix(spec: Mapping[str, str] | Iterable[str]
+              ) -> tuple[RequestShape, ...]:
     """Parse ``{'1': '0.4', '2': '0.2', 'region4': '0.4'}`` (an oslo.config
     DictOpt) into request shapes; weights are normalised to sum to 1."""
     items = spec.items() if isinstance(spec, Mapping) else (

@@ -1,0 +1,196 @@
+"""The filter and the weigher through nova's real handlers."""
+
+import uuid
+
+import pytest
+from nova import objects
+from nova.scheduler import filters as nova_filters
+from nova.scheduler import weights as nova_weights
+from nova.tests.unit.scheduler import fakes
+
+from nova_accel_weigher import filters, packing, usage, weighers
+
+RC = "CUSTOM_ACCEL_FPGA"
+
+objects.register_all()
+
+
+class MemoryUsage:
+    """Region usage held in memory; counts the calls like placement would."""
+
+    def __init__(self, regions):
+        self.regions = regions
+        self.calls = []
+
+    def __call__(self, key, classes):
+        self.calls.append(key)
+        return self.regions
+
+
+def candidate(*regions, amount=1):
+    return {"allocations": {r: {"resources": {RC: amount}} for r in regions},
+            "mappings": {"1": list(regions)}}
+
+
+def host(name, candidates):
+    return fakes.FakeHostState(name, name, {
+        "allocation_candidates": list(candidates),
+        "aggregates": []})
+
+
+@pytest.fixture
+def region_usage():
+    return {f"r{i}": packing.RegionUsage(4, 0, "card1") for i in (1, 2, 3)}
+
+
+@pytest.fixture
+def accel_filter(region_usage):
+    f = filters.AccelTopologyFilter()
+    f.usage_source = MemoryUsage(region_usage)
+    return f
+
+
+def spec():
+    return objects.RequestSpec(instance_uuid=str(uuid.uuid4()))
+
+
+def run_filter(accel_filter, hosts, spec_obj):
+    handler = nova_filters.HostFilterHandler()
+    # nova's handler instantiates classes; give it ours, bound to usage.
+    accel_filter_class = type("BoundFilter", (filters.AccelTopologyFilter,),
+                              {"usage_source": accel_filter.usage_source})
+    return list(handler.get_filtered_objects([accel_filter_class()], hosts,
+                                             spec_obj))
+
+
+def claim(region_usage, chosen):
+    for rp, alloc in chosen["allocations"].items():
+        old = region_usage[rp]
+        region_usage[rp] = packing.RegionUsage(
+            old.capacity, old.used + alloc["resources"][RC], old.card,
+            old.numa_node, old.degraded)
+
+
+def test_meeting_scenario_packs_one_two_one_then_two_whole_regions(
+        accel_filter, region_usage):
+    landed = []
+    for amount in (1, 2, 1):
+        h = host("h1", [candidate(r, amount=amount)
+                        for r in ("r3", "r1", "r2")])
+        [passed] = run_filter(accel_filter, [h], spec())
+        chosen = passed.allocation_candidates[0]
+        claim(region_usage, chosen)
+        landed.append(next(iter(chosen["allocations"])))
+    assert len(set(landed)) == 1
+    pairs = [("r1", "r2"), ("r1", "r3"), ("r2", "r3")]
+    h = host("h1", [candidate(a, b, amount=4) for a, b in pairs])
+    [passed] = run_filter(accel_filter, [h], spec())
+    # Only the pair of untouched regions still fits.
+    assert len(passed.allocation_candidates) == 1
+    assert landed[0] not in passed.allocation_candidates[0]["allocations"]
+
+
+def test_degraded_region_is_dropped_and_host_fails_without_candidates(
+        accel_filter, region_usage):
+    region_usage["r1"] = packing.RegionUsage(4, 0, "card1", degraded=True)
+    h = host("h1", [candidate("r1"), candidate("r2")])
+    [passed] = run_filter(accel_filter, [h], spec())
+    assert [list(c["allocations"]) for c in passed.allocation_candidates] \
+        == [["r2"]]
+    only_degraded = host("h2", [candidate("r1")])
+    assert run_filter(accel_filter, [only_degraded], spec()) == []
+
+
+def test_stale_candidates_of_a_multi_create_are_dropped(accel_filter,
+                                                        region_usage):
+    region_usage["r1"] = packing.RegionUsage(4, 4, "card1")
+    h = host("h1", [candidate("r1"), candidate("r2")])
+    [passed] = run_filter(accel_filter, [h], spec())
+    assert [list(c["allocations"]) for c in passed.allocation_candidates] \
+        == [["r2"]]
+
+
+def test_one_usage_call_per_request_not_per_host(accel_filter):
+    hosts = [host(f"h{i}", [candidate("r1"), candidate("r2")])
+             for i in range(5)]
+    request = spec()
+    run_filter(accel_filter, hosts, request)
+    assert len(set(accel_filter.usage_source.calls)) == 1
+
+
+def test_without_usage_placements_order_is_kept():
+    f = filters.AccelTopologyFilter()
+    f.usage_source = lambda key, classes: None
+    candidates = [candidate("r3"), candidate("r1")]
+    h = host("h1", candidates)
+    assert f.host_passes(h, spec())
+    assert h.allocation_candidates == candidates
+
+
+def test_placement_failure_is_logged_and_keeps_order(caplog):
+    class Broken:
+        def get(self, *args, **kwargs):
+            raise ConnectionRefusedError("placement is down")
+    f = filters.AccelTopologyFilter()
+    f.usage_source = usage.PlacementUsage(lambda: Broken(), 0.5)
+    candidates = [candidate("r3"), candidate("r1")]
+    h = host("h1", candidates)
+    assert f.host_passes(h, spec())
+    assert h.allocation_candidates == candidates
+    assert "placement did not give region usage" in caplog.text
+
+
+def test_request_without_accelerators_is_untouched(accel_filter):
+    plain = [{"allocations": {"cn": {"resources": {"VCPU": 1}}},
+              "mappings": {}}]
+    h = host("h1", plain)
+    assert accel_filter.host_passes(h, spec())
+    assert h.allocation_candidates == plain
+    assert accel_filter.usage_source.calls == []
+
+
+def test_nova_pci_classes_pack_when_listed(region_usage):
+    pci = "CUSTOM_PCI_8086_1520"
+    filters.CONF.set_override("resource_classes", [pci], "accel_packing")
+    try:
+        regions = {"pf1": packing.RegionUsage(8, 3, "pf1"),
+                   "pf2": packing.RegionUsage(8, 0, "pf2")}
+        f = filters.AccelTopologyFilter()
+        f.usage_source = MemoryUsage(regions)
+        cands = [{"allocations": {pf: {"resources": {pci: 1}}},
+                  "mappings": {}} for pf in ("pf2", "pf1")]
+        h = host("h1", cands)
+        assert f.host_passes(h, spec())
+        assert list(h.allocation_candidates[0]["allocations"]) == ["pf1"]
+    finally:
+        filters.CONF.clear_override("resource_classes", "accel_packing")
+
+
+def weigh(hosts, request):
+    handler = nova_weights.HostWeightHandler()
+    return handler.get_weighed_objects([weighers.AccelPackingWeigher()],
+                                       hosts, request)
+
+
+def test_weigher_prefers_the_host_whose_region_is_partly_used():
+    regions = {"a1": packing.RegionUsage(4, 0, "ca"),
+               "b1": packing.RegionUsage(4, 2, "cb")}
+    f = filters.AccelTopologyFilter()
+    f.usage_source = MemoryUsage(regions)
+    fresh, used = host("fresh", [candidate("a1")]), host("used",
+                                                         [candidate("b1")])
+    request = spec()
+    for h in (fresh, used):
+        assert f.host_passes(h, request)
+    ranked = weigh([fresh, used], request)
+    assert [w.obj.host for w in ranked] == ["used", "fresh"]
+    # A stale score from this request is not used for the next one.
+    assert all(w.weight == 0.0 for w in weigh([fresh, used], spec()))
+
+
+def test_aggregate_multiplier_overrides_the_option():
+    h = host("h1", [])
+    h.aggregates = [objects.Aggregate(
+        id=1, name="a", hosts=["h1"],
+        metadata={"accel_packing_weight_multiplier": "-2.0"})]
+    assert weighers.AccelPackingWeigher().weight_multiplier(h) == -2.0
