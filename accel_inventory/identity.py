@@ -1,0 +1,188 @@
+"""Stable identity of cards, and reconciling a scan with the cache.
+
+Pure functions: bytes and cards in, identities and statuses out. A card's
+id derives from the strongest identity it has and never from an address,
+so a card keeps its id (and its functions theirs, and their claims) when a
+reboot after adding or removing hardware renumbers the bus.
+"""
+
+from __future__ import annotations
+
+import copy
+import re
+import struct
+from dataclasses import dataclass
+
+from accel_inventory import model
+
+DSN_CAP_ID = 0x0003
+EXT_CAP_START = 0x100
+VPD_ID_STRING = 0x82
+VPD_READ_ONLY = 0x90
+VPD_END = 0x78
+
+
+def device_serial_number(config: bytes) -> int | None:
+    """The PCIe Device Serial Number from config space, if it has one.
+
+    Walks the extended capabilities from 0x100 (bits 15:0 the id, 31:20
+    the next offset), bounded so a looping chain cannot hang the scan.
+    """
+    offset = EXT_CAP_START
+    for _ in range(64):
+        if offset < EXT_CAP_START or offset + 12 > len(config):
+            return None
+        header = struct.unpack_from("<I", config, offset)[0]
+        if header in (0, 0xFFFFFFFF):
+            return None
+        if header & 0xFFFF == DSN_CAP_ID:
+            low, high = struct.unpack_from("<II", config, offset + 4)
+            return (high << 32) | low
+        offset = (header >> 20) & 0xFFC
+        if offset == 0:
+            return None
+    return None
+
+
+def vpd_serial(vpd: bytes) -> str | None:
+    """The ``SN`` keyword of the VPD's read-only section, if any."""
+    pos = 0
+    while pos + 3 <= len(vpd):
+        tag = vpd[pos]
+        if tag == VPD_END:
+            return None
+        if not tag & 0x80:  # small resource: length in the low 3 bits
+            pos += 1 + (tag & 0x07)
+            continue
+        length = struct.unpack_from("<H", vpd, pos + 1)[0]
+        body = vpd[pos + 3:pos + 3 + length]
+        if tag == VPD_READ_ONLY:
+            i = 0
+            while i + 3 <= len(body):
+                key, size = body[i:i + 2], body[i + 2]
+                if key == b"SN":
+                    value = body[i + 3:i + 3 + size].decode(
+                        "ascii", "replace").strip()
+                    return value or None
+                i += 3 + size
+        pos += 3 + length
+    return None
+
+
+_SAFE = re.compile(r"[^A-Za-z0-9_.:-]+")
+
+
+def _clean(text: str) -> str:
+    return _SAFE.sub("_", text.strip())
+
+
+def card_identity(*, vendor: str, product: str, dsn: int | None = None,
+                  vpd_sn: str | None = None, usb_serial: str | None = None,
+                  slot: str | None = None, path: str | None = None
+                  ) -> tuple[str, str, str | None]:
+    """``(card id, identity source, serial)``, strongest identity first.
+
+    USB ids leave out the product: a Movidius stick changes product id
+    when its firmware loads, and stays the same stick.
+    """
+    if dsn is not None:
+        return f"dsn-{dsn:016x}", "dsn", f"{dsn:016x}"
+    if vpd_sn:
+        return (f"vpd-{vendor}-{product}-{_clean(vpd_sn)}", "vpd", vpd_sn)
+    if usb_serial:
+        return f"usb-{vendor}-{_clean(usb_serial)}", "usb_serial", usb_serial
+    if slot:
+        return f"slot-{_clean(slot)}-{vendor}-{product}", "slot", None
+    return f"path-{_clean(path or '')}-{vendor}-{product}", "path", None
+
+
+@dataclass(frozen=True)
+class Change:
+    card_id: str
+    status: str
+    old_address: str | None
+    new_address: str | None
+    message: str = ""
+
+
+def reconcile(previous: model.Inventory | None, scanned: list[model.Card],
+              hostname: str) -> tuple[model.Inventory, list[Change]]:
+    """The new inventory: scanned cards with statuses, lost cards kept.
+
+    - ``ok``: same identity at the same address (an added or moved card
+      keeps its status until the operator acks it);
+    - ``moved``: same identity, new address (the old one is remembered);
+    - ``added``: an identity the cache did not have;
+    - ``lost``: a cached card the scan did not find; kept with its claims;
+    - ``ambiguous``: cards the scan cannot tell apart (same identity);
+      never matched to the cache.
+    """
+    before = {c.id: c for c in previous.cards} if previous else {}
+    counts: dict[str, int] = {}
+    for card in scanned:
+        counts[card.id] = counts.get(card.id, 0) + 1
+    cards: list[model.Card] = []
+    changes: list[Change] = []
+    seen_ambiguous: dict[str, int] = {}
+    for fresh in scanned:
+        card = copy.deepcopy(fresh)
+        if counts[card.id] > 1:
+            n = seen_ambiguous.get(card.id, 0) + 1
+            seen_ambiguous[card.id] = n
+            _rename(card, f"{card.id}~{n}")
+            card.status = model.STATUS_AMBIGUOUS
+            changes.append(Change(card.id, card.status, None, card.address,
+                                  f"{counts[fresh.id]} cards share identity "
+                                  f"{fresh.id}; give them serials or slots "
+                                  f"before they are used"))
+            cards.append(card)
+            continue
+        old = before.get(card.id)
+        if old is None:
+            card.status = model.STATUS_ADDED
+            changes.append(Change(card.id, card.status, None, card.address,
+                                  f"{card.vendor_id}:{card.product_id} "
+                                  f"({card.identity_source})"))
+        elif old.address != card.address:
+            card.status = model.STATUS_MOVED
+            card.previous_addresses = _remember(old, old.address)
+            changes.append(Change(card.id, card.status, old.address,
+                                  card.address))
+        else:
+            card.previous_addresses = list(old.previous_addresses)
+            card.status = (old.status if old.status in
+                           (model.STATUS_ADDED, model.STATUS_MOVED)
+                           else model.STATUS_OK)
+            if card.status != model.STATUS_OK:
+                changes.append(Change(card.id, card.status, None,
+                                      card.address, "awaiting "
+                                      "'accel-inventory ack'"))
+        cards.append(card)
+    found = {c.id for c in cards}
+    for old in before.values():
+        if old.id in found or old.status == model.STATUS_AMBIGUOUS:
+            continue
+        lost = copy.deepcopy(old)
+        lost.status = model.STATUS_LOST
+        cards.append(lost)
+        changes.append(Change(lost.id, lost.status, lost.address, None))
+    inventory = model.Inventory(
+        hostname=hostname, cards=cards,
+        claims=copy.deepcopy(previous.claims) if previous else {})
+    return inventory, changes
+
+
+def _remember(old: model.Card, address: str | None) -> list[str]:
+    addresses = list(old.previous_addresses)
+    if address and address not in addresses:
+        addresses.append(address)
+    return addresses
+
+
+def _rename(card: model.Card, new_id: str) -> None:
+    old_id = card.id
+    card.id = new_id
+    for region in card.regions:
+        region.id = new_id + region.id[len(old_id):]
+        for function in region.functions:
+            function.id = new_id + function.id[len(old_id):]

@@ -1,0 +1,99 @@
+"""Operator profiles: how a card, matched on vendor:product, is modelled.
+
+A profile names the placement resource class of the card's regions
+(always ``CUSTOM_ACCEL_...``), its kind, and may group functions into
+regions of a fixed size (the 12 VFs of one PF as 3 regions of 4). Built-in
+profiles ship in the package; JSON files in ``[inventory] profiles_dir``
+override them by name.
+"""
+
+from __future__ import annotations
+
+import glob
+import json
+import logging
+import os
+import re
+from dataclasses import dataclass
+
+from accel_inventory import model
+
+LOG = logging.getLogger(__name__)
+BUILTIN_DIR = os.path.join(os.path.dirname(__file__), "profiles")
+RESOURCE_CLASS = re.compile(r"^CUSTOM_ACCEL_[A-Z0-9_]+$")
+ID = re.compile(r"^[0-9a-f]{4}:[0-9a-f]{4}$")
+
+
+class ProfileError(ValueError):
+    pass
+
+
+@dataclass(frozen=True)
+class Profile:
+    name: str
+    match: tuple[str, ...]
+    kind: str
+    resource_class: str
+    functions_per_region: int | None = None
+
+
+def parse(document: dict, source: str) -> Profile:
+    try:
+        profile = Profile(
+            name=str(document["name"]),
+            match=tuple(str(m).lower() for m in document["match"]),
+            kind=str(document.get("kind", "pci")),
+            resource_class=str(document["resource_class"]),
+            functions_per_region=document.get("functions_per_region"))
+    except (KeyError, TypeError) as exc:
+        raise ProfileError(f"{source}: missing or bad field {exc}") from None
+    if not RESOURCE_CLASS.match(profile.resource_class):
+        raise ProfileError(f"{source}: resource_class "
+                           f"{profile.resource_class!r} must match "
+                           f"{RESOURCE_CLASS.pattern}")
+    if profile.kind not in model.KINDS:
+        raise ProfileError(f"{source}: kind {profile.kind!r} is not one of "
+                           f"{', '.join(model.KINDS)}")
+    bad = [m for m in profile.match if not ID.match(m)]
+    if bad:
+        raise ProfileError(f"{source}: match entries {bad} are not "
+                           f"vendor:product hex ids")
+    fpr = profile.functions_per_region
+    if fpr is not None and (not isinstance(fpr, int) or fpr < 1):
+        raise ProfileError(f"{source}: functions_per_region must be a "
+                           f"positive integer")
+    return profile
+
+
+def _load_dir(directory: str) -> dict[str, Profile]:
+    found = {}
+    for path in sorted(glob.glob(os.path.join(directory, "*.json"))):
+        try:
+            with open(path) as f:
+                profile = parse(json.load(f), path)
+        except (OSError, ValueError) as exc:
+            LOG.warning("Ignoring profile %s: %s", path, exc)
+            continue
+        found[profile.name] = profile
+    return found
+
+
+def load_profiles(operator_dir: str | None = None) -> list[Profile]:
+    """Built-in profiles, overridden by name by the operator's."""
+    profiles = _load_dir(BUILTIN_DIR)
+    if operator_dir and os.path.isdir(operator_dir):
+        profiles.update(_load_dir(operator_dir))
+    return list(profiles.values())
+
+
+def match(profiles: list[Profile], vendor: str, product: str
+          ) -> Profile | None:
+    key = f"{vendor}:{product}".lower()
+    for profile in reversed(profiles):
+        if key in profile.match:
+            return profile
+    return None
+
+
+def default_resource_class(kind: str, vendor: str, product: str) -> str:
+    return f"CUSTOM_ACCEL_{kind}_{vendor}_{product}".upper()

@@ -1,0 +1,229 @@
+"""Fake hardware, laid out as the kernel lays out sysfs.
+
+``FakeSysfs`` writes device directories under ``devices/``, the
+``bus/*/devices`` and ``class/*`` symlinks into them (relative, as the
+kernel makes them), binary PCI config space with a PCIe extended
+capability chain, binary VPD, SR-IOV ``virtfnN``/``physfn`` links, mdev
+parents and instances, USB devices and network interfaces. The scanner
+cannot tell it from a real tree, which is the point: tests, the demo and
+``accel-inventory show --sample`` all run the real scanner on it.
+"""
+
+from __future__ import annotations
+
+import os
+import struct
+
+PCI_ROOT = "pci0000:00"
+
+
+def _write(path: str, content: str | bytes) -> None:
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    mode = "wb" if isinstance(content, bytes) else "w"
+    with open(path, mode) as f:
+        f.write(content)
+
+
+def _link(link: str, target: str) -> None:
+    os.makedirs(os.path.dirname(link), exist_ok=True)
+    if os.path.lexists(link):
+        os.unlink(link)
+    os.symlink(os.path.relpath(target, os.path.dirname(link)), link)
+
+
+def config_space(vendor: str, device: str, dsn: int | None = None,
+                 size: int = 4096) -> bytes:
+    """PCI config space; with ``dsn``, a Device Serial Number extended
+    capability (id 0x0003) at 0x100 after a first, unrelated one."""
+    data = bytearray(size)
+    struct.pack_into("<HH", data, 0, int(vendor, 16), int(device, 16))
+    if dsn is not None and size >= 0x200:
+        # AER (0x0001) at 0x100 pointing to DSN at 0x140.
+        struct.pack_into("<I", data, 0x100, 0x0001 | (1 << 16) | (0x140 << 20))
+        struct.pack_into("<I", data, 0x140, 0x0003 | (1 << 16))
+        struct.pack_into("<II", data, 0x144, dsn & 0xFFFFFFFF, dsn >> 32)
+    return bytes(data)
+
+
+def vpd_blob(identifier: str, serial: str) -> bytes:
+    """VPD: an identifier string (0x82), read-only keywords (0x90) with
+    ``SN``, and the end tag (0x78)."""
+    ident = identifier.encode()
+    fields = b"SN" + bytes([len(serial)]) + serial.encode()
+    fields += b"RV\x01\x00"
+    return (bytes([0x82]) + struct.pack("<H", len(ident)) + ident
+            + bytes([0x90]) + struct.pack("<H", len(fields)) + fields
+            + bytes([0x78]))
+
+
+class FakeSysfs:
+    """Build a sysfs tree under ``root``. Methods return the device's real
+    directory so callers can corrupt or extend it."""
+
+    def __init__(self, root: str):
+        self.root = root
+        os.makedirs(os.path.join(root, "devices", PCI_ROOT), exist_ok=True)
+
+    def path(self, *parts: str) -> str:
+        return os.path.join(self.root, *parts)
+
+    # -- PCI -------------------------------------------------------------
+
+    def add_pci(self, bdf: str, vendor: str, device: str, *,
+                klass: str = "0x120000", parent: str | None = None,
+                numa_node: int = -1, dsn: int | None = None,
+                vpd_serial: str | None = None, slot: str | None = None,
+                driver: str | None = None, config_size: int = 4096,
+                totalvfs: int = 0) -> str:
+        base = parent or self.path("devices", PCI_ROOT)
+        real = os.path.join(base, bdf)
+        os.makedirs(real, exist_ok=True)
+        for name, value in (("vendor", f"0x{vendor}"),
+                            ("device", f"0x{device}"),
+                            ("subsystem_vendor", f"0x{vendor}"),
+                            ("subsystem_device", "0x0000"),
+                            ("class", klass),
+                            ("numa_node", str(numa_node))):
+            _write(os.path.join(real, name), value + "\n")
+        _write(os.path.join(real, "config"),
+               config_space(vendor, device, dsn, config_size))
+        if vpd_serial is not None:
+            _write(os.path.join(real, "vpd"),
+                   vpd_blob(f"card {vendor}:{device}", vpd_serial))
+        if totalvfs:
+            _write(os.path.join(real, "sriov_totalvfs"), f"{totalvfs}\n")
+            _write(os.path.join(real, "sriov_numvfs"), "0\n")
+        if driver:
+            drv = self.path("bus", "pci", "drivers", driver)
+            os.makedirs(drv, exist_ok=True)
+            _link(os.path.join(real, "driver"), drv)
+        group = self.path("kernel", "iommu_groups", bdf)
+        os.makedirs(group, exist_ok=True)
+        _link(os.path.join(real, "iommu_group"), group)
+        _link(self.path("bus", "pci", "devices", bdf), real)
+        if slot is not None:
+            _write(self.path("bus", "pci", "slots", slot, "address"),
+                   bdf.rsplit(".", 1)[0] + "\n")
+        return real
+
+    def add_vfs(self, pf_bdf: str, vf_bdfs: list[str], device: str) -> None:
+        """SR-IOV: VFs beside their PF, linked both ways."""
+        pf = os.path.realpath(self.path("bus", "pci", "devices", pf_bdf))
+        vendor = open(os.path.join(pf, "vendor")).read().strip()[2:]
+        numa = open(os.path.join(pf, "numa_node")).read().strip()
+        for index, vf_bdf in enumerate(vf_bdfs):
+            vf = self.add_pci(vf_bdf, vendor, device,
+                              parent=os.path.dirname(pf),
+                              numa_node=int(numa), config_size=64)
+            _link(os.path.join(vf, "physfn"), pf)
+            _link(os.path.join(pf, f"virtfn{index}"), vf)
+        _write(os.path.join(pf, "sriov_numvfs"), f"{len(vf_bdfs)}\n")
+
+    def add_netdev(self, bdf: str, ifname: str, mac: str) -> str:
+        dev = os.path.realpath(self.path("bus", "pci", "devices", bdf))
+        net = os.path.join(dev, "net", ifname)
+        _write(os.path.join(net, "address"), mac + "\n")
+        _link(os.path.join(net, "device"), dev)
+        _link(self.path("class", "net", ifname), net)
+        return net
+
+    def rename_netdev(self, bdf: str, old: str, new: str) -> None:
+        dev = os.path.realpath(self.path("bus", "pci", "devices", bdf))
+        os.rename(os.path.join(dev, "net", old), os.path.join(dev, "net",
+                                                              new))
+        os.unlink(self.path("class", "net", old))
+        _link(self.path("class", "net", new), os.path.join(dev, "net", new))
+
+    def add_vca_card(self, number: int, upstream_bdf: str,
+                     node_bdfs: list[str], *, serial: str,
+                     interfaces: list[str], numa_node: int = -1) -> None:
+        """An IP-over-PCIe card: a PLX upstream port (with VPD), node
+        functions 8086:2954.. below it, one host-side netdev per node
+        (MAC fe:00:00:00:0<card+1>:0<node+1>), and class/vca/vca<N>."""
+        upstream = self.add_pci(upstream_bdf, "8086", "2953",
+                                klass="0x060400", numa_node=numa_node,
+                                vpd_serial=serial)
+        for node, (bdf, ifname) in enumerate(zip(node_bdfs, interfaces,
+                                                 strict=True)):
+            self.add_pci(bdf, "8086", f"{0x2954 + node:04x}",
+                         klass="0x0b4000", parent=upstream,
+                         numa_node=numa_node, driver="vca_pci")
+            self.add_netdev(bdf, ifname,
+                            f"fe:00:00:00:{number + 1:02x}:{node + 1:02x}")
+        _link(self.path("class", "vca", f"vca{number}"), upstream)
+
+    def add_mdev_parent(self, bdf: str, types: dict[str, int],
+                        instances: list[tuple[str, str]] = ()) -> None:
+        dev = os.path.realpath(self.path("bus", "pci", "devices", bdf))
+        for type_name, available in types.items():
+            t = os.path.join(dev, "mdev_supported_types", type_name)
+            _write(os.path.join(t, "available_instances"), f"{available}\n")
+            _write(os.path.join(t, "device_api"), "vfio-pci\n")
+            _write(os.path.join(t, "name"), f"{type_name}\n")
+            _write(os.path.join(t, "description"), "num_heads=4\n")
+            _write(os.path.join(t, "create"), "")
+            os.makedirs(os.path.join(t, "devices"), exist_ok=True)
+        for uuid, type_name in instances:
+            self.add_mdev(bdf, uuid, type_name)
+        _link(self.path("class", "mdev_bus", bdf), dev)
+
+    def add_mdev(self, parent_bdf: str, uuid: str, type_name: str) -> None:
+        dev = os.path.realpath(self.path("bus", "pci", "devices",
+                                         parent_bdf))
+        inst = os.path.join(dev, uuid)
+        t = os.path.join(dev, "mdev_supported_types", type_name)
+        _write(os.path.join(inst, "remove"), "")
+        _link(os.path.join(inst, "mdev_type"), t)
+        _link(os.path.join(t, "devices", uuid), inst)
+        _link(self.path("bus", "mdev", "devices", uuid), inst)
+
+    # -- USB -------------------------------------------------------------
+
+    def add_usb(self, name: str, vendor: str, product: str, *,
+                serial: str | None, devnum: int,
+                controller: str = "0000:00:14.0",
+                product_name: str = "Movidius MyriadX") -> str:
+        """A USB device ``<bus>-<port path>`` below its host controller."""
+        bus = int(name.split("-", 1)[0])
+        real = self.path("devices", PCI_ROOT, controller, f"usb{bus}", name)
+        values = {"idVendor": vendor, "idProduct": product,
+                  "busnum": str(bus), "devnum": str(devnum),
+                  "devpath": name.split("-", 1)[1],
+                  "bDeviceClass": "00", "product": product_name,
+                  "manufacturer": "Movidius Ltd."}
+        if serial is not None:
+            values["serial"] = serial
+        for key, value in values.items():
+            _write(os.path.join(real, key), value + "\n")
+        _link(self.path("bus", "usb", "devices", name), real)
+        return real
+
+
+SAMPLE_FPGA = ("1172", "5000")
+SAMPLE_GPU = ("10de", "1eb8")
+SAMPLE_NCS2 = ("03e7", "2485")
+
+
+def build_sample_host(root: str) -> str:
+    """The bundled sample host: a 3-region FPGA card (3 PFs x 4 VFs, with a
+    serial number), a VCA2-like card with 3 nodes, two NCS2 sticks, and a
+    GPU with mdev types. Returns ``root``."""
+    fs = FakeSysfs(root)
+    for pf in range(3):
+        pf_bdf = f"0000:3b:00.{pf}"
+        fs.add_pci(pf_bdf, *SAMPLE_FPGA, numa_node=0,
+                   dsn=0x0011223344556677, totalvfs=4, driver="ifpga")
+        fs.add_vfs(pf_bdf, [f"0000:3b:{1 + pf:02x}.{vf}" for vf in range(4)],
+                   "5001")
+    fs.add_vca_card(0, "0000:5e:00.0",
+                    [f"0000:5f:00.{n}" for n in range(3)],
+                    serial="VCA2-SN-0042", numa_node=1,
+                    interfaces=["eth4", "eth5", "eth6"])
+    fs.add_pci("0000:86:00.0", *SAMPLE_GPU, klass="0x030000", numa_node=1,
+               dsn=0x1eb8000000000001, driver="nvidia")
+    fs.add_mdev_parent("0000:86:00.0", {"nvidia-222": 3, "nvidia-223": 1},
+                       [("4b20d080-1b54-4048-85b3-a6a62d165c01",
+                         "nvidia-222")])
+    fs.add_usb("3-1", *SAMPLE_NCS2, serial="03e72485A1", devnum=4)
+    fs.add_usb("3-2", *SAMPLE_NCS2, serial="03e72485B2", devnum=5)
+    return root
