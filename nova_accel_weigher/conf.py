@@ -21,13 +21,15 @@ accel_packing_opts = [
                      "nova's own CUSTOM_PCI_<vendor>_<product> classes here "
                      "to pack VF requests across the PFs of nova's PCI "
                      "providers too."),
-    cfg.StrOpt("policy", default=packing.POLICY_BEST_FIT,
+    cfg.StrOpt("policy", default=packing.POLICY_FRAGMENTATION,
                choices=packing.POLICIES,
-               help="best-fit: fill partially used regions first, leave the "
+               help="fragmentation (the default, the winner in "
+                    "BENCHMARKS.rst): choose the placement that least grows "
+                    "the free capacity the request mix cannot use "
+                    "(FGD-like), ties by best fit. "
+                    "best-fit: fill partially used regions first, leave the "
                     "least free, prefer the fuller card, then the "
-                    "instance's NUMA node. fragmentation: choose the "
-                    "placement that least grows the free capacity the "
-                    "request mix cannot use (FGD-like), ties by best fit."),
+                    "instance's NUMA node."),
     cfg.DictOpt("request_mix", default={"1": "0.4", "2": "0.2",
                                         "region4": "0.4"},
                 help="Expected request mix for the fragmentation policy: "
