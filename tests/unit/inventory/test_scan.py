@@ -1,0 +1,179 @@
+"""The scanner on FakeSysfs trees, and reconciliation across re-enumeration."""
+
+import os
+
+from accel_inventory import identity, model, profiles, sample, sysfs
+
+PROFILES = profiles.load_profiles()
+FPGA = sample.SAMPLE_FPGA
+
+
+def scan(root):
+    return sysfs.scan_cards(str(root), profiles=PROFILES)
+
+
+def by_kind(cards):
+    found = {}
+    for card in cards:
+        found.setdefault(card.kind, []).append(card)
+    return found
+
+
+def test_sample_host(tmp_path):
+    result = scan(sample.build_sample_host(str(tmp_path)))
+    assert result.warnings == []
+    kinds = by_kind(result.cards)
+    [fpga] = kinds["pci"]
+    assert fpga.id == "dsn-0011223344556677"
+    assert [(r.resource_class, r.size) for r in fpga.regions] == [
+        ("CUSTOM_ACCEL_FPGA", 4)] * 3
+    [vca] = kinds["ippcie"]
+    assert vca.identity_source == "vpd"
+    assert [f.attrs["interface"] for f in vca.functions()] == [
+        "eth4", "eth5", "eth6"]
+    assert len(kinds["usb"]) == 2
+    assert {c.regions[0].resource_class for c in kinds["usb"]} == {
+        "CUSTOM_ACCEL_MOVIDIUS_NCS"}
+    [gpu] = kinds["mdev"]
+    assert [f.address for f in gpu.functions()] == [
+        "4b20d080-1b54-4048-85b3-a6a62d165c01", None, None, None]
+
+
+def fpga_card(fs, bus, dsn, numa=0):
+    pf = f"0000:{bus:02x}:00.0"
+    fs.add_pci(pf, *FPGA, numa_node=numa, dsn=dsn, totalvfs=2)
+    fs.add_vfs(pf, [f"0000:{bus:02x}:01.0", f"0000:{bus:02x}:01.1"], "5001")
+
+
+def test_card_inserted_at_a_lower_bus_shifts_every_bdf(tmp_path):
+    before = sample.FakeSysfs(str(tmp_path / "before"))
+    fpga_card(before, 0x3b, 0xA)
+    first, _ = identity.reconcile(None, scan(before.root).cards, "h")
+    first.cards[0].regions[0].functions[1].claimed_by = "vm-1"
+    after = sample.FakeSysfs(str(tmp_path / "after"))
+    fpga_card(after, 0x3b, 0xB)   # the new card takes the old bus
+    fpga_card(after, 0x3c, 0xA)   # the old card moves up one
+    inv, changes = identity.reconcile(first, scan(after.root).cards, "h")
+    old = inv.card("dsn-000000000000000a")
+    assert old.status == model.STATUS_MOVED
+    assert old.address == "0000:3c:00.0"
+    assert old.previous_addresses == ["0000:3b:00.0"]
+    assert [f.id for f in old.functions()] == [
+        f.id for f in first.cards[0].functions()]
+    assert inv.card("dsn-000000000000000b").status == model.STATUS_ADDED
+    assert {c.status for c in changes} == {"moved", "added"}
+
+
+def test_two_cards_swap_slots(tmp_path):
+    before = sample.FakeSysfs(str(tmp_path / "before"))
+    fpga_card(before, 0x3b, 0xA)
+    fpga_card(before, 0x5e, 0xB)
+    first, _ = identity.reconcile(None, scan(before.root).cards, "h")
+    after = sample.FakeSysfs(str(tmp_path / "after"))
+    fpga_card(after, 0x3b, 0xB)
+    fpga_card(after, 0x5e, 0xA)
+    inv, _ = identity.reconcile(first, scan(after.root).cards, "h")
+    assert inv.card("dsn-000000000000000a").address == "0000:5e:00.0"
+    assert inv.card("dsn-000000000000000b").address == "0000:3b:00.0"
+    assert {c.status for c in inv.cards} == {model.STATUS_MOVED}
+
+
+def test_movidius_reenumerates_after_firmware_load(tmp_path):
+    before = sample.FakeSysfs(str(tmp_path / "before"))
+    before.add_usb("3-1", "03e7", "2485", serial="SN1", devnum=4)
+    first, _ = identity.reconcile(None, scan(before.root).cards, "h")
+    after = sample.FakeSysfs(str(tmp_path / "after"))
+    after.add_usb("4-2", "03e7", "f63b", serial="SN1", devnum=9)
+    inv, _ = identity.reconcile(first, scan(after.root).cards, "h")
+    [stick] = inv.cards
+    assert stick.id == first.cards[0].id == "usb-03e7-SN1"
+    assert stick.status == model.STATUS_MOVED
+    assert stick.product_id == "f63b"
+    assert stick.regions[0].resource_class == \
+        first.cards[0].regions[0].resource_class
+    assert stick.functions()[0].attrs["devnum"] == 9
+
+
+def test_stick_serial_from_pyusb_when_sysfs_has_none(tmp_path):
+    fs = sample.FakeSysfs(str(tmp_path))
+    fs.add_usb("3-1", "03e7", "2485", serial=None, devnum=4)
+    asked = []
+
+    def reader(bus, dev):
+        asked.append((bus, dev))
+        return "FROMDESC"
+    [card] = sysfs.scan_cards(fs.root, profiles=PROFILES,
+                              usb_serial_reader=reader).cards
+    assert asked == [(3, 4)] and card.id == "usb-03e7-FROMDESC"
+    [weak] = scan(fs.root).cards
+    assert weak.identity_source == "path" and weak.weak_identity
+
+
+def test_vca_interfaces_renamed(tmp_path):
+    fs = sample.FakeSysfs(str(tmp_path))
+    fs.add_vca_card(0, "0000:5e:00.0", ["0000:5f:00.0", "0000:5f:00.1"],
+                    serial="VCA-1", interfaces=["eth4", "eth5"])
+    first, _ = identity.reconcile(None, scan(fs.root).cards, "h")
+    fs.rename_netdev("0000:5f:00.1", "eth5", "enp95s0f1")
+    inv, _ = identity.reconcile(first, scan(fs.root).cards, "h")
+    [card] = inv.cards
+    assert card.id == first.cards[0].id
+    assert card.functions()[1].attrs["interface"] == "enp95s0f1"
+
+
+def test_removed_card_is_lost_and_kept(tmp_path):
+    before = sample.FakeSysfs(str(tmp_path / "before"))
+    fpga_card(before, 0x3b, 0xA)
+    first, _ = identity.reconcile(None, scan(before.root).cards, "h")
+    first.cards[0].regions[0].functions[0].claimed_by = "vm-1"
+    empty = sample.FakeSysfs(str(tmp_path / "after"))
+    inv, changes = identity.reconcile(first, scan(empty.root).cards, "h")
+    [lost] = inv.cards
+    assert lost.status == model.STATUS_LOST and lost.degraded
+    assert lost.functions()[0].claimed_by == "vm-1"
+    assert changes[0].status == "lost"
+
+
+def test_cards_that_cannot_be_told_apart_are_ambiguous(tmp_path):
+    fs = sample.FakeSysfs(str(tmp_path))
+    fpga_card(fs, 0x3b, 0xA)
+    fpga_card(fs, 0x5e, 0xA)  # a firmware bug: the same DSN twice
+    inv, changes = identity.reconcile(None, scan(fs.root).cards, "h")
+    assert [c.status for c in inv.cards] == ["ambiguous", "ambiguous"]
+    assert len({c.id for c in inv.cards}) == 2
+    assert all(c.status == "ambiguous" for c in changes)
+
+
+def test_garbage_skips_the_device_with_a_warning(tmp_path):
+    fs = sample.FakeSysfs(str(tmp_path))
+    fpga_card(fs, 0x3b, 0xA)
+    bad_hex = fs.add_pci("0000:60:00.0", *FPGA, dsn=0xC)
+    with open(os.path.join(bad_hex, "vendor"), "w") as f:
+        f.write("0xzz\n")
+    short = fs.add_pci("0000:61:00.0", *FPGA, dsn=0xD)
+    with open(os.path.join(short, "config"), "wb") as f:
+        f.write(b"\x72\x11")
+    links = os.path.join(fs.root, "bus", "pci", "devices")
+    os.symlink("../../../devices/pci0000:00/0000:62:00.0",
+               os.path.join(links, "0000:62:00.0"))
+    os.symlink("/etc", os.path.join(links, "0000:63:00.0"))
+    result = scan(fs.root)
+    assert [c.id for c in result.cards] == ["dsn-000000000000000a"]
+    text = "\n".join(result.warnings)
+    assert "0000:60:00.0/vendor" in text and "not hex" in text
+    assert "0000:61:00.0/config" in text
+    assert "0000:62:00.0" in text
+    assert "outside the sysfs root" in text
+
+
+def test_dsn_and_vpd_parsers_on_edge_cases():
+    assert identity.device_serial_number(b"\0" * 64) is None
+    assert identity.device_serial_number(
+        sample.config_space("1172", "5000", 0x1234)) == 0x1234
+    looping = bytearray(4096)
+    looping[0x100:0x104] = (0x0001 | (0x100 << 20)).to_bytes(4, "little")
+    assert identity.device_serial_number(bytes(looping)) is None
+    blob = sample.vpd_blob("card", "SN-9")
+    assert identity.vpd_serial(blob) == "SN-9"
+    assert identity.vpd_serial(blob[:10]) is None
+    assert identity.vpd_serial(b"") is None
