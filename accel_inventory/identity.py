@@ -138,6 +138,8 @@ def reconcile(previous: model.Inventory | None, scanned: list[model.Card],
             cards.append(card)
             continue
         old = before.get(card.id)
+        if old is not None and card.kind == "mdev":
+            keep_mdev_function_ids(old, card)
         if old is None:
             card.status = model.STATUS_ADDED
             changes.append(Change(card.id, card.status, None, card.address,
@@ -170,6 +172,46 @@ def reconcile(previous: model.Inventory | None, scanned: list[model.Card],
         hostname=hostname, cards=cards,
         claims=copy.deepcopy(previous.claims) if previous else {})
     return inventory, changes
+
+
+def keep_mdev_function_ids(old: model.Card, card: model.Card) -> None:
+    """Number ``card``'s mdev functions so that every instance ``old``
+    knew keeps its function id; ``card`` is changed in place.
+
+    The scanner numbers instances in UUID order, so a new instance whose
+    UUID sorts first would shift every id, and a claim naming a function
+    id would then point at another instance. Here a known UUID keeps its
+    index; new instances, then the not yet created functions, take the
+    lowest free indices, new instances taking unclaimed ones first (a
+    claimed, not yet created function stays for its holder).
+    """
+    for region in card.regions:
+        before = next((r for r in old.regions if r.index == region.index),
+                      None)
+        if before is None:
+            continue
+        index_of = {f.address: _function_index(f) for f in before.functions
+                    if f.address}
+        claimed = {_function_index(f) for f in before.functions
+                   if f.claimed_by}
+        fresh = region.functions
+        kept = [f for f in fresh if f.address in index_of]
+        taken = {index_of[f.address] for f in kept}
+        others = ([f for f in fresh if f.address and f.address not in
+                   index_of] + [f for f in fresh if not f.address])
+        free = [i for i in range(len(fresh) + len(taken))
+                if i not in taken][:len(others)]
+        free.sort(key=lambda i: i in claimed)
+        numbered = ([(index_of[f.address], f) for f in kept]
+                    + list(zip(free, others, strict=True)))
+        for index, function in numbered:
+            function.id = model.function_id(card.id, region.index, index)
+        region.functions = [f for _, f in sorted(numbered,
+                                                 key=lambda p: p[0])]
+
+
+def _function_index(function: model.Function) -> int:
+    return int(function.id.rsplit("/f", 1)[1])
 
 
 def _remember(old: model.Card, address: str | None) -> list[str]:

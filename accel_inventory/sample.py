@@ -177,6 +177,20 @@ class FakeSysfs:
         _link(os.path.join(t, "devices", uuid), inst)
         _link(self.path("bus", "mdev", "devices", uuid), inst)
 
+    def create_mdev(self, parent_bdf: str, uuid: str, type_name: str) -> None:
+        """What writing ``uuid`` to the type's ``create`` file does: a new
+        instance, and one fewer ``available_instances``."""
+        dev = os.path.realpath(self.path("bus", "pci", "devices",
+                                         parent_bdf))
+        available = os.path.join(dev, "mdev_supported_types", type_name,
+                                 "available_instances")
+        with open(available) as f:
+            left = int(f.read())
+        if left < 1:
+            raise OSError(f"{available}: no instance left to create")
+        self.add_mdev(parent_bdf, uuid, type_name)
+        _write(available, f"{left - 1}\n")
+
     # -- USB -------------------------------------------------------------
 
     def add_usb(self, name: str, vendor: str, product: str, *,

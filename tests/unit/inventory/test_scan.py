@@ -2,7 +2,8 @@
 
 import os
 
-from accel_inventory import identity, model, profiles, sample, sysfs
+from accel_inventory import (claims, identity, inventory, model, profiles,
+                             sample, sysfs)
 
 PROFILES = profiles.load_profiles()
 FPGA = sample.SAMPLE_FPGA
@@ -177,3 +178,77 @@ def test_dsn_and_vpd_parsers_on_edge_cases():
     assert identity.vpd_serial(blob) == "SN-9"
     assert identity.vpd_serial(blob[:10]) is None
     assert identity.vpd_serial(b"") is None
+
+
+GPU_BDF = "0000:86:00.0"
+# The new instance's UUID sorts before the one the cache already knows.
+EARLY_UUID = "0a000000-0000-4000-8000-000000000001"
+LATE_UUID = "f0000000-0000-4000-8000-000000000002"
+
+
+def gpu_with_one_instance(root):
+    fs = sample.FakeSysfs(str(root))
+    fs.add_pci(GPU_BDF, *sample.SAMPLE_GPU, klass="0x030000", dsn=0x6)
+    fs.add_mdev_parent(GPU_BDF, {"nvidia-222": 3},
+                       [(LATE_UUID, "nvidia-222")])
+    return fs
+
+
+def mdev_functions(inv):
+    [gpu] = inv.cards
+    return {f.id: (f.address, f.claimed_by) for f in gpu.functions()}
+
+
+def test_mdev_function_ids_survive_a_new_instance_sorting_first(tmp_path):
+    fs = gpu_with_one_instance(tmp_path)
+    first, _ = identity.reconcile(None, scan(fs.root).cards, "h")
+    [held] = [f.id for f in first.cards[0].functions()
+              if f.address == LATE_UUID]
+    first = claims.record_claim(first, model.Claim("vm-1", [held], "hook"))
+    fs.create_mdev(GPU_BDF, EARLY_UUID, "nvidia-222")
+    rescanned = scan(fs.root).cards
+    assert [f.address for f in rescanned[0].functions()][:2] == [
+        EARLY_UUID, LATE_UUID]  # the scanner alone would shift LATE_UUID
+    inv, _ = identity.reconcile(first, rescanned, "h")
+    inv = inventory.keep_claims(first, inv)
+    gpu = "dsn-0000000000000006/r0/f"
+    assert held == gpu + "0"
+    assert mdev_functions(inv) == {
+        gpu + "0": (LATE_UUID, "vm-1"), gpu + "1": (EARLY_UUID, None),
+        gpu + "2": (None, None), gpu + "3": (None, None)}
+    assert claims.inconsistencies(inv) == []
+
+
+def test_a_new_mdev_instance_leaves_a_claimed_placeholder_to_its_holder(
+        tmp_path):
+    fs = gpu_with_one_instance(tmp_path)
+    first, _ = identity.reconcile(None, scan(fs.root).cards, "h")
+    gpu = "dsn-0000000000000006/r0/f"
+    first = claims.record_claim(first, model.Claim("vm-2", [gpu + "1"],
+                                                   "placement"))
+    fs.create_mdev(GPU_BDF, EARLY_UUID, "nvidia-222")
+    inv, _ = identity.reconcile(first, scan(fs.root).cards, "h")
+    inv = inventory.keep_claims(first, inv)
+    assert mdev_functions(inv) == {
+        gpu + "0": (LATE_UUID, None), gpu + "1": (None, "vm-2"),
+        gpu + "2": (EARLY_UUID, None), gpu + "3": (None, None)}
+
+
+def test_mdev_ids_stay_put_when_an_instance_is_removed_and_the_type_shrinks():
+    def gpu_card(addresses):
+        card_id = "dsn-0000000000000006"
+        return model.Card(
+            id=card_id, kind="mdev", vendor_id="10de", product_id="1eb8",
+            serial=None, identity_source="dsn", address=GPU_BDF,
+            regions=[model.Region(
+                id=model.region_id(card_id, 0), index=0,
+                resource_class="CUSTOM_ACCEL_GPU",
+                functions=[model.Function(model.function_id(card_id, 0, i),
+                                          a)
+                           for i, a in enumerate(addresses)])])
+    old = gpu_card(["u1", "u2", "u3", None])
+    # u1 removed, and the configured type now allows 3 instances in all.
+    fresh = gpu_card(["u2", "u3", None])
+    identity.keep_mdev_function_ids(old, fresh)
+    assert [(f.id[-2:], f.address) for f in fresh.functions()] == [
+        ("f0", None), ("f1", "u2"), ("f2", "u3")]
