@@ -27,7 +27,8 @@ USB_NAME = re.compile(r"^\d+-[\d.]+$")
 # anything else needs a profile (or is an mdev parent).
 ACCEL_CLASS_PREFIXES = ("0x12", "0x0b40")
 
-UsbSerialReader = Callable[[int, int], "str | None"]
+# (busnum, devnum, vendor, product) -> the iSerialNumber string, if any.
+UsbSerialReader = Callable[[int, int, str, str], "str | None"]
 
 
 class Garbage(Exception):
@@ -340,8 +341,12 @@ def _usb_card(reader: _Reader, name: str,
     except ValueError:
         raise Garbage(f"{real}: busnum/devnum are not numbers") from None
     serial_path = os.path.join(real, "serial")
-    serial = (reader.text(serial_path) if os.path.exists(serial_path)
-              else serial_reader(busnum, devnum) if serial_reader else None)
+    if os.path.exists(serial_path):
+        serial = reader.text(serial_path)
+    elif serial_reader:
+        serial = serial_reader(busnum, devnum, vendor, product)
+    else:
+        serial = None
     card_id, source, serial = identity.card_identity(
         vendor=vendor, product=product, usb_serial=serial,
         path=f"usb-{name}")

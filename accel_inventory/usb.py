@@ -9,19 +9,37 @@ import logging
 LOG = logging.getLogger(__name__)
 
 
-def read_serial(busnum: int, devnum: int, backend=None) -> str | None:
-    """The iSerialNumber string of the device at ``busnum``/``devnum``, or
-    None when it has none or cannot be opened (the card's identity then
-    falls back to its port path, marked weak)."""
+def read_serial(busnum: int, devnum: int, vendor: str, product: str, *,
+                backend=None) -> str | None:
+    """The iSerialNumber string of the ``vendor``:``product`` device at
+    ``busnum``/``devnum``, or None when it has none or cannot be read (the
+    card's identity then falls back to its port path, marked weak).
+
+    The ids must match too: a Movidius stick re-enumerates while its
+    firmware loads, and the device number sysfs showed may meanwhile name
+    another device. ``backend`` is pyusb's: None picks libusb.
+    """
     import usb.core
     import usb.util
 
+    where = f"USB device {busnum}:{devnum} ({vendor}:{product})"
     try:
-        device = usb.core.find(bus=busnum, address=devnum, backend=backend)
-        if device is None or not device.iSerialNumber:
-            return None
-        return usb.util.get_string(device, device.iSerialNumber)
-    except (usb.core.USBError, usb.core.NoBackendError, ValueError) as exc:
-        LOG.warning("Cannot read the serial number of USB device %s:%s: %s",
-                    busnum, devnum, exc)
+        device = usb.core.find(bus=busnum, address=devnum,
+                               idVendor=int(vendor, 16),
+                               idProduct=int(product, 16), backend=backend)
+    except (usb.core.USBError, usb.core.NoBackendError) as exc:
+        LOG.warning("Cannot list USB devices to read the serial number of "
+                    "%s: %s", where, exc)
         return None
+    if device is None or not device.iSerialNumber:
+        return None
+    try:
+        serial = usb.util.get_string(device, device.iSerialNumber)
+    except (usb.core.USBError, ValueError) as exc:
+        # ValueError: pyusb found no language ids, which is how a device
+        # that refuses string requests (or cannot be opened) shows.
+        LOG.warning("Cannot read the serial number of %s: %s", where, exc)
+        return None
+    finally:
+        usb.util.dispose_resources(device)
+    return serial.strip() or None

@@ -95,21 +95,6 @@ def test_movidius_reenumerates_after_firmware_load(tmp_path):
     assert stick.functions()[0].attrs["devnum"] == 9
 
 
-def test_stick_serial_from_pyusb_when_sysfs_has_none(tmp_path):
-    fs = sample.FakeSysfs(str(tmp_path))
-    fs.add_usb("3-1", "03e7", "2485", serial=None, devnum=4)
-    asked = []
-
-    def reader(bus, dev):
-        asked.append((bus, dev))
-        return "FROMDESC"
-    [card] = sysfs.scan_cards(fs.root, profiles=PROFILES,
-                              usb_serial_reader=reader).cards
-    assert asked == [(3, 4)] and card.id == "usb-03e7-FROMDESC"
-    [weak] = scan(fs.root).cards
-    assert weak.identity_source == "path" and weak.weak_identity
-
-
 def test_vca_interfaces_renamed(tmp_path):
     fs = sample.FakeSysfs(str(tmp_path))
     fs.add_vca_card(0, "0000:5e:00.0", ["0000:5f:00.0", "0000:5f:00.1"],
