@@ -17,7 +17,7 @@ from accel_inventory import conf as inventory_conf
 from accel_inventory.inventory import current_boot_id
 from libvirt_hooks import conf as hooks_conf
 from libvirt_hooks import domain as domain_xml
-from libvirt_hooks import guard, hostview
+from libvirt_hooks import guard, hostview, trust
 from libvirt_hooks.hook import EXIT_REFUSED
 
 LOG = logging.getLogger("nova-accel-hook")
@@ -66,6 +66,12 @@ def run(name: str, op: str, subop: str, xml: bytes,
     except cfg.Error as exc:
         stderr.write(f"nova-accel: domain {name}: cannot read configuration: "
                      f"{exc}\n")
+        return EXIT_REFUSED
+    # Before anything acts on the configuration (the log file is opened
+    # as root): see trust.py.
+    untrusted = trust.refusal(config_file, conf.inventory.cache_path)
+    if untrusted:
+        stderr.write(f"nova-accel: domain {name}: {untrusted}\n")
         return EXIT_REFUSED
     _setup_logging(conf)
     previous = signal.signal(signal.SIGALRM, _on_alarm)

@@ -1,0 +1,238 @@
+"""What a local user without root cannot make the hook do.
+
+The hook trusts its configuration and cache only when root (the user it
+runs as) alone can change them; it runs no shell; and nothing a domain XML
+or the sysfs tree says leads it to a path outside the sysfs root.
+"""
+
+import ast
+import io
+import os
+import pathlib
+import stat
+
+import pytest
+
+from accel_inventory import cache, model
+from libvirt_hooks import hook, hostview, trust, xmlgen
+from test_hook import DOMAIN_UUID, FPGA, add_pci, card, domain_xml
+
+PACKAGES = [pathlib.Path(__file__).parents[3] / name for name in
+            ("accel_inventory", "libvirt_hooks", "nova_accel_weigher")]
+FILE = stat.S_IFREG
+DIR = stat.S_IFDIR
+
+
+# -- the decision --------------------------------------------------------
+
+def node(mode, uid=0, holds=True, path="/x"):
+    return trust.Node(path=path, uid=uid, mode=mode, holds=holds)
+
+
+def test_owned_by_the_hooks_user_or_root_and_private_is_trusted():
+    assert trust.problems([node(FILE | 0o600, uid=0),
+                           node(DIR | 0o755, uid=0, holds=False),
+                           node(FILE | 0o644, uid=1000)], owner_uid=1000) \
+        == []
+
+
+def test_another_owner_is_refused():
+    [line] = trust.problems([node(FILE | 0o600, uid=1000,
+                                  path="/etc/nova-accel/nova-accel.conf")],
+                            owner_uid=0)
+    assert line == ("/etc/nova-accel/nova-accel.conf is owned by uid 1000, "
+                    "not 0")
+
+
+@pytest.mark.parametrize("mode", [0o620, 0o602, 0o666])
+def test_group_or_other_write_is_refused(mode):
+    [line] = trust.problems([node(FILE | mode, path="/var/lib/c.json")], 0)
+    assert line == (f"/var/lib/c.json is writable by its group or others "
+                    f"(mode {mode:04o})")
+
+
+def test_a_sticky_directory_is_trusted_above_but_not_holding_the_file():
+    tmp = DIR | stat.S_ISVTX | 0o777
+    assert trust.problems([node(tmp, holds=False)], 0) == []
+    assert len(trust.problems([node(tmp, holds=True)], 0)) == 1
+    # Without the sticky bit anyone could rename what is below it.
+    assert len(trust.problems([node(DIR | 0o777, holds=False)], 0)) == 1
+
+
+def test_symlinks_are_judged_by_their_directory_and_target():
+    assert trust.problems([node(stat.S_IFLNK | 0o777, uid=1000)], 0) == []
+
+
+# -- the edge --------------------------------------------------------------
+
+def someone_else_owns(path):
+    """Give ``path`` an owner that is neither root nor the hook's user;
+    return the uid the hook runs as."""
+    if os.geteuid() == 0:
+        os.chown(path, 4242, -1)
+        return 0
+    return os.geteuid() + 1  # our files are then someone else's
+
+
+@pytest.fixture
+def private(tmp_path):
+    """A configuration and cache only their owner can change."""
+    etc, lib = tmp_path / "etc", tmp_path / "lib"
+    etc.mkdir(mode=0o755)
+    lib.mkdir(mode=0o700)
+    config = etc / "nova-accel.conf"
+    config.write_text("[inventory]\n")
+    config.chmod(0o644)
+    path = str(lib / "inventory.json")
+    cache.save(path, model.Inventory(hostname="compute1"))
+    return config, path
+
+
+def test_private_files_under_sticky_tmp_are_trusted(private):
+    config, path = private
+    assert trust.refusal(str(config), path) is None
+
+
+def test_world_writable_cache_directory_is_refused(private):
+    config, path = private
+    os.chmod(os.path.dirname(path), 0o777)
+    reason = trust.refusal(str(config), path)
+    assert f"{os.path.dirname(path)} is writable by its group or others " \
+           f"(mode 0777)" in reason
+
+
+def test_last_good_copy_is_checked_too(private):
+    config, path = private
+    good = cache.good_copy_path(path)
+    os.chmod(good, 0o666)
+    assert f"{good} is writable" in trust.refusal(str(config), path)
+
+
+def test_config_owned_by_someone_else_is_refused(private):
+    config, path = private
+    owner = someone_else_owns(config)
+    reason = trust.refusal(str(config), path, owner_uid=owner)
+    assert f"{config} is owned by uid" in reason
+    assert reason.endswith("writable by it alone")
+
+
+def test_a_link_into_a_writable_directory_is_followed(private, tmp_path):
+    config, path = private
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    shared.chmod(0o777)
+    (shared / "nova-accel.conf").write_text("[inventory]\n")
+    config.unlink()
+    config.symlink_to(shared / "nova-accel.conf")
+    assert f"{shared} is writable" in trust.refusal(str(config), path)
+
+
+# -- the hook refuses, in one line, and touches nothing ----------------------
+
+@pytest.fixture
+def host(tmp_path, monkeypatch):
+    sysfs = tmp_path / "sys"
+    add_pci(sysfs, "0000:3b:00.0", *FPGA)
+    lib = tmp_path / "lib"
+    lib.mkdir(mode=0o700)
+    path = str(lib / "inventory.json")
+    cache.save(path, model.Inventory(hostname="compute1", cards=[
+        card("dsn-00000000000000aa", ["0000:3b:00.0"])]))
+    config = tmp_path / "nova-accel.conf"
+    log = tmp_path / "hook.log"
+    config.write_text(f"[inventory]\nsysfs_root = {sysfs}\ncache_path = "
+                      f"{path}\n[libvirt_hooks]\nlog_file = {log}\n")
+    monkeypatch.setenv("NOVA_ACCEL_CONFIG", str(config))
+    return {"config": config, "cache": path, "log": log}
+
+
+def call(xml):
+    out, err = io.StringIO(), io.StringIO()
+    rc = hook.main(["vm1", "prepare", "begin", "-"], stdin=io.BytesIO(xml),
+                   stdout=out, stderr=err)
+    return rc, out.getvalue(), err.getvalue()
+
+
+def test_hook_trusts_a_private_setup(host):
+    assert call(domain_xml(xmlgen.pci_hostdev("0000:3b:00.0"))) == (0, "",
+                                                                      "")
+    assert DOMAIN_UUID in cache.load(host["cache"]).claims
+
+
+@pytest.mark.parametrize("loosen", ["config", "cache", "cache_dir"])
+def test_hook_fails_closed_when_others_can_write(host, loosen):
+    target = {"config": host["config"], "cache": host["cache"],
+              "cache_dir": os.path.dirname(host["cache"])}[loosen]
+    os.chmod(target, 0o777 if loosen == "cache_dir" else 0o666)
+    before = pathlib.Path(host["cache"]).read_bytes()
+    rc, out, err = call(domain_xml(xmlgen.pci_hostdev("0000:3b:00.0")))
+    assert (rc, out) == (1, "")
+    assert err.count("\n") == 1
+    assert err.startswith("nova-accel: domain vm1: refusing to trust")
+    assert f"{target} is writable" in err
+    # Nothing acted on: no claim recorded, no log file opened.
+    assert pathlib.Path(host["cache"]).read_bytes() == before
+    assert not host["log"].exists()
+
+
+def test_fast_path_domains_never_pay_for_an_untrusted_setup(host):
+    os.chmod(host["config"], 0o666)
+    assert call(domain_xml()) == (0, "", "")
+
+
+# -- no shell, anywhere ------------------------------------------------------
+
+# Each of these hands its command to /bin/sh.
+SHELL_CALLS = {("os", "system"), ("os", "popen"), ("subprocess", "getoutput"),
+               ("subprocess", "getstatusoutput"),
+               ("asyncio", "create_subprocess_shell")}
+
+
+def shell_uses(source: str, filename: str) -> list[str]:
+    found = []
+    for call_ in ast.walk(ast.parse(source, filename)):
+        if not isinstance(call_, ast.Call):
+            continue
+        func = call_.func
+        if (isinstance(func, ast.Attribute)
+                and isinstance(func.value, ast.Name)
+                and (func.value.id, func.attr) in SHELL_CALLS):
+            found.append(f"{filename}:{call_.lineno} "
+                         f"{func.value.id}.{func.attr}")
+        for keyword in call_.keywords:
+            if (keyword.arg == "shell"
+                    and not (isinstance(keyword.value, ast.Constant)
+                             and keyword.value.value is False)):
+                found.append(f"{filename}:{call_.lineno} shell=")
+    return found
+
+
+def test_the_checker_sees_each_way_to_a_shell():
+    source = ("import os, subprocess\nos.system('x')\nos.popen('x')\n"
+              "subprocess.run('x', shell=True)\nsubprocess.run(['x'], "
+              "shell=flag)\nsubprocess.getoutput('x')\n"
+              "subprocess.run(['x'], shell=False)\n")
+    assert [f.split(" ", 1)[1] for f in shell_uses(source, "f.py")] == [
+        "os.system", "os.popen", "shell=", "shell=", "subprocess.getoutput"]
+
+
+def test_no_code_of_the_project_runs_a_shell():
+    files = [p for package in PACKAGES for p in sorted(package.rglob("*.py"))]
+    assert len(files) > 20
+    found = [use for p in files
+             for use in shell_uses(p.read_text(), str(p))]
+    assert found == []
+
+
+# -- paths stay inside the sysfs root ----------------------------------------
+
+@pytest.mark.parametrize("bdf", ["../../../etc", "0000:3b:00.0/../../..",
+                                 "0000:3b:00.0/../0000:00:1f.0", "",
+                                 "/etc/passwd", "0000:3B:00.0\n"])
+def test_hostview_reads_only_a_bdf_under_the_root(tmp_path, bdf):
+    sysfs = tmp_path / "sys"
+    add_pci(sysfs, "0000:3b:00.0", *FPGA)
+    # A "device" one level up, where a ``..`` would lead.
+    (sysfs / "bus" / "pci" / "vendor").write_text("0x1172\n")
+    assert hostview.pci_identity(str(sysfs), bdf) is None
+
