@@ -37,8 +37,13 @@ inventory_opts = [
                      "10de:1eb8:nvidia-222. Without an entry the first "
                      "supported type of the parent is used."),
     cfg.BoolOpt("use_udev", default=True,
-                help="Read udev properties through pyudev where the live host "
-                     "has them. Ignored when sysfs_root is not /sys."),
+                help="On the live host, ask udev (through pyudev) for the "
+                     "serial of a USB device whose sysfs entry has no "
+                     "serial file (ID_USB_SERIAL_SHORT, ID_SERIAL_SHORT), "
+                     "before reading the device's own descriptor. Never "
+                     "used for PCI: udev's ID_PATH holds the PCI address, "
+                     "which is not an identity. Ignored when sysfs_root is "
+                     "not /sys."),
     cfg.BoolOpt("use_usb_descriptors", default=True,
                 help="Read USB string descriptors (serial number) through "
                      "pyusb when sysfs lacks them."),

@@ -11,6 +11,7 @@ from __future__ import annotations
 import copy
 import re
 import struct
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 from accel_inventory import model
@@ -66,6 +67,27 @@ def vpd_serial(vpd: bytes) -> str | None:
                     return value or None
                 i += 3 + size
         pos += 3 + length
+    return None
+
+
+# The usb_id builtin sets both from the device's serial string (newer
+# systemd adds the ID_USB_ name because other builtins may overwrite the
+# plain one on child devices); first found wins.
+UDEV_SERIAL_PROPERTIES = ("ID_USB_SERIAL_SHORT", "ID_SERIAL_SHORT")
+
+
+def udev_serial(properties: Mapping[str, str]) -> str | None:
+    """The serial number udev recorded for a device, if any.
+
+    Only the serial itself counts. Never ``ID_PATH`` (and ``ID_PATH_TAG``):
+    for PCI it holds the BDF, which a renumbered bus changes; never
+    ``ID_SERIAL``: without a serial it is ``<vendor>_<model>``, the same
+    for every identical stick.
+    """
+    for key in UDEV_SERIAL_PROPERTIES:
+        value = properties.get(key, "").strip()
+        if value:
+            return value
     return None
 
 

@@ -50,6 +50,7 @@ def _scan(conf):
     # current_boot_id and must not pay for the scanner's imports.
     from accel_inventory import profiles
     from accel_inventory import sysfs
+    from accel_inventory import udev
     from accel_inventory import usb
 
     opts = conf.inventory
@@ -58,7 +59,8 @@ def _scan(conf):
         opts.sysfs_root,
         profiles=profiles.load_profiles(opts.profiles_dir),
         mdev_types=opts.mdev_types,
-        udev=opts.use_udev and live,
+        udev_properties=(udev.device_properties
+                         if opts.use_udev and live else None),
         usb_serial_reader=(usb.read_serial
                            if opts.use_usb_descriptors and live else None))
 

@@ -29,6 +29,8 @@ ACCEL_CLASS_PREFIXES = ("0x12", "0x0b40")
 
 # (busnum, devnum, vendor, product) -> the iSerialNumber string, if any.
 UsbSerialReader = Callable[[int, int, str, str], "str | None"]
+# A device's real sysfs path -> its udev properties ({} if none).
+UdevReader = Callable[[str], Mapping[str, str]]
 
 
 class Garbage(Exception):
@@ -108,15 +110,18 @@ def _read_pci(reader: _Reader, bdf: str) -> _Pci:
 def scan_cards(sysfs_root: str, *,
                profiles: Sequence[profiles_mod.Profile] = (),
                mdev_types: Mapping[str, str] | None = None,
-               udev: bool = False,
+               udev_properties: UdevReader | None = None,
                usb_serial_reader: UsbSerialReader | None = None
                ) -> ScanResult:
     """Every accelerator under ``sysfs_root`` as fresh cards (no status,
     no claims): ``identity.reconcile`` compares them with the cache.
 
-    ``udev`` is accepted for the live host; the identities used here come
-    from sysfs itself (config space, VPD, serial files), which udev only
-    mirrors.
+    Identities come from sysfs first (config space, VPD, ``serial``
+    files). A USB device without a ``serial`` file asks
+    ``udev_properties`` (``identity.udev_serial``), then
+    ``usb_serial_reader`` (its iSerialNumber string); both are for the
+    live host only. PCI devices never ask udev: nothing it records for
+    them is a stable identity that sysfs lacks.
     """
     reader = _Reader(sysfs_root)
     result = ScanResult()
@@ -153,8 +158,8 @@ def scan_cards(sysfs_root: str, *,
     for name in sorted(_listdir(os.path.join(reader.root, "bus", "usb",
                                              "devices"))):
         if USB_NAME.match(name):
-            _add(result, lambda n=name: _usb_card(reader, n, profiles,
-                                                  usb_serial_reader))
+            _add(result, lambda n=name: _usb_card(
+                reader, n, profiles, udev_properties, usb_serial_reader))
     result.cards = [c for c in result.cards if c is not None]
     return result
 
@@ -327,6 +332,7 @@ def _ippcie_card(reader: _Reader, parent: str, nodes: list[_Pci],
 
 def _usb_card(reader: _Reader, name: str,
               profiles: list[profiles_mod.Profile],
+              udev_properties: UdevReader | None,
               serial_reader: UsbSerialReader | None) -> model.Card | None:
     real = reader.inside(os.path.join(reader.root, "bus", "usb", "devices",
                                       name))
@@ -341,12 +347,13 @@ def _usb_card(reader: _Reader, name: str,
     except ValueError:
         raise Garbage(f"{real}: busnum/devnum are not numbers") from None
     serial_path = os.path.join(real, "serial")
+    serial = None
     if os.path.exists(serial_path):
         serial = reader.text(serial_path)
-    elif serial_reader:
+    if not serial and udev_properties:
+        serial = identity.udev_serial(udev_properties(real))
+    if not serial and serial_reader:
         serial = serial_reader(busnum, devnum, vendor, product)
-    else:
-        serial = None
     card_id, source, serial = identity.card_identity(
         vendor=vendor, product=product, usb_serial=serial,
         path=f"usb-{name}")
