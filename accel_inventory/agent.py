@@ -22,6 +22,7 @@ import os
 import sys
 import threading
 import time
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -37,6 +38,11 @@ LOG = logging.getLogger(__name__)
 TICK = "periodic round"
 # Beside the cache: what the last publisher learnt about placement.
 STATE_SUFFIX = ".placement.json"
+# Beside the cache: one empty file per consumer that holds functions by a
+# placement claim, named by its UUID. The libvirt hook stats it at every
+# domain start (libvirt_hooks.attach), so that a domain with nothing to
+# attach costs one stat and no parse of the cache.
+ASSIGNED_SUFFIX = ".assigned"
 
 
 def publisher_from_conf(conf) -> placement.Publisher:
@@ -108,9 +114,39 @@ def sync_allocations(conf, publisher: placement.Publisher,
     cache.update(conf.inventory.cache_path, apply,
                  conf.inventory.lock_timeout)
     result = results[-1]
+    write_assigned_markers(conf.inventory.cache_path, result.inventory)
     for problem in result.problems:
         LOG.warning("Allocation sync: %s", problem)
     return result
+
+
+def write_assigned_markers(cache_path: str, inv: model.Inventory) -> None:
+    """Make ``<cache_path>.assigned/`` hold one file per consumer with a
+    placement claim in ``inv``, and no other. Failures are logged: they
+    only cost the attach at the next domain start."""
+    directory = cache_path + ASSIGNED_SUFFIX
+    wanted = set()
+    for claim in inv.claims.values():
+        if claim.source != placement.CLAIM_SOURCE:
+            continue
+        try:
+            wanted.add(str(uuid.UUID(claim.consumer)))
+        except ValueError:
+            LOG.warning("Consumer %r is not a UUID, so no domain can be "
+                        "it; its devices are not attached at start",
+                        claim.consumer)
+    try:
+        os.makedirs(directory, mode=0o700, exist_ok=True)
+        present = set(os.listdir(directory))
+        for consumer in sorted(wanted - present):
+            with open(os.path.join(directory, consumer), "w"):
+                pass
+        for consumer in sorted(present - wanted):
+            os.unlink(os.path.join(directory, consumer))
+    except OSError as e:
+        LOG.warning("Cannot update the assignment markers in %s: %s; "
+                    "domains that start meanwhile get their devices only "
+                    "from 'accel-domain attach DOMAIN'", directory, e)
 
 
 def run_round(conf, publisher: placement.Publisher, *,

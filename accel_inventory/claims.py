@@ -169,6 +169,27 @@ def mark_stopped(inv: model.Inventory, consumer: str) -> model.Inventory:
     return new
 
 
+def record_attach(inv: model.Inventory, consumer: str,
+                  attach: dict, *, running: bool,
+                  boot_id: str | None) -> model.Inventory:
+    """Record in the claim of ``consumer`` what attaching its devices to
+    its domain did (``attach``, free-form), and whether the running domain
+    now holds them (``running`` in boot ``boot_id``).
+
+    Raises ClaimError when the consumer holds nothing any more (its
+    allocation went while the devices were being attached).
+    """
+    if consumer not in inv.claims:
+        raise ClaimError(f"{consumer} holds no claim any more (its "
+                         f"allocation went); its attach is not recorded")
+    new = copy.deepcopy(inv)
+    claim = new.claims[consumer]
+    claim.attach = copy.deepcopy(attach)
+    claim.running = running
+    claim.boot_id = boot_id if running else claim.boot_id
+    return new
+
+
 def _function(inv: model.Inventory, function_id: str) -> model.Function:
     entry = inv.function_index().get(function_id)
     if entry is None:

@@ -29,6 +29,14 @@ hooks_opts = [
                help="Prefix of the Linux bridges through which domains reach "
                     "IP-over-PCIe nodes. An interface on such a bridge marks "
                     "a domain as an accelerator domain."),
+    cfg.StrOpt("libvirt_uri", default="qemu:///system",
+               help="libvirt connection of the attach worker, which hot-plugs "
+                    "the devices Nova does not manage into a domain after "
+                    "it starts; 'accel-domain' takes its own --connect."),
+    cfg.FloatOpt("attach_timeout", default=60.0, min=1.0,
+                 help="Seconds the attach worker waits for a started domain "
+                      "to come up before it gives up (and logs what to "
+                      "run by hand)."),
     cfg.IntOpt("max_xml_bytes", default=1024 * 1024, min=4096,
                help="Largest domain XML the hook parses. A larger document "
                     "is refused for accelerator domains."),

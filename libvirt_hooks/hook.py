@@ -3,22 +3,31 @@
 libvirt calls ``<domain> <op> <subop> <extra>`` with the domain XML on
 stdin, and at a plain start ignores what the hook prints: the hook can
 only refuse (non-zero exit, stderr shown in libvirt's error) or prepare.
-So at ``prepare begin`` it checks every PCI hostdev against the host as it
-is now and records which functions the domain holds; at ``release end`` it
-marks them stopped; at ``migrate begin`` and ``restore begin``, the only
-points where libvirt takes a new XML, it prints the XML with moved
-functions at their current addresses.
+So at ``prepare begin`` it checks every PCI and USB hostdev, mdev and
+node interface against the host as it is now, creates missing mdevs on
+the parent where the domain's card is now, puts each node's current
+interface in the node's bridge, and records which functions the domain
+holds; at ``release end`` it removes the mdevs it created and marks the
+claim stopped; at ``migrate begin`` and ``restore begin``, the only points
+where libvirt takes a new XML, it prints the XML with moved devices at
+their current addresses.
 
 Most domains have no accelerator: they leave on the fast path, which
 imports nothing beyond the standard library. Nothing here calls back into
 libvirt (that deadlocks) or runs a shell.
 """
 
+import configparser
 import os
+import re
 import sys
 
-# A domain whose XML holds none of these has no device this hook checks.
+# A domain whose XML holds none of these has no device this hook checks
+# (interfaces are looked at more closely: see reaches_accelerator).
 FAST_PATH_MARKERS = (b"<hostdev", b"'mdev'", b'"mdev"')
+INTERFACE = re.compile(rb"<interface\b.*?</interface>", re.DOTALL)
+HOST_INTERFACE = re.compile(
+    rb"<(?:source|target)\b[^>]*?\b(?:dev|bridge)=[\"']([^\"'/]{1,15})[\"']")
 FULL_PATH_OPS = {("prepare", "begin"), ("release", "end"),
                  ("migrate", "begin"), ("restore", "begin")}
 DEFAULT_CONFIG = "/etc/nova-accel/nova-accel.conf"
@@ -27,9 +36,49 @@ EXIT_REFUSED = 1
 EXIT_USAGE = 2
 
 
-def needs_full_path(op: str, subop: str, xml: bytes) -> bool:
-    return ((op, subop) in FULL_PATH_OPS
-            and any(marker in xml for marker in FAST_PATH_MARKERS))
+def _fast_option(config: str | None, group: str, name: str,
+                 default: str) -> str:
+    """One option as oslo.config would read it (its environment override
+    first, then the file), without importing oslo.config."""
+    env = os.environ.get(f"OS_{group.upper()}__{name.upper()}")
+    if env is not None:
+        return env
+    if config is None:
+        return default
+    parser = configparser.RawConfigParser(strict=False)
+    try:
+        parser.read(config)
+        return parser.get(group, name, fallback=default).strip()
+    except configparser.Error:
+        return default  # the full path reports a broken file
+
+
+def reaches_accelerator(xml: bytes, config: str | None) -> bool:
+    """Whether an ``<interface>`` of the domain is on a node bridge of ours
+    or names a host interface backed by a device (perhaps an IP-over-PCIe
+    node's): bridges, taps and veths of ordinary networks have no
+    ``device`` in sysfs, so those domains stay on the fast path."""
+    interfaces = INTERFACE.findall(xml)
+    if not interfaces:
+        return False
+    prefix = _fast_option(config, "libvirt_hooks", "bridge_prefix",
+                          "accbr-").encode()
+    sysfs_root = _fast_option(config, "inventory", "sysfs_root", "/sys")
+    for interface in interfaces:
+        for host_name in HOST_INTERFACE.findall(interface):
+            if host_name.startswith(prefix) or os.path.lexists(os.path.join(
+                    sysfs_root, "class", "net", os.fsdecode(host_name),
+                    "device")):
+                return True
+    return False
+
+
+def needs_full_path(op: str, subop: str, xml: bytes,
+                    config: str | None = None) -> bool:
+    if (op, subop) not in FULL_PATH_OPS:
+        return False
+    return (any(marker in xml for marker in FAST_PATH_MARKERS)
+            or (b"<interface" in xml and reaches_accelerator(xml, config)))
 
 
 def main(argv=None, stdin=None, stdout=None, stderr=None) -> int:
@@ -43,7 +92,15 @@ def main(argv=None, stdin=None, stdout=None, stderr=None) -> int:
         return EXIT_USAGE
     xml = (stdin or sys.stdin.buffer).read()
     name, op, subop = argv[:3]
-    if not needs_full_path(op, subop, xml):
+    # Devices Nova does not manage: attached after the start by a detached
+    # worker, released with the domain. Standard library only; one stat
+    # for a domain that has none (see attach.py).
+    from libvirt_hooks import attach
+    if (op, subop) == ("started", "begin"):
+        return attach.on_started(xml, config_file())
+    if not needs_full_path(op, subop, xml) and not (
+            (op, subop) == ("release", "end")
+            and attach.assigned_consumer(xml, config_file())):
         return 0
     from libvirt_hooks import decide
     return decide.run(name, op, subop, xml, config_file(),

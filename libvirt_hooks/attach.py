@@ -1,0 +1,284 @@
+"""Attach what Nova does not manage: a claim's functions into its domain.
+
+Nova's libvirt driver adds no device for the resource classes this
+project publishes (USB sticks, IP-over-PCIe nodes, PCI regions). The
+agent's allocation sync records which instance (= domain UUID) holds which
+functions, and leaves one empty marker file per such consumer in
+``<cache_path>.assigned/``.
+
+At ``started begin`` the hook calls ``on_started``: a domain without a
+marker costs one stat; one with a marker gets a detached worker (``python
+-m libvirt_hooks.attach UUID``: new session, stdin, stdout and stderr on
+/dev/null, so libvirt does not wait for it). The hook itself never calls
+libvirt, which would deadlock. The worker waits for the domain to be up,
+resolves where each function is now, builds its device (``devices``) and
+hot-plugs it live only (the persistent definition never names an address
+that may change), then records the outcome in the claim (``claim.attach``).
+A failure is logged and recorded with its reason; nothing is retried.
+
+The hook imports this module on its fast path: only the standard library
+is imported at module level; the worker's imports are in its functions.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+
+# Must match accel_inventory.agent.ASSIGNED_SUFFIX (a test checks): the
+# hook cannot import the agent's module, which loads oslo and placement.
+ASSIGNED_SUFFIX = ".assigned"
+# [inventory] cache_path's default, for the same reason.
+DEFAULT_CACHE_PATH = "/var/lib/nova-accel/inventory.json"
+UUID_CHARS = frozenset("0123456789abcdefABCDEF-")
+WAIT_STEP = 0.1
+
+
+def domain_uuid(xml: bytes) -> str | None:
+    """The domain's ``<uuid>`` (libvirt writes it before any device or
+    metadata); None when there is none that looks like a UUID."""
+    start = xml.find(b"<uuid>")
+    end = xml.find(b"</uuid>", start)
+    if start < 0 or end < 0:
+        return None
+    text = xml[start + len(b"<uuid>"):end].strip().decode("ascii", "replace")
+    if len(text) != 36 or not set(text) <= UUID_CHARS:
+        return None
+    return text.lower()
+
+
+def cache_path(config_file: str | None) -> str | None:
+    """``[inventory] cache_path`` as oslo.config would read it (the
+    ``OS_INVENTORY__CACHE_PATH`` variable, then the file, then the
+    default), without loading oslo.config; None when the file cannot be
+    parsed here (the caller then takes the full path, which can)."""
+    from_env = os.environ.get("OS_INVENTORY__CACHE_PATH")
+    if from_env:
+        return from_env
+    if config_file is None:
+        return DEFAULT_CACHE_PATH
+    import configparser
+
+    parser = configparser.RawConfigParser(strict=False)
+    try:
+        parser.read(config_file)
+    except configparser.Error:
+        return None
+    return parser.get("inventory", "cache_path", fallback=DEFAULT_CACHE_PATH)
+
+
+def marker_path(cache: str, consumer: str) -> str:
+    return os.path.join(cache + ASSIGNED_SUFFIX, consumer)
+
+
+def assigned_consumer(xml: bytes, config_file: str | None) -> str | None:
+    """The domain's UUID when the sync assigned it functions (or when that
+    cannot be told cheaply); None otherwise, after one stat."""
+    consumer = domain_uuid(xml)
+    if consumer is None:
+        return None
+    cache = cache_path(config_file)
+    if cache is not None and not os.path.exists(marker_path(cache,
+                                                            consumer)):
+        return None
+    return consumer
+
+
+def on_started(xml: bytes, config_file: str | None) -> int:
+    """``started begin``: launch the worker for an assigned domain."""
+    consumer = assigned_consumer(xml, config_file)
+    if consumer is not None:
+        launch(consumer, config_file)
+    return 0
+
+
+def launch(consumer: str, config_file: str | None) -> None:
+    """Start the worker detached from the hook and from libvirt."""
+    import subprocess
+
+    env = dict(os.environ)
+    if config_file:
+        env["NOVA_ACCEL_CONFIG"] = config_file
+    subprocess.Popen([sys.executable, "-m", "libvirt_hooks.attach", consumer],
+                     stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                     stderr=subprocess.DEVNULL, start_new_session=True,
+                     close_fds=True, cwd="/", env=env)
+
+
+# ------------------------------------------------------------ the worker
+
+def host_now(sysfs_root: str, card, function):
+    """What sysfs has now for ``function`` of ``card`` (``devices.HostNow``),
+    read through the hook's own readers: only that device's files."""
+    from libvirt_hooks import devices, hostview
+
+    if function.address is None:
+        return devices.HostNow()
+    if card.kind == "pci":
+        return devices.HostNow(pci=hostview.pci_identity(sysfs_root,
+                                                         function.address))
+    if card.kind == "usb":
+        return devices.HostNow(usb=next(
+            (usb for usb in hostview.usb_devices(sysfs_root)
+             if usb.name == function.address), None))
+    if card.kind == "mdev":
+        return devices.HostNow(mdev=hostview.mdev_now(sysfs_root,
+                                                      function.address))
+    return devices.HostNow()
+
+
+def attach_claim(conn, conf, consumer: str, *, ensure_bridge=None,
+                 record: bool = True) -> dict:
+    """Hot-plug, live only, every function ``consumer``'s placement claim
+    holds that its running domain lacks; return and (``record``) store
+    the outcome in ``claim.attach``.
+
+    ``ensure_bridge(bridge, interface)`` makes a node's bridge hold its
+    current interface (``bridge.ensure_node_bridge`` by default).
+    Raises LookupError when the consumer holds no placement claim.
+    """
+    import libvirt
+
+    from accel_inventory import cache, claims, placement
+    from accel_inventory.inventory import current_boot_id
+    from libvirt_hooks import bridge, devices, hostview, xmlgen
+    from libvirt_hooks import domain as domain_xml
+
+    ensure_bridge = ensure_bridge or bridge.ensure_node_bridge
+    opts = conf.inventory
+    inv = cache.load(opts.cache_path)
+    claim = inv.claims.get(consumer) if inv is not None else None
+    if claim is None or claim.source != placement.CLAIM_SOURCE:
+        raise LookupError(f"{consumer} holds no functions assigned by "
+                          f"placement in {opts.cache_path}; nothing to "
+                          f"attach")
+    dom = conn.lookupByUUIDString(consumer)
+    live = domain_xml.parse(dom.XMLDesc(0).encode(),
+                            conf.libvirt_hooks.max_xml_bytes)
+    present = devices.devices_by_key(live.tree)
+    index = inv.function_index()
+    results = {}
+    for fid in claim.functions:
+        outcome = {}
+        try:
+            if fid not in index:
+                raise devices.DeviceError(
+                    f"{fid} is no longer in the inventory; rescan with "
+                    f"'accel-inventory scan'")
+            card, _region, function = index[fid]
+            element = devices.element_for(
+                card, function, host_now(opts.sysfs_root, card, function),
+                conf.libvirt_hooks.bridge_prefix)
+            key = devices.device_key(element)
+            outcome["device"] = devices.describe(key)
+            if key[0] == "bridge":
+                interface = (hostview.node_interface(opts.sysfs_root,
+                                                     function.address)
+                             if function.address else None)
+                if interface is None:
+                    raise devices.DeviceError(
+                        f"node {fid} at {function.address} has no host-side "
+                        f"interface now; load the card's driver, then "
+                        f"'accel-domain attach {live.name}'")
+                done = ensure_bridge(key[1], interface)
+                if done:
+                    outcome["bridge"] = "; ".join(done)
+            if key in present:
+                outcome["state"] = "present"
+            else:
+                dom.attachDeviceFlags(xmlgen.to_string(element),
+                                      libvirt.VIR_DOMAIN_AFFECT_LIVE)
+                outcome["state"] = "attached"
+        except (devices.DeviceError, bridge.BridgeError,
+                libvirt.libvirtError) as exc:
+            outcome.update(state="failed", reason=str(exc))
+        results[fid] = outcome
+    boot_id = current_boot_id()
+    document = {"domain": live.name, "at": time.time(), "boot_id": boot_id,
+                "devices": results}
+    if record:
+        holds = any(o["state"] in ("attached", "present")
+                    for o in results.values())
+        cache.update(opts.cache_path,
+                     lambda current: claims.record_attach(
+                         current, consumer, document, running=holds,
+                         boot_id=boot_id),
+                     opts.lock_timeout, validate=False)
+    return document
+
+
+def wait_until_up(dom, timeout: float, *, clock=time.monotonic,
+                  sleep=time.sleep) -> bool:
+    """True once the domain runs (or is paused: a hot-plug then waits for
+    libvirt's start job); False if it did not within ``timeout`` s."""
+    import libvirt
+
+    up = (libvirt.VIR_DOMAIN_RUNNING, libvirt.VIR_DOMAIN_PAUSED)
+    deadline = clock() + timeout
+    while dom.state()[0] not in up:
+        if clock() >= deadline:
+            return False
+        sleep(WAIT_STEP)
+    return True
+
+
+def summary(document: dict) -> str:
+    """One line per function of an attach outcome."""
+    lines = []
+    for fid, outcome in document["devices"].items():
+        line = f"{fid}: {outcome['state']}"
+        if outcome.get("device"):
+            line += f" ({outcome['device']})"
+        if outcome.get("reason"):
+            line += f": {outcome['reason']}"
+        lines.append(line)
+    return "; ".join(lines)
+
+
+def run_worker(consumer: str, config_file: str | None, *,
+               connect=None) -> int:
+    """The detached worker: wait for the domain, attach, record, log.
+
+    ``connect(uri)`` opens libvirt (``libvirt.open`` by default).
+    """
+    import logging
+
+    import libvirt
+
+    from accel_inventory import cache, claims
+    from libvirt_hooks import decide
+
+    conf = decide.load_conf(config_file)
+    decide._setup_logging(conf)
+    log = decide.LOG
+    libvirt.registerErrorHandler(lambda _ctx, _err: None, None)
+    uri = conf.libvirt_hooks.libvirt_uri
+    try:
+        conn = (connect or libvirt.open)(uri)
+        dom = conn.lookupByUUIDString(consumer)
+        if not wait_until_up(dom, conf.libvirt_hooks.attach_timeout):
+            log.error("domain %s did not come up within %s s "
+                      "([libvirt_hooks] attach_timeout); nothing attached; "
+                      "run 'accel-domain attach %s' once it runs", consumer,
+                      conf.libvirt_hooks.attach_timeout, consumer)
+            return 1
+        document = attach_claim(conn, conf, consumer)
+    except (libvirt.libvirtError, LookupError, cache.CacheError,
+            claims.ClaimError) as exc:
+        log.error("domain %s: attach failed: %s; see 'accel-domain status "
+                  "%s'", consumer, exc, consumer)
+        return 1
+    failed = any(o["state"] == "failed" for o in document["devices"].values())
+    name = document["domain"]
+    log.log(logging.ERROR if failed else logging.INFO, "domain %s (%s): %s%s",
+            name, consumer, summary(document),
+            f"; fix the cause, then 'accel-domain attach {name}'"
+            if failed else "")
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    from libvirt_hooks.hook import config_file as _config_file
+
+    sys.exit(run_worker(sys.argv[1], _config_file()))

@@ -1,0 +1,384 @@
+"""The attach path: markers, the hook's dispatch, devices and the worker on
+libvirt's in-process test driver (which refuses hot-plug: the failure is
+recorded with its reason and the domain is left as it was)."""
+
+import io
+import os
+import subprocess
+import sys
+
+import libvirt
+import pytest
+from lxml import etree
+
+from accel_inventory import agent, cache, claims, identity, model, placement
+from accel_inventory import conf as inventory_conf
+from accel_inventory import profiles, sample, sysfs
+from libvirt_hooks import attach, bridge, devices, hook
+
+SCHEMA = "/usr/share/libvirt/schemas/domain.rng"
+TEST_URI = "test:///default"
+NODE0 = "vpd-8086-2953-VCA2-SN-0042/r0/f0"
+STICK = "usb-03e7-03e72485A1/r0/f0"
+VF = "dsn-0011223344556677/r0/f1"
+MDEV = "dsn-1eb8000000000001/r0/f0"
+UNCREATED_MDEV = "dsn-1eb8000000000001/r0/f1"
+
+libvirt.registerErrorHandler(lambda _ctx, _err: None, None)
+
+
+@pytest.fixture(scope="module")
+def relaxng():
+    return etree.RelaxNG(etree.parse(SCHEMA))
+
+
+@pytest.fixture
+def conn():
+    # Each open of test:///default is a fresh in-process host.
+    connection = libvirt.open(TEST_URI)
+    yield connection
+    connection.close()
+
+
+@pytest.fixture
+def host(tmp_path, monkeypatch):
+    """The sample host scanned into a cache, and the hook's configuration
+    pointing at both."""
+    root = sample.build_sample_host(str(tmp_path / "sys"))
+    scanned = sysfs.scan_cards(root, profiles=profiles.load_profiles(None))
+    inv, _ = identity.reconcile(None, scanned.cards, "compute1")
+    path = str(tmp_path / "inventory.json")
+    cache.save(path, inv)
+    config = tmp_path / "nova-accel.conf"
+    config.write_text(f"[inventory]\nsysfs_root = {root}\n"
+                      f"cache_path = {path}\n[libvirt_hooks]\n"
+                      f"log_file = {tmp_path / 'hook.log'}\n"
+                      f"attach_timeout = 1\n")
+    monkeypatch.setenv("NOVA_ACCEL_CONFIG", str(config))
+    monkeypatch.delenv("OS_INVENTORY__CACHE_PATH", raising=False)
+    from libvirt_hooks import decide
+    return {"root": root, "cache": path, "config": str(config),
+            "conf": decide.load_conf(str(config)),
+            "log": tmp_path / "hook.log", "fs": sample.FakeSysfs(root)}
+
+
+def assign(host, consumer, functions):
+    """What the sync records for an instance holding ``functions``."""
+    claim = model.Claim(consumer=consumer, functions=functions,
+                        source=placement.CLAIM_SOURCE)
+    inv = claims.record_claim(cache.load(host["cache"]), claim)
+    cache.save(host["cache"], inv)
+    agent.write_assigned_markers(host["cache"], inv)
+
+
+def domain_bytes(uuid, *devices_, name="vm1"):
+    dom = etree.Element("domain", type="test")
+    etree.SubElement(dom, "name").text = name
+    etree.SubElement(dom, "uuid").text = uuid
+    etree.SubElement(dom, "memory").text = "65536"
+    os_ = etree.SubElement(dom, "os")
+    etree.SubElement(os_, "type").text = "hvm"
+    devs = etree.SubElement(dom, "devices")
+    for device in devices_:
+        devs.append(device)
+    return etree.tostring(dom)
+
+
+def call_hook(xml, op, subop):
+    out, err = io.StringIO(), io.StringIO()
+    rc = hook.main(["vm1", op, subop, "-"], stdin=io.BytesIO(xml),
+                   stdout=out, stderr=err)
+    return rc, out.getvalue(), err.getvalue()
+
+
+class Bridges:
+    """Stands in for bridge.ensure_node_bridge: records what was asked."""
+
+    def __init__(self):
+        self.calls = []
+
+    def __call__(self, name, interface):
+        self.calls.append((name, interface))
+        return [f"added {interface} to {name}"]
+
+
+# -- what the hook side needs, without oslo.config ------------------------
+
+def test_constants_agree_with_the_agent_and_the_options():
+    assert attach.ASSIGNED_SUFFIX == agent.ASSIGNED_SUFFIX
+    conf = inventory_conf.load([])
+    assert attach.DEFAULT_CACHE_PATH == conf.inventory.cache_path
+
+
+def test_domain_uuid_is_read_from_the_bytes():
+    uuid = "0F3A4A52-6C1E-4B8C-9A3E-2D7C2F6B1A01"
+    assert attach.domain_uuid(domain_bytes(uuid)) == uuid.lower()
+    assert attach.domain_uuid(b"<domain><name>x</name></domain>") is None
+    assert attach.domain_uuid(b"<uuid>../../etc/passwd</uuid>") is None
+
+
+def test_cache_path_follows_env_then_file_then_default(tmp_path,
+                                                       monkeypatch):
+    monkeypatch.delenv("OS_INVENTORY__CACHE_PATH", raising=False)
+    config = tmp_path / "a.conf"
+    config.write_text("[inventory]\ncache_path = /x/inv.json\n"
+                      "[placement]\npassword = 50%off\n")
+    assert attach.cache_path(str(config)) == "/x/inv.json"
+    assert attach.cache_path(None) == attach.DEFAULT_CACHE_PATH
+    config.write_text("[placement]\nauth_type = password\n")
+    assert attach.cache_path(str(config)) == attach.DEFAULT_CACHE_PATH
+    config.write_text("not an ini file at all\n")
+    assert attach.cache_path(str(config)) is None
+    monkeypatch.setenv("OS_INVENTORY__CACHE_PATH", "/y/inv.json")
+    assert attach.cache_path(str(config)) == "/y/inv.json"
+
+
+def test_markers_follow_the_placement_claims(host):
+    a = "aaaaaaaa-0000-4000-8000-000000000001"
+    b = "bbbbbbbb-0000-4000-8000-000000000002"
+    directory = host["cache"] + agent.ASSIGNED_SUFFIX
+    assign(host, a, [STICK])
+    inv = claims.record_claim(cache.load(host["cache"]), model.Claim(
+        consumer=b, functions=[VF], source="hook"))
+    agent.write_assigned_markers(host["cache"], inv)
+    assert os.listdir(directory) == [a]
+    agent.write_assigned_markers(host["cache"], claims.release_claim(inv, a))
+    assert os.listdir(directory) == []
+
+
+def test_started_without_assignment_launches_nothing(host, mocker):
+    popen = mocker.patch("subprocess.Popen")
+    uuid = "cccccccc-0000-4000-8000-000000000003"
+    assert call_hook(domain_bytes(uuid), "started", "begin") == (0, "", "")
+    popen.assert_not_called()
+
+
+def test_started_with_assignment_launches_a_detached_worker(host, mocker):
+    popen = mocker.patch("subprocess.Popen")
+    uuid = "cccccccc-0000-4000-8000-000000000003"
+    assign(host, uuid, [STICK])
+    assert call_hook(domain_bytes(uuid), "started", "begin") == (0, "", "")
+    (argv,), kwargs = popen.call_args
+    assert argv == [sys.executable, "-m", "libvirt_hooks.attach", uuid]
+    assert kwargs["start_new_session"] is True
+    assert {kwargs[k] for k in ("stdin", "stdout", "stderr")} == {
+        subprocess.DEVNULL}
+    assert kwargs["env"]["NOVA_ACCEL_CONFIG"] == host["config"]
+
+
+def test_started_fast_path_imports_only_the_standard_library(host):
+    code = ("import io, sys\n"
+            "from libvirt_hooks import hook\n"
+            "rc = hook.main(['vm', 'started', 'begin', '-'], stdin=io.BytesIO("
+            "b'<domain><name>vm</name><uuid>cccccccc-0000-4000-8000-"
+            "000000000003</uuid></domain>'))\n"
+            "heavy = [m for m in ('lxml', 'oslo_config', 'accel_inventory',"
+            " 'libvirt', 'subprocess') if m in sys.modules]\n"
+            "print(rc, heavy)\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True,
+                         text=True, check=True).stdout
+    assert out.strip() == "0 []"
+
+
+# -- devices ---------------------------------------------------------------
+
+def test_each_kind_becomes_a_device_libvirt_accepts(host, relaxng):
+    inv = cache.load(host["cache"])
+    index = inv.function_index()
+    found = {}
+    for fid in (NODE0, STICK, VF, MDEV):
+        card, _region, function = index[fid]
+        now = attach.host_now(host["root"], card, function)
+        element = devices.element_for(card, function, now, "accbr-")
+        doc = etree.fromstring(domain_bytes(
+            "cccccccc-0000-4000-8000-000000000003", element))
+        assert relaxng.validate(doc), relaxng.error_log
+        found[fid] = devices.device_key(element)
+    assert found == {
+        NODE0: ("bridge", bridge.bridge_name("accbr-", NODE0)),
+        STICK: ("usb", "03e7", "2485", "3", "4"),
+        VF: ("pci", "0000:3b:01.1"),
+        MDEV: ("mdev", "4b20d080-1b54-4048-85b3-a6a62d165c01")}
+
+
+def test_stick_is_attached_where_it_is_now(host):
+    # The stick re-enumerated (firmware loaded): new device number.
+    inv = cache.load(host["cache"])
+    card, _region, function = inv.function_index()[STICK]
+    with open(os.path.join(host["root"], "bus", "usb", "devices", "3-1",
+                           "devnum"), "w") as f:
+        f.write("9\n")
+    now = attach.host_now(host["root"], card, function)
+    element = devices.element_for(card, function, now, "accbr-")
+    assert devices.device_key(element) == ("usb", "03e7", "2485", "3", "9")
+
+
+@pytest.mark.parametrize("fid, damage, reason", [
+    (VF, "pci", "no PCI device at 0000:3b:01.1 now"),
+    (STICK, "usb", "no USB device at port 3-1 now"),
+    (UNCREATED_MDEV, None, "has no address on the host"),
+    (VF, "lost", "is lost"),
+])
+def test_what_cannot_be_attached_says_why(host, fid, damage, reason):
+    inv = cache.load(host["cache"])
+    card, _region, function = inv.function_index()[fid]
+    if damage == "pci":
+        os.unlink(os.path.join(host["root"], "bus", "pci", "devices",
+                               function.address))
+    elif damage == "usb":
+        os.unlink(os.path.join(host["root"], "bus", "usb", "devices",
+                               function.address))
+    elif damage == "lost":
+        card.status = model.STATUS_LOST
+    now = attach.host_now(host["root"], card, function)
+    with pytest.raises(devices.DeviceError, match=reason) as exc:
+        devices.element_for(card, function, now, "accbr-")
+    assert "accel-inventory scan" in str(exc.value)
+
+
+# -- the worker on the test driver ----------------------------------------
+
+def test_refused_hot_plug_is_recorded_and_leaves_the_domain(host, conn):
+    dom = conn.lookupByName("test")
+    uuid = dom.UUIDString()
+    before = dom.XMLDesc(0)
+    assign(host, uuid, [NODE0, STICK])
+    bridges = Bridges()
+    document = attach.attach_claim(conn, host["conf"], uuid,
+                                   ensure_bridge=bridges)
+    name = bridge.bridge_name("accbr-", NODE0)
+    # The node's bridge was made to hold its interface as it is now.
+    assert bridges.calls == [(name, "eth4")]
+    assert dom.XMLDesc(0) == before
+    outcomes = document["devices"]
+    assert [outcomes[f]["state"] for f in (NODE0, STICK)] == ["failed"] * 2
+    assert "not supported" in outcomes[STICK]["reason"]
+    assert outcomes[NODE0]["device"] == f"bridge {name}"
+    claim = cache.load(host["cache"]).claims[uuid]
+    assert claim.attach == document
+    assert claim.running is False
+
+
+def test_device_already_in_the_domain_is_not_added_twice(host, conn):
+    name = bridge.bridge_name("accbr-", NODE0)
+    uuid = "dddddddd-0000-4000-8000-000000000004"
+    interface = etree.Element("interface", type="bridge")
+    etree.SubElement(interface, "source", bridge=name)
+    dom = conn.createXML(domain_bytes(uuid, interface, name="vm2").decode())
+    assign(host, uuid, [NODE0])
+    document = attach.attach_claim(conn, host["conf"], uuid,
+                                   ensure_bridge=Bridges())
+    assert document["devices"][NODE0]["state"] == "present"
+    claim = cache.load(host["cache"]).claims[uuid]
+    # The running domain holds the node now: the guard protects it.
+    assert claim.running and claim.boot_id == document["boot_id"]
+    assert dom.XMLDesc(0).count(name) == 1
+
+
+def test_renamed_node_interface_is_resolved_at_attach(host, conn):
+    host["fs"].rename_netdev("0000:5f:00.0", "eth4", "eth9")
+    dom = conn.lookupByName("test")
+    assign(host, dom.UUIDString(), [NODE0])
+    bridges = Bridges()
+    attach.attach_claim(conn, host["conf"], dom.UUIDString(),
+                        ensure_bridge=bridges)
+    assert bridges.calls == [(bridge.bridge_name("accbr-", NODE0), "eth9")]
+
+
+def test_node_without_interface_fails_before_touching_bridges(host, conn):
+    node_net = os.path.join(os.path.realpath(os.path.join(
+        host["root"], "bus", "pci", "devices", "0000:5f:00.0")), "net")
+    os.rename(os.path.join(node_net, "eth4"),
+              os.path.join(os.path.dirname(node_net), "gone"))
+    dom = conn.lookupByName("test")
+    assign(host, dom.UUIDString(), [NODE0])
+    bridges = Bridges()
+    document = attach.attach_claim(conn, host["conf"], dom.UUIDString(),
+                                   ensure_bridge=bridges)
+    assert bridges.calls == []
+    assert "no host-side interface" in document["devices"][NODE0]["reason"]
+
+
+def test_domain_without_placement_claim_is_a_lookup_error(host, conn):
+    with pytest.raises(LookupError, match="nothing to attach"):
+        attach.attach_claim(conn, host["conf"],
+                            conn.lookupByName("test").UUIDString())
+
+
+def test_worker_records_and_logs_the_failure(host, conn):
+    dom = conn.lookupByName("test")
+    uuid = dom.UUIDString()
+    assign(host, uuid, [STICK])
+    rc = attach.run_worker(uuid, host["config"], connect=lambda uri: conn)
+    assert rc == 1
+    log = host["log"].read_text()
+    assert f"domain test ({uuid}): {STICK}: failed" in log
+    assert "'accel-domain attach test'" in log
+    state = cache.load(host["cache"]).claims[uuid].attach
+    assert state["devices"][STICK]["state"] == "failed"
+
+
+def test_worker_gives_up_on_a_domain_that_does_not_come_up(host, conn):
+    uuid = "eeeeeeee-0000-4000-8000-000000000005"
+    conn.defineXML(domain_bytes(uuid, name="vm3").decode())
+    assign(host, uuid, [STICK])
+    rc = attach.run_worker(uuid, host["config"], connect=lambda uri: conn)
+    assert rc == 1
+    assert "did not come up within 1.0 s" in host["log"].read_text()
+    assert cache.load(host["cache"]).claims[uuid].attach == {}
+
+
+def test_wait_until_up_polls_until_the_deadline(conn):
+    uuid = "eeeeeeee-0000-4000-8000-000000000005"
+    dom = conn.defineXML(domain_bytes(uuid, name="vm3").decode())
+    now = [0.0]
+    slept = []
+
+    def sleep(seconds):
+        slept.append(seconds)
+        now[0] += seconds
+
+    assert not attach.wait_until_up(dom, 0.5, clock=lambda: now[0],
+                                    sleep=sleep)
+    assert len(slept) == 5
+    dom.create()
+    assert attach.wait_until_up(dom, 0.5, clock=lambda: now[0], sleep=sleep)
+
+
+# -- claims end with the allocation, not with the domain --------------------
+
+def test_claim_outlives_a_stop_and_ends_with_the_allocation(host, conn):
+    dom = conn.lookupByName("test")
+    uuid = dom.UUIDString()
+    assign(host, uuid, [NODE0])
+    name = bridge.bridge_name("accbr-", NODE0)
+    interface = etree.Element("interface", type="bridge")
+    etree.SubElement(interface, "source", bridge=name)
+    live = domain_bytes(uuid, interface)
+    # The running domain holds the node (as the worker records it).
+    inv = claims.record_attach(cache.load(host["cache"]), uuid, {},
+                               running=True, boot_id="boot-1")
+    cache.save(host["cache"], inv)
+    # release end: the domain's XML names no hostdev, only the node's
+    # bridge; the marker sends it to the full path, which marks it stopped.
+    assert call_hook(live, "release", "end") == (0, "", "")
+    stopped = cache.load(host["cache"])
+    assert stopped.claims[uuid].functions == [NODE0]
+    assert stopped.claims[uuid].running is False
+    # The allocation is still there: the sync keeps the claim.
+    region = stopped.function_index()[NODE0][1].id
+    kept = placement.assign(stopped, {region: {uuid: 1}}, "boot-1")
+    assert kept.changed == [] and uuid in kept.inventory.claims
+    # The instance is deleted: placement no longer allocates; it ends.
+    ended = placement.assign(stopped, {region: {}}, "boot-1")
+    assert ended.changed == [uuid] and uuid not in ended.inventory.claims
+    agent.write_assigned_markers(host["cache"], ended.inventory)
+    assert attach.assigned_consumer(live, host["config"]) is None
+
+
+def test_release_of_a_domain_without_assignment_stays_fast(host, mocker):
+    run = mocker.patch("libvirt_hooks.decide.run")
+    uuid = "ffffffff-0000-4000-8000-000000000006"
+    assert call_hook(domain_bytes(uuid), "release", "end")[0] == 0
+    run.assert_not_called()
+
