@@ -74,9 +74,16 @@ def test_two_cards_swap_slots(tmp_path):
     fpga_card(after, 0x3b, 0xB)
     fpga_card(after, 0x5e, 0xA)
     inv, _ = identity.reconcile(first, scan(after.root).cards, "h")
-    assert inv.card("dsn-000000000000000a").address == "0000:5e:00.0"
-    assert inv.card("dsn-000000000000000b").address == "0000:3b:00.0"
+    a, b = inv.card("dsn-000000000000000a"), inv.card("dsn-000000000000000b")
+    assert (a.address, a.previous_addresses) == ("0000:5e:00.0",
+                                                 ["0000:3b:00.0"])
+    assert (b.address, b.previous_addresses) == ("0000:3b:00.0",
+                                                 ["0000:5e:00.0"])
     assert {c.status for c in inv.cards} == {model.STATUS_MOVED}
+    # Each function id now names the VF in the card's new slot.
+    assert [(f.id, f.address) for f in a.functions()] == [
+        ("dsn-000000000000000a/r0/f0", "0000:5e:01.0"),
+        ("dsn-000000000000000a/r0/f1", "0000:5e:01.1")]
 
 
 def test_movidius_reenumerates_after_firmware_load(tmp_path):
@@ -111,12 +118,16 @@ def test_removed_card_is_lost_and_kept(tmp_path):
     before = sample.FakeSysfs(str(tmp_path / "before"))
     fpga_card(before, 0x3b, 0xA)
     first, _ = identity.reconcile(None, scan(before.root).cards, "h")
-    first.cards[0].regions[0].functions[0].claimed_by = "vm-1"
+    first = claims.record_claim(first, model.Claim(
+        "vm-1", ["dsn-000000000000000a/r0/f0"], "hook"))
     empty = sample.FakeSysfs(str(tmp_path / "after"))
     inv, changes = identity.reconcile(first, scan(empty.root).cards, "h")
+    inv = inventory.keep_claims(first, inv)
     [lost] = inv.cards
     assert lost.status == model.STATUS_LOST and lost.degraded
+    assert lost.address == "0000:3b:00.0"
     assert lost.functions()[0].claimed_by == "vm-1"
+    assert inv.claims["vm-1"].functions == ["dsn-000000000000000a/r0/f0"]
     assert changes[0].status == "lost"
 
 
@@ -128,6 +139,28 @@ def test_cards_that_cannot_be_told_apart_are_ambiguous(tmp_path):
     assert [c.status for c in inv.cards] == ["ambiguous", "ambiguous"]
     assert len({c.id for c in inv.cards}) == 2
     assert all(c.status == "ambiguous" for c in changes)
+
+
+def test_a_cached_card_is_never_matched_to_ambiguous_twins(tmp_path):
+    before = sample.FakeSysfs(str(tmp_path / "before"))
+    fpga_card(before, 0x3b, 0xA)
+    first, _ = identity.reconcile(None, scan(before.root).cards, "h")
+    held = "dsn-000000000000000a/r0/f0"
+    first = claims.record_claim(first, model.Claim("vm-1", [held], "hook"))
+    after = sample.FakeSysfs(str(tmp_path / "after"))
+    fpga_card(after, 0x3b, 0xA)   # the same card, same slot...
+    fpga_card(after, 0x5e, 0xA)   # ...and a twin with the same DSN
+    inv, _ = identity.reconcile(first, scan(after.root).cards, "h")
+    inv = inventory.keep_claims(first, inv)
+    statuses = {c.id: c.status for c in inv.cards}
+    assert statuses == {"dsn-000000000000000a~1": "ambiguous",
+                        "dsn-000000000000000a~2": "ambiguous",
+                        "dsn-000000000000000a": "lost"}
+    # The claim stays on the cached card; neither twin inherits it.
+    assert inv.function_index()[held][2].claimed_by == "vm-1"
+    assert [f.id for c in inv.cards if c.status == "ambiguous"
+            for f in c.functions() if f.claimed_by] == []
+    assert claims.inconsistencies(inv) == []
 
 
 def test_garbage_skips_the_device_with_a_warning(tmp_path):
