@@ -212,10 +212,9 @@ def keep_mdev_function_ids(old: model.Card, card: model.Card) -> None:
                       None)
         if before is None:
             continue
-        index_of = {f.address: _function_index(f) for f in before.functions
-                    if f.address}
-        claimed = {_function_index(f) for f in before.functions
-                   if f.claimed_by}
+        numbered_before = _indices(card.id, before)
+        index_of = {f.address: i for i, f in numbered_before if f.address}
+        claimed = {i for i, f in numbered_before if f.claimed_by}
         fresh = region.functions
         kept = [f for f in fresh if f.address in index_of]
         taken = {index_of[f.address] for f in kept}
@@ -232,8 +231,20 @@ def keep_mdev_function_ids(old: model.Card, card: model.Card) -> None:
                                                  key=lambda p: p[0])]
 
 
-def _function_index(function: model.Function) -> int:
-    return int(function.id.rsplit("/f", 1)[1])
+def _indices(card_id: str, region: model.Region
+             ) -> list[tuple[int, model.Function]]:
+    """The cached functions of ``region`` with their indices. A function
+    whose id is not ``<region id>/f<n>``, or repeats an index, is left
+    out: a hand-edited cache must not stop a rescan (its instance is then
+    numbered as new)."""
+    prefix = model.region_id(card_id, region.index) + "/f"
+    found: dict[int, model.Function] = {}
+    for function in region.functions:
+        number = function.id[len(prefix):]
+        if function.id.startswith(prefix) and number.isdigit() \
+                and int(number) not in found:
+            found[int(number)] = function
+    return sorted(found.items(), key=lambda pair: pair[0])
 
 
 def _remember(old: model.Card, address: str | None) -> list[str]:

@@ -252,21 +252,34 @@ def test_a_new_mdev_instance_leaves_a_claimed_placeholder_to_its_holder(
         gpu + "2": (EARLY_UUID, None), gpu + "3": (None, None)}
 
 
+def gpu_card(addresses):
+    card_id = "dsn-0000000000000006"
+    return model.Card(
+        id=card_id, kind="mdev", vendor_id="10de", product_id="1eb8",
+        serial=None, identity_source="dsn", address=GPU_BDF,
+        regions=[model.Region(
+            id=model.region_id(card_id, 0), index=0,
+            resource_class="CUSTOM_ACCEL_GPU",
+            functions=[model.Function(model.function_id(card_id, 0, i),
+                                      a)
+                       for i, a in enumerate(addresses)])])
+
+
 def test_mdev_ids_stay_put_when_an_instance_is_removed_and_the_type_shrinks():
-    def gpu_card(addresses):
-        card_id = "dsn-0000000000000006"
-        return model.Card(
-            id=card_id, kind="mdev", vendor_id="10de", product_id="1eb8",
-            serial=None, identity_source="dsn", address=GPU_BDF,
-            regions=[model.Region(
-                id=model.region_id(card_id, 0), index=0,
-                resource_class="CUSTOM_ACCEL_GPU",
-                functions=[model.Function(model.function_id(card_id, 0, i),
-                                          a)
-                           for i, a in enumerate(addresses)])])
     old = gpu_card(["u1", "u2", "u3", None])
     # u1 removed, and the configured type now allows 3 instances in all.
     fresh = gpu_card(["u2", "u3", None])
     identity.keep_mdev_function_ids(old, fresh)
     assert [(f.id[-2:], f.address) for f in fresh.functions()] == [
         ("f0", None), ("f1", "u2"), ("f2", "u3")]
+
+
+def test_mdev_ids_ignore_cached_functions_with_unreadable_ids():
+    old = gpu_card(["u1", "u2", None])
+    old.regions[0].functions[0].id = "hand-edited"
+    old.regions[0].functions[2].id = old.regions[0].functions[1].id  # f1
+    fresh = gpu_card(["u0", "u1", "u2"])
+    identity.keep_mdev_function_ids(old, fresh)
+    # Only u2 at f1 could be read; u0 and u1 are numbered as new.
+    assert [(f.id[-2:], f.address) for f in fresh.functions()] == [
+        ("f0", "u0"), ("f1", "u2"), ("f2", "u1")]
