@@ -191,6 +191,22 @@ class FakeSysfs:
         self.add_mdev(parent_bdf, uuid, type_name)
         _write(available, f"{left - 1}\n")
 
+    def remove_mdev(self, uuid: str) -> None:
+        """What writing 1 to the instance's ``remove`` file (or a reboot)
+        does: the instance goes, and its type has one more available."""
+        link = self.path("bus", "mdev", "devices", uuid)
+        inst = os.path.realpath(link)
+        t = os.path.realpath(os.path.join(inst, "mdev_type"))
+        available = os.path.join(t, "available_instances")
+        with open(available) as f:
+            left = int(f.read())
+        for path in (link, os.path.join(t, "devices", uuid),
+                     os.path.join(inst, "mdev_type")):
+            os.unlink(path)
+        os.unlink(os.path.join(inst, "remove"))
+        os.rmdir(inst)
+        _write(available, f"{left + 1}\n")
+
     # -- USB -------------------------------------------------------------
 
     def add_usb(self, name: str, vendor: str, product: str, *,
@@ -211,6 +227,16 @@ class FakeSysfs:
             _write(os.path.join(real, key), value + "\n")
         _link(self.path("bus", "usb", "devices", name), real)
         return real
+
+    def unplug_usb(self, name: str) -> None:
+        """The device at port ``name`` is gone (unplugged, or re-enumerating
+        after a firmware load)."""
+        link = self.path("bus", "usb", "devices", name)
+        real = os.path.realpath(link)
+        os.unlink(link)
+        for entry in os.listdir(real):
+            os.unlink(os.path.join(real, entry))
+        os.rmdir(real)
 
 
 SAMPLE_FPGA = ("1172", "5000")

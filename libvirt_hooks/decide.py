@@ -1,6 +1,7 @@
 """The hook's full path: configuration, the guard, the cache, the answer.
 
-Only domains whose XML names a hostdev get here. Every decision is logged
+Only domains whose XML names a hostdev, an mdev or an interface that may
+reach an accelerator get here. Every decision is logged
 in one line; a refusal is also the one line libvirt shows the operator.
 """
 
@@ -17,7 +18,7 @@ from accel_inventory import conf as inventory_conf
 from accel_inventory.inventory import current_boot_id
 from libvirt_hooks import conf as hooks_conf
 from libvirt_hooks import domain as domain_xml
-from libvirt_hooks import guard, hostview, trust
+from libvirt_hooks import bridge, guard, hostview, mdev, trust
 from libvirt_hooks.hook import EXIT_REFUSED
 
 LOG = logging.getLogger("nova-accel-hook")
@@ -95,6 +96,21 @@ def _refuse(stderr, name: str, reason: str) -> int:
     return EXIT_REFUSED
 
 
+def _policy(conf: cfg.ConfigOpts, dom: domain_xml.Domain) -> guard.Policy:
+    usb_types = {}
+    if any(ref.kind == "usb" for ref in dom.devices):
+        # Only USB needs the profiles: they say which product ids are one
+        # stick before and after its firmware loads.
+        from accel_inventory import profiles
+        usb_types = {ids: profile.name for profile in
+                     profiles.load_profiles(conf.inventory.profiles_dir)
+                     if profile.kind == "usb" for ids in profile.match}
+    return guard.Policy(
+        strict_identity=conf.libvirt_hooks.strict_identity,
+        bridge_prefix=conf.libvirt_hooks.bridge_prefix,
+        usb_types=usb_types, mdev_types=conf.inventory.mdev_types)
+
+
 def _decide(conf, name, op, subop, xml, stdout, stderr) -> int:
     try:
         dom = domain_xml.parse(xml, conf.libvirt_hooks.max_xml_bytes)
@@ -102,51 +118,108 @@ def _decide(conf, name, op, subop, xml, stdout, stderr) -> int:
         return _refuse(stderr, name, str(exc))
     cache_path = conf.inventory.cache_path
     if op == "release":
-        return _release(cache_path, dom, conf.inventory.lock_timeout)
+        return _release(conf, dom)
     inv = cache.load(cache_path)
     if inv is None:
         LOG.info("domain %s: no inventory cache at %s; nothing to check",
                  name, cache_path)
         return 0
-    live = {ref.address: hostview.pci_identity(conf.inventory.sysfs_root,
-                                               ref.address)
-            for ref in dom.devices if ref.kind == "pci"}
+    host = hostview.read(conf.inventory.sysfs_root, dom, inv)
     boot_id = current_boot_id()
-    verdict = guard.check(dom, inv, live, boot_id,
-                          conf.libvirt_hooks.strict_identity)
+    verdict = guard.check(dom, inv, host, boot_id, _policy(conf, dom))
     for note in verdict.notes:
         LOG.info("domain %s: %s", name, note)
     if op in ("migrate", "restore"):
-        rewritten = domain_xml.rewrite_pci(dom, verdict.moved)
+        rewritten = domain_xml.rewrite(dom, verdict.pci_moved,
+                                       verdict.usb_moved,
+                                       verdict.interfaces_moved)
         if rewritten is not None:
-            LOG.info("domain %s: %s begin: hostdevs moved to %s", name, op,
-                     verdict.moved)
+            LOG.info("domain %s: %s begin: devices moved: PCI %s, USB %s, "
+                     "interfaces %s", name, op, verdict.pci_moved,
+                     verdict.usb_moved, verdict.interfaces_moved)
             stdout.write(rewritten.decode())
         return 0
     if not verdict.allowed:
         return _refuse(stderr, name, "; ".join(verdict.refusals))
-    if verdict.functions:
-        claim = model.Claim(consumer=dom.uuid, functions=verdict.functions,
-                            source="hook", running=True, boot_id=boot_id,
-                            domain_name=dom.name)
+    return _prepare(conf, dom, inv, verdict, boot_id, stderr)
+
+
+def _prepare(conf, dom: domain_xml.Domain, inv, verdict: guard.Verdict,
+             boot_id: str, stderr) -> int:
+    """Bridges hold their node's interface of now, missing mdevs exist,
+    and the claim says what the domain holds; on any failure the mdevs
+    made here are removed again and the start is refused."""
+    name, sysfs_root = dom.name, conf.inventory.sysfs_root
+    for node in verdict.bridges:
         try:
-            cache.update(cache_path,
-                         lambda current: claims.record_claim(current, claim),
-                         conf.inventory.lock_timeout, validate=False)
-        except claims.ClaimError as exc:
-            return _refuse(stderr, name, str(exc))
-        LOG.info("domain %s (%s) starts holding %s", name, dom.uuid,
-                 ", ".join(verdict.functions))
+            actions = bridge.ensure_node_bridge(node.bridge, node.interface)
+        except bridge.BridgeError as exc:
+            return _refuse(stderr, name, f"bridge {node.bridge} of node "
+                           f"{node.function_id}: {exc}")
+        for action in actions:
+            LOG.info("domain %s: %s (node %s)", name, action,
+                     node.function_id)
+    created: list[str] = []
+    try:
+        for want in verdict.create_mdevs:
+            mdev.create(sysfs_root, want.parent, want.mdev_type, want.uuid)
+            created.append(want.uuid)
+            LOG.info("domain %s: created mdev %s of type %s on %s", name,
+                     want.uuid, want.mdev_type, want.parent)
+        if verdict.functions:
+            _record(conf, dom, inv, verdict.functions, created, boot_id)
+    except (mdev.MdevError, claims.ClaimError, cache.CacheError) as exc:
+        for uuid in created:
+            mdev.remove(sysfs_root, uuid)
+        return _refuse(stderr, name, str(exc))
     return 0
 
 
-def _release(cache_path: str, dom: domain_xml.Domain, timeout: float) -> int:
+def _record(conf, dom: domain_xml.Domain, inv, functions: list[str],
+            created: list[str], boot_id: str) -> None:
+    # mdevs the hook made at an earlier start and this domain still uses
+    # stay the hook's to remove.
+    previous = inv.claims.get(dom.uuid)
+    uses = {ref.address for ref in dom.devices if ref.kind == "mdev"}
+    ours = [uuid for uuid in (previous.created_mdevs if previous else [])
+            if uuid in uses and uuid not in created] + created
+    claim = model.Claim(consumer=dom.uuid, functions=functions,
+                        source="hook", running=True, boot_id=boot_id,
+                        domain_name=dom.name, created_mdevs=ours)
+    cache.update(conf.inventory.cache_path,
+                 lambda current: claims.record_claim(current, claim),
+                 conf.inventory.lock_timeout, validate=False)
+    LOG.info("domain %s (%s) starts holding %s", dom.name, dom.uuid,
+             ", ".join(functions))
+
+
+def _release(conf, dom: domain_xml.Domain) -> int:
+    """Remove the mdevs the hook created for the domain and mark its claim
+    stopped (it keeps its functions until its allocation goes)."""
+    cache_path = conf.inventory.cache_path
     inv = cache.load(cache_path)
     if inv is None or dom.uuid not in inv.claims:
         return 0
-    cache.update(cache_path,
-                 lambda current: claims.mark_stopped(current, dom.uuid),
-                 timeout, validate=False)
+    kept = []
+    for uuid in inv.claims[dom.uuid].created_mdevs:
+        try:
+            if mdev.remove(conf.inventory.sysfs_root, uuid):
+                LOG.info("domain %s: removed mdev %s, which the hook had "
+                         "created", dom.name, uuid)
+        except mdev.MdevError as exc:
+            kept.append(uuid)
+            LOG.error("domain %s: %s; remove it by hand ('echo 1 > "
+                      "/sys/bus/mdev/devices/%s/remove')", dom.name, exc,
+                      uuid)
+
+    def stopped(current):
+        new = claims.mark_stopped(current, dom.uuid)
+        if dom.uuid in new.claims:
+            new.claims[dom.uuid].created_mdevs = kept
+        return new
+
+    cache.update(cache_path, stopped, conf.inventory.lock_timeout,
+                 validate=False)
     LOG.info("domain %s (%s) stopped; its claim is kept until its "
              "allocation goes", dom.name, dom.uuid)
     return 0

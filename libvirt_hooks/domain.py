@@ -7,11 +7,17 @@ a hostile document can neither read host files nor exhaust memory.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Mapping
+import re
+from dataclasses import dataclass, field
 
 from lxml import etree
 
 from libvirt_hooks import xmlgen
+
+
+UUID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-"
+                  r"[0-9a-f]{12}$")
 
 
 class DomainXMLError(Exception):
@@ -23,8 +29,10 @@ class DeviceRef:
     """One accelerator-capable device of a domain, as the XML names it.
 
     ``kind`` is ``pci``, ``usb``, ``mdev`` or ``interface``; ``address`` a
-    BDF, ``<bus>:<device>``, an mdev UUID or the interface's source; ``index``
-    its position among the domain's devices of that kind.
+    BDF, ``<bus>:<device>`` (None when the XML names only vendor and
+    product), an mdev UUID or the host interface (bridge or device) an
+    ``<interface>`` names; ``index`` its position among the domain's devices
+    of that kind; ``element`` the XML element a rewrite changes.
     """
 
     kind: str
@@ -32,6 +40,14 @@ class DeviceRef:
     index: int
     vendor_id: str | None = None
     product_id: str | None = None
+    element: etree._Element | None = field(default=None, compare=False,
+                                           repr=False)
+
+
+# Where each <interface> type names the host interface it uses.
+INTERFACE_SOURCES = {"bridge": ("source", "bridge"),
+                     "direct": ("source", "dev"),
+                     "ethernet": ("target", "dev")}
 
 
 @dataclass(frozen=True)
@@ -90,53 +106,112 @@ def pci_bdf(address: etree._Element) -> str:
     return f"{domain:04x}:{bus:02x}:{slot:02x}.{function:x}"
 
 
+def usb_address(text: str) -> int:
+    """A USB bus or device number as libvirt writes it (``3``, ``003``
+    or ``0x3``)."""
+    text = text.strip().lower()
+    return int(text, 16) if text.startswith("0x") else int(text, 10)
+
+
 def _devices(root: etree._Element):
     counts: dict[str, int] = {}
 
-    def ref(kind, address, **kwargs):
+    def ref(kind, address, element, **kwargs):
         index = counts.get(kind, 0)
         counts[kind] = index + 1
-        return DeviceRef(kind, address, index, **kwargs)
+        return DeviceRef(kind, address, index, element=element, **kwargs)
 
     for hostdev in root.iterfind("devices/hostdev"):
         kind = hostdev.get("type")
         address = hostdev.find("source/address")
         if kind == "pci" and address is not None:
-            yield ref("pci", pci_bdf(address))
+            yield ref("pci", pci_bdf(address), hostdev)
         elif kind == "mdev" and address is not None:
-            yield ref("mdev", address.get("uuid"))
+            uuid = (address.get("uuid") or "").lower()
+            if not UUID.match(uuid):
+                # It becomes a sysfs path: never let it be anything else.
+                raise DomainXMLError(f"mdev address {uuid!r} is not a UUID")
+            yield ref("mdev", uuid, hostdev)
         elif kind == "usb":
             vendor = hostdev.find("source/vendor")
             product = hostdev.find("source/product")
-            where = (f"{address.get('bus')}:{address.get('device')}"
-                     if address is not None else None)
-            yield ref("usb", where,
+            where = None
+            if address is not None:
+                try:
+                    where = (f"{usb_address(address.get('bus', ''))}:"
+                             f"{usb_address(address.get('device', ''))}")
+                except ValueError:
+                    raise DomainXMLError(
+                        f"USB address {dict(address.attrib)} is not "
+                        f"numeric") from None
+            yield ref("usb", where, hostdev,
                       vendor_id=_hex(vendor.get("id") if vendor is not None
                                      else None),
                       product_id=_hex(product.get("id") if product is not None
                                       else None))
     for interface in root.iterfind("devices/interface"):
-        source = interface.find("source")
-        if source is None:
-            continue
-        target = source.get("bridge") or source.get("dev")
-        if target:
-            yield ref("interface", target)
+        child, attr = INTERFACE_SOURCES.get(interface.get("type"),
+                                            (None, None))
+        source = interface.find(child) if child else None
+        if source is not None and source.get(attr):
+            yield ref("interface", source.get(attr), interface)
 
 
-def rewrite_pci(domain: Domain, new_bdfs: dict[int, str]) -> bytes | None:
-    """The domain XML with the ``index``-th PCI hostdev moved to a new BDF;
-    None when nothing changes. Devices keep their number and order."""
+@dataclass(frozen=True)
+class UsbMove:
+    """Where a USB hostdev's stick is now, and as which vendor:product (a
+    Movidius stick changes product id when its firmware loads)."""
+
+    bus: int
+    device: int
+    vendor_id: str
+    product_id: str
+
+
+def _set(element: etree._Element, attr: str, value: str) -> bool:
+    if element.get(attr) == value:
+        return False
+    element.set(attr, value)
+    return True
+
+
+def _move_usb(hostdev: etree._Element, move: UsbMove) -> bool:
     changed = False
-    hostdevs = [h for h in domain.tree.iterfind("devices/hostdev")
-                if h.get("type") == "pci"
-                and h.find("source/address") is not None]
-    for index, bdf in new_bdfs.items():
-        address = hostdevs[index].find("source/address")
-        if pci_bdf(address) == bdf:
-            continue
-        address.attrib.update(xmlgen.pci_address_attrs(bdf))
-        changed = True
+    address = hostdev.find("source/address")
+    if address is not None and (usb_address(address.get("bus")),
+                                usb_address(address.get("device"))) != (
+                                    move.bus, move.device):
+        changed |= _set(address, "bus", str(move.bus))
+        changed |= _set(address, "device", str(move.device))
+    for tag, value in (("vendor", move.vendor_id),
+                       ("product", move.product_id)):
+        element = hostdev.find(f"source/{tag}")
+        if element is not None and _hex(element.get("id")) != value:
+            changed |= _set(element, "id", f"0x{value}")
+    return changed
+
+
+def rewrite(domain: Domain, pci: Mapping[int, str],
+            usb: Mapping[int, UsbMove],
+            interfaces: Mapping[int, str]) -> bytes | None:
+    """The domain XML with devices at their current host addresses: the
+    ``index``-th PCI hostdev at a new BDF, USB hostdev at a new bus and
+    device, interface on a new host interface. None when nothing changes.
+    Devices keep their number and order."""
+    changed = False
+    for ref in domain.devices:
+        if ref.kind == "pci" and ref.index in pci:
+            address = ref.element.find("source/address")
+            if pci_bdf(address) != pci[ref.index]:
+                address.attrib.update(
+                    xmlgen.pci_address_attrs(pci[ref.index]))
+                changed = True
+        elif ref.kind == "usb" and ref.index in usb:
+            changed |= _move_usb(ref.element, usb[ref.index])
+        elif ref.kind == "interface" and ref.index in interfaces:
+            child, attr = INTERFACE_SOURCES[ref.element.get("type")]
+            changed |= _set(ref.element.find(child), attr,
+                            interfaces[ref.index])
     if not changed:
         return None
     return etree.tostring(domain.tree, encoding="utf-8")

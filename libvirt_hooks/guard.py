@@ -1,8 +1,17 @@
 """Decide whether a domain may start with the devices its XML names.
 
 Pure: the inventory, what the host has now at each address the XML names,
-and the current boot id come in; a verdict with reasons comes out. The
-hook turns a refusal into a non-zero exit with one line for the operator.
+the current boot id and the policy come in; a verdict with reasons, the
+functions the domain holds, where its devices are now and what to prepare
+(mdevs to create, node bridges to fill) comes out. The hook turns a
+refusal into a non-zero exit with one line for the operator.
+
+Every device is judged by the same rules, whatever its kind: it is refused
+when its address holds nothing, another vendor, product or class than the
+inventory says, a function another running domain has, or (with
+``strict_identity``, or of another type) a function that is not the one
+this domain was given. At a first start a device the inventory does not
+know is not an accelerator and is left to libvirt.
 """
 
 from __future__ import annotations
@@ -11,7 +20,12 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from accel_inventory import claims, model
-from libvirt_hooks.domain import Domain
+from libvirt_hooks import bridge
+from libvirt_hooks.domain import DeviceRef, Domain, UsbMove
+
+Entry = tuple[model.Card, model.Region, model.Function]
+
+PCI_KINDS = ("pci", "ippcie")
 
 
 @dataclass(frozen=True)
@@ -23,27 +37,104 @@ class PciIdentity:
     class_code: str
 
 
+@dataclass(frozen=True)
+class UsbDevice:
+    """A USB device as sysfs shows it now; ``name`` is ``<bus>-<port>``."""
+
+    name: str
+    busnum: int
+    devnum: int
+    vendor_id: str
+    product_id: str
+    serial: str | None
+
+    def describe(self) -> str:
+        return (f"bus {self.busnum} device {self.devnum} (port {self.name}, "
+                f"{self.vendor_id}:{self.product_id})")
+
+
+@dataclass(frozen=True)
+class MdevNow:
+    """An mdev that exists: its parent's address and its type."""
+
+    parent: str
+    mdev_type: str
+
+
+@dataclass(frozen=True)
+class HostView:
+    """What the host has now, for the devices of one domain.
+
+    ``net`` maps an interface name the XML uses to the BDF of the PCI
+    function behind it (None: no such interface, or not a PCI function's);
+    ``node_interfaces`` maps each IP-over-PCIe node's BDF to its host-side
+    interface now.
+    """
+
+    pci: Mapping[str, PciIdentity | None] = field(default_factory=dict)
+    usb: tuple[UsbDevice, ...] = ()
+    mdevs: Mapping[str, MdevNow | None] = field(default_factory=dict)
+    net: Mapping[str, str | None] = field(default_factory=dict)
+    node_interfaces: Mapping[str, str | None] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Policy:
+    strict_identity: bool = False
+    bridge_prefix: str = "accbr-"
+    # "vendor:product" -> the type it belongs to (a profile), so that a
+    # Movidius stick that re-enumerated as 03e7:f63b is the same type.
+    usb_types: Mapping[str, str] = field(default_factory=dict)
+    # "vendor:product" -> mdev type, for cards whose cache entry has none.
+    mdev_types: Mapping[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class MdevToCreate:
+    uuid: str
+    parent: str
+    mdev_type: str
+
+
+@dataclass(frozen=True)
+class NodeBridge:
+    """The bridge of node ``function_id`` must hold ``interface``."""
+
+    bridge: str
+    interface: str
+    function_id: str
+
+
 @dataclass
 class Verdict:
     refusals: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
     functions: list[str] = field(default_factory=list)
-    # index of a PCI hostdev in the XML -> the BDF its function has now
-    moved: dict[int, str] = field(default_factory=dict)
+    # index of a device among its kind in the XML -> where it is now
+    pci_moved: dict[int, str] = field(default_factory=dict)
+    usb_moved: dict[int, UsbMove] = field(default_factory=dict)
+    interfaces_moved: dict[int, str] = field(default_factory=dict)
+    create_mdevs: list[MdevToCreate] = field(default_factory=list)
+    bridges: list[NodeBridge] = field(default_factory=list)
 
     @property
     def allowed(self) -> bool:
         return not self.refusals
 
 
-PCI_KINDS = ("pci", "ippcie")
+@dataclass
+class _Seen:
+    """One device of the domain, resolved against the host and the
+    inventory, ready to be judged."""
 
-
-def _pci_functions(inv: model.Inventory):
-    return {f.address: (card, f) for card in inv.cards
-            if card.kind in PCI_KINDS
-            for region in card.regions for f in region.functions
-            if f.address}
+    label: str
+    now: str | None  # what is at the address now; None: nothing
+    absent: str  # how to say that nothing is there
+    here: Entry | None  # the inventory's function at the address now
+    wanted: Entry | None  # the function this domain was given
+    where_now: str = ""  # where the given function is now, for messages
+    mismatch: str | None = None  # why ``here`` is not what is there
+    expected: bool = True  # nothing there is refused (not left to libvirt)
 
 
 def _fix(domain: Domain) -> str:
@@ -51,82 +142,405 @@ def _fix(domain: Domain) -> str:
             f"{domain.name}'")
 
 
-def check(domain: Domain, inv: model.Inventory,
-          live: Mapping[str, PciIdentity | None], boot_id: str | None,
-          strict_identity: bool) -> Verdict:
-    """The verdict on every PCI hostdev of ``domain``.
+def _ids(card: model.Card, function: model.Function) -> tuple[str, str]:
+    """The vendor:product sysfs shows at the function's address (a VCA
+    node's differs from its card's upstream port)."""
+    return card.vendor_id, function.attrs.get("product_id", card.product_id)
 
-    A domain that started before holds a claim that lists its functions in
-    the order of its hostdevs (libvirt keeps that order), so each hostdev
-    is compared with the function it was given, wherever that function is
-    now. A hostdev is refused when its address holds nothing, another
-    vendor, product or class than the cache says, a function another
-    running domain has, or (with ``strict_identity``, or of another type)
-    a function that is not the one this domain was given. At a first start
-    a hostdev whose address the inventory does not know is not an
-    accelerator and is left to libvirt.
-    """
-    verdict = Verdict()
-    by_address = _pci_functions(inv)
-    index = inv.function_index()
-    refs = [d for d in domain.devices if d.kind == "pci"]
-    given = [fid for fid in (inv.claims[domain.uuid].functions
-                             if domain.uuid in inv.claims else [])
-             if fid in index and index[fid][0].kind in PCI_KINDS]
-    paired = len(given) == len(refs)
-    for position, ref in enumerate(refs):
-        wanted = index[given[position]] if paired else None
-        if wanted is not None and wanted[2].address != ref.address:
-            verdict.moved[ref.index] = wanted[2].address
-        where_now = (f"; its card {wanted[0].id} is now at "
-                     f"{wanted[2].address}"
-                     if ref.index in verdict.moved else "")
-        here = by_address.get(ref.address)
-        now = live.get(ref.address)
-        if now is None:
-            verdict.refusals.append(
-                f"hostdev {ref.address}: no PCI device is there now"
-                f"{where_now}; {_fix(domain)}")
-            continue
-        if here is None:
-            if wanted is None:
-                verdict.notes.append(
-                    f"hostdev {ref.address} is not an accelerator the "
-                    f"inventory knows; left to libvirt")
+
+def _type_of(entry: Entry, policy: Policy) -> str:
+    card, _region, function = entry
+    key = ":".join(_ids(card, function))
+    return policy.usb_types.get(key, key) if card.kind == "usb" else key
+
+
+class _Judge:
+    def __init__(self, domain: Domain, inv: model.Inventory,
+                 boot_id: str | None, policy: Policy):
+        self.domain = domain
+        self.inv = inv
+        self.boot_id = boot_id
+        self.policy = policy
+        self.verdict = Verdict()
+
+    def refuse(self, label: str, reason: str) -> None:
+        self.verdict.refusals.append(f"{label}: {reason}")
+
+    def holder(self, function: model.Function) -> model.Claim | None:
+        holder = claims.holder_of(self.inv, function.id, self.boot_id)
+        if holder is not None and holder.consumer != self.domain.uuid:
+            return holder
+        return None
+
+    def judge(self, seen: _Seen) -> Entry | None:
+        """The function the device takes, or None (refused, or not an
+        accelerator); records it in the verdict."""
+        fix = _fix(self.domain)
+        if seen.now is None:
+            if seen.expected:
+                self.refuse(seen.label, f"{seen.absent}{seen.where_now}; "
+                                        f"{fix}")
             else:
-                verdict.refusals.append(
-                    f"hostdev {ref.address}: holds {now.vendor_id}:"
-                    f"{now.product_id}, a device the inventory does not know"
-                    f"{where_now}; {_fix(domain)}")
-            continue
-        card, function = here
-        if (card.vendor_id, card.product_id) != (now.vendor_id,
-                                                 now.product_id):
-            verdict.refusals.append(
-                f"hostdev {ref.address}: holds {now.vendor_id}:"
-                f"{now.product_id} now, the inventory says {card.vendor_id}:"
-                f"{card.product_id} ({card.id}){where_now}; rescan with "
-                f"'accel-inventory scan', then {_fix(domain)}")
-            continue
-        holder = claims.holder_of(inv, function.id, boot_id)
-        if holder is not None and holder.consumer != domain.uuid:
-            verdict.refusals.append(
-                f"hostdev {ref.address}: function {function.id} is held by "
-                f"running domain {holder.domain_name or holder.consumer}"
-                f"{where_now}; {_fix(domain)}")
-            continue
+                self.verdict.notes.append(
+                    f"{seen.label}: nothing there and not an accelerator "
+                    f"the inventory knows; left to libvirt")
+            return None
+        if seen.here is None:
+            if seen.wanted is None:
+                self.verdict.notes.append(
+                    f"{seen.label} is not an accelerator the inventory "
+                    f"knows; left to libvirt")
+            else:
+                self.refuse(seen.label, f"holds {seen.now}, a device the "
+                                        f"inventory does not know"
+                                        f"{seen.where_now}; {fix}")
+            return None
+        card, _region, function = seen.here
+        if seen.mismatch:
+            self.refuse(seen.label, f"{seen.mismatch}{seen.where_now}; "
+                                    f"rescan with 'accel-inventory scan', "
+                                    f"then {fix}")
+            return None
+        holder = self.holder(function)
+        if holder is not None:
+            self.refuse(seen.label, f"function {function.id} is held by "
+                                    f"running domain "
+                                    f"{holder.domain_name or holder.consumer}"
+                                    f"{seen.where_now}; {fix}")
+            return None
+        wanted = seen.wanted
         if wanted is not None and wanted[2].id != function.id:
-            same_type = ((wanted[0].vendor_id, wanted[0].product_id)
-                         == (card.vendor_id, card.product_id))
-            if strict_identity or not same_type:
-                verdict.refusals.append(
-                    f"hostdev {ref.address}: holds {function.id} of card "
-                    f"{card.id}, not the function this domain was given"
-                    f"{where_now}; {_fix(domain)}")
-                continue
-            verdict.notes.append(
-                f"hostdev {ref.address}: re-enumerated host; takes free "
-                f"{function.id} of the same type instead of "
-                f"{wanted[2].id}")
-        verdict.functions.append(function.id)
-    return verdict
+            same_type = (_type_of(wanted, self.policy)
+                         == _type_of(seen.here, self.policy))
+            if self.policy.strict_identity or not same_type:
+                self.refuse(seen.label, f"holds {function.id} of card "
+                                        f"{card.id}, not the function this "
+                                        f"domain was given{seen.where_now}; "
+                                        f"{fix}")
+                return None
+            self.verdict.notes.append(
+                f"{seen.label}: re-enumerated host; takes free "
+                f"{function.id} of the same type instead of {wanted[2].id}")
+        self.verdict.functions.append(function.id)
+        return seen.here
+
+
+def _mismatch(entry: Entry | None, vendor: str, product: str) -> str | None:
+    if entry is None:
+        return None
+    card, _region, function = entry
+    expected = _ids(card, function)
+    if expected == (vendor, product):
+        return None
+    return (f"holds {vendor}:{product} now, the inventory says "
+            f"{':'.join(expected)} ({card.id})")
+
+
+def _given(domain: Domain, inv: model.Inventory,
+           index: Mapping[str, Entry], bridged: set[str], raw: int
+           ) -> dict[str, list[Entry] | None]:
+    """The functions the domain's claim gives each kind of its devices, in
+    XML order; None for a kind where the claim and the XML disagree.
+
+    The hook records a claim in the order of the devices (PCI hostdevs,
+    USB hostdevs, mdevs, interfaces; libvirt keeps the order within each
+    kind). A node reached through its bridge is named by the bridge, so
+    it is left out here; a node whose interface the XML names directly
+    (``raw`` of them) comes after the PCI hostdevs.
+    """
+    claim = inv.claims.get(domain.uuid)
+    held = [index[fid] for fid in (claim.functions if claim else [])
+            if fid in index and fid not in bridged]
+    count = {kind: sum(1 for ref in domain.devices if ref.kind == kind)
+             for kind in ("pci", "usb", "mdev")}
+    pci = [e for e in held if e[0].kind in PCI_KINDS]
+    given: dict[str, list[Entry] | None] = {
+        "pci": (pci[:count["pci"]]
+                if 0 <= len(pci) - count["pci"] <= raw else None),
+        "interface": (pci[count["pci"]:]
+                      if len(pci) - count["pci"] == raw else None)}
+    for kind in ("usb", "mdev"):
+        mine = [e for e in held if e[0].kind == kind]
+        given[kind] = mine if len(mine) == count[kind] else None
+    return given
+
+
+def check(domain: Domain, inv: model.Inventory, host: HostView,
+          boot_id: str | None, policy: Policy = Policy()) -> Verdict:
+    """The verdict on every accelerator device of ``domain``.
+
+    A domain that started before holds a claim that lists its functions
+    in the order of its devices, so each device is compared with the
+    function it was given, wherever that function is now.
+    """
+    judge = _Judge(domain, inv, boot_id, policy)
+    index = inv.function_index()
+    nodes_by_bridge = {
+        bridge.bridge_name(policy.bridge_prefix, f.id): (c, r, f)
+        for c in inv.cards if c.kind == "ippcie"
+        for r in c.regions for f in r.functions}
+    bridged = {nodes_by_bridge[ref.address][2].id for ref in domain.devices
+               if ref.kind == "interface" and ref.address in nodes_by_bridge}
+    raw = sum(1 for ref in domain.devices if ref.kind == "interface"
+              and not ref.address.startswith(policy.bridge_prefix))
+    given = _given(domain, inv, index, bridged, raw)
+    _check_pci(judge, host, given["pci"])
+    _check_usb(judge, host, given["usb"])
+    _check_mdev(judge, host, given["mdev"])
+    _check_interfaces(judge, host, given["interface"], nodes_by_bridge)
+    return judge.verdict
+
+
+def _paired(given: list[Entry] | None, position: int) -> Entry | None:
+    return given[position] if given is not None else None
+
+
+def _refs(domain: Domain, kind: str) -> list[DeviceRef]:
+    return [ref for ref in domain.devices if ref.kind == kind]
+
+
+def _check_pci(judge: _Judge, host: HostView,
+               given: list[Entry] | None) -> None:
+    at = {f.address: (c, r, f) for c in judge.inv.cards
+          if c.kind in PCI_KINDS for r in c.regions for f in r.functions
+          if f.address}
+    for position, ref in enumerate(_refs(judge.domain, "pci")):
+        wanted = _paired(given, position)
+        where_now = ""
+        if wanted is not None and wanted[2].address != ref.address:
+            judge.verdict.pci_moved[ref.index] = wanted[2].address
+            where_now = (f"; its card {wanted[0].id} is now at "
+                         f"{wanted[2].address}")
+        now = host.pci.get(ref.address)
+        here = at.get(ref.address)
+        judge.judge(_Seen(
+            label=f"hostdev {ref.address}",
+            now=f"{now.vendor_id}:{now.product_id}" if now else None,
+            absent="no PCI device is there now", here=here, wanted=wanted,
+            where_now=where_now,
+            mismatch=_mismatch(here, now.vendor_id, now.product_id)
+            if now else None))
+
+
+def _usb_entry(inv: model.Inventory, device: UsbDevice) -> Entry | None:
+    """The inventory's stick that ``device`` is: by serial for a stick that
+    has one (it keeps it across re-enumeration), else by its port."""
+    for card in inv.cards:
+        if card.kind != "usb":
+            continue
+        if (device.serial != card.serial if card.serial is not None
+                else card.address != device.name):
+            continue
+        region = card.regions[0]
+        return card, region, region.functions[0]
+    return None
+
+
+def _usb_now(host: HostView, entry: Entry) -> UsbDevice | None:
+    """Where the stick of ``entry`` is plugged in now."""
+    card, _region, function = entry
+    for device in host.usb:
+        if (device.serial == card.serial if card.serial is not None
+                else device.name == function.address):
+            return device
+    return None
+
+
+def _check_usb(judge: _Judge, host: HostView,
+               given: list[Entry] | None) -> None:
+    policy = judge.policy
+    for position, ref in enumerate(_refs(judge.domain, "usb")):
+        wanted = _paired(given, position)
+        if ref.address is not None:
+            bus, device = (int(n) for n in ref.address.split(":"))
+            matches = [d for d in host.usb
+                       if (d.busnum, d.devnum) == (bus, device)]
+            label = f"USB hostdev bus {bus} device {device}"
+        else:
+            matches = [d for d in host.usb
+                       if d.vendor_id == ref.vendor_id
+                       and ref.product_id in (None, d.product_id)]
+            label = f"USB hostdev {ref.vendor_id}:{ref.product_id}"
+        where_now = ""
+        if wanted is not None:
+            current = _usb_now(host, wanted)
+            if current is None:
+                where_now = (f"; its card {wanted[0].id} is not plugged in "
+                             f"now")
+            elif current not in matches:
+                judge.verdict.usb_moved[ref.index] = UsbMove(
+                    current.busnum, current.devnum, current.vendor_id,
+                    current.product_id)
+                where_now = (f"; its card {wanted[0].id} is now at "
+                             f"{current.describe()}")
+        if len(matches) > 1:
+            judge.refuse(label, f"matches {len(matches)} USB devices "
+                                f"({', '.join(d.name for d in matches)}); "
+                                f"libvirt needs the bus and device to tell "
+                                f"them apart{where_now}; "
+                                f"{_fix(judge.domain)}")
+            continue
+        now = matches[0] if matches else None
+        here = _usb_entry(judge.inv, now) if now else None
+        mismatch = None
+        if here is not None and here[0].serial is None:
+            # Found by port only: the stick there now must be of the
+            # inventory's type.
+            mismatch = _mismatch(here, now.vendor_id, now.product_id)
+            if mismatch and _type_of(here, policy) == policy.usb_types.get(
+                    f"{now.vendor_id}:{now.product_id}"):
+                mismatch = None
+        xml_type = f"{ref.vendor_id}:{ref.product_id}"
+        judge.judge(_Seen(
+            label=label, now=now.describe() if now else None,
+            absent="no USB device is there now", here=here, wanted=wanted,
+            where_now=where_now, mismatch=mismatch,
+            expected=wanted is not None or xml_type in policy.usb_types))
+
+
+def _mdev_type(entry: Entry, policy: Policy) -> str | None:
+    card, region, function = entry
+    return (function.attrs.get("mdev_type") or region.attrs.get("mdev_type")
+            or policy.mdev_types.get(f"{card.vendor_id}:{card.product_id}"))
+
+
+def _parent(entry: Entry) -> str | None:
+    card, region, _function = entry
+    return region.address or card.address
+
+
+def _check_mdev(judge: _Judge, host: HostView,
+                given: list[Entry] | None) -> None:
+    inv = judge.inv
+    by_uuid = {f.address: (c, r, f) for c in inv.cards if c.kind == "mdev"
+               for r in c.regions for f in r.functions if f.address}
+    cards_at = {c.address: c for c in inv.cards if c.kind == "mdev"}
+    for position, ref in enumerate(_refs(judge.domain, "mdev")):
+        wanted = _paired(given, position)
+        label = f"mdev {ref.address}"
+        live = host.mdevs.get(ref.address)
+        if live is None:
+            _plan_mdev(judge, label, ref.address, wanted)
+            continue
+        here = by_uuid.get(ref.address)
+        card_there = cards_at.get(live.parent)
+        if here is None and card_there is not None:
+            here = (wanted if wanted is not None
+                    and wanted[0].id == card_there.id
+                    else _free_function(judge, card_there))
+        where_now = ""
+        if wanted is not None and _parent(wanted) != live.parent:
+            where_now = (f"; its card {wanted[0].id} is now at "
+                         f"{_parent(wanted)} (remove this mdev with 'echo 1 "
+                         f"> /sys/bus/mdev/devices/{ref.address}/remove' "
+                         f"and the hook creates it there)")
+        judge.judge(_Seen(
+            label=label, now=f"an mdev on {live.parent}", absent="",
+            here=here, wanted=wanted, where_now=where_now,
+            mismatch=(f"is on {live.parent} now, the inventory puts it on "
+                      f"{_parent(here)} ({here[0].id})"
+                      if here is not None and _parent(here) != live.parent
+                      else None)))
+
+
+def _free_function(judge: _Judge, card: model.Card) -> Entry | None:
+    for region in card.regions:
+        for function in region.functions:
+            if function.address is None and judge.holder(function) is None:
+                return card, region, function
+    return None
+
+
+def _plan_mdev(judge: _Judge, label: str, uuid: str,
+               wanted: Entry | None) -> None:
+    """A missing mdev is created on the parent where the card the domain
+    was given is now; without a claim nothing says which card that is."""
+    if wanted is None:
+        judge.verdict.notes.append(
+            f"{label} does not exist and no claim says on which card to "
+            f"create it; left to libvirt")
+        return
+    card, _region, function = wanted
+    fix = _fix(judge.domain)
+    mdev_type = _mdev_type(wanted, judge.policy)
+    if card.degraded:
+        judge.refuse(label, f"does not exist and its card {card.id} is "
+                            f"{card.status}; {fix}")
+    elif mdev_type is None:
+        judge.refuse(label, f"does not exist and no mdev type is known for "
+                            f"card {card.id}; set [inventory] mdev_types "
+                            f"{card.vendor_id}:{card.product_id}:<type>")
+    else:
+        # No other domain can hold it: the domain's own claim names it.
+        judge.verdict.create_mdevs.append(
+            MdevToCreate(uuid, _parent(wanted), mdev_type))
+        judge.verdict.functions.append(function.id)
+
+
+def _check_interfaces(judge: _Judge, host: HostView,
+                      given: list[Entry] | None,
+                      nodes_by_bridge: Mapping[str, Entry]) -> None:
+    inv = judge.inv
+    at = {f.address: (c, r, f) for c in inv.cards if c.kind == "ippcie"
+          for r in c.regions for f in r.functions if f.address}
+    raw_position = 0
+    for ref in _refs(judge.domain, "interface"):
+        name = ref.address
+        if name.startswith(judge.policy.bridge_prefix):
+            _check_bridge(judge, host, name, nodes_by_bridge.get(name))
+            continue
+        wanted = _paired(given, raw_position)
+        raw_position += 1
+        if wanted is None:
+            wanted = next((e for e in at.values()
+                           if e[2].attrs.get("interface") == name), None)
+        bdf = host.net.get(name)
+        here = at.get(bdf) if bdf else None
+        if here is None and wanted is None:
+            continue  # an ordinary network, nothing of ours
+        where_now = ""
+        if wanted is not None:
+            current = host.node_interfaces.get(wanted[2].address)
+            if current is not None and current != name:
+                judge.verdict.interfaces_moved[ref.index] = current
+            where_now = (f"; its node {wanted[2].id} has interface "
+                         f"{current or 'none'} now" if current != name
+                         else "")
+        now = host.pci.get(bdf) if bdf else None
+        judge.judge(_Seen(
+            label=f"interface {name}",
+            now=f"{now.vendor_id}:{now.product_id} at {bdf}" if now else None,
+            absent="no node's interface has this name now", here=here,
+            wanted=wanted, where_now=where_now,
+            mismatch=_mismatch(here, now.vendor_id, now.product_id)
+            if now else None))
+
+
+def _check_bridge(judge: _Judge, host: HostView, name: str,
+                  node: Entry | None) -> None:
+    """An interface on a node's bridge: the node must be where the
+    inventory says, and the bridge must hold its interface of now."""
+    label = f"interface on bridge {name}"
+    if node is None:
+        judge.refuse(label, f"no IP-over-PCIe node of the inventory has "
+                            f"this bridge; {_fix(judge.domain)}")
+        return
+    bdf = node[2].address
+    now = host.pci.get(bdf) if bdf else None
+    taken = judge.judge(_Seen(
+        label=f"{label} (node {node[2].id})",
+        now=f"{now.vendor_id}:{now.product_id}" if now else None,
+        absent=f"node {node[2].id} is not at {bdf} now", here=node,
+        wanted=node,
+        mismatch=_mismatch(node, now.vendor_id, now.product_id)
+        if now else None))
+    if taken is None:
+        return
+    interface = host.node_interfaces.get(bdf)
+    if interface is None:
+        judge.refuse(label, f"node {node[2].id} at {bdf} has no host-side "
+                            f"interface now; load the card's driver "
+                            f"(vca_pci), then start the domain again")
+        judge.verdict.functions.remove(node[2].id)
+        return
+    judge.verdict.bridges.append(NodeBridge(name, interface, node[2].id))

@@ -98,7 +98,7 @@ def main(argv=None, stdin=None, stdout=None, stderr=None) -> int:
     from libvirt_hooks import attach
     if (op, subop) == ("started", "begin"):
         return attach.on_started(xml, config_file())
-    if not needs_full_path(op, subop, xml) and not (
+    if not needs_full_path(op, subop, xml, config_file()) and not (
             (op, subop) == ("release", "end")
             and attach.assigned_consumer(xml, config_file())):
         return 0

@@ -1,8 +1,9 @@
 """What the host has now at the addresses a domain names.
 
-The hook reads only the few sysfs files of the devices in the XML, never a
-whole scan: it runs at every domain start. Addresses come from domain XML,
-so they are checked against the BDF syntax before they touch a path.
+The hook reads only the few sysfs files of the devices in the XML (and the
+USB devices, a short list), never a whole scan: it runs at every domain
+start. Addresses come from domain XML, so they are checked against their
+syntax before they touch a path.
 """
 
 from __future__ import annotations
@@ -10,14 +11,22 @@ from __future__ import annotations
 import os
 import re
 
-from libvirt_hooks.guard import PciIdentity
+from accel_inventory import model
+from libvirt_hooks.domain import UUID, Domain
+from libvirt_hooks.guard import HostView, MdevNow, PciIdentity, UsbDevice
 
 BDF = re.compile(r"^[0-9a-f]{4}:[0-9a-f]{2}:[0-9a-f]{2}\.[0-7]$")
+USB_NAME = re.compile(r"^\d+-[\d.]+$")
+IFNAME = re.compile(r"^[^/\s]{1,15}$")
+
+
+def _read(path: str) -> str:
+    with open(path) as f:
+        return f.read().strip()
 
 
 def _read_hex(path: str) -> str:
-    with open(path) as f:
-        value = f.read().strip().lower()
+    value = _read(path).lower()
     int(value, 16)
     return value.removeprefix("0x")
 
@@ -36,3 +45,83 @@ def pci_identity(sysfs_root: str, bdf: str) -> PciIdentity | None:
                                                              "class")))
     except (OSError, ValueError):
         return None
+
+
+def usb_devices(sysfs_root: str) -> tuple[UsbDevice, ...]:
+    """Every USB device now (hubs' root ``usbN`` and interfaces
+    ``N-P:C.I`` are not devices); unreadable ones are left out."""
+    base = os.path.join(sysfs_root, "bus", "usb", "devices")
+    try:
+        names = sorted(n for n in os.listdir(base) if USB_NAME.match(n))
+    except OSError:
+        return ()
+    found = []
+    for name in names:
+        device = os.path.join(base, name)
+        serial = os.path.join(device, "serial")
+        try:
+            found.append(UsbDevice(
+                name=name, busnum=int(_read(os.path.join(device, "busnum"))),
+                devnum=int(_read(os.path.join(device, "devnum"))),
+                vendor_id=_read_hex(os.path.join(device, "idVendor")),
+                product_id=_read_hex(os.path.join(device, "idProduct")),
+                serial=_read(serial) if os.path.exists(serial) else None))
+        except (OSError, ValueError):
+            continue
+    return tuple(found)
+
+
+def mdev_now(sysfs_root: str, uuid: str) -> MdevNow | None:
+    """The parent and type of mdev ``uuid``; None when it does not
+    exist."""
+    if not UUID.match(uuid):
+        return None
+    instance = os.path.join(sysfs_root, "bus", "mdev", "devices", uuid)
+    if not os.path.isdir(instance):
+        return None
+    return MdevNow(
+        parent=os.path.basename(os.path.dirname(os.path.realpath(instance))),
+        mdev_type=os.path.basename(os.path.realpath(
+            os.path.join(instance, "mdev_type"))))
+
+
+def interface_device(sysfs_root: str, ifname: str) -> str | None:
+    """The BDF of the PCI function behind interface ``ifname``; None when
+    there is no such interface or it has no PCI function (a bridge, a
+    tap)."""
+    if not IFNAME.match(ifname) or ifname in (".", ".."):
+        return None
+    device = os.path.join(sysfs_root, "class", "net", ifname, "device")
+    if not os.path.lexists(device):
+        return None
+    bdf = os.path.basename(os.path.realpath(device))
+    return bdf if BDF.match(bdf) else None
+
+
+def node_interface(sysfs_root: str, bdf: str) -> str | None:
+    """The host-side interface of the IP-over-PCIe node at ``bdf`` now."""
+    try:
+        names = sorted(os.listdir(os.path.join(
+            sysfs_root, "bus", "pci", "devices", bdf, "net")))
+    except OSError:
+        return None
+    return names[0] if names else None
+
+
+def read(sysfs_root: str, domain: Domain, inv: model.Inventory) -> HostView:
+    """What the guard needs to judge ``domain``, read from sysfs."""
+    kinds = {ref.kind for ref in domain.devices}
+    nodes = [f.address for card in inv.cards if card.kind == "ippcie"
+             for f in card.functions() if f.address] \
+        if "interface" in kinds else []
+    pci_addresses = {ref.address for ref in domain.devices
+                     if ref.kind == "pci"} | set(nodes)
+    return HostView(
+        pci={bdf: pci_identity(sysfs_root, bdf) for bdf in pci_addresses},
+        usb=usb_devices(sysfs_root) if "usb" in kinds else (),
+        mdevs={ref.address: mdev_now(sysfs_root, ref.address)
+               for ref in domain.devices if ref.kind == "mdev"},
+        net={ref.address: interface_device(sysfs_root, ref.address)
+             for ref in domain.devices if ref.kind == "interface"},
+        node_interfaces={bdf: node_interface(sysfs_root, bdf)
+                         for bdf in nodes})

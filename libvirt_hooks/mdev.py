@@ -1,0 +1,53 @@
+"""The hook's only writes to sysfs: create and remove mdev instances.
+
+libvirt never creates the mdev a domain names; after a host reboot (or a
+card moved to another slot) it is missing. The hook creates it, with the
+domain's UUID, on the parent where the domain's card is now, and at
+``release end`` removes only the ones it created.
+"""
+
+from __future__ import annotations
+
+import os
+
+
+class MdevError(Exception):
+    """An mdev cannot be created or removed; the message says why."""
+
+
+def _write(path: str, value: str) -> None:
+    # Opened without O_CREAT: sysfs attributes exist or the write is wrong.
+    try:
+        fd = os.open(path, os.O_WRONLY)
+    except OSError as exc:
+        raise MdevError(f"cannot open {path}: {exc.strerror}") from None
+    try:
+        os.write(fd, value.encode())
+    except OSError as exc:
+        raise MdevError(f"writing {value!r} to {path} failed: "
+                        f"{exc.strerror}") from None
+    finally:
+        os.close(fd)
+
+
+def create(sysfs_root: str, parent: str, mdev_type: str, uuid: str) -> str:
+    """Create mdev ``uuid`` of ``mdev_type`` on ``parent`` (a BDF); return
+    the ``create`` file written."""
+    create_file = os.path.join(sysfs_root, "class", "mdev_bus", parent,
+                               "mdev_supported_types", mdev_type, "create")
+    if not os.path.exists(create_file):
+        raise MdevError(f"{parent} offers no mdev type {mdev_type} "
+                        f"({create_file} is missing); is the card's driver "
+                        f"loaded?")
+    _write(create_file, uuid)
+    return create_file
+
+
+def remove(sysfs_root: str, uuid: str) -> bool:
+    """Remove mdev ``uuid``; False when it is already gone."""
+    remove_file = os.path.join(sysfs_root, "bus", "mdev", "devices", uuid,
+                               "remove")
+    if not os.path.exists(remove_file):
+        return False
+    _write(remove_file, "1")
+    return True

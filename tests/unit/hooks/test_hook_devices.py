@@ -1,0 +1,401 @@
+"""USB sticks, mdevs and IP-over-PCIe nodes through the hook's entry point.
+
+The host is a FakeSysfs tree (the kernel's layout) and the cache comes
+from the real scanner, as the agent would write it; only the ``ip`` edge
+of the node bridge is replaced by a recorder (the network is not ours to
+change in a unit test; the libvirtd integration test does it for real).
+"""
+
+import os
+import shutil
+import subprocess
+import sys
+
+import pytest
+from lxml import etree
+
+from accel_inventory import cache, identity, inventory, profiles
+from accel_inventory import sysfs as scanner
+from accel_inventory.sample import FakeSysfs
+from libvirt_hooks import bridge, hook, xmlgen
+from test_hook import DOMAIN_UUID, OTHER_UUID, call, domain_xml
+
+NCS2 = ("03e7", "2485")
+BOOTED = ("03e7", "f63b")  # the same stick once its firmware is loaded
+GPU = ("10de", "1eb8")
+MDEV_UUID = "4b20d080-1b54-4048-85b3-a6a62d165c01"
+SCHEMA = "/usr/share/libvirt/schemas/domain.rng"
+
+
+@pytest.fixture(scope="module")
+def relaxng():
+    return etree.RelaxNG(etree.parse(SCHEMA))
+
+
+class Host:
+    def __init__(self, tmp_path, monkeypatch):
+        self.cache = str(tmp_path / "inventory.json")
+        self.log = tmp_path / "hook.log"
+        self.config = tmp_path / "nova-accel.conf"
+        self.use(FakeSysfs(str(tmp_path / "sys")))
+        monkeypatch.setenv("NOVA_ACCEL_CONFIG", str(self.config))
+        self.bridged = []
+        monkeypatch.setattr(bridge, "ensure_node_bridge", self._bridge)
+
+    def use(self, fs):
+        """The host is now ``fs`` (the same cache)."""
+        self.fs = fs
+        self.config.write_text(f"[inventory]\nsysfs_root = {fs.root}\n"
+                               f"cache_path = {self.cache}\n"
+                               f"[libvirt_hooks]\nlog_file = {self.log}\n")
+
+    def _bridge(self, name, interface):
+        self.bridged.append((name, interface))
+        return [f"added {interface} to {name}"]
+
+    def scan(self):
+        """What the agent does: scan, reconcile with the cache, keep
+        claims."""
+        previous = cache.load(self.cache)
+        found = scanner.scan_cards(self.fs.root,
+                                   profiles=profiles.load_profiles())
+        assert not found.warnings
+        inv, _ = identity.reconcile(previous, found.cards, "compute1")
+        cache.save(self.cache, inventory.keep_claims(previous, inv))
+
+    def inv(self):
+        return cache.load(self.cache)
+
+    def card_of(self, kind, **attrs):
+        [card] = [c for c in self.inv().cards if c.kind == kind
+                  and all(getattr(c, k) == v for k, v in attrs.items())]
+        return card
+
+    def claim(self, uuid=DOMAIN_UUID):
+        return self.inv().claims.get(uuid)
+
+
+@pytest.fixture
+def host(tmp_path, monkeypatch):
+    return Host(tmp_path, monkeypatch)
+
+
+# -- USB sticks ------------------------------------------------------------
+
+def stick_host(host):
+    host.fs.add_usb("3-1", *NCS2, serial="03e72485A1", devnum=4)
+    host.fs.add_usb("3-2", *NCS2, serial="03e72485B2", devnum=5)
+    host.scan()
+
+
+def usb(bus, device, ids=NCS2):
+    return xmlgen.usb_hostdev(*ids, bus=bus, device=device,
+                              startup_policy="optional")
+
+
+def start_and_stop(xml):
+    rc, _, err = call(xml)
+    assert rc == 0, err
+    assert call(xml, op="release", subop="end")[0] == 0
+
+
+def test_usb_first_start_records_the_stick(host):
+    stick_host(host)
+    assert call(domain_xml(usb(3, 4))) == (0, "", "")
+    stick = host.card_of("usb", serial="03e72485A1")
+    assert host.claim().functions == [stick.regions[0].functions[0].id]
+    assert "starts holding usb-03e7-03e72485A1" in host.log.read_text()
+
+
+def test_usb_address_with_nothing_is_refused_naming_where_the_stick_is(host):
+    stick_host(host)
+    xml = domain_xml(usb(3, 4))
+    start_and_stop(xml)
+    # The firmware loaded: the stick came back on the USB3 bus as f63b.
+    host.fs.unplug_usb("3-1")
+    host.fs.add_usb("4-2", *BOOTED, serial="03e72485A1", devnum=9)
+    rc, out, err = call(xml)
+    assert rc == 1 and out == "" and err.count("\n") == 1
+    assert err.startswith("nova-accel: domain vm1: USB hostdev bus 3 "
+                          "device 4: no USB device is there now")
+    assert "now at bus 4 device 9 (port 4-2, 03e7:f63b)" in err
+    assert "accel-domain repair vm1" in err
+
+
+def test_usb_address_holding_another_kind_of_device_is_refused(host):
+    stick_host(host)
+    xml = domain_xml(usb(3, 4))
+    start_and_stop(xml)
+    host.fs.unplug_usb("3-1")
+    host.fs.add_usb("3-1", "046d", "c31c", serial=None, devnum=4,
+                    product_name="USB Keyboard")
+    rc, _, err = call(xml)
+    assert rc == 1
+    assert "holds bus 3 device 4 (port 3-1, 046d:c31c), a device the " \
+           "inventory does not know" in err
+    assert "is not plugged in now" in err
+
+
+def test_usb_stick_of_another_running_domain_is_refused(host):
+    stick_host(host)
+    assert call(domain_xml(usb(3, 5), uuid=OTHER_UUID, name="vm2"))[0] == 0
+    rc, _, err = call(domain_xml(usb(3, 5)))
+    assert rc == 1 and "held by running domain vm2" in err
+
+
+def test_usb_vendor_product_only_must_match_one_stick(host):
+    stick_host(host)
+    rc, _, err = call(domain_xml(xmlgen.usb_hostdev(*NCS2)))
+    assert rc == 1 and "matches 2 USB devices (3-1, 3-2)" in err
+    host.fs.unplug_usb("3-2")
+    assert call(domain_xml(xmlgen.usb_hostdev(*NCS2)))[0] == 0
+
+
+def test_usb_non_accelerator_is_left_to_libvirt(host):
+    stick_host(host)
+    keyboard = xmlgen.usb_hostdev("046d", "c31c", bus=1, device=2)
+    assert call(domain_xml(keyboard)) == (0, "", "")
+    assert host.claim() is None
+    assert "left to libvirt" in host.log.read_text()
+
+
+def _swap_sticks(host):
+    """Stick A re-enumerates onto bus 4; stick B takes A's old bus and
+    device number."""
+    host.fs.unplug_usb("3-1")
+    host.fs.unplug_usb("3-2")
+    host.fs.add_usb("4-2", *BOOTED, serial="03e72485A1", devnum=9)
+    host.fs.add_usb("3-1", *NCS2, serial="03e72485B2", devnum=4)
+
+
+def test_usb_reenumerated_free_stick_of_the_same_type_is_allowed(host):
+    stick_host(host)
+    xml = domain_xml(usb(3, 4))
+    start_and_stop(xml)
+    _swap_sticks(host)
+    assert call(xml)[0] == 0
+    assert "re-enumerated host; takes free usb-03e7-03e72485B2/r0/f0" in \
+        host.log.read_text()
+    assert host.claim().functions == ["usb-03e7-03e72485B2/r0/f0"]
+
+
+def test_usb_strict_identity_refuses_the_other_stick(host, monkeypatch):
+    stick_host(host)
+    xml = domain_xml(usb(3, 4))
+    start_and_stop(xml)
+    _swap_sticks(host)
+    monkeypatch.setenv("OS_LIBVIRT_HOOKS__STRICT_IDENTITY", "true")
+    rc, _, err = call(xml)
+    assert rc == 1
+    assert "holds usb-03e7-03e72485B2/r0/f0 of card usb-03e7-03e72485B2, " \
+           "not the function this domain was given" in err
+    assert "its card usb-03e7-03e72485A1 is now at bus 4 device 9" in err
+
+
+def test_usb_restore_prints_the_sticks_current_address(host, relaxng):
+    stick_host(host)
+    xml = domain_xml(usb(3, 4), usb(3, 5))
+    start_and_stop(xml)
+    _swap_sticks(host)
+    host.fs.unplug_usb("3-1")
+    host.fs.add_usb("3-7", *NCS2, serial="03e72485B2", devnum=11)
+    rc, out, err = call(xml, op="restore", subop="begin")
+    assert rc == 0, err
+    restored = etree.fromstring(out.encode())
+    assert relaxng.validate(restored), relaxng.error_log
+    sources = [(s.find("vendor").get("id"), s.find("product").get("id"),
+                s.find("address").get("bus"), s.find("address").get("device"),
+                s.get("startupPolicy"))
+               for s in restored.iterfind("devices/hostdev/source")]
+    assert sources == [("0x03e7", "0xf63b", "4", "9", "optional"),
+                       ("0x03e7", "0x2485", "3", "11", "optional")]
+    # Once rewritten, the domain is where its sticks are: nothing to print.
+    assert call(out.encode(), op="migrate", subop="begin") == (0, "", "")
+    assert call(out.encode())[0] == 0
+
+
+# -- mdevs -----------------------------------------------------------------
+
+def gpu_host(host, bdf="0000:86:00.0", instances=((MDEV_UUID,
+                                                    "nvidia-222"),)):
+    host.fs.add_pci(bdf, *GPU, klass="0x030000", dsn=0x1EB8000000000001)
+    host.fs.add_mdev_parent(bdf, {"nvidia-222": 3}, list(instances))
+    host.scan()
+
+
+def create_file(host, bdf="0000:86:00.0"):
+    return host.fs.path("bus", "pci", "devices", bdf,
+                        "mdev_supported_types", "nvidia-222", "create")
+
+
+def test_existing_mdev_is_claimed_and_never_removed_by_the_hook(host):
+    gpu_host(host)
+    xml = domain_xml(xmlgen.mdev_hostdev(MDEV_UUID))
+    assert call(xml) == (0, "", "")
+    gpu = host.card_of("mdev")
+    assert host.claim().functions == [gpu.regions[0].functions[0].id]
+    assert host.claim().created_mdevs == []
+    assert call(xml, op="release", subop="end")[0] == 0
+    remove = host.fs.path("bus", "mdev", "devices", MDEV_UUID, "remove")
+    assert open(remove).read() == ""
+
+
+def test_missing_mdev_is_created_where_the_card_is_now_and_removed(host):
+    gpu_host(host)
+    xml = domain_xml(xmlgen.mdev_hostdev(MDEV_UUID))
+    start_and_stop(xml)
+    # Reboot: the mdev is gone and the GPU is in another slot.
+    host.fs.remove_mdev(MDEV_UUID)
+    gpu = host.card_of("mdev")
+    host.use(FakeSysfs(host.fs.root + "-rebooted"))
+    gpu_host(host, bdf="0000:af:00.0", instances=())
+    assert host.card_of("mdev").id == gpu.id
+    assert call(xml) == (0, "", "")
+    assert open(create_file(host, "0000:af:00.0")).read() == MDEV_UUID
+    assert host.claim().created_mdevs == [MDEV_UUID]
+    log = host.log.read_text()
+    assert f"created mdev {MDEV_UUID} of type nvidia-222 on 0000:af:00.0" \
+        in log
+    # What the kernel does with the write; then the domain stops.
+    host.fs.create_mdev("0000:af:00.0", MDEV_UUID, "nvidia-222")
+    assert call(xml, op="release", subop="end")[0] == 0
+    remove = host.fs.path("bus", "mdev", "devices", MDEV_UUID, "remove")
+    assert open(remove).read() == "1"
+    assert host.claim().created_mdevs == [] and not host.claim().running
+
+
+def test_missing_mdev_without_a_claim_is_left_to_libvirt(host):
+    gpu_host(host, instances=())
+    assert call(domain_xml(xmlgen.mdev_hostdev(MDEV_UUID))) == (0, "", "")
+    assert open(create_file(host)).read() == ""
+    assert "no claim says on which card to create it" in \
+        host.log.read_text()
+
+
+def test_mdev_uuid_that_is_not_a_uuid_is_refused(host):
+    gpu_host(host)
+    xml = domain_xml(xmlgen.mdev_hostdev(MDEV_UUID)).replace(
+        MDEV_UUID.encode(), b"../../../../etc")
+    rc, _, err = call(xml)
+    assert rc == 1 and "is not a UUID" in err
+
+
+# -- IP-over-PCIe nodes ----------------------------------------------------
+
+NODES = ["0000:5f:00.0", "0000:5f:00.1", "0000:5f:00.2"]
+
+
+def vca_host(host, interfaces=("eth4", "eth5", "eth6")):
+    host.fs.add_vca_card(0, "0000:5e:00.0", NODES, serial="VCA2-SN-0042",
+                         interfaces=list(interfaces))
+    host.scan()
+    return host.card_of("ippcie").functions()
+
+
+def direct(dev):
+    interface = etree.Element("interface", type="direct")
+    etree.SubElement(interface, "source", dev=dev, mode="bridge")
+    return interface
+
+
+def test_node_bridge_gets_the_nodes_current_interface(host):
+    node = vca_host(host)[1]
+    name = bridge.bridge_name("accbr-", node.id)
+    xml = domain_xml(xmlgen.bridge_interface(name))
+    assert call(xml) == (0, "", "")
+    assert host.bridged == [(name, "eth5")]
+    assert host.claim().functions == [node.id]
+    assert call(xml, op="release", subop="end")[0] == 0
+    host.fs.rename_netdev(NODES[1], "eth5", "eth9")
+    assert call(xml) == (0, "", "")
+    assert host.bridged[-1] == (name, "eth9")
+    assert f"added eth9 to {name} (node {node.id})" in host.log.read_text()
+
+
+def test_node_bridge_without_interface_or_node_is_refused(host):
+    node = vca_host(host)[0]
+    name = bridge.bridge_name("accbr-", node.id)
+    # The node's driver is unloaded: its interface is gone.
+    shutil.rmtree(host.fs.path("bus", "pci", "devices", NODES[0], "net"))
+    os.unlink(host.fs.path("class", "net", "eth4"))
+    rc, _, err = call(domain_xml(xmlgen.bridge_interface(name)))
+    assert rc == 1 and "has no host-side interface now" in err
+    assert host.bridged == [] and host.claim() is None
+    rc, _, err = call(domain_xml(xmlgen.bridge_interface("accbr-000000000")))
+    assert rc == 1 and "no IP-over-PCIe node of the inventory has this " \
+                       "bridge" in err
+
+
+def test_node_bridge_of_a_running_domains_node_is_refused(host):
+    node = vca_host(host)[2]
+    xml = domain_xml(xmlgen.bridge_interface(
+        bridge.bridge_name("accbr-", node.id)))
+    assert call(xml.replace(DOMAIN_UUID.encode(), OTHER_UUID.encode())
+                .replace(b"vm1", b"vm2"), name="vm2")[0] == 0
+    rc, _, err = call(xml)
+    assert rc == 1 and "held by running domain vm2" in err
+    assert len(host.bridged) == 1
+
+
+def test_bridge_failure_refuses_the_start(host, monkeypatch):
+    node = vca_host(host)[0]
+
+    def broken(name, interface):
+        raise bridge.BridgeError("'ip link add' failed: Operation not "
+                                 "permitted")
+
+    monkeypatch.setattr(bridge, "ensure_node_bridge", broken)
+    rc, _, err = call(domain_xml(xmlgen.bridge_interface(
+        bridge.bridge_name("accbr-", node.id))))
+    assert rc == 1 and "Operation not permitted" in err
+    assert host.claim() is None
+
+
+def test_raw_node_interface_is_guarded_and_rewritten(host, relaxng):
+    nodes = vca_host(host)
+    xml = domain_xml(direct("eth5"))
+    start_and_stop(xml)
+    assert host.claim().functions == [nodes[1].id]
+    # Another card went in first: every node interface was renamed and
+    # node 1's old name is now node 0's.
+    for bdf, old, new in ((NODES[0], "eth4", "eth5x"),
+                          (NODES[1], "eth5", "eth7"),
+                          (NODES[2], "eth6", "eth8")):
+        host.fs.rename_netdev(bdf, old, new)
+    host.fs.rename_netdev(NODES[0], "eth5x", "eth5")
+    rc, _, err = call(xml)
+    assert rc == 1
+    assert f"holds {nodes[0].id} of card" in err
+    assert f"its node {nodes[1].id} has interface eth7 now" in err
+    rc, out, err = call(xml, op="restore", subop="begin")
+    assert rc == 0, err
+    restored = etree.fromstring(out.encode())
+    assert relaxng.validate(restored), relaxng.error_log
+    assert restored.find("devices/interface/source").get("dev") == "eth7"
+    assert call(out.encode())[0] == 0
+
+
+def test_ordinary_interfaces_stay_on_the_fast_path(host):
+    vca_host(host)
+    code = ("import io, sys\n"
+            "from libvirt_hooks import hook\n"
+            f"rc = hook.main(['vm', 'prepare', 'begin', '-'], stdin=io."
+            f"BytesIO({domain_xml(xmlgen.bridge_interface('br0'))!r}))\n"
+            "heavy = [m for m in ('lxml', 'oslo_config', 'accel_inventory')"
+            " if m in sys.modules]\n"
+            "print(rc, heavy)\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True,
+                         text=True, check=True).stdout
+    assert out.strip() == "0 []"
+
+
+@pytest.mark.parametrize("interface,full", [
+    (xmlgen.bridge_interface("br0"), False),
+    (xmlgen.bridge_interface("accbr-1a2b3c4d5"), True),
+    (direct("eth5"), True),  # a node's interface: device-backed
+    (direct("vethX"), False),  # not a device
+])
+def test_fast_path_decision_on_interfaces(host, interface, full):
+    vca_host(host)
+    assert hook.needs_full_path("prepare", "begin", domain_xml(interface),
+                                hook.config_file()) is full
