@@ -77,6 +77,10 @@ class _Reader:
             number = int(value, 16)
         except ValueError:
             raise Garbage(f"{path}: {value!r} is not hex") from None
+        # int() also takes a sign and any width; the kernel writes neither.
+        if not 0 <= number < 16 ** digits:
+            raise Garbage(f"{path}: {value!r} is not a {digits}-digit hex "
+                          f"id")
         return f"{number:0{digits}x}"
 
     @staticmethod
