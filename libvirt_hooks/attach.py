@@ -128,11 +128,68 @@ def host_now(sysfs_root: str, card, function):
     return devices.HostNow()
 
 
-def attach_claim(conn, conf, consumer: str, *, ensure_bridge=None,
-                 record: bool = True) -> dict:
+def placement_claim(conf, consumer: str):
+    """The inventory and ``consumer``'s placement claim in it; raises
+    LookupError when it has none (its devices are then in its XML, or it
+    holds nothing)."""
+    from accel_inventory import cache, placement
+
+    inv = cache.load(conf.inventory.cache_path)
+    claim = inv.claims.get(consumer) if inv is not None else None
+    if claim is None or claim.source != placement.CLAIM_SOURCE:
+        raise LookupError(f"{consumer} holds no functions assigned by "
+                          f"placement in {conf.inventory.cache_path}; "
+                          f"nothing to attach or detach")
+    return inv, claim
+
+
+def resolve(conf, inv, fid: str):
+    """The device that gives function ``fid`` to a domain now, and its
+    ``devices.device_key``. Raises devices.DeviceError saying why not."""
+    from libvirt_hooks import devices
+
+    index = inv.function_index()
+    if fid not in index:
+        raise devices.DeviceError(f"{fid} is no longer in the inventory; "
+                                  f"rescan with 'accel-inventory scan'")
+    card, _region, function = index[fid]
+    element = devices.element_for(
+        card, function, host_now(conf.inventory.sysfs_root, card, function),
+        conf.libvirt_hooks.bridge_prefix)
+    return element, devices.device_key(element)
+
+
+def _live(conf, dom):
+    from libvirt_hooks import devices
+    from libvirt_hooks import domain as domain_xml
+
+    live = domain_xml.parse(dom.XMLDesc(0).encode(),
+                            conf.libvirt_hooks.max_xml_bytes)
+    return live, devices.devices_by_key(live.tree)
+
+
+def _record(conf, consumer: str, name: str, results: dict,
+            holds: bool) -> dict:
+    """Store the outcome per function in ``claim.attach``; the claim runs
+    (``holds``) while its domain holds at least one of its devices."""
+    from accel_inventory import cache, claims
+    from accel_inventory.inventory import current_boot_id
+
+    boot_id = current_boot_id()
+    document = {"domain": name, "at": time.time(), "boot_id": boot_id,
+                "devices": results}
+    cache.update(conf.inventory.cache_path,
+                 lambda current: claims.record_attach(
+                     current, consumer, document, running=holds,
+                     boot_id=boot_id),
+                 conf.inventory.lock_timeout, validate=False)
+    return document
+
+
+def attach_claim(conn, conf, consumer: str, *, ensure_bridge=None) -> dict:
     """Hot-plug, live only, every function ``consumer``'s placement claim
-    holds that its running domain lacks; return and (``record``) store
-    the outcome in ``claim.attach``.
+    holds that its running domain lacks; record and return the outcome
+    (``claim.attach``).
 
     ``ensure_bridge(bridge, interface)`` makes a node's bridge hold its
     current interface (``bridge.ensure_node_bridge`` by default).
@@ -140,45 +197,26 @@ def attach_claim(conn, conf, consumer: str, *, ensure_bridge=None,
     """
     import libvirt
 
-    from accel_inventory import cache, claims, placement
-    from accel_inventory.inventory import current_boot_id
     from libvirt_hooks import bridge, devices, hostview, xmlgen
-    from libvirt_hooks import domain as domain_xml
 
     ensure_bridge = ensure_bridge or bridge.ensure_node_bridge
-    opts = conf.inventory
-    inv = cache.load(opts.cache_path)
-    claim = inv.claims.get(consumer) if inv is not None else None
-    if claim is None or claim.source != placement.CLAIM_SOURCE:
-        raise LookupError(f"{consumer} holds no functions assigned by "
-                          f"placement in {opts.cache_path}; nothing to "
-                          f"attach")
+    inv, claim = placement_claim(conf, consumer)
     dom = conn.lookupByUUIDString(consumer)
-    live = domain_xml.parse(dom.XMLDesc(0).encode(),
-                            conf.libvirt_hooks.max_xml_bytes)
-    present = devices.devices_by_key(live.tree)
+    live, present = _live(conf, dom)
     index = inv.function_index()
     results = {}
     for fid in claim.functions:
         outcome = {}
         try:
-            if fid not in index:
-                raise devices.DeviceError(
-                    f"{fid} is no longer in the inventory; rescan with "
-                    f"'accel-inventory scan'")
-            card, _region, function = index[fid]
-            element = devices.element_for(
-                card, function, host_now(opts.sysfs_root, card, function),
-                conf.libvirt_hooks.bridge_prefix)
-            key = devices.device_key(element)
+            element, key = resolve(conf, inv, fid)
             outcome["device"] = devices.describe(key)
             if key[0] == "bridge":
-                interface = (hostview.node_interface(opts.sysfs_root,
-                                                     function.address)
-                             if function.address else None)
+                address = index[fid][2].address
+                interface = (hostview.node_interface(
+                    conf.inventory.sysfs_root, address) if address else None)
                 if interface is None:
                     raise devices.DeviceError(
-                        f"node {fid} at {function.address} has no host-side "
+                        f"node {fid} at {address} has no host-side "
                         f"interface now; load the card's driver, then "
                         f"'accel-domain attach {live.name}'")
                 done = ensure_bridge(key[1], interface)
@@ -194,18 +232,42 @@ def attach_claim(conn, conf, consumer: str, *, ensure_bridge=None,
                 libvirt.libvirtError) as exc:
             outcome.update(state="failed", reason=str(exc))
         results[fid] = outcome
-    boot_id = current_boot_id()
-    document = {"domain": live.name, "at": time.time(), "boot_id": boot_id,
-                "devices": results}
-    if record:
-        holds = any(o["state"] in ("attached", "present")
-                    for o in results.values())
-        cache.update(opts.cache_path,
-                     lambda current: claims.record_attach(
-                         current, consumer, document, running=holds,
-                         boot_id=boot_id),
-                     opts.lock_timeout, validate=False)
-    return document
+    holds = any(o["state"] in ("attached", "present")
+                for o in results.values())
+    return _record(conf, consumer, live.name, results, holds)
+
+
+def detach_claim(conn, conf, consumer: str) -> dict:
+    """Unplug, live only, the devices of ``consumer``'s placement claim
+    from its running domain; record and return the outcome. The claim
+    keeps its functions (it ends with the allocation)."""
+    import libvirt
+
+    from libvirt_hooks import devices, xmlgen
+
+    inv, claim = placement_claim(conf, consumer)
+    dom = conn.lookupByUUIDString(consumer)
+    live, present = _live(conf, dom)
+    results = {}
+    for fid in claim.functions:
+        outcome = results[fid] = {}
+        try:
+            _element, key = resolve(conf, inv, fid)
+        except devices.DeviceError as exc:
+            outcome.update(state="failed", reason=str(exc))
+            continue
+        outcome["device"] = devices.describe(key)
+        if key not in present:
+            outcome["state"] = "absent"
+            continue
+        try:
+            dom.detachDeviceFlags(xmlgen.to_string(present[key]),
+                                  libvirt.VIR_DOMAIN_AFFECT_LIVE)
+            outcome["state"] = "detached"
+        except libvirt.libvirtError as exc:
+            outcome.update(state="failed", reason=str(exc), held=True)
+    holds = any(o.get("held") for o in results.values())
+    return _record(conf, consumer, live.name, results, holds)
 
 
 def wait_until_up(dom, timeout: float, *, clock=time.monotonic,
@@ -223,8 +285,8 @@ def wait_until_up(dom, timeout: float, *, clock=time.monotonic,
     return True
 
 
-def summary(document: dict) -> str:
-    """One line per function of an attach outcome."""
+def outcome_lines(document: dict) -> list[str]:
+    """One line per function of an attach or detach outcome."""
     lines = []
     for fid, outcome in document["devices"].items():
         line = f"{fid}: {outcome['state']}"
@@ -233,7 +295,11 @@ def summary(document: dict) -> str:
         if outcome.get("reason"):
             line += f": {outcome['reason']}"
         lines.append(line)
-    return "; ".join(lines)
+    return lines
+
+
+def failed(document: dict) -> bool:
+    return any(o["state"] == "failed" for o in document["devices"].values())
 
 
 def run_worker(consumer: str, config_file: str | None, *,
@@ -269,13 +335,12 @@ def run_worker(consumer: str, config_file: str | None, *,
         log.error("domain %s: attach failed: %s; see 'accel-domain status "
                   "%s'", consumer, exc, consumer)
         return 1
-    failed = any(o["state"] == "failed" for o in document["devices"].values())
-    name = document["domain"]
-    log.log(logging.ERROR if failed else logging.INFO, "domain %s (%s): %s%s",
-            name, consumer, summary(document),
+    name, refused = document["domain"], failed(document)
+    log.log(logging.ERROR if refused else logging.INFO, "domain %s (%s): %s%s",
+            name, consumer, "; ".join(outcome_lines(document)),
             f"; fix the cause, then 'accel-domain attach {name}'"
-            if failed else "")
-    return 1 if failed else 0
+            if refused else "")
+    return 1 if refused else 0
 
 
 if __name__ == "__main__":

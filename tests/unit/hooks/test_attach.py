@@ -34,7 +34,9 @@ def relaxng():
 
 @pytest.fixture
 def conn():
-    # Each open of test:///default is a fresh in-process host.
+    # test:///default is one in-process host while any connection to it is
+    # open (the CLI's own connection sees this one's domains), and a fresh
+    # one once all are closed.
     connection = libvirt.open(TEST_URI)
     yield connection
     connection.close()
@@ -106,8 +108,9 @@ class Bridges:
 
 def test_constants_agree_with_the_agent_and_the_options():
     assert attach.ASSIGNED_SUFFIX == agent.ASSIGNED_SUFFIX
-    conf = inventory_conf.load([])
-    assert attach.DEFAULT_CACHE_PATH == conf.inventory.cache_path
+    cache_path = next(opt for opt in inventory_conf.inventory_opts
+                      if opt.name == "cache_path")
+    assert attach.DEFAULT_CACHE_PATH == cache_path.default
 
 
 def test_domain_uuid_is_read_from_the_bytes():
