@@ -32,7 +32,8 @@ def device_properties(sys_path: str) -> dict[str, str]:
     except ImportError as exc:  # pyudev loads libudev at the first Context
         LOG.warning("Cannot read the udev properties of %s: libudev is "
                     "not available (%s)", sys_path, exc)
-    except pyudev.DeviceNotFoundError as exc:
+    except (pyudev.DeviceNotFoundError, UnicodeDecodeError) as exc:
+        # pyudev decodes names and values strictly (filesystem encoding).
         LOG.warning("Cannot read the udev properties of %s: %s", sys_path,
                     exc)
     return {}
