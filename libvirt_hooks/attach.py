@@ -292,6 +292,8 @@ def outcome_lines(document: dict) -> list[str]:
         line = f"{fid}: {outcome['state']}"
         if outcome.get("device"):
             line += f" ({outcome['device']})"
+        if outcome.get("bridge"):
+            line += f"; {outcome['bridge']}"
         if outcome.get("reason"):
             line += f": {outcome['reason']}"
         lines.append(line)

@@ -257,6 +257,9 @@ def test_refused_hot_plug_is_recorded_and_leaves_the_domain(host, conn):
     assert [outcomes[f]["state"] for f in (NODE0, STICK)] == ["failed"] * 2
     assert "not supported" in outcomes[STICK]["reason"]
     assert outcomes[NODE0]["device"] == f"bridge {name}"
+    assert attach.outcome_lines(document)[0].startswith(
+        f"{NODE0}: failed (bridge {name}); added eth4 to {name}: this "
+        f"function is not supported")
     claim = cache.load(host["cache"]).claims[uuid]
     assert claim.attach == document
     assert claim.running is False
