@@ -1,0 +1,92 @@
+"""Real nova and placement: a server whose flavor asks for a USB stick of
+the sample host gets a stick assigned by the allocation sync, and the
+marker that makes the libvirt hook attach it at the domain's start; both
+go when the server is deleted."""
+
+import os
+import sys
+
+import fixtures
+from nova.tests.functional import integrated_helpers
+
+from accel_inventory import agent, cache, identity, placement, profiles
+from accel_inventory import conf as inventory_conf
+from accel_inventory import sample, sysfs
+from libvirt_hooks import attach
+
+HOST = "compute1"
+STICK_CLASS = "CUSTOM_ACCEL_MOVIDIUS_NCS"
+
+
+class NovaAttachTest(integrated_helpers.ProviderUsageBaseTestCase):
+    compute_driver = "fake.MediumFakeDriver"
+
+    def _clear_attrs(self):
+        # nova's version deletes public attributes at cleanup, which
+        # pytest still reads afterwards.
+        pass
+
+    def setUp(self):
+        # The wheel puts api-paste.ini under <prefix>/etc/nova; nova's test
+        # config looks beside site-packages.
+        self.flags(api_paste_config=os.path.join(
+            sys.prefix, "etc", "nova", "api-paste.ini"), group="wsgi")
+        super().setUp()
+        self.compute = self._start_compute(HOST)
+        tmp = self.useFixture(fixtures.TempDir()).path
+        self.cache_path = os.path.join(tmp, "inventory.json")
+        root = sample.build_sample_host(os.path.join(tmp, "sys"))
+        scanned = sysfs.scan_cards(root,
+                                   profiles=profiles.load_profiles(None))
+        inv, _ = identity.reconcile(None, scanned.cards, HOST)
+        cache.save(self.cache_path, inv)
+        self.sticks = {placement.provider_uuid(HOST, r.id): r
+                       for c in inv.cards if c.kind == "usb"
+                       for r in c.regions}
+        config = os.path.join(tmp, "nova-accel.conf")
+        with open(config, "w") as f:
+            f.write(f"[inventory]\nhostname = {HOST}\n"
+                    f"cache_path = {self.cache_path}\n"
+                    f"[placement]\nauth_type = admin_token\n"
+                    f"endpoint = {self.placement.fixture.endpoint}\n"
+                    f"token = {self.placement.fixture.token}\n")
+        self.config = config
+        self.accel_conf = inventory_conf.load(["--config-file", config])
+        inventory_conf.register_placement_opts(self.accel_conf)
+
+    def _domain_started(self, server_id):
+        """Whether the hook, at this server's domain start, would launch
+        the attach worker (the domain XML as libvirt gives it)."""
+        xml = (f"<domain type='kvm'><name>instance-1</name>"
+               f"<uuid>{server_id}</uuid></domain>").encode()
+        return attach.assigned_consumer(xml, self.config) is not None
+
+    def test_server_with_a_stick_gets_an_assignment_and_a_marker(self):
+        publisher = agent.publisher_from_conf(self.accel_conf)
+        agent.run_round(self.accel_conf, publisher, rescan=False)
+        flavor = self._create_flavor(extra_spec={
+            f"resources1:{STICK_CLASS}": "1"})
+        server = self._create_server(flavor_id=flavor, networks="none")
+        allocations = self._get_allocations_by_server_uuid(server["id"])
+        held = [rp for rp in allocations if rp in self.sticks]
+        assert len(held) == 1
+        assert allocations[held[0]]["resources"] == {STICK_CLASS: 1}
+        assert not self._domain_started(server["id"])
+
+        round_ = agent.run_round(self.accel_conf, publisher, rescan=False)
+        assert round_.sync.changed == [server["id"]]
+        claim = cache.load(self.cache_path).claims[server["id"]]
+        assert claim.source == placement.CLAIM_SOURCE
+        assert claim.functions == [f"{self.sticks[held[0]].id}/f0"]
+        assert self._domain_started(server["id"])
+
+        # Another sync changes nothing while the allocation stays.
+        round_ = agent.run_round(self.accel_conf, publisher, rescan=False)
+        assert round_.sync.changed == []
+
+        # Deleting it ends the claim and the marker at the next sync.
+        self._delete_and_check_allocations(server)
+        round_ = agent.run_round(self.accel_conf, publisher, rescan=False)
+        assert round_.sync.changed == [server["id"]]
+        assert server["id"] not in cache.load(self.cache_path).claims
+        assert not self._domain_started(server["id"])
