@@ -35,10 +35,17 @@ accel_packing_opts = [
                 help="Expected request mix for the fragmentation policy: "
                      "functions-per-request (or regionN for a whole region "
                      "of N functions) to relative weight."),
-    cfg.FloatOpt("weight_multiplier", default=1.0,
+    cfg.FloatOpt("weight_multiplier", default=10.0,
                  help="Multiplier of AccelPackingWeigher. Positive packs "
                       "hosts (prefers the host whose region is partly "
-                      "used); negative spreads. Overridable per aggregate "
+                      "used); negative spreads. Nova normalises every "
+                      "weigher to [0, 1] before multiplying, and its RAM, "
+                      "CPU and disk weighers (1.0 each by default) spread, "
+                      "so packing decides between hosts only when this "
+                      "exceeds the sum of their multipliers. Requests "
+                      "without accelerators, and hosts whose best "
+                      "candidates score alike, weigh the same here "
+                      "whatever the multiplier. Overridable per aggregate "
                       "by the metadata key accel_packing_weight_multiplier."),
     cfg.FloatOpt("usage_timeout", default=2.0, min=0.1,
                  help="Seconds the filter waits for placement's answer to "
