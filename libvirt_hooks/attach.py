@@ -48,24 +48,13 @@ def domain_uuid(xml: bytes) -> str | None:
     return text.lower()
 
 
-def cache_path(config_file: str | None) -> str | None:
-    """``[inventory] cache_path`` as oslo.config would read it (the
-    ``OS_INVENTORY__CACHE_PATH`` variable, then the file, then the
-    default), without loading oslo.config; None when the file cannot be
-    parsed here (the caller then takes the full path, which can)."""
-    from_env = os.environ.get("OS_INVENTORY__CACHE_PATH")
-    if from_env:
-        return from_env
-    if config_file is None:
-        return DEFAULT_CACHE_PATH
-    import configparser
+def cache_path(config_file: str | None) -> str:
+    """``[inventory] cache_path`` as oslo.config would read it, without
+    loading oslo.config (the hook's own fast reader)."""
+    from libvirt_hooks import hook
 
-    parser = configparser.RawConfigParser(strict=False)
-    try:
-        parser.read(config_file)
-    except configparser.Error:
-        return None
-    return parser.get("inventory", "cache_path", fallback=DEFAULT_CACHE_PATH)
+    return hook._fast_option(config_file, "inventory", "cache_path",
+                             DEFAULT_CACHE_PATH)
 
 
 def marker_path(cache: str, consumer: str) -> str:
@@ -73,14 +62,11 @@ def marker_path(cache: str, consumer: str) -> str:
 
 
 def assigned_consumer(xml: bytes, config_file: str | None) -> str | None:
-    """The domain's UUID when the sync assigned it functions (or when that
-    cannot be told cheaply); None otherwise, after one stat."""
+    """The domain's UUID when the sync assigned it functions; None
+    otherwise, after one stat."""
     consumer = domain_uuid(xml)
-    if consumer is None:
-        return None
-    cache = cache_path(config_file)
-    if cache is not None and not os.path.exists(marker_path(cache,
-                                                            consumer)):
+    if consumer is None or not os.path.exists(
+            marker_path(cache_path(config_file), consumer)):
         return None
     return consumer
 

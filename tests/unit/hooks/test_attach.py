@@ -131,7 +131,7 @@ def test_cache_path_follows_env_then_file_then_default(tmp_path,
     config.write_text("[placement]\nauth_type = password\n")
     assert attach.cache_path(str(config)) == attach.DEFAULT_CACHE_PATH
     config.write_text("not an ini file at all\n")
-    assert attach.cache_path(str(config)) is None
+    assert attach.cache_path(str(config)) == attach.DEFAULT_CACHE_PATH
     monkeypatch.setenv("OS_INVENTORY__CACHE_PATH", "/y/inv.json")
     assert attach.cache_path(str(config)) == "/y/inv.json"
 
