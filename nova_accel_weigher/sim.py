@@ -13,13 +13,16 @@ from __future__ import annotations
 
 import argparse
 import csv
+import heapq
 import itertools
 import json
 import math
 import random
 import sys
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import TextIO
 
 from nova_accel_weigher import packing
 
@@ -50,6 +53,16 @@ class Host:
     def usage(self) -> dict[str, packing.RegionUsage]:
         return {r.name: packing.RegionUsage(r.capacity, r.used, r.card)
                 for r in self.regions}
+
+    def free(self) -> int:
+        return sum(r.free for r in self.regions)
+
+    def state(self) -> tuple[tuple[int, int, int], ...]:
+        """All that packing sees of this host, names left out: two hosts
+        in the same state give the same scores to the same candidates."""
+        cards: dict[str, int] = {}
+        return tuple((cards.setdefault(r.card, len(cards)), r.capacity,
+                      r.used) for r in self.regions)
 
 
 @dataclass(frozen=True)
@@ -155,6 +168,22 @@ def request_mix(requests: Sequence[Request]) -> tuple[packing.RequestShape,
 
 # -- choosing ---------------------------------------------------------------
 
+Shape = tuple[int, int]  # (functions, whole regions), as in Request
+
+
+def shape_of(request: Request) -> Shape:
+    return (request.functions, request.whole_regions)
+
+
+def fits(host: Host, request: Request) -> bool:
+    """Whether ``candidates`` would give anything, without listing them."""
+    if request.whole_regions:
+        return sum(1 for r in host.regions
+                   if r.used == 0 and r.capacity == request.functions
+                   ) >= request.whole_regions
+    return any(r.free >= request.functions for r in host.regions)
+
+
 def candidates(host: Host, request: Request) -> list[dict[str, int]]:
     """What placement would return for this host, in its fixed order."""
     if request.whole_regions:
@@ -168,14 +197,35 @@ def candidates(host: Host, request: Request) -> list[dict[str, int]]:
             if r.free >= request.functions]
 
 
+def emptiest(host: Host, cands: Sequence[dict[str, int]]) -> dict[str, int]:
+    """``spread``'s candidate: the one on the regions with most free."""
+    free = {r.name: r.free for r in host.regions}
+    return max(cands, key=lambda c: sum(free[n] for n in c))
+
+
 @dataclass
 class Policy:
     name: str
     mix: tuple[packing.RequestShape, ...]
     rng: random.Random
 
+    def best_scored(self, host: Host, request: Request
+                    ) -> tuple[float, int] | None:
+        """A scored policy's best candidate of ``host``: its
+        ``Score.value`` and its index in ``candidates``; None if none is
+        acceptable."""
+        ranked = packing.rank(candidates(host, request), host.usage(),
+                              policy=SCORED_POLICIES[self.name],
+                              mix=self.mix)
+        if not ranked:
+            return None
+        index, score = ranked[0]
+        return score.value, index
+
     def choose(self, hosts: list[Host], request: Request
                ) -> tuple[Host, dict[str, int]] | None:
+        """Look at every host: the reference that ``HostIndex`` must
+        agree with."""
         if self.name in SCORED_POLICIES:
             return self._scored(hosts, request)
         feasible = ((h, c) for h in hosts
@@ -190,26 +240,167 @@ class Policy:
             host, cands = self.rng.choice(feasible)
             return host, self.rng.choice(cands)
         # spread: the host with most free, then the emptiest regions
-        host, cands = max(feasible, key=lambda hc: sum(
-            r.free for r in hc[0].regions))
-        free = {r.name: r.free for r in host.regions}
-        return host, max(cands, key=lambda c: sum(free[n] for n in c))
+        host, cands = max(feasible, key=lambda hc: hc[0].free())
+        return host, emptiest(host, cands)
 
     def _scored(self, hosts, request):
         best = None
-        policy = SCORED_POLICIES[self.name]
         for host in hosts:
-            cands = candidates(host, request)
-            if not cands:
-                continue
-            ranked = packing.rank(cands, host.usage(), policy=policy,
-                                  mix=self.mix)
-            if not ranked:
-                continue
-            index, score = ranked[0]
-            if best is None or score.value > best[0]:
-                best = (score.value, host, cands[index])
-        return (best[1], best[2]) if best else None
+            found = self.best_scored(host, request)
+            if found and (best is None or found[0] > best[0]):
+                best = (found[0], host, found[1])
+        if best is None:
+            return None
+        _, host, index = best
+        return host, candidates(host, request)[index]
+
+
+class _FeasibleHosts:
+    """The positions of the hosts that fit one shape, as a Fenwick tree:
+    how many there are and the k-th of them in O(log hosts)."""
+
+    def __init__(self, size: int):
+        self._tree = [0] * (size + 1)
+        self._bits = bytearray(size)
+        self.count = 0
+
+    def set(self, position: int, feasible: bool) -> None:
+        if self._bits[position] == feasible:
+            return
+        self._bits[position] = feasible
+        delta = 1 if feasible else -1
+        self.count += delta
+        i = position + 1
+        while i < len(self._tree):
+            self._tree[i] += delta
+            i += i & -i
+
+    def kth(self, k: int) -> int:
+        """The position of the k-th feasible host, from 0."""
+        position, bit = 0, 1 << (len(self._tree) - 1).bit_length()
+        while bit:
+            step = position + bit
+            if step < len(self._tree) and self._tree[step] <= k:
+                position = step
+                k -= self._tree[step]
+            bit >>= 1
+        return position
+
+
+class _BestHosts:
+    """Each host's key for one shape (smaller is better; the host's
+    position is its last part, so keys never tie) in a heap. Only the
+    newest entry of a host is live: the others are dropped when they
+    surface, and the heap is rebuilt when they outnumber the hosts."""
+
+    def __init__(self, size: int):
+        self._heap: list[tuple[float, int]] = []
+        self._live: dict[int, tuple[float, int]] = {}
+        self._size = size
+
+    def set(self, position: int, key: tuple[float, int] | None) -> None:
+        if key is None:
+            self._live.pop(position, None)
+            return
+        self._live[position] = key
+        heapq.heappush(self._heap, key)
+        if len(self._heap) > 2 * self._size + 64:
+            self._heap = list(self._live.values())
+            heapq.heapify(self._heap)
+
+    def best(self) -> int | None:
+        while self._heap:
+            key = self._heap[0]
+            if self._live.get(key[1]) is key:
+                return key[1]
+            heapq.heappop(self._heap)
+        return None
+
+
+class HostIndex:
+    """Chooses exactly as ``Policy.choose`` does without looking at every
+    host for every request.
+
+    For each request shape asked so far it keeps which hosts fit and, for
+    ``spread`` and the scored policies, each host's key (best score, then
+    host order) in a heap. A change to a host only marks it dirty; each
+    shape re-keys its dirty hosts when next asked. Scores still come from
+    ``Policy.best_scored`` (so from ``packing.rank``), remembered per
+    host state: hosts in the same state share the score.
+    """
+
+    def __init__(self, hosts: list[Host], policy: Policy):
+        self.hosts = hosts
+        self.policy = policy
+        self._position = {id(h): i for i, h in enumerate(hosts)}
+        self._shapes: dict[Shape, tuple[_FeasibleHosts | _BestHosts,
+                                        set[int]]] = {}
+        self._scores: dict[tuple, tuple[float, int] | None] = {}
+
+    def changed(self, host: Host) -> None:
+        position = self._position[id(host)]
+        for _, dirty in self._shapes.values():
+            dirty.add(position)
+
+    def choose(self, request: Request
+               ) -> tuple[Host, dict[str, int]] | None:
+        shape = shape_of(request)
+        if shape not in self._shapes:
+            self._shapes[shape] = (
+                _FeasibleHosts(len(self.hosts))
+                if self.policy.name in ("placement-order", "random")
+                else _BestHosts(len(self.hosts)),
+                set(range(len(self.hosts))))
+        hosts, dirty = self._shapes[shape]
+        for position in dirty:
+            self._update(hosts, position, request)
+        dirty.clear()
+        if isinstance(hosts, _FeasibleHosts):
+            return self._pick_feasible(hosts, request)
+        position = hosts.best()
+        if position is None:
+            return None
+        host = self.hosts[position]
+        if self.policy.name == "spread":
+            return host, emptiest(host, candidates(host, request))
+        _, index = self._scored(host, request)
+        return host, candidates(host, request)[index]
+
+    def _update(self, hosts, position: int, request: Request) -> None:
+        host = self.hosts[position]
+        if isinstance(hosts, _FeasibleHosts):
+            hosts.set(position, fits(host, request))
+            return
+        key = None
+        if self.policy.name == "spread":
+            if fits(host, request):
+                key = (-host.free(), position)
+        else:
+            found = self._scored(host, request)
+            if found is not None:
+                key = (-found[0], position)
+        hosts.set(position, key)
+
+    def _pick_feasible(self, hosts: _FeasibleHosts, request: Request):
+        if not hosts.count:
+            return None
+        if self.policy.name == "placement-order":
+            host = self.hosts[hosts.kth(0)]
+            return host, candidates(host, request)[0]
+        # random.choice(seq) is seq[randbelow(len(seq))]: the same draws
+        # as the reference's choice over its list of feasible hosts.
+        host = self.hosts[hosts.kth(self.policy.rng.choice(
+            range(hosts.count)))]
+        return host, self.policy.rng.choice(candidates(host, request))
+
+    def _scored(self, host: Host, request: Request
+                ) -> tuple[float, int] | None:
+        state = (shape_of(request), host.state())
+        if state not in self._scores:
+            if len(self._scores) > 1_000_000:
+                self._scores.clear()
+            self._scores[state] = self.policy.best_scored(host, request)
+        return self._scores[state]
 
 
 # -- metrics ----------------------------------------------------------------
@@ -226,16 +417,21 @@ def fragmentation(hosts: Sequence[Host]) -> int:
 def compaction_bound(hosts: Sequence[Host]) -> int:
     """Whole regions that would be free if each host's used functions were
     packed perfectly into its largest regions first."""
+    return sum(_host_compaction_bound(h) for h in hosts)
+
+
+def _host_compaction_bound(host: Host) -> int:
+    used = sum(r.used for r in host.regions)
+    if not used:
+        return len(host.regions)
     bound = 0
-    for host in hosts:
-        used = sum(r.used for r in host.regions)
-        for region in sorted(host.regions, key=lambda r: -r.capacity):
-            if used >= region.capacity:
-                used -= region.capacity
-            elif used > 0:
-                used = 0
-            else:
-                bound += 1
+    for region in sorted(host.regions, key=lambda r: -r.capacity):
+        if used >= region.capacity:
+            used -= region.capacity
+        elif used > 0:
+            used = 0
+        else:
+            bound += 1
     return bound
 
 
@@ -250,10 +446,15 @@ class Result:
 
 
 def simulate(cluster_spec: str, requests: Sequence[Request], policy: str,
-             mode: str, fill_to: float, seed: int) -> Result:
+             mode: str, fill_to: float, seed: int, *, indexed: bool = True,
+             progress: Progress | None = None) -> Result:
+    """Replay ``requests`` under ``policy``. ``indexed`` chooses through a
+    ``HostIndex``; without it every host is looked at for every request
+    (the same choices, far slower on large clusters)."""
     hosts = build_cluster(cluster_spec)
     capacity = sum(r.capacity for h in hosts for r in h.regions)
-    chooser = Policy(policy, request_mix(requests), random.Random(seed))
+    policy_ = Policy(policy, request_mix(requests), random.Random(seed))
+    index = HostIndex(hosts, policy_) if indexed else None
     result = Result()
     if mode == "fill":
         order = list(requests)
@@ -276,18 +477,21 @@ def simulate(cluster_spec: str, requests: Sequence[Request], policy: str,
     samples: list[dict[str, float]] = []
     every = max(len(events) // 200, 1)
     for step, (when, kind, request) in enumerate(events):
+        if progress:
+            progress.update(step, len(events))
         if kind == -1:
             placed = held.pop(id(request), None)
             if placed:
-                _apply(placed, -1)
+                _apply(placed, -1, index)
             continue
         label = "region" if request.whole_regions else "function"
         result.asked[label] += 1
-        choice = chooser.choose(hosts, request)
+        choice = (index.choose(request) if index
+                  else policy_.choose(hosts, request))
         if choice is None:
             result.rejected[label] += 1
         else:
-            _apply(choice, +1)
+            _apply(choice, +1, index)
             held[id(request)] = choice
         if step % every == 0:
             samples.append(_state(hosts, capacity))
@@ -295,6 +499,8 @@ def simulate(cluster_spec: str, requests: Sequence[Request], policy: str,
                 when if mode == "replay" else step,
                 sum(result.rejected.values()) / sum(result.asked.values()),
                 samples[-1]["fragmentation"]))
+    if progress:
+        progress.done(len(events))
     # Fill mode reports the state it ends in (the paper's method); replay
     # the mean over the run, since everything has left by its end.
     final = _state(hosts, capacity)
@@ -327,10 +533,43 @@ def _rate(result: Result, label: str) -> float:
     return result.rejected[label] / asked if asked else 0.0
 
 
-def _apply(placed: tuple[Host, dict[str, int]], sign: int) -> None:
+def _apply(placed: tuple[Host, dict[str, int]], sign: int,
+           index: HostIndex | None = None) -> None:
     host, demand = placed
     for region in host.regions:
         region.used += sign * demand.get(region.name, 0)
+    if index:
+        index.changed(host)
+
+
+class Progress:
+    """A one-line progress bar on a terminal: the share of events done,
+    redrawn at most every 1/200 of the run."""
+
+    def __init__(self, label: str, stream: TextIO):
+        self.label = label
+        self.stream = stream
+        self.started = time.monotonic()
+        self._next = 0
+
+    def update(self, step: int, total: int) -> None:
+        if step < self._next:
+            return
+        self._next = step + max(total // 200, 1)
+        self._draw(step, total)
+
+    def done(self, total: int) -> None:
+        self._draw(total, total)
+        self.stream.write("\n")
+        self.stream.flush()
+
+    def _draw(self, step: int, total: int) -> None:
+        share = step / total if total else 1.0
+        bar = "#" * int(share * 30)
+        self.stream.write(
+            f"\raccel-sim: {self.label:<16} [{bar:<30}] {share:6.1%} "
+            f"{step}/{total} events, {time.monotonic() - self.started:.0f} s")
+        self.stream.flush()
 
 
 # -- command line -----------------------------------------------------------
@@ -385,6 +624,12 @@ def main(argv: Sequence[str] | None = None, out=None) -> int:
                         help="comma-separated, from: " + ", ".join(POLICIES))
     parser.add_argument("--json", action="store_true")
     parser.add_argument("--plot", metavar="FILE.png")
+    parser.add_argument("--progress", action="store_true",
+                        help="draw a progress bar on stderr even when it is "
+                             "not a terminal")
+    parser.add_argument("--no-index", dest="indexed", action="store_false",
+                        help="look at every host for every request (the "
+                             "reference the host index must agree with)")
     args = parser.parse_args(argv)
     policies = [p.strip() for p in args.policies.split(",")]
     unknown = [p for p in policies if p not in POLICIES]
@@ -401,10 +646,14 @@ def main(argv: Sequence[str] | None = None, out=None) -> int:
         print(f"accel-sim: {exc}", file=sys.stderr)
         return 1
     results = {}
+    draw = args.progress or sys.stderr.isatty()
     for name in policies:
-        print(f"accel-sim: {name}...", file=sys.stderr)
-        results[name] = simulate(args.cluster, requests, name, args.mode,
-                                 args.fill_to, args.seed)
+        if not draw:
+            print(f"accel-sim: {name}...", file=sys.stderr)
+        results[name] = simulate(
+            args.cluster, requests, name, args.mode, args.fill_to, args.seed,
+            indexed=args.indexed,
+            progress=Progress(name, sys.stderr) if draw else None)
     if args.json:
         json.dump({"policies": {n: r.metrics for n, r in results.items()}},
                   out, indent=1, sort_keys=True)
