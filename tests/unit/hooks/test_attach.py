@@ -6,6 +6,7 @@ import io
 import os
 import subprocess
 import sys
+import threading
 
 import libvirt
 import pytest
@@ -303,6 +304,26 @@ def test_node_without_interface_fails_before_touching_bridges(host, conn):
                                    ensure_bridge=bridges)
     assert bridges.calls == []
     assert "no host-side interface" in document["devices"][NODE0]["reason"]
+
+
+def test_attaches_for_one_host_wait_for_each_other(host, conn):
+    dom = conn.lookupByName("test")
+    assign(host, dom.UUIDString(), [NODE0])
+    plumbing = threading.Event()
+
+    def ensure_bridge(name, interface):
+        plumbing.set()
+        return []
+
+    worker = threading.Thread(target=attach.attach_claim, args=(
+        conn, host["conf"], dom.UUIDString()),
+        kwargs={"ensure_bridge": ensure_bridge})
+    with attach.attach_lock(host["conf"]):
+        worker.start()
+        assert not plumbing.wait(0.5)
+    assert plumbing.wait(30)
+    worker.join(30)
+    assert cache.load(host["cache"]).claims[dom.UUIDString()].attach
 
 
 def test_domain_without_placement_claim_is_a_lookup_error(host, conn):
