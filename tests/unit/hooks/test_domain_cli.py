@@ -70,6 +70,25 @@ def test_unknown_domain_is_one_line_and_exit_1(host, conn):
                    f"{TEST_URI}; see 'virsh list --all'\n")
 
 
+def test_unreachable_libvirt_is_one_line_and_exit_1(host):
+    out, err = io.StringIO(), io.StringIO()
+    rc = cli.main(["--connect", "test:///nonexistent/host.xml",
+                   "--config-file", host["config"], "status"], out=out,
+                  err=err)
+    assert rc == 1 and out.getvalue() == ""
+    assert err.getvalue().startswith("accel-domain: error: ")
+    assert err.getvalue().count("\n") == 1
+
+
+def test_status_of_a_claim_whose_domain_is_elsewhere(host, conn):
+    assign(host, VM_UUID, [STICK])
+    rc, out, _err = run(host, "status")
+    assert rc == 0
+    assert out.splitlines() == [
+        f"- ({VM_UUID}): not defined here; placement claim, not running",
+        f"  {STICK}: usb 03e7:2485 bus 3 device 4; not in the domain"]
+
+
 def test_missing_cache_is_reported(host, conn, tmp_path):
     config = tmp_path / "other.conf"
     config.write_text(f"[inventory]\ncache_path = {tmp_path / 'none.json'}"
