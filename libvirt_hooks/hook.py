@@ -53,24 +53,41 @@ def _fast_option(config: str | None, group: str, name: str,
         return default  # the full path reports a broken file
 
 
+def _cache_mentions(cache_path: str, names: list[bytes]) -> bool:
+    """Whether the inventory cache names any of ``names`` (a node's
+    interface as the last scan saw it): one read and a substring search,
+    no JSON parse."""
+    try:
+        with open(cache_path, "rb") as f:
+            cached = f.read()
+    except OSError:
+        return False
+    return any(b'"' + name + b'"' in cached for name in names)
+
+
 def reaches_accelerator(xml: bytes, config: str | None) -> bool:
-    """Whether an ``<interface>`` of the domain is on a node bridge of ours
-    or names a host interface backed by a device (perhaps an IP-over-PCIe
-    node's): bridges, taps and veths of ordinary networks have no
-    ``device`` in sysfs, so those domains stay on the fast path."""
+    """Whether an ``<interface>`` of the domain is on a node bridge of ours,
+    names a host interface backed by a device (perhaps an IP-over-PCIe
+    node's), or names an interface the inventory recorded for a node (it
+    may have been renamed since). Bridges, taps and veths of ordinary
+    networks are none of these, so those domains stay on the fast path."""
     interfaces = INTERFACE.findall(xml)
     if not interfaces:
         return False
     prefix = _fast_option(config, "libvirt_hooks", "bridge_prefix",
                           "accbr-").encode()
     sysfs_root = _fast_option(config, "inventory", "sysfs_root", "/sys")
+    unknown = []
     for interface in interfaces:
         for host_name in HOST_INTERFACE.findall(interface):
             if host_name.startswith(prefix) or os.path.lexists(os.path.join(
                     sysfs_root, "class", "net", os.fsdecode(host_name),
                     "device")):
                 return True
-    return False
+            unknown.append(host_name)
+    return bool(unknown) and _cache_mentions(
+        _fast_option(config, "inventory", "cache_path",
+                     "/var/lib/nova-accel/inventory.json"), unknown)
 
 
 def needs_full_path(op: str, subop: str, xml: bytes,

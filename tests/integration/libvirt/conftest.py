@@ -78,3 +78,32 @@ def libvirtd(tmp_path_factory):
             f.write(saved_config)
     if _running("libvirtd"):
         subprocess.run(["pkill", "-HUP", "-x", "libvirtd"])
+
+
+@pytest.fixture
+def fake_host(libvirtd):
+    """An empty fake sysfs tree and no cache where the installed hook
+    looks (the daemon's hook reads the session's configuration)."""
+    from accel_inventory.sample import FakeSysfs
+
+    state = libvirtd["state"]
+    shutil.rmtree(state / "sys", ignore_errors=True)
+    if (state / "inventory.json").exists():
+        (state / "inventory.json").unlink()
+    return FakeSysfs(str(state / "sys"))
+
+
+@pytest.fixture
+def define(libvirtd):
+    defined = []
+
+    def _define(xml):
+        dom = libvirtd["conn"].defineXML(xml)
+        defined.append(dom)
+        return dom
+
+    yield _define
+    for dom in defined:
+        if dom.isActive():
+            dom.destroy()
+        dom.undefine()

@@ -29,22 +29,6 @@ def domain_xml(name, *devices):
     return etree.tostring(dom, encoding="unicode")
 
 
-@pytest.fixture
-def define(libvirtd):
-    defined = []
-
-    def _define(xml):
-        dom = libvirtd["conn"].defineXML(xml)
-        defined.append(dom)
-        return dom
-
-    yield _define
-    for dom in defined:
-        if dom.isActive():
-            dom.destroy()
-        dom.undefine()
-
-
 def write_host(state, vendor_product):
     """The test sysfs: ``STALE_BDF`` now holds ``vendor_product``; the
     cache still says an FPGA function is there."""

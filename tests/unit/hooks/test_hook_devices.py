@@ -393,9 +393,12 @@ def test_ordinary_interfaces_stay_on_the_fast_path(host):
     (xmlgen.bridge_interface("br0"), False),
     (xmlgen.bridge_interface("accbr-1a2b3c4d5"), True),
     (direct("eth5"), True),  # a node's interface: device-backed
-    (direct("vethX"), False),  # not a device
+    (direct("eth9"), True),  # renamed since the scan, still device-backed
+    (direct("eth6"), True),  # its old name: only the cache knows it
+    (direct("vethX"), False),  # neither
 ])
 def test_fast_path_decision_on_interfaces(host, interface, full):
     vca_host(host)
+    host.fs.rename_netdev(NODES[2], "eth6", "eth9")
     assert hook.needs_full_path("prepare", "begin", domain_xml(interface),
                                 hook.config_file()) is full
