@@ -1,0 +1,65 @@
+"""A cache writer SIGKILLed again and again, for 200 saved claims.
+
+test_cache_file kills a writer twelve times; here the kills go on until
+200 writes have gone through. The writer does nothing but load, change
+and save, so a kill lands inside one of those at a random point. After
+every kill both files on disk (the cache itself, not only the copy a load
+falls back to, and the last good copy) parse and pass the schema, and
+every claim the writer reported saved is still there.
+"""
+
+import multiprocessing
+import os
+import random
+import signal
+import time
+
+from accel_inventory import cache, claims, model
+from cache_helpers import assert_valid_cache
+from cache_helpers import every_cache_is_valid  # noqa: F401 (autouse)
+from cache_helpers import make_inventory
+
+FORK = multiprocessing.get_context("fork")
+WRITES = 200
+
+
+def claim_until_killed(path, prefix, fids, report):
+    """Claim one function after another the way the hook does (claim
+    writes skip the schema, which keeps each write short), reporting
+    each saved claim on ``report``."""
+    for i, fid in enumerate(fids):
+        cache.update(path, lambda inv, i=i, fid=fid: claims.record_claim(
+            inv, model.Claim(consumer=f"{prefix}-{i}", functions=[fid],
+                             source="hook")), timeout=10, validate=False)
+        os.write(report, f"{i}\n".encode())
+
+
+def test_two_hundred_writes_under_sigkill_lose_nothing(tmp_path):
+    path = str(tmp_path / "inventory.json")
+    inv = make_inventory(cards=1, regions=1, functions=WRITES + 10)
+    fids = sorted(inv.function_index())
+    cache.save(path, inv)
+    rng = random.Random(8)
+    saved: set[str] = set()
+    kills = 0
+    while len(saved) < WRITES:
+        assert kills < 500, f"only {len(saved)} writes in {kills} kills"
+        todo = [f for f in fids if f not in saved]
+        read, write = os.pipe()
+        child = FORK.Process(target=claim_until_killed,
+                             args=(path, f"k{kills}", todo, write))
+        child.start()
+        os.close(write)
+        time.sleep(rng.uniform(0.0, 0.3))
+        os.kill(child.pid, signal.SIGKILL)
+        child.join(10)
+        kills += 1
+        with os.fdopen(read) as f:
+            saved.update(todo[int(line)] for line in f.read().split())
+        assert_valid_cache(path)
+        assert_valid_cache(cache.good_copy_path(path))
+        loaded = cache.load(path, validate=True)
+        held = {f for c in loaded.claims.values() for f in c.functions}
+        assert saved <= held, f"kill {kills}: lost {saved - held}"
+        assert claims.inconsistencies(loaded) == []
+    assert kills >= 20
