@@ -445,6 +445,29 @@ class Result:
     metrics: dict[str, float] = field(default_factory=dict)
 
 
+def fill_order(requests: Sequence[Request], target: float, seed: int
+               ) -> list[Request]:
+    """Fill mode's arrivals: the requests in a shuffled order until the
+    functions asked reach ``target``. A trace that runs out first is
+    shuffled again and drawn from again, as the FGD paper's simulator
+    samples tasks until the demand reaches its share of capacity."""
+    rng = random.Random(seed)
+    order: list[Request] = []
+    asked = 0
+    while asked < target:
+        draw = list(requests)
+        rng.shuffle(draw)
+        before = asked
+        for request in draw:
+            if asked >= target:
+                break
+            asked += request.functions * max(request.whole_regions, 1)
+            order.append(request)
+        if asked == before:  # nothing asks for anything
+            break
+    return order
+
+
 def simulate(cluster_spec: str, requests: Sequence[Request], policy: str,
              mode: str, fill_to: float, seed: int, *, indexed: bool = True,
              progress: Progress | None = None) -> Result:
@@ -457,16 +480,8 @@ def simulate(cluster_spec: str, requests: Sequence[Request], policy: str,
     index = HostIndex(hosts, policy_) if indexed else None
     result = Result()
     if mode == "fill":
-        order = list(requests)
-        random.Random(seed).shuffle(order)
-        events = []
-        asked_functions = 0
-        for request in order:
-            if asked_functions >= fill_to * capacity:
-                break
-            asked_functions += request.functions * max(
-                request.whole_regions, 1)
-            events.append((0.0, 0, request))
+        events = [(0.0, 0, r) for r in fill_order(
+            requests, fill_to * capacity, seed)]
     else:
         events = sorted(
             [(r.arrival, 0, r) for r in requests]

@@ -84,3 +84,18 @@ def test_plot_is_written(tmp_path):
                      "poisson:100", "--plot", str(target)],
                     out=io.StringIO()) == 0
     assert target.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_fill_order_draws_the_trace_again_until_the_target():
+    trace = [sim.Request(0, 1, 1), sim.Request(0, 1, 2),
+             sim.Request(0, 1, 4, whole_regions=2)]  # 11 functions
+    once = sim.fill_order(trace, 5, seed=3)
+    assert sum(r.functions * max(r.whole_regions, 1) for r in once[:-1]) < 5
+    order = sim.fill_order(trace, 30, seed=3)
+    assert order[:len(once)] == once
+    asked = [r.functions * max(r.whole_regions, 1) for r in order]
+    assert sum(asked[:-1]) < 30 <= sum(asked)
+    # Each pass over the trace offers every request once.
+    assert sorted(order[:3], key=lambda r: r.functions) == trace
+    assert sim.fill_order([sim.Request(0, 1, 0)], 10, seed=1) == [
+        sim.Request(0, 1, 0)]
