@@ -402,3 +402,25 @@ def test_fast_path_decision_on_interfaces(host, interface, full):
     host.fs.rename_netdev(NODES[2], "eth6", "eth9")
     assert hook.needs_full_path("prepare", "begin", domain_xml(interface),
                                 hook.config_file()) is full
+
+
+def test_concurrent_hooks_for_different_domains_keep_every_claim(host):
+    """Six domains start at once, each with its own stick: the cache
+    lock serialises the claim writes, so none is lost."""
+    for n in range(6):
+        host.fs.add_usb(f"3-{n + 1}", *NCS2, serial=f"03e72485C{n}",
+                        devnum=n + 10)
+    host.scan()
+    uuids = [f"0f3a4a52-6c1e-4b8c-9a3e-2d7c2f6b1a1{n}" for n in range(6)]
+    hooks = [subprocess.Popen(
+        [sys.executable, "-m", "libvirt_hooks.hook", f"vm{n}", "prepare",
+         "begin", "-"], stdin=subprocess.PIPE, stderr=subprocess.PIPE)
+        for n in range(6)]
+    for n, process in enumerate(hooks):
+        process.stdin.write(domain_xml(usb(3, n + 10), uuid=uuids[n],
+                                       name=f"vm{n}"))
+        process.stdin.close()
+    assert [(p.wait(), p.stderr.read()) for p in hooks] == [(0, b"")] * 6
+    inv = host.inv()
+    assert {uuid: inv.claims[uuid].functions for uuid in uuids} == {
+        uuids[n]: [f"usb-03e7-03e72485C{n}/r0/f0"] for n in range(6)}
