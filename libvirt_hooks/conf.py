@@ -13,11 +13,11 @@ hooks_group = cfg.OptGroup(
 
 hooks_opts = [
     cfg.BoolOpt("strict_identity", default=False,
-                help="Refuse a start whose PCI hostdev address now holds a "
-                     "free function of the same vendor and product as the "
-                     "one the domain was given, but of another card (a "
-                     "re-enumerated host). By default such a start is "
-                     "allowed and logged."),
+                help="Refuse a start whose device (PCI or USB hostdev, "
+                     "mdev, node interface) now is a free function of the "
+                     "same type as the one the domain was given, but of "
+                     "another card (a re-enumerated host). By default such "
+                     "a start is allowed and logged."),
     cfg.FloatOpt("timeout", default=10.0, min=0.5,
                  help="Seconds the hook may spend on one call. libvirt has "
                       "no timeout of its own; past this the hook fails "
