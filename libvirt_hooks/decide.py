@@ -141,10 +141,10 @@ def _decide(conf, name, op, subop, xml, stdout, stderr) -> int:
         return 0
     if not verdict.allowed:
         return _refuse(stderr, name, "; ".join(verdict.refusals))
-    return _prepare(conf, dom, inv, verdict, boot_id, stderr)
+    return _prepare(conf, dom, verdict, boot_id, stderr)
 
 
-def _prepare(conf, dom: domain_xml.Domain, inv, verdict: guard.Verdict,
+def _prepare(conf, dom: domain_xml.Domain, verdict: guard.Verdict,
              boot_id: str, stderr) -> int:
     """Bridges hold their node's interface of now, missing mdevs exist,
     and the claim says what the domain holds; on any failure the mdevs
@@ -167,7 +167,7 @@ def _prepare(conf, dom: domain_xml.Domain, inv, verdict: guard.Verdict,
             LOG.info("domain %s: created mdev %s of type %s on %s", name,
                      want.uuid, want.mdev_type, want.parent)
         if verdict.functions:
-            _record(conf, dom, inv, verdict.functions, created, boot_id)
+            _record(conf, dom, verdict.functions, created, boot_id)
     except (mdev.MdevError, claims.ClaimError, cache.CacheError) as exc:
         for uuid in created:
             mdev.remove(sysfs_root, uuid)
@@ -175,19 +175,36 @@ def _prepare(conf, dom: domain_xml.Domain, inv, verdict: guard.Verdict,
     return 0
 
 
-def _record(conf, dom: domain_xml.Domain, inv, functions: list[str],
-            created: list[str], boot_id: str) -> None:
-    # mdevs the hook made at an earlier start and this domain still uses
-    # stay the hook's to remove.
-    previous = inv.claims.get(dom.uuid)
+def _claim_for(current: model.Inventory, dom: domain_xml.Domain,
+               functions: list[str], created: list[str],
+               boot_id: str) -> model.Claim:
+    """The domain's claim once it starts with ``functions``.
+
+    mdevs the hook made at an earlier start that the domain still uses
+    stay the hook's to remove. A claim the allocation sync made (devices
+    Nova does not put in the XML, attached after the start) keeps its
+    source, its attach record and the functions the XML does not name.
+    """
+    previous = current.claims.get(dom.uuid)
     uses = {ref.address for ref in dom.devices if ref.kind == "mdev"}
     ours = [uuid for uuid in (previous.created_mdevs if previous else [])
             if uuid in uses and uuid not in created] + created
-    claim = model.Claim(consumer=dom.uuid, functions=functions,
+    claim = model.Claim(consumer=dom.uuid, functions=list(functions),
                         source="hook", running=True, boot_id=boot_id,
                         domain_name=dom.name, created_mdevs=ours)
+    if previous is not None and previous.source != "hook":
+        claim.source, claim.attach = previous.source, previous.attach
+        claim.functions += [fid for fid in previous.functions
+                            if fid not in functions]
+    return claim
+
+
+def _record(conf, dom: domain_xml.Domain, functions: list[str],
+            created: list[str], boot_id: str) -> None:
     cache.update(conf.inventory.cache_path,
-                 lambda current: claims.record_claim(current, claim),
+                 lambda current: claims.record_claim(
+                     current, _claim_for(current, dom, functions, created,
+                                         boot_id)),
                  conf.inventory.lock_timeout, validate=False)
     LOG.info("domain %s (%s) starts holding %s", dom.name, dom.uuid,
              ", ".join(functions))

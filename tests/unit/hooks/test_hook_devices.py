@@ -14,7 +14,8 @@ import sys
 import pytest
 from lxml import etree
 
-from accel_inventory import cache, identity, inventory, profiles
+from accel_inventory import cache, claims, identity, inventory, model
+from accel_inventory import profiles
 from accel_inventory import sysfs as scanner
 from accel_inventory.sample import FakeSysfs
 from libvirt_hooks import bridge, hook, xmlgen
@@ -226,6 +227,23 @@ def gpu_host(host, bdf="0000:86:00.0", instances=((MDEV_UUID,
 def create_file(host, bdf="0000:86:00.0"):
     return host.fs.path("bus", "pci", "devices", bdf,
                         "mdev_supported_types", "nvidia-222", "create")
+
+
+def test_start_keeps_what_the_allocation_sync_gave_the_domain(host):
+    """A stick placement allocated (hot-plugged after the start, so not in
+    the XML) stays in the claim beside the mdev the XML names."""
+    stick_host(host)
+    gpu_host(host)
+    stick = host.card_of("usb", serial="03e72485A1").functions()[0].id
+    synced = model.Claim(consumer=DOMAIN_UUID, functions=[stick],
+                         source="placement", attach={stick: "attached"})
+    cache.update(host.cache, lambda inv: claims.record_claim(inv, synced), 5)
+    assert call(domain_xml(xmlgen.mdev_hostdev(MDEV_UUID))) == (0, "", "")
+    claim = host.claim()
+    mdev_function = host.card_of("mdev").functions()[0].id
+    assert claim.functions == [mdev_function, stick]
+    assert (claim.source, claim.attach, claim.running) == (
+        "placement", {stick: "attached"}, True)
 
 
 def test_existing_mdev_is_claimed_and_never_removed_by_the_hook(host):
