@@ -7,6 +7,15 @@ that touch a degraded region or no longer fit, and puts the best first, so
 that requests fill partly used regions and whole regions stay free. It
 never fails a request because of its own trouble: without usage it keeps
 placement's order.
+
+The score's NUMA term gets no instance NUMA node (``numa_node=None``). A
+RequestSpec carries only the guest's own cells (and none at all unless the
+flavor or image asks for NUMA placement); which host cell the guest gets
+is decided after the filters, by ``numa_fit_instance_to_host`` when nova
+consumes the chosen host and again in the compute's claim. Predicting it
+here would repeat that fit on every host (NUMATopologyFilter's cost once
+more) for the last tie-breaker of the score, and could still disagree with
+the compute.
 """
 
 import logging
@@ -35,19 +44,69 @@ def _placement_adapter():
     return nova_utils.get_ksa_adapter("placement")
 
 
-class AccelTopologyFilter(filters.CandidateFilterMixin,
-                          filters.BaseHostFilter):
+class _Pass:
+    """What one filter pass (one instance being scheduled) works out once
+    and reuses on every host: the options, and placement's usage grouped
+    by card, so that scoring a host costs the same however many hosts
+    placement answered for."""
+
+    def __init__(self, key: str):
+        opts = CONF.accel_packing
+        self.key = key
+        self.resource_classes = list(opts.resource_classes)
+        self.policy = opts.policy
+        self.mix = packing.parse_mix(opts.request_mix)
+        self.asked = False
+        self.card_of: dict[str, str] = {}
+        self.by_card: dict[str, dict[str, packing.RegionUsage]] | None = None
+
+    def ask(self, source: usage.UsageSource, candidates) -> None:
+        """Ask ``source`` for usage, once. Every allocation candidate
+        answers all of the request's groups, so one host's candidates name
+        every resource class the request asks for."""
+        self.asked = True
+        classes = {rc for c in candidates
+                   for alloc in c["allocations"].values()
+                   for rc in alloc["resources"]
+                   if packing.is_accel_class(rc, self.resource_classes)}
+        regions = source(self.key, classes)
+        if regions is None:
+            return
+        self.by_card = {}
+        for rp_uuid, region in regions.items():
+            self.card_of[rp_uuid] = region.card
+            self.by_card.setdefault(region.card, {})[rp_uuid] = region
+
+    def regions_near(self, demands) -> dict[str, packing.RegionUsage]:
+        """Usage of every region on a card that ``demands`` touch: scores
+        need the touched regions and, for card fill, their siblings."""
+        cards = {self.card_of[rp] for demand in demands for rp in demand
+                 if rp in self.card_of}
+        return {rp: region for card in cards
+                for rp, region in self.by_card[card].items()}
+
+
+class AccelTopologyFilter(filters.BaseHostFilter):
     RUN_ON_REBUILD = False
 
     # Injectable so the simulator, the demo and tests can give usage
     # without placement.
     usage_source: usage.UsageSource | None = None
 
+    _pass: _Pass | None = None
+
     def _usage(self):
         if self.usage_source is None:
             self.usage_source = usage.PlacementUsage(
                 _placement_adapter, CONF.accel_packing.usage_timeout)
         return self.usage_source
+
+    def filter_all(self, filter_obj_list, spec_obj):
+        # nova calls this once per pass over the hosts, and runs a pass per
+        # instance of a multi-create: usage must be asked again each time,
+        # since the previous instance's claim changed it.
+        self._pass = None
+        return super().filter_all(filter_obj_list, spec_obj)
 
     def host_passes(self, host_state, spec_obj):
         try:
@@ -60,27 +119,24 @@ class AccelTopologyFilter(filters.CandidateFilterMixin,
     def _host_passes(self, host_state, spec_obj):
         key = request_key(spec_obj)
         setattr(host_state, SCORE_ATTR, (key, None))
-        opts = CONF.accel_packing
+        if self._pass is None or self._pass.key != key:
+            self._pass = _Pass(key)
+        this = self._pass
         candidates = host_state.allocation_candidates or []
-        demands = [packing.region_demand(c, opts.resource_classes)
+        demands = [packing.region_demand(c, this.resource_classes)
                    for c in candidates]
         if not any(demands):
             return True
-        classes = {rc for c in candidates
-                   for alloc in c["allocations"].values()
-                   for rc in alloc["resources"]
-                   if packing.is_accel_class(rc, opts.resource_classes)}
-        regions = self._usage()(key, classes)
-        if regions is None:
-            return True
-        ranked = packing.rank(demands, regions, policy=opts.policy,
-                              mix=packing.parse_mix(opts.request_mix))
-        order = {id(candidates[i]): position
-                 for position, (i, _) in enumerate(ranked)}
-        kept = self.filter_candidates(host_state,
-                                      lambda c: id(c) in order)
-        kept.sort(key=lambda c: order[id(c)])
-        if not kept:
+        if not this.asked:
+            this.ask(self._usage(), candidates)
+        if this.by_card is None:
+            return True  # no usage: placement's order stands
+        ranked = packing.rank(demands, this.regions_near(demands),
+                              policy=this.policy, mix=this.mix)
+        # What nova's CandidateFilterMixin does, without formatting every
+        # candidate for a debug line: keep the acceptable ones, best first.
+        host_state.allocation_candidates = [candidates[i] for i, _ in ranked]
+        if not ranked:
             LOG.debug("AccelTopologyFilter: no candidate of host %s fits "
                       "a healthy region", host_state.host)
             return False

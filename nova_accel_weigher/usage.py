@@ -65,20 +65,20 @@ def usage_from_summaries(summaries: Mapping[str, Any],
 
 
 class PlacementUsage:
-    """Asks placement once per request key and remembers the last answer."""
+    """Asks placement for the usage of the regions of ``resource_classes``.
+
+    The filter calls it once per pass over the hosts; it keeps no answer
+    itself, since the same request key (an instance) comes back with other
+    usage when the instance is moved later.
+    """
 
     def __init__(self, adapter_factory, timeout: float):
         self._adapter_factory = adapter_factory
         self._adapter = None
         self._timeout = timeout
-        self._last: tuple[str, dict | None] | None = None
 
     def __call__(self, request_key, resource_classes):
-        if self._last is not None and self._last[0] == request_key:
-            return self._last[1]
-        usage = self._fetch(sorted(resource_classes))
-        self._last = (request_key, usage)
-        return usage
+        return self._fetch(sorted(resource_classes))
 
     def _fetch(self, resource_classes):
         params = {f"resources{i}": f"{rc}:1"
