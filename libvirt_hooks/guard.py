@@ -373,12 +373,18 @@ def _check_usb(judge: _Judge, host: HostView,
                     current.product_id)
                 where_now = (f"; its card {wanted[0].id} is now at "
                              f"{current.describe()}")
+        xml_type = f"{ref.vendor_id}:{ref.product_id}"
+        expected = wanted is not None or xml_type in policy.usb_types
         if len(matches) > 1:
-            judge.refuse(label, f"matches {len(matches)} USB devices "
-                                f"({', '.join(d.name for d in matches)}); "
-                                f"libvirt needs the bus and device to tell "
-                                f"them apart{where_now}; "
-                                f"{_fix(judge.domain)}")
+            several = (f"matches {len(matches)} USB devices "
+                       f"({', '.join(d.name for d in matches)})")
+            if expected:
+                judge.refuse(label, f"{several}; libvirt needs the bus and "
+                                    f"device to tell them apart{where_now}; "
+                                    f"{_fix(judge.domain)}")
+            else:
+                judge.verdict.notes.append(f"{label} {several}, none an "
+                                           f"accelerator; left to libvirt")
             continue
         now = matches[0] if matches else None
         here = _usb_entry(judge.inv, now) if now else None
@@ -390,12 +396,10 @@ def _check_usb(judge: _Judge, host: HostView,
             if mismatch and _type_of(here, policy) == policy.usb_types.get(
                     f"{now.vendor_id}:{now.product_id}"):
                 mismatch = None
-        xml_type = f"{ref.vendor_id}:{ref.product_id}"
         judge.judge(_Seen(
             label=label, now=now.describe() if now else None,
             absent="no USB device is there now", here=here, wanted=wanted,
-            where_now=where_now, mismatch=mismatch,
-            expected=wanted is not None or xml_type in policy.usb_types))
+            where_now=where_now, mismatch=mismatch, expected=expected))
 
 
 def _mdev_type(entry: Entry, policy: Policy) -> str | None:

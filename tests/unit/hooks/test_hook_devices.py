@@ -156,8 +156,17 @@ def test_usb_non_accelerator_is_left_to_libvirt(host):
     stick_host(host)
     keyboard = xmlgen.usb_hostdev("046d", "c31c", bus=1, device=2)
     assert call(domain_xml(keyboard)) == (0, "", "")
+    for port in ("1-1", "1-2"):  # two of them: libvirt's to complain about
+        host.fs.add_usb(port, "046d", "c31c", serial=None, devnum=7,
+                        product_name="USB Keyboard")
+    assert call(domain_xml(xmlgen.usb_hostdev("046d", "c31c"))) == (0, "",
+                                                                      "")
     assert host.claim() is None
-    assert "left to libvirt" in host.log.read_text()
+    log = host.log.read_text()
+    assert "USB hostdev bus 1 device 2: nothing there and not an " \
+           "accelerator the inventory knows; left to libvirt" in log
+    assert "USB hostdev 046d:c31c matches 2 USB devices (1-1, 1-2), none " \
+           "an accelerator; left to libvirt" in log
 
 
 def _swap_sticks(host):
