@@ -265,7 +265,7 @@ def _detach(conn, conf, consumer: str) -> dict:
     inv, claim = placement_claim(conf, consumer)
     dom = conn.lookupByUUIDString(consumer)
     live, present = _live(conf, dom)
-    results = {}
+    results, requested = {}, {}
     for fid in claim.functions:
         outcome = results[fid] = {}
         try:
@@ -281,8 +281,17 @@ def _detach(conn, conf, consumer: str) -> dict:
             dom.detachDeviceFlags(xmlgen.to_string(present[key]),
                                   libvirt.VIR_DOMAIN_AFFECT_LIVE)
             outcome["state"] = "detached"
+            requested[fid] = key
         except libvirt.libvirtError as exc:
             outcome.update(state="failed", reason=str(exc), held=True)
+    # libvirt returns once it asked; a PCI device leaves when the guest
+    # lets it go (ACPI hot-unplug), which a guest may refuse or not do.
+    _live_now, still = _live(conf, dom) if requested else (None, {})
+    for fid in (f for f, key in requested.items() if key in still):
+        results[fid].update(
+            state="requested", held=True,
+            reason="the guest has not released it yet; 'accel-domain "
+                   "status' shows when it is gone")
     holds = any(o.get("held") for o in results.values())
     return _record(conf, consumer, live.name, results, holds)
 

@@ -7,6 +7,7 @@ There is no VFIO and no USB bus here, so a stick's hot-plug must fail,
 with its reason recorded and the running domain untouched.
 """
 
+import io
 import os
 import shutil
 import subprocess
@@ -19,7 +20,7 @@ from lxml import etree
 
 from accel_inventory import agent, cache, claims, identity, model, placement
 from accel_inventory import profiles, sample, sysfs
-from libvirt_hooks import bridge
+from libvirt_hooks import bridge, cli, hook
 
 NODE_BDF = "0000:5f:00.0"
 NODE = "vpd-8086-2953-VCA2-SN-IT01/r0/f0"
@@ -126,6 +127,18 @@ def test_node_is_attached_on_its_bridge_at_every_start(host, domain):
         "/sys/class/net/acctnode0/master")) == name
     inactive = dom.XMLDesc(libvirt.VIR_DOMAIN_XML_INACTIVE)
     assert bridges_of(inactive) == []
+
+    # By hand: a guest with no OS never answers ACPI hot-unplug, so the
+    # detach is only requested, and the record says so.
+    out, err = io.StringIO(), io.StringIO()
+    # The libvirtd fixture wrote the hook's default configuration file.
+    assert cli.main(["--connect", "qemu:///system", "--config-file",
+                     hook.DEFAULT_CONFIG, "detach", dom.name()], out=out,
+                    err=err) == 0, err.getvalue()
+    assert out.getvalue().startswith(f"{NODE}: requested (bridge {name}): "
+                                     f"the guest has not released it yet")
+    assert bridges_of(dom.XMLDesc(0)) == [name]
+    assert cache.load(host["cache"]).claims[dom.UUIDString()].running
 
     # The node's host-side interface is renamed (cards re-enumerated);
     # the domain restarts and is attached on the same bridge, which now
