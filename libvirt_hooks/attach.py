@@ -340,10 +340,19 @@ def run_worker(consumer: str, config_file: str | None, *,
 
     import libvirt
 
+    import syslog
+
     from accel_inventory import cache, claims
-    from libvirt_hooks import decide
+    from libvirt_hooks import decide, trust
 
     conf = decide.load_conf(config_file)
+    # The worker acts as root on what the hook's configuration names, so
+    # it trusts it no more than the hook does; not even its log file.
+    untrusted = trust.refusal(config_file, conf.inventory.cache_path)
+    if untrusted:
+        syslog.syslog(syslog.LOG_ERR, f"nova-accel attach worker: domain "
+                      f"{consumer}: nothing attached: {untrusted}")
+        return 1
     decide._setup_logging(conf)
     log = decide.LOG
     libvirt.registerErrorHandler(lambda _ctx, _err: None, None)

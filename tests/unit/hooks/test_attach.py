@@ -345,6 +345,17 @@ def test_worker_records_and_logs_the_failure(host, conn):
     assert state["devices"][STICK]["state"] == "failed"
 
 
+def test_worker_trusts_the_configuration_no_more_than_the_hook(host,
+                                                               conn):
+    uuid = conn.lookupByName("test").UUIDString()
+    assign(host, uuid, [STICK])
+    os.chmod(host["config"], 0o666)
+    rc = attach.run_worker(uuid, host["config"], connect=lambda uri: conn)
+    assert rc == 1
+    assert not host["log"].exists()
+    assert cache.load(host["cache"]).claims[uuid].attach == {}
+
+
 def test_worker_gives_up_on_a_domain_that_does_not_come_up(host, conn):
     uuid = "eeeeeeee-0000-4000-8000-000000000005"
     conn.defineXML(domain_bytes(uuid, name="vm3").decode())
