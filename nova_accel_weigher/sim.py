@@ -116,10 +116,13 @@ def build_workload(spec: str, seed: int, region_size: int) -> list[Request]:
                 Request(2, math.inf, 1),
                 Request(3, math.inf, region_size, whole_regions=2)]
     if kind == "poisson":
+        # poisson:N[:RATE]: N arrivals, RATE a second (1 by default), each
+        # staying 400 s on average, so about 400 x RATE at once.
+        count, _, rate = arg.partition(":")
         rng = random.Random(seed)
         requests, now = [], 0.0
-        for _ in range(int(arg)):
-            now += rng.expovariate(1.0)
+        for _ in range(int(count)):
+            now += rng.expovariate(float(rate or 1.0))
             shape = rng.choices([(1, 0), (2, 0), (3, 0), (region_size, 1)],
                                 weights=[40, 25, 15, 20])[0]
             requests.append(Request(now, rng.expovariate(1 / 400.0),
@@ -627,7 +630,7 @@ def main(argv: Sequence[str] | None = None, out=None) -> int:
                         help="meeting | homogeneous:HOSTS:RxF | mixed:HOSTS "
                              "| openb:NODES.csv")
     parser.add_argument("--workload", default="meeting",
-                        help="meeting | poisson:N | csv:FILE | "
+                        help="meeting | poisson:N[:RATE] | csv:FILE | "
                              "openb:PODS.csv")
     parser.add_argument("--mode", choices=("replay", "fill"),
                         default="replay")

@@ -99,3 +99,11 @@ def test_fill_order_draws_the_trace_again_until_the_target():
     assert sorted(order[:3], key=lambda r: r.functions) == trace
     assert sim.fill_order([sim.Request(0, 1, 0)], 10, seed=1) == [
         sim.Request(0, 1, 0)]
+
+
+def test_poisson_rate_scales_arrivals_not_shapes():
+    slow = sim.build_workload("poisson:200", 4, 4)
+    assert sim.build_workload("poisson:200:1", 4, 4) == slow
+    fast = sim.build_workload("poisson:200:50", 4, 4)
+    assert fast[-1].arrival < slow[-1].arrival / 20
+    assert [r.functions for r in fast] == [r.functions for r in slow]
