@@ -44,6 +44,9 @@ def _placement_adapter():
     return nova_utils.get_ksa_adapter("placement")
 
 
+_UNSCORED = object()
+
+
 class _Pass:
     """What one filter pass (one instance being scheduled) works out once
     and reuses on every host: the options, and placement's usage grouped
@@ -59,6 +62,7 @@ class _Pass:
         self.asked = False
         self.card_of: dict[str, str] = {}
         self.by_card: dict[str, dict[str, packing.RegionUsage]] | None = None
+        self.scores: dict[tuple, packing.Score | None] = {}
 
     def ask(self, source: usage.UsageSource, candidates) -> None:
         """Ask ``source`` for usage, once. Every allocation candidate
@@ -76,6 +80,32 @@ class _Pass:
         for rp_uuid, region in regions.items():
             self.card_of[rp_uuid] = region.card
             self.by_card.setdefault(region.card, {})[rp_uuid] = region
+
+    def rank(self, demands) -> list[tuple[int, packing.Score]]:
+        """``packing.rank`` of one host's demands, remembering every score
+        by all it depends on (the amounts, the regions' usage and their
+        cards' fill, not which regions they are): across a thousand hosts
+        the same few shapes recur, and each is scored once per pass."""
+        regions = self.regions_near(demands)
+        fills = packing.card_fill(regions)
+        scored = []
+        for index, demand in enumerate(demands):
+            shape = tuple(
+                (amount, None if region is None else (
+                    region.capacity, region.used, region.numa_node,
+                    region.degraded, fills[region.card]))
+                for rp, amount in demand.items()
+                for region in (regions.get(rp),))
+            score = self.scores.get(shape, _UNSCORED)
+            if score is _UNSCORED:
+                score = self.scores[shape] = packing.score(
+                    demand, regions, policy=self.policy, mix=self.mix,
+                    fill_by_card=fills)
+            if score is not None:
+                scored.append((index, score))
+        # Stable, as packing.rank: equal scores keep placement's order.
+        scored.sort(key=lambda item: item[1], reverse=True)
+        return scored
 
     def regions_near(self, demands) -> dict[str, packing.RegionUsage]:
         """Usage of every region on a card that ``demands`` touch: scores
@@ -131,8 +161,7 @@ class AccelTopologyFilter(filters.BaseHostFilter):
             this.ask(self._usage(), candidates)
         if this.by_card is None:
             return True  # no usage: placement's order stands
-        ranked = packing.rank(demands, this.regions_near(demands),
-                              policy=this.policy, mix=this.mix)
+        ranked = this.rank(demands)
         # What nova's CandidateFilterMixin does, without formatting every
         # candidate for a debug line: keep the acceptable ones, best first.
         host_state.allocation_candidates = [candidates[i] for i, _ in ranked]

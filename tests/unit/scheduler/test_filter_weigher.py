@@ -1,14 +1,21 @@
 """The filter and the weigher through nova's real handlers."""
 
+import pathlib
+import sys
 import uuid
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 from nova import objects
 from nova.scheduler import filters as nova_filters
 from nova.scheduler import weights as nova_weights
 from nova.tests.unit.scheduler import fakes
 
 from nova_accel_weigher import filters, packing, usage, weighers
+
+sys.path.insert(0, str(pathlib.Path(__file__).parents[2] / "fuzz"))
+from hypothesis_profiles import examples  # noqa: E402
 
 RC = "CUSTOM_ACCEL_FPGA"
 
@@ -116,6 +123,76 @@ def test_one_usage_call_per_request_not_per_host(accel_filter):
     request = spec()
     run_filter(accel_filter, hosts, request)
     assert len(set(accel_filter.usage_source.calls)) == 1
+
+
+def test_usage_is_asked_again_at_every_pass_of_the_same_instance(
+        accel_filter):
+    # nova runs a pass per instance of a multi-create on the same request
+    # spec, and a later move schedules the same instance again: each pass
+    # must see the usage as it is then.
+    request = spec()
+    for _ in range(2):
+        run_filter(accel_filter, [host("h1", [candidate("r1")]),
+                                  host("h2", [candidate("r2")])], request)
+    assert accel_filter.usage_source.calls == [request.instance_uuid] * 2
+
+
+region_states = st.builds(
+    packing.RegionUsage, capacity=st.integers(1, 4),
+    used=st.integers(0, 4), card=st.sampled_from(["c1", "c2"]),
+    numa_node=st.sampled_from([None, 0, 1]), degraded=st.booleans())
+
+
+@examples(60)
+@given(hosts=st.lists(st.lists(region_states, min_size=1, max_size=4),
+                      min_size=1, max_size=6),
+       amounts=st.lists(st.integers(1, 3), min_size=1, max_size=4),
+       offered=st.integers(1, 4), pairs=st.booleans(),
+       policy=st.sampled_from(packing.POLICIES))
+def test_each_host_is_ranked_as_packing_rank_ranks_it_against_all_usage(
+        hosts, amounts, offered, pairs, policy):
+    """The filter reuses scores across hosts within a pass and gives rank
+    only a host's own cards; neither may change an order or a score."""
+    usage_all, states = {}, []
+    for h, regions in enumerate(hosts):
+        names = []
+        for r, region in enumerate(regions):
+            name = f"h{h}r{r}"
+            usage_all[name] = packing.RegionUsage(
+                region.capacity, region.used, f"h{h}{region.card}",
+                region.numa_node, region.degraded)
+            names.append(name)
+        # Placement leaves full regions out of the candidates; their
+        # usage still counts in their card's fill.
+        names = names[:offered]
+        shapes = ([(a, b) for a in names for b in names if a != b]
+                  if pairs and len(names) > 1 else [(n,) for n in names])
+        cands = [candidate(*shape, amount=amounts[i % len(amounts)])
+                 for i, shape in enumerate(shapes)]
+        states.append(host(f"h{h}", cands))
+    expected = {}
+    for state in states:
+        demands = [packing.region_demand(c)
+                   for c in state.allocation_candidates]
+        ranked = packing.rank(demands, usage_all, policy=policy)
+        expected[state.host] = (
+            [state.allocation_candidates[i] for i, _ in ranked],
+            ranked[0][1] if ranked else None)
+    f = filters.AccelTopologyFilter()
+    f.usage_source = MemoryUsage(usage_all)
+    filters.CONF.set_override("policy", policy, "accel_packing")
+    try:
+        request = spec()
+        passed = {s.host for s in run_filter(f, states, request)}
+    finally:
+        filters.CONF.clear_override("policy", "accel_packing")
+    for state in states:
+        order, best = expected[state.host]
+        assert (state.host in passed) == bool(order)
+        if order:
+            assert state.allocation_candidates == order
+            assert getattr(state, filters.SCORE_ATTR) == (
+                request.instance_uuid, best)
 
 
 def test_without_usage_placements_order_is_kept():
