@@ -245,8 +245,8 @@ def _given(domain: Domain, inv: model.Inventory,
     The hook records a claim in the order of the devices (PCI hostdevs,
     USB hostdevs, mdevs, interfaces; libvirt keeps the order within each
     kind). A node reached through its bridge is named by the bridge, so
-    it is left out here; a node whose interface the XML names directly
-    (``raw`` of them) comes after the PCI hostdevs.
+    it is left out here; the ``raw`` interfaces that name a node's
+    interface directly come after the PCI hostdevs.
     """
     claim = inv.claims.get(domain.uuid)
     held = [index[fid] for fid in (claim.functions if claim else [])
@@ -281,14 +281,35 @@ def check(domain: Domain, inv: model.Inventory, host: HostView,
         for r in c.regions for f in r.functions}
     bridged = {nodes_by_bridge[ref.address][2].id for ref in domain.devices
                if ref.kind == "interface" and ref.address in nodes_by_bridge}
-    raw = sum(1 for ref in domain.devices if ref.kind == "interface"
-              and not ref.address.startswith(policy.bridge_prefix))
-    given = _given(domain, inv, index, bridged, raw)
+    raw = _node_interface_refs(domain, inv, host, policy)
+    given = _given(domain, inv, index, bridged, len(raw))
     _check_pci(judge, host, given["pci"])
     _check_usb(judge, host, given["usb"])
     _check_mdev(judge, host, given["mdev"])
-    _check_interfaces(judge, host, given["interface"], nodes_by_bridge)
+    for ref in _refs(domain, "interface"):
+        if ref.address.startswith(policy.bridge_prefix):
+            _check_bridge(judge, host, ref.address,
+                          nodes_by_bridge.get(ref.address))
+    _check_node_interfaces(judge, host, raw, given["interface"])
     return judge.verdict
+
+
+def _nodes_at(inv: model.Inventory) -> dict[str, Entry]:
+    return {f.address: (c, r, f) for c in inv.cards if c.kind == "ippcie"
+            for r in c.regions for f in r.functions if f.address}
+
+
+def _node_interface_refs(domain: Domain, inv: model.Inventory,
+                         host: HostView, policy: Policy) -> list[DeviceRef]:
+    """The interfaces that name a node's host-side interface directly: one
+    a node has now, or had at the last scan (renamed since). Ordinary
+    networks (bridges, taps, a NIC's macvtap) are none of them."""
+    nodes = _nodes_at(inv)
+    recorded = {e[2].attrs.get("interface") for e in nodes.values()}
+    return [ref for ref in _refs(domain, "interface")
+            if not ref.address.startswith(policy.bridge_prefix)
+            and (host.net.get(ref.address) in nodes
+                 or ref.address in recorded)]
 
 
 def _paired(given: list[Entry] | None, position: int) -> Entry | None:
@@ -481,27 +502,17 @@ def _plan_mdev(judge: _Judge, label: str, uuid: str,
         judge.verdict.functions.append(function.id)
 
 
-def _check_interfaces(judge: _Judge, host: HostView,
-                      given: list[Entry] | None,
-                      nodes_by_bridge: Mapping[str, Entry]) -> None:
-    inv = judge.inv
-    at = {f.address: (c, r, f) for c in inv.cards if c.kind == "ippcie"
-          for r in c.regions for f in r.functions if f.address}
-    raw_position = 0
-    for ref in _refs(judge.domain, "interface"):
+def _check_node_interfaces(judge: _Judge, host: HostView,
+                           refs: list[DeviceRef],
+                           given: list[Entry] | None) -> None:
+    nodes = _nodes_at(judge.inv)
+    for position, ref in enumerate(refs):
         name = ref.address
-        if name.startswith(judge.policy.bridge_prefix):
-            _check_bridge(judge, host, name, nodes_by_bridge.get(name))
-            continue
-        wanted = _paired(given, raw_position)
-        raw_position += 1
-        if wanted is None:
-            wanted = next((e for e in at.values()
-                           if e[2].attrs.get("interface") == name), None)
+        wanted = _paired(given, position) or next(
+            (e for e in nodes.values()
+             if e[2].attrs.get("interface") == name), None)
         bdf = host.net.get(name)
-        here = at.get(bdf) if bdf else None
-        if here is None and wanted is None:
-            continue  # an ordinary network, nothing of ours
+        here = nodes.get(bdf) if bdf else None
         where_now = ""
         if wanted is not None:
             current = host.node_interfaces.get(wanted[2].address)

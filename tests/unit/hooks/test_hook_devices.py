@@ -402,6 +402,22 @@ def test_raw_node_interface_is_guarded_and_rewritten(host, relaxng):
     assert call(out.encode())[0] == 0
 
 
+def test_ordinary_network_beside_a_synced_node_is_left_alone(host):
+    """The node placement gave the domain is hot-plugged, not in the XML:
+    the domain's ordinary network must never be taken for it."""
+    gpu_host(host)
+    node = vca_host(host)[0]
+    synced = model.Claim(consumer=DOMAIN_UUID, functions=[node.id],
+                         source="placement")
+    cache.update(host.cache, lambda inv: claims.record_claim(inv, synced), 5)
+    xml = domain_xml(xmlgen.mdev_hostdev(MDEV_UUID),
+                     xmlgen.bridge_interface("br0"))
+    start_and_stop(xml)
+    assert call(xml) == (0, "", "")
+    assert host.claim().functions == [
+        host.card_of("mdev").functions()[0].id, node.id]
+
+
 def test_ordinary_interfaces_stay_on_the_fast_path(host):
     vca_host(host)
     code = ("import io, sys\n"
