@@ -90,9 +90,9 @@ class SchedulerTestBase(integrated_helpers.ProviderUsageBaseTestCase):
                 CONF, "placement"),
             auth=ks_loading.load_auth_from_conf_options(CONF, "placement"))
         publisher = placement.Publisher(placement.Client(adapter))
-        report = publisher.publish(model.Inventory(hostname=host,
-                                                   cards=[card]))
-        assert not report.failed and not report.skipped
+        published = publisher.publish(model.Inventory(hostname=host,
+                                                      cards=[card]))
+        assert not published.failed and not published.skipped
         return [placement.provider_uuid(host, r.id) for r in card.regions]
 
     def flavor(self, functions=0, whole_regions=0):
@@ -114,10 +114,9 @@ class SchedulerTestBase(integrated_helpers.ProviderUsageBaseTestCase):
 
     # -- servers and where they landed
 
-    def boot(self, expected_state="ACTIVE", **flavor):
+    def boot(self, **flavor):
         return self._create_server(flavor_id=self.flavor(**flavor),
-                                   networks="none",
-                                   expected_state=expected_state)
+                                   networks="none")
 
     def regions_of(self, server):
         """The region providers ``server`` holds functions of, with how
