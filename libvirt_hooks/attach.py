@@ -23,6 +23,7 @@ is imported at module level; the worker's imports are in its functions.
 from __future__ import annotations
 
 import os
+import re
 import sys
 import time
 
@@ -33,6 +34,12 @@ ASSIGNED_SUFFIX = ".assigned"
 DEFAULT_CACHE_PATH = "/var/lib/nova-accel/inventory.json"
 UUID_CHARS = frozenset("0123456789abcdefABCDEF-")
 WAIT_STEP = 0.1
+ASSIGNMENT_POLL = 1.0
+# Nova writes the flavor's extra specs into the domain's metadata
+# (<nova:extraSpec name="resources1:CUSTOM_ACCEL_FPGA">1</nova:extraSpec>),
+# and every class this project publishes is CUSTOM_ACCEL_*.
+ACCEL_REQUEST = re.compile(rb"""name=["']resources\d*:CUSTOM_ACCEL_""")
+AWAIT_ASSIGNMENT = "--await-assignment"
 
 
 def domain_uuid(xml: bytes) -> str | None:
@@ -72,21 +79,27 @@ def assigned_consumer(xml: bytes, config_file: str | None) -> str | None:
 
 
 def on_started(xml: bytes, config_file: str | None) -> int:
-    """``started begin``: launch the worker for an assigned domain."""
+    """``started begin``: launch the worker for an assigned domain, or for
+    a Nova domain whose flavor asks for one of our classes but that the
+    sync has not assigned yet (Nova starts a new server seconds after
+    placement allocates it; the sync runs every ``[agent] interval``)."""
     consumer = assigned_consumer(xml, config_file)
     if consumer is not None:
         launch(consumer, config_file)
+    elif ACCEL_REQUEST.search(xml) and domain_uuid(xml) is not None:
+        launch(domain_uuid(xml), config_file, AWAIT_ASSIGNMENT)
     return 0
 
 
-def launch(consumer: str, config_file: str | None) -> None:
+def launch(consumer: str, config_file: str | None, *flags: str) -> None:
     """Start the worker detached from the hook and from libvirt."""
     import subprocess
 
     env = dict(os.environ)
     if config_file:
         env["NOVA_ACCEL_CONFIG"] = config_file
-    subprocess.Popen([sys.executable, "-m", "libvirt_hooks.attach", consumer],
+    subprocess.Popen([sys.executable, "-m", "libvirt_hooks.attach", *flags,
+                      consumer],
                      stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
                      stderr=subprocess.DEVNULL, start_new_session=True,
                      close_fds=True, cwd="/", env=env)
@@ -330,17 +343,30 @@ def failed(document: dict) -> bool:
     return any(o["state"] == "failed" for o in document["devices"].values())
 
 
+def wait_for_assignment(marker: str, dom, timeout: float, *,
+                        clock=time.monotonic, sleep=time.sleep) -> bool:
+    """True once the sync has assigned the domain functions (its marker
+    exists); False when the domain stopped first or ``timeout`` passed."""
+    deadline = clock() + timeout
+    while not os.path.exists(marker):
+        if clock() >= deadline or not dom.isActive():
+            return False
+        sleep(ASSIGNMENT_POLL)
+    return True
+
+
 def run_worker(consumer: str, config_file: str | None, *,
-               connect=None) -> int:
-    """The detached worker: wait for the domain, attach, record, log.
+               connect=None, await_assignment: bool = False) -> int:
+    """The detached worker: wait for the domain (and, with
+    ``await_assignment``, for the sync to assign it functions), attach,
+    record, log.
 
     ``connect(uri)`` opens libvirt (``libvirt.open`` by default).
     """
     import logging
+    import syslog
 
     import libvirt
-
-    import syslog
 
     from accel_inventory import cache, claims
     from libvirt_hooks import decide, trust
@@ -366,6 +392,15 @@ def run_worker(consumer: str, config_file: str | None, *,
                       "run 'accel-domain attach %s' once it runs", consumer,
                       conf.libvirt_hooks.attach_timeout, consumer)
             return 1
+        wait = conf.libvirt_hooks.assignment_wait
+        if await_assignment and not wait_for_assignment(
+                marker_path(conf.inventory.cache_path, consumer), dom, wait):
+            log.info("domain %s (%s) asks for accelerators but was not "
+                     "assigned any within %s s ([libvirt_hooks] "
+                     "assignment_wait) or stopped; nothing attached. Check "
+                     "'accel-inventory agent' runs; then 'accel-domain "
+                     "attach %s'", dom.name(), consumer, wait, dom.name())
+            return 0
         document = attach_claim(conn, conf, consumer)
     except (libvirt.libvirtError, LookupError, cache.CacheError,
             claims.ClaimError) as exc:
@@ -383,4 +418,6 @@ def run_worker(consumer: str, config_file: str | None, *,
 if __name__ == "__main__":
     from libvirt_hooks.hook import config_file as _config_file
 
-    sys.exit(run_worker(sys.argv[1], _config_file()))
+    await_flag = AWAIT_ASSIGNMENT in sys.argv[1:-1]
+    sys.exit(run_worker(sys.argv[-1], _config_file(),
+                        await_assignment=await_flag))

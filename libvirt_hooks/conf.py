@@ -37,6 +37,12 @@ hooks_opts = [
                  help="Seconds the attach worker waits for a started domain "
                       "to come up before it gives up (and logs what to "
                       "run by hand)."),
+    cfg.FloatOpt("assignment_wait", default=300.0, min=1.0,
+                 help="Seconds the attach worker of a Nova domain whose "
+                      "flavor asks for one of our resource classes, but "
+                      "that the agent's allocation sync has not assigned "
+                      "functions yet, waits for that assignment (the sync "
+                      "runs every [agent] interval seconds)."),
     cfg.IntOpt("max_xml_bytes", default=1024 * 1024, min=4096,
                help="Largest domain XML the hook parses. A larger document "
                     "is refused for accelerator domains."),

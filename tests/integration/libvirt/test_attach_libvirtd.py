@@ -32,12 +32,25 @@ def ip(*args):
     subprocess.run(["ip", *args], check=True, capture_output=True)
 
 
-def domain_xml(name, dom_uuid):
+NOVA_NS = "http://openstack.org/xmlns/libvirt/nova/1.1"
+
+
+def domain_xml(name, dom_uuid, extra_specs=None):
     """A 64 MiB ``pc`` guest with ACPI (PCI hot-plug needs it) and no
-    device of ours: Nova puts none there either."""
+    device of ours: Nova puts none there either. With ``extra_specs``,
+    Nova's metadata carrying the flavor's extra specs."""
     dom = etree.Element("domain", type="qemu")
     etree.SubElement(dom, "name").text = name
     etree.SubElement(dom, "uuid").text = dom_uuid
+    if extra_specs:
+        nova = etree.SubElement(etree.SubElement(dom, "metadata"),
+                                f"{{{NOVA_NS}}}instance", nsmap={
+                                    "nova": NOVA_NS})
+        flavor = etree.SubElement(nova, f"{{{NOVA_NS}}}flavor", name="m1")
+        specs = etree.SubElement(flavor, f"{{{NOVA_NS}}}extraSpecs")
+        for key, value in extra_specs.items():
+            etree.SubElement(specs, f"{{{NOVA_NS}}}extraSpec",
+                             name=key).text = value
     etree.SubElement(dom, "memory", unit="MiB").text = "64"
     os_ = etree.SubElement(dom, "os")
     etree.SubElement(os_, "type", arch="x86_64", machine="pc").text = "hvm"
@@ -78,14 +91,12 @@ def domain(libvirtd):
     conn = libvirtd["conn"]
     defined = []
 
-    def define(name, functions, cache_path):
+    def define(name, functions, cache_path, extra_specs=None):
+        """A domain, and (``functions``) what the sync assigned it."""
         dom_uuid = str(uuid.uuid4())
-        inv = claims.record_claim(cache.load(cache_path), model.Claim(
-            consumer=dom_uuid, functions=functions,
-            source=placement.CLAIM_SOURCE))
-        cache.save(cache_path, inv)
-        agent.write_assigned_markers(cache_path, inv)
-        dom = conn.defineXML(domain_xml(name, dom_uuid))
+        if functions:
+            assign(cache_path, dom_uuid, functions)
+        dom = conn.defineXML(domain_xml(name, dom_uuid, extra_specs))
         defined.append(dom)
         return dom
 
@@ -94,6 +105,16 @@ def domain(libvirtd):
         if dom.isActive():
             dom.destroy()
         dom.undefine()
+
+
+def assign(cache_path, consumer, functions):
+    """What the allocation sync records for an instance: its claim and
+    its marker."""
+    inv = claims.record_claim(cache.load(cache_path), model.Claim(
+        consumer=consumer, functions=functions,
+        source=placement.CLAIM_SOURCE))
+    cache.save(cache_path, inv)
+    agent.write_assigned_markers(cache_path, inv)
 
 
 def attach_state(cache_path, dom, since):
@@ -155,6 +176,22 @@ def test_node_is_attached_on_its_bridge_at_every_start(host, domain):
     assert os.path.basename(os.path.realpath(
         "/sys/class/net/acctnode1/master")) == name
     assert bridges_of(dom.XMLDesc(libvirt.VIR_DOMAIN_XML_INACTIVE)) == []
+
+
+def test_server_started_before_the_sync_is_attached_after_it(host,
+                                                             domain):
+    # Nova starts a new server seconds after placement allocates it; the
+    # agent's sync may record the assignment only later.
+    name = bridge.bridge_name("accbr-", NODE)
+    dom = domain("nova-accel-it-early", [], host["cache"],
+                 extra_specs={"resources1:CUSTOM_ACCEL_VCA_NODE": "1"})
+    dom.create()
+    assert bridges_of(dom.XMLDesc(0)) == []
+    since = time.time()
+    assign(host["cache"], dom.UUIDString(), [NODE])
+    claim = attach_state(host["cache"], dom, since)
+    assert claim.attach["devices"][NODE]["state"] == "attached", claim.attach
+    assert bridges_of(dom.XMLDesc(0)) == [name]
 
 
 def test_stick_that_cannot_be_plugged_is_recorded(host, domain):

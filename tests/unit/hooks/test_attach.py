@@ -170,6 +170,31 @@ def test_started_with_assignment_launches_a_detached_worker(host, mocker):
     assert kwargs["env"]["NOVA_ACCEL_CONFIG"] == host["config"]
 
 
+def nova_domain(uuid, extra_specs):
+    """A domain as Nova's libvirt driver writes it: the flavor's extra
+    specs in its metadata."""
+    specs = "".join(f'<nova:extraSpec name="{k}">{v}</nova:extraSpec>'
+                    for k, v in extra_specs.items())
+    return (f'<domain type="kvm"><name>instance-1</name><uuid>{uuid}</uuid>'
+            f'<metadata><nova:instance xmlns:nova="http://openstack.org/'
+            f'xmlns/libvirt/nova/1.1"><nova:flavor name="m1"><nova:extraSpecs>'
+            f'{specs}</nova:extraSpecs></nova:flavor></nova:instance>'
+            f'</metadata><devices/></domain>').encode()
+
+
+def test_started_before_the_sync_waits_for_the_assignment(host, mocker):
+    popen = mocker.patch("subprocess.Popen")
+    uuid = "cccccccc-0000-4000-8000-000000000003"
+    plain = nova_domain(uuid, {"hw:cpu_policy": "dedicated"})
+    assert call_hook(plain, "started", "begin") == (0, "", "")
+    popen.assert_not_called()
+    asking = nova_domain(uuid, {"resources1:CUSTOM_ACCEL_MOVIDIUS_NCS": "1"})
+    assert call_hook(asking, "started", "begin") == (0, "", "")
+    (argv,), _kwargs = popen.call_args
+    assert argv == [sys.executable, "-m", "libvirt_hooks.attach",
+                    "--await-assignment", uuid]
+
+
 def test_started_fast_path_imports_only_the_standard_library(host):
     code = ("import io, sys\n"
             "from libvirt_hooks import hook\n"
@@ -364,6 +389,43 @@ def test_worker_gives_up_on_a_domain_that_does_not_come_up(host, conn):
     assert rc == 1
     assert "did not come up within 1.0 s" in host["log"].read_text()
     assert cache.load(host["cache"]).claims[uuid].attach == {}
+
+
+def test_wait_for_assignment_sees_the_sync_mark_the_domain(host, conn):
+    dom = conn.lookupByName("test")
+    marker = attach.marker_path(host["cache"], dom.UUIDString())
+    polls = []
+
+    def sync_runs_meanwhile(seconds):
+        polls.append(seconds)
+        assign(host, dom.UUIDString(), [STICK])
+
+    assert attach.wait_for_assignment(marker, dom, 60,
+                                      sleep=sync_runs_meanwhile)
+    assert polls == [attach.ASSIGNMENT_POLL]
+
+
+def test_worker_gives_up_waiting_for_an_assignment_quietly(host, conn):
+    uuid = conn.lookupByName("test").UUIDString()
+    config = host["config"]
+    with open(config, "a") as f:
+        f.write("assignment_wait = 1\n")
+    rc = attach.run_worker(uuid, config, connect=lambda uri: conn,
+                           await_assignment=True)
+    assert rc == 0
+    assert "was not assigned any within 1.0 s" in host["log"].read_text()
+    assert uuid not in cache.load(host["cache"]).claims
+
+
+def test_worker_attaches_once_the_assignment_is_there(host, conn):
+    uuid = conn.lookupByName("test").UUIDString()
+    assign(host, uuid, [STICK])
+    rc = attach.run_worker(uuid, host["config"], connect=lambda uri: conn,
+                           await_assignment=True)
+    # The test driver refuses hot-plug: the attempt is what is recorded.
+    assert rc == 1
+    state = cache.load(host["cache"]).claims[uuid].attach
+    assert state["devices"][STICK]["state"] == "failed"
 
 
 def test_wait_until_up_polls_until_the_deadline(conn):
