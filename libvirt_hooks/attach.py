@@ -9,11 +9,14 @@ functions, and leaves one empty marker file per such consumer in
 At ``started begin`` the hook calls ``on_started``: a domain without a
 marker costs one stat; one with a marker gets a detached worker (``python
 -m libvirt_hooks.attach UUID``: new session, stdin, stdout and stderr on
-/dev/null, so libvirt does not wait for it). The hook itself never calls
-libvirt, which would deadlock. The worker waits for the domain to be up,
-resolves where each function is now, builds its device (``devices``) and
-hot-plugs it live only (the persistent definition never names an address
-that may change), then records the outcome in the claim (``claim.attach``).
+/dev/null, so libvirt does not wait for it). A Nova domain without one
+whose flavor asks for one of our classes gets a worker that first waits
+for the sync to assign it functions (``--await-assignment``). The hook
+itself never calls libvirt, which would deadlock. The worker waits for
+the domain to be up, resolves where each function is now, builds its
+device (``devices``) and hot-plugs it live only (the persistent
+definition never names an address that may change), then records the
+outcome in the claim (``claim.attach``).
 A failure is logged and recorded with its reason; nothing is retried.
 
 The hook imports this module on its fast path: only the standard library
