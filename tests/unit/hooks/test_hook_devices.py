@@ -224,6 +224,25 @@ def test_usb_restore_prints_the_sticks_current_address(host, relaxng):
     assert call(out.encode())[0] == 0
 
 
+def test_usb_restore_of_a_vendor_product_hostdev_follows_the_firmware(
+        host, relaxng):
+    """A hostdev named by vendor and product only keeps having no address;
+    its product id follows the stick's re-enumeration."""
+    host.fs.add_usb("3-1", *NCS2, serial="03e72485A1", devnum=4)
+    host.scan()
+    xml = domain_xml(xmlgen.usb_hostdev(*NCS2))
+    start_and_stop(xml)
+    host.fs.unplug_usb("3-1")
+    host.fs.add_usb("4-2", *BOOTED, serial="03e72485A1", devnum=9)
+    rc, out, err = call(xml, op="restore", subop="begin")
+    assert rc == 0, err
+    restored = etree.fromstring(out.encode())
+    assert relaxng.validate(restored), relaxng.error_log
+    source = restored.find("devices/hostdev/source")
+    assert (source.find("product").get("id"), source.find("address")) == (
+        "0xf63b", None)
+
+
 # -- mdevs -----------------------------------------------------------------
 
 def gpu_host(host, bdf="0000:86:00.0", instances=((MDEV_UUID,
