@@ -110,7 +110,7 @@ def record_claim(inv: model.Inventory, claim: model.Claim, *,
                 + f", which is running; stop it or release its claim "
                   f"before giving the function to {claim.consumer}")
 
-    new = copy.deepcopy(inv)
+    new = model.clone(inv)
     taken = set(claim.functions)
     for other in list(new.claims.values()):
         if other.consumer == claim.consumer:
@@ -133,7 +133,7 @@ def release_claim(inv: model.Inventory, consumer: str) -> model.Inventory:
     Releasing a consumer without a claim changes nothing, so that a
     release repeated after a failure is harmless.
     """
-    new = copy.deepcopy(inv)
+    new = model.clone(inv)
     if new.claims.pop(consumer, None) is not None:
         _sync_claimed_by(new)
     return new
@@ -149,7 +149,7 @@ def mark_running(inv: model.Inventory, consumer: str,
     if consumer not in inv.claims:
         raise ClaimError(f"{consumer} holds no claim to mark running; "
                          f"record its claim first")
-    new = copy.deepcopy(inv)
+    new = model.clone(inv)
     claim = new.claims[consumer]
     claim.running = True
     claim.boot_id = boot_id
@@ -162,7 +162,7 @@ def mark_stopped(inv: model.Inventory, consumer: str) -> model.Inventory:
     A consumer without a claim is left alone (a failed start ends with a
     stop of a domain that never recorded one).
     """
-    new = copy.deepcopy(inv)
+    new = model.clone(inv)
     claim = new.claims.get(consumer)
     if claim is not None:
         claim.running = False
@@ -182,7 +182,7 @@ def record_attach(inv: model.Inventory, consumer: str,
     if consumer not in inv.claims:
         raise ClaimError(f"{consumer} holds no claim any more (its "
                          f"allocation went); its attach is not recorded")
-    new = copy.deepcopy(inv)
+    new = model.clone(inv)
     claim = new.claims[consumer]
     claim.attach = copy.deepcopy(attach)
     claim.running = running
@@ -204,7 +204,7 @@ def with_claimed_by(inv: model.Inventory) -> model.Inventory:
     The claims are the record; a rescan uses this to bring the functions
     it found in line with them.
     """
-    new = copy.deepcopy(inv)
+    new = model.clone(inv)
     _sync_claimed_by(new)
     return new
 

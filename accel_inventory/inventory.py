@@ -95,7 +95,7 @@ def keep_claims(previous: model.Inventory | None,
     The claims of the cache are the record; whatever the reconciliation
     did with them, they come through a rescan unchanged.
     """
-    kept = copy.deepcopy(scanned)
+    kept = model.clone(scanned)
     kept.claims = copy.deepcopy(previous.claims) if previous else {}
     return claims.with_claimed_by(kept)
 
@@ -116,7 +116,7 @@ def ack(inv: model.Inventory, card_id: str) -> model.Inventory:
                 "a profile that tells them apart, then rescan")
         raise InventoryError(f"card {card_id} is {card.status} and cannot "
                              f"be acknowledged: {hint}")
-    new = copy.deepcopy(inv)
+    new = model.clone(inv)
     new.card(card_id).status = model.STATUS_OK
     return new
 
@@ -143,7 +143,7 @@ def forget(inv: model.Inventory, card_id: str) -> model.Inventory:
             for h in holders)
         raise InventoryError(f"card {card_id} is still claimed by {named}; "
                              f"release those claims before forgetting it")
-    new = copy.deepcopy(inv)
+    new = model.clone(inv)
     new.cards = [c for c in new.cards if c.id != card_id]
     return new
 

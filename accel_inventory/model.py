@@ -8,7 +8,6 @@ re-enumeration of the bus.
 
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -156,8 +155,23 @@ class Inventory:
         return nodes
 
 
+def _plain(value: Any) -> Any:
+    # dataclasses.asdict deep-copies every leaf through copy.deepcopy, which
+    # made it most of the cost of a claim write at each domain start; the
+    # leaves here are JSON values (str, int, float, bool, None), immutable.
+    if hasattr(type(value), "__dataclass_fields__"):
+        return {k: _plain(v) for k, v in vars(value).items()}
+    if isinstance(value, list):
+        return [_plain(v) for v in value]
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    return value
+
+
 def to_dict(inventory: Inventory) -> dict[str, Any]:
-    return dataclasses.asdict(inventory)
+    """The cache document of ``inventory``: plain dicts and lists, sharing
+    nothing mutable with it."""
+    return _plain(inventory)
 
 
 def _function_from(data: dict[str, Any]) -> Function:
@@ -185,3 +199,9 @@ def from_dict(data: dict[str, Any]) -> Inventory:
         scanned_at=data.get("scanned_at"),
         version=data.get("version", CACHE_VERSION),
     )
+
+
+def clone(inventory: Inventory) -> Inventory:
+    """A copy of ``inventory`` sharing nothing mutable with it (several
+    times faster than copy.deepcopy on a large host)."""
+    return from_dict(to_dict(inventory))

@@ -39,6 +39,13 @@ def test_two_hundred_writes_under_sigkill_lose_nothing(tmp_path):
     inv = make_inventory(cards=1, regions=1, functions=WRITES + 10)
     fids = sorted(inv.function_index())
     cache.save(path, inv)
+    # Kill after a few writes on average, however fast this machine writes,
+    # so that 200 writes take many kills at many different points.
+    started = time.perf_counter()
+    for _ in range(5):
+        cache.update(path, lambda current: current, timeout=10,
+                     validate=False)
+    one_write = (time.perf_counter() - started) / 5
     rng = random.Random(8)
     saved: set[str] = set()
     kills = 0
@@ -50,7 +57,7 @@ def test_two_hundred_writes_under_sigkill_lose_nothing(tmp_path):
                              args=(path, f"k{kills}", todo, write))
         child.start()
         os.close(write)
-        time.sleep(rng.uniform(0.0, 0.3))
+        time.sleep(rng.uniform(0.0, 8 * one_write))
         os.kill(child.pid, signal.SIGKILL)
         child.join(10)
         kills += 1
