@@ -63,7 +63,7 @@ def cache_path(config_file: str | None) -> str:
     loading oslo.config (the hook's own fast reader)."""
     from libvirt_hooks import hook
 
-    return hook._fast_option(config_file, "inventory", "cache_path",
+    return hook.fast_option(config_file, "inventory", "cache_path",
                              DEFAULT_CACHE_PATH)
 
 
@@ -382,7 +382,7 @@ def run_worker(consumer: str, config_file: str | None, *,
         syslog.syslog(syslog.LOG_ERR, f"nova-accel attach worker: domain "
                       f"{consumer}: nothing attached: {untrusted}")
         return 1
-    decide._setup_logging(conf)
+    decide.setup_logging(conf)
     log = decide.LOG
     libvirt.registerErrorHandler(lambda _ctx, _err: None, None)
     uri = conf.libvirt_hooks.libvirt_uri

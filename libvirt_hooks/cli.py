@@ -182,7 +182,7 @@ def detach_command(conn, conf, args, out) -> int:
 def _verdict(conf, inv, parsed):
     host = hostview.read(conf.inventory.sysfs_root, parsed, inv)
     return guard.check(parsed, inv, host, current_boot_id(),
-                       decide._policy(conf, parsed))
+                       decide.policy(conf, parsed))
 
 
 def resolved_definition(conf, dom) -> tuple[str, str | None]:

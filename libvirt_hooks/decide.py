@@ -37,7 +37,7 @@ def load_conf(config_file: str | None) -> cfg.ConfigOpts:
     return conf
 
 
-def _setup_logging(conf: cfg.ConfigOpts) -> None:
+def setup_logging(conf: cfg.ConfigOpts) -> None:
     for old in list(LOG.handlers):
         LOG.removeHandler(old)
         old.close()
@@ -74,7 +74,7 @@ def run(name: str, op: str, subop: str, xml: bytes,
     if untrusted:
         stderr.write(f"nova-accel: domain {name}: {untrusted}\n")
         return EXIT_REFUSED
-    _setup_logging(conf)
+    setup_logging(conf)
     previous = signal.signal(signal.SIGALRM, _on_alarm)
     signal.setitimer(signal.ITIMER_REAL, conf.libvirt_hooks.timeout)
     try:
@@ -96,7 +96,7 @@ def _refuse(stderr, name: str, reason: str) -> int:
     return EXIT_REFUSED
 
 
-def _policy(conf: cfg.ConfigOpts, dom: domain_xml.Domain) -> guard.Policy:
+def policy(conf: cfg.ConfigOpts, dom: domain_xml.Domain) -> guard.Policy:
     usb_types = {}
     if any(ref.kind == "usb" for ref in dom.devices):
         # Only USB needs the profiles: they say which product ids are one
@@ -126,7 +126,7 @@ def _decide(conf, name, op, subop, xml, stdout, stderr) -> int:
         return 0
     host = hostview.read(conf.inventory.sysfs_root, dom, inv)
     boot_id = current_boot_id()
-    verdict = guard.check(dom, inv, host, boot_id, _policy(conf, dom))
+    verdict = guard.check(dom, inv, host, boot_id, policy(conf, dom))
     for note in verdict.notes:
         LOG.info("domain %s: %s", name, note)
     if op in ("migrate", "restore"):

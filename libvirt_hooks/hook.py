@@ -36,7 +36,7 @@ EXIT_REFUSED = 1
 EXIT_USAGE = 2
 
 
-def _fast_option(config: str | None, group: str, name: str,
+def fast_option(config: str | None, group: str, name: str,
                  default: str) -> str:
     """One option as oslo.config would read it (its environment override
     first, then the file), without importing oslo.config."""
@@ -74,9 +74,9 @@ def reaches_accelerator(xml: bytes, config: str | None) -> bool:
     interfaces = INTERFACE.findall(xml)
     if not interfaces:
         return False
-    prefix = _fast_option(config, "libvirt_hooks", "bridge_prefix",
+    prefix = fast_option(config, "libvirt_hooks", "bridge_prefix",
                           "accbr-").encode()
-    sysfs_root = _fast_option(config, "inventory", "sysfs_root", "/sys")
+    sysfs_root = fast_option(config, "inventory", "sysfs_root", "/sys")
     unknown = []
     for interface in interfaces:
         for host_name in HOST_INTERFACE.findall(interface):
@@ -86,7 +86,7 @@ def reaches_accelerator(xml: bytes, config: str | None) -> bool:
                 return True
             unknown.append(host_name)
     return bool(unknown) and _cache_mentions(
-        _fast_option(config, "inventory", "cache_path",
+        fast_option(config, "inventory", "cache_path",
                      "/var/lib/nova-accel/inventory.json"), unknown)
 
 
