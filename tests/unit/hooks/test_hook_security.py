@@ -236,3 +236,37 @@ def test_hostview_reads_only_a_bdf_under_the_root(tmp_path, bdf):
     (sysfs / "bus" / "pci" / "vendor").write_text("0x1172\n")
     assert hostview.pci_identity(str(sysfs), bdf) is None
 
+
+
+@pytest.mark.parametrize("name", ["..", "../../etc", "a/../../b", "/etc",
+                                  "eth0/../../..", "x" * 16])
+def test_an_interface_name_from_xml_never_leaves_the_root(tmp_path, name):
+    # A ``device`` link wherever a ``..`` in the name could lead.
+    device = tmp_path / "devices" / "0000:3b:00.0"
+    device.mkdir(parents=True)
+    for where in (tmp_path / "class" / "net", tmp_path / "class",
+                  tmp_path):
+        where.mkdir(parents=True, exist_ok=True)
+        (where / "device").symlink_to(device)
+    assert hostview.interface_device(str(tmp_path), name) is None
+
+
+@pytest.mark.parametrize("uuid", ["..", "../../../tmp",
+                                  "4b20d080-1b54-4048-85b3-a6a62d165c01/..",
+                                  "/4b20d080-1b54-4048-85b3-a6a62d165c01"])
+def test_an_mdev_uuid_from_xml_never_leaves_the_root(tmp_path, uuid):
+    (tmp_path / "bus" / "mdev" / "devices").mkdir(parents=True)
+    assert hostview.mdev_now(str(tmp_path), uuid) is None
+
+
+def test_a_crafted_mdev_uuid_is_refused_and_nothing_is_written(host,
+                                                               tmp_path):
+    target = tmp_path / "outside"
+    (target / "mdev_supported_types" / "t").mkdir(parents=True)
+    (target / "mdev_supported_types" / "t" / "create").write_text("")
+    hostdev = xmlgen.mdev_hostdev("4b20d080-1b54-4048-85b3-a6a62d165c01")
+    hostdev.find("source/address").set("uuid", f"../../../{target.name}")
+    rc, out, err = call(domain_xml(hostdev))
+    assert (rc, out) == (1, "") and err.count("\n") == 1
+    assert (target / "mdev_supported_types" / "t" / "create").read_text() \
+        == ""
