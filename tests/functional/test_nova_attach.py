@@ -4,10 +4,9 @@ marker that makes the libvirt hook attach it at the domain's start; both
 go when the server is deleted."""
 
 import os
-import sys
 
 import fixtures
-from nova.tests.functional import integrated_helpers
+from nova_base import NovaAccelTestCase
 from nova.virt.libvirt import config as libvirt_config
 
 from accel_inventory import agent, cache, identity, placement, profiles
@@ -19,19 +18,8 @@ HOST = "compute1"
 STICK_CLASS = "CUSTOM_ACCEL_MOVIDIUS_NCS"
 
 
-class NovaAttachTest(integrated_helpers.ProviderUsageBaseTestCase):
-    compute_driver = "fake.MediumFakeDriver"
-
-    def _clear_attrs(self):
-        # nova's version deletes public attributes at cleanup, which
-        # pytest still reads afterwards.
-        pass
-
+class NovaAttachTest(NovaAccelTestCase):
     def setUp(self):
-        # The wheel puts api-paste.ini under <prefix>/etc/nova; nova's test
-        # config looks beside site-packages.
-        self.flags(api_paste_config=os.path.join(
-            sys.prefix, "etc", "nova", "api-paste.ini"), group="wsgi")
         super().setUp()
         self.compute = self._start_compute(HOST)
         tmp = self.useFixture(fixtures.TempDir()).path

@@ -12,7 +12,7 @@ import pathlib
 import sys
 
 import fixtures
-from nova.tests.functional import integrated_helpers
+from nova_base import NovaAccelTestCase
 
 from accel_inventory import agent
 from accel_inventory import cache
@@ -28,19 +28,8 @@ from placement_builders import make_card  # noqa: E402
 HOST = "compute1"
 
 
-class NovaPublishTest(integrated_helpers.ProviderUsageBaseTestCase):
-    compute_driver = "fake.MediumFakeDriver"
-
-    def _clear_attrs(self):
-        # nova's version deletes public attributes at cleanup, which
-        # pytest still reads afterwards.
-        pass
-
+class NovaPublishTest(NovaAccelTestCase):
     def setUp(self):
-        # The wheel puts api-paste.ini under <prefix>/etc/nova; nova's test
-        # config looks beside site-packages.
-        self.flags(api_paste_config=os.path.join(
-            sys.prefix, "etc", "nova", "api-paste.ini"), group="wsgi")
         super().setUp()
         self.compute = self._start_compute(HOST)
         self.root = self._get_provider_uuid_by_host(HOST)

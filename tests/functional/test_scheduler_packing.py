@@ -17,7 +17,7 @@ import pytest
 from keystoneauth1 import loading as ks_loading
 from nova import conf as nova_conf
 from nova.scheduler.client import report
-from nova.tests.functional import integrated_helpers
+from nova_base import NovaAccelTestCase
 
 from accel_inventory import model
 from accel_inventory import placement
@@ -39,21 +39,11 @@ ACCEL_FILTER = "nova_accel_weigher.filters.AccelTopologyFilter"
 ACCEL_WEIGHER = "nova_accel_weigher.weighers.AccelPackingWeigher"
 
 
-class SchedulerTestBase(integrated_helpers.ProviderUsageBaseTestCase):
-    compute_driver = "fake.MediumFakeDriver"
+class SchedulerTestBase(NovaAccelTestCase):
     # False runs stock nova: its default filters and weighers only.
     with_accel = True
 
-    def _clear_attrs(self):
-        # nova's version deletes public attributes at cleanup, which
-        # pytest still reads afterwards.
-        pass
-
     def setUp(self):
-        # The wheel puts api-paste.ini under <prefix>/etc/nova; nova's test
-        # config looks beside site-packages.
-        self.flags(api_paste_config=os.path.join(
-            sys.prefix, "etc", "nova", "api-paste.ini"), group="wsgi")
         if self.with_accel:
             # The scheduler loads its filters and weighers when it starts.
             self.flags(

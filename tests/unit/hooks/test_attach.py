@@ -16,6 +16,7 @@ from accel_inventory import agent, cache, claims, identity, model, placement
 from accel_inventory import conf as inventory_conf
 from accel_inventory import profiles, sample, sysfs
 from libvirt_hooks import attach, bridge, devices, hook
+from test_hook import domain_xml
 
 SCHEMA = "/usr/share/libvirt/schemas/domain.rng"
 TEST_URI = "test:///default"
@@ -75,16 +76,8 @@ def assign(host, consumer, functions):
 
 
 def domain_bytes(uuid, *devices_, name="vm1"):
-    dom = etree.Element("domain", type="test")
-    etree.SubElement(dom, "name").text = name
-    etree.SubElement(dom, "uuid").text = uuid
-    etree.SubElement(dom, "memory").text = "65536"
-    os_ = etree.SubElement(dom, "os")
-    etree.SubElement(os_, "type").text = "hvm"
-    devs = etree.SubElement(dom, "devices")
-    for device in devices_:
-        devs.append(device)
-    return etree.tostring(dom)
+    """A domain for libvirt's test driver."""
+    return domain_xml(*devices_, uuid=uuid, name=name, domain_type="test")
 
 
 def call_hook(xml, op, subop):

@@ -48,8 +48,8 @@ def card(card_id, bdfs, vendor_product=FPGA):
                               functions=functions)])
 
 
-def domain_xml(*devices, uuid=DOMAIN_UUID, name="vm1"):
-    dom = etree.Element("domain", type="qemu")
+def domain_xml(*devices, uuid=DOMAIN_UUID, name="vm1", domain_type="qemu"):
+    dom = etree.Element("domain", type=domain_type)
     etree.SubElement(dom, "name").text = name
     etree.SubElement(dom, "uuid").text = uuid
     etree.SubElement(dom, "memory").text = "65536"
