@@ -14,7 +14,7 @@ import stat
 import pytest
 
 from accel_inventory import cache, model
-from libvirt_hooks import hook, hostview, trust, xmlgen
+from libvirt_hooks import bridge, hook, hostview, trust, xmlgen
 from test_hook import DOMAIN_UUID, FPGA, add_pci, card, domain_xml
 
 PACKAGES = [pathlib.Path(__file__).parents[3] / name for name in
@@ -270,3 +270,21 @@ def test_a_crafted_mdev_uuid_is_refused_and_nothing_is_written(host,
     assert (rc, out) == (1, "") and err.count("\n") == 1
     assert (target / "mdev_supported_types" / "t" / "create").read_text() \
         == ""
+
+
+def test_an_interface_name_reaches_ip_as_one_argument(tmp_path,
+                                                      monkeypatch):
+    """The name comes from the cache (a scan of sysfs): whatever it holds,
+    ``ip`` gets it as one argument, and nothing interprets it."""
+    record, witness = tmp_path / "argv", tmp_path / "pwned"
+    fake_ip = tmp_path / "bin" / "ip"
+    fake_ip.parent.mkdir()
+    fake_ip.write_text(f"#!/bin/sh\nfor a in \"$@\"; do printf '%s\\0' "
+                       f"\"$a\"; done > {record}\n")
+    fake_ip.chmod(0o755)
+    monkeypatch.setenv("PATH", str(fake_ip.parent))
+    name = f"eth0; touch {witness} $(touch {witness}) `touch {witness}`"
+    bridge.run_ip(("link", "set", "dev", name, "up"))
+    assert record.read_bytes().split(b"\0")[:-1] == [
+        b"link", b"set", b"dev", name.encode(), b"up"]
+    assert not witness.exists()
