@@ -33,7 +33,8 @@ HOOK_EXITS = {0, hook.EXIT_REFUSED, hook.EXIT_USAGE}
 @pytest.fixture(scope="module")
 def host(tmp_path_factory):
     """A small cached host the hook is configured for, shared by every
-    example (hypothesis runs them all inside one test)."""
+    example (hypothesis runs them all inside one test); ``pristine`` is
+    its cache as first saved."""
     tmp = tmp_path_factory.mktemp("fuzzhost")
     sysfs = tmp / "sys"
     for bdf in BDFS:
@@ -46,9 +47,11 @@ def host(tmp_path_factory):
     config.write_text(f"[inventory]\nsysfs_root = {sysfs}\ncache_path = "
                       f"{path}\n[libvirt_hooks]\nlog_file = "
                       f"{tmp / 'hook.log'}\nmax_xml_bytes = 65536\n")
+    pristine = {p: pathlib.Path(p).read_bytes()
+                for p in (path, cache.good_copy_path(path))}
     before = os.environ.get("NOVA_ACCEL_CONFIG")
     os.environ["NOVA_ACCEL_CONFIG"] = str(config)
-    yield {"cache": path, "config": str(config)}
+    yield {"cache": path, "config": str(config), "pristine": pristine}
     if before is None:
         del os.environ["NOVA_ACCEL_CONFIG"]
     else:
@@ -72,7 +75,11 @@ def check_cache(path):
     assert claims.inconsistencies(inv) == []
 
 
-def run_hook(xml, op_subop, name="vm1"):
+def run_hook(host, xml, op_subop, name="vm1"):
+    """The hook on the cache as it was first saved, so that a failing
+    example is the one that broke it (and hypothesis can shrink it)."""
+    for path, data in host["pristine"].items():
+        pathlib.Path(path).write_bytes(data)
     out, err = io.StringIO(), io.StringIO()
     rc = hook.main([name, *op_subop, "-"], stdin=io.BytesIO(xml),
                    stdout=out, stderr=err)
@@ -138,7 +145,7 @@ def hostile_domains(draw):
 @examples(150)
 @given(hostile_domains(), st.sampled_from(FULL_PATH_OPS))
 def test_hostile_values_get_a_defined_answer(host, xml, op_subop):
-    rc, out, err = run_hook(xml, op_subop)
+    rc, out, err = run_hook(host, xml, op_subop)
     check_answer(rc, out, err, op_subop[0])
     check_cache(host["cache"])
 
@@ -151,7 +158,7 @@ def test_hostile_values_get_a_defined_answer(host, xml, op_subop):
 def test_arbitrary_bytes_get_a_defined_answer(host, noise, marker, at,
                                               op_subop):
     xml = noise[:at] + marker + noise[at:]
-    rc, out, err = run_hook(xml, op_subop)
+    rc, out, err = run_hook(host, xml, op_subop)
     check_answer(rc, out, err, op_subop[0])
     check_cache(host["cache"])
 
@@ -184,7 +191,7 @@ def corrupted_domains(draw):
 @examples(150)
 @given(corrupted_domains(), st.sampled_from(FULL_PATH_OPS))
 def test_corrupted_domains_get_a_defined_answer(host, xml, op_subop):
-    rc, out, err = run_hook(xml, op_subop)
+    rc, out, err = run_hook(host, xml, op_subop)
     check_answer(rc, out, err, op_subop[0])
     check_cache(host["cache"])
 
