@@ -87,24 +87,15 @@ def host(libvirtd):
 
 
 @pytest.fixture
-def domain(libvirtd):
-    conn = libvirtd["conn"]
-    defined = []
-
-    def define(name, functions, cache_path, extra_specs=None):
+def domain(define):
+    def define_assigned(name, functions, cache_path, extra_specs=None):
         """A domain, and (``functions``) what the sync assigned it."""
         dom_uuid = str(uuid.uuid4())
         if functions:
             assign(cache_path, dom_uuid, functions)
-        dom = conn.defineXML(domain_xml(name, dom_uuid, extra_specs))
-        defined.append(dom)
-        return dom
+        return define(domain_xml(name, dom_uuid, extra_specs))
 
-    yield define
-    for dom in defined:
-        if dom.isActive():
-            dom.destroy()
-        dom.undefine()
+    return define_assigned
 
 
 def assign(cache_path, consumer, functions):
