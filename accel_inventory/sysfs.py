@@ -155,7 +155,8 @@ def scan_cards(sysfs_root: str, *,
         elif profile or dev.klass.startswith(ACCEL_CLASS_PREFIXES):
             pfs.setdefault((bdf.rsplit(".", 1)[0],), []).append(dev)
     for group in pfs.values():
-        _add(result, lambda g=group: _pci_card(reader, g, profiles, slots))
+        _add(result, lambda g=group: _pci_card(reader, g, profiles, slots,
+                                               devices))
     for parent, nodes in ippcie.items():
         _add(result, lambda p=parent, n=nodes: _ippcie_card(
             reader, p, n, profiles))
@@ -226,9 +227,18 @@ def _chunks(functions: list, size: int | None) -> list[list]:
     return [functions[i:i + size] for i in range(0, len(functions), size)]
 
 
+def _own_product(function: _Pci | None, card_product: str) -> dict:
+    """A VF's own device id, which is not its PF's (1172:5001 under
+    1172:5000): the hook compares what sysfs has at an address with it."""
+    if function is None or function.device == card_product:
+        return {}
+    return {"product_id": function.device}
+
+
 def _pci_card(reader: _Reader, group: list[_Pci],
               profiles: list[profiles_mod.Profile],
-              slots: Mapping[str, str]) -> model.Card:
+              slots: Mapping[str, str],
+              devices: Mapping[str, _Pci]) -> model.Card:
     first = group[0]
     card_id, source, serial = _identity_of(reader, first, slots)
     profile = profiles_mod.match(profiles, first.vendor, first.device)
@@ -245,7 +255,8 @@ def _pci_card(reader: _Reader, group: list[_Pci],
                 id=model.region_id(card_id, index), index=index,
                 resource_class=rc, address=pf.bdf,
                 functions=[model.Function(
-                    id=model.function_id(card_id, index, i), address=a)
+                    id=model.function_id(card_id, index, i), address=a,
+                    attrs=_own_product(devices.get(a), first.device))
                     for i, a in enumerate(chunk)]))
     return model.Card(id=card_id, kind="pci", vendor_id=first.vendor,
                       product_id=first.device, serial=serial,

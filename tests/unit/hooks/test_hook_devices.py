@@ -15,7 +15,7 @@ import pytest
 from lxml import etree
 
 from accel_inventory import cache, claims, identity, inventory, model
-from accel_inventory import profiles
+from accel_inventory import profiles, sample
 from accel_inventory import sysfs as scanner
 from accel_inventory.sample import FakeSysfs
 from libvirt_hooks import bridge, hook, xmlgen
@@ -98,6 +98,20 @@ def start_and_stop(xml):
     rc, _, err = call(xml)
     assert rc == 0, err
     assert call(xml, op="release", subop="end")[0] == 0
+
+
+def test_sr_iov_vf_of_the_sample_host_starts_and_is_claimed(tmp_path,
+                                                           monkeypatch):
+    # A VF's device id (5001) is not its PF's (5000); the scanner records
+    # it, so a VF hostdev is not taken for a device of another product.
+    host = Host(tmp_path, monkeypatch)
+    sample.build_sample_host(host.fs.root)
+    host.scan()
+    code, _, err = call(domain_xml(xmlgen.pci_hostdev("0000:3b:01.1")),
+                        "prepare", "begin")
+    assert (code, err) == (0, "")
+    fpga = host.card_of("pci", vendor_id="1172")
+    assert host.claim().functions == [fpga.regions[0].functions[1].id]
 
 
 def test_usb_first_start_records_the_stick(host):
