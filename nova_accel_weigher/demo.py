@@ -10,7 +10,8 @@ two whole regions of 4. For each, nova's ``ResourceRequest`` turns the
 flavor into placement's query, placement answers, and the host's
 allocation candidates go through ``AccelTopologyFilter`` (usage from the
 same placement) and ``AccelPackingWeigher`` run by nova's
-``HostFilterHandler`` and ``HostWeightHandler``; candidate ``[0]`` is
+``HostFilterHandler`` and ``HostWeightHandler`` (which, as in nova, does
+not weigh a lone host: the filter's order decides); candidate ``[0]`` is
 claimed in placement, as nova's scheduler does. The same requests are
 replayed on a fresh placement without the filter, where nova claims
 placement's first candidate, and the two landings are printed side by
@@ -137,7 +138,6 @@ class Placement:
 @dataclass
 class Landing:
     regions: list[str]  # region ids, in the candidate's order
-    weight: float | None = None  # AccelPackingWeigher's, when it ran
 
 
 def replay(inv: model.Inventory, workdir: str, asks: Sequence[Ask], *,
@@ -175,15 +175,15 @@ def replay(inv: model.Inventory, workdir: str, asks: Sequence[Ask], *,
                 "uuid": service.root, "aggregates": [],
                 "allocation_candidates": service.candidates(query)})
             hosts = [host]
-            weight = None
             if with_filter:
                 hosts = list(nova_filters.HostFilterHandler()
                              .get_filtered_objects([accel_filter], hosts,
                                                    spec) or [])
-                weighed = nova_weights.HostWeightHandler().get_weighed_objects(
-                    [weighers.AccelPackingWeigher()], hosts, spec)
-                hosts = [w.obj for w in weighed]
-                weight = weighed[0].weight if weighed else None
+                # nova's handler leaves a lone host unweighed; with more
+                # hosts this is where the packed one comes first.
+                hosts = [w.obj for w in nova_weights.HostWeightHandler()
+                         .get_weighed_objects(
+                             [weighers.AccelPackingWeigher()], hosts, spec)]
             if not hosts or not hosts[0].allocation_candidates:
                 landings.append(None)
                 continue
@@ -191,7 +191,7 @@ def replay(inv: model.Inventory, workdir: str, asks: Sequence[Ask], *,
             service.claim(spec.instance_uuid, chosen)
             landings.append(Landing(
                 [region_ids[rp] for rp in chosen["allocations"]
-                 if rp in region_ids], weight))
+                 if rp in region_ids]))
         return landings
     finally:
         service.close()
