@@ -91,6 +91,8 @@ def run(name: str, op: str, subop: str, xml: bytes,
 
 
 def _refuse(stderr, name: str, reason: str) -> int:
+    # One line, whatever a parser's message or a domain name holds.
+    name, reason = " ".join(name.split()), " ".join(reason.split())
     LOG.error("domain %s refused: %s", name, reason)
     stderr.write(f"nova-accel: domain {name}: {reason}\n")
     return EXIT_REFUSED

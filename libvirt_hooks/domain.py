@@ -79,12 +79,15 @@ def parse(data: bytes, max_bytes: int) -> Domain:
             isinstance(node, etree._Entity) for node in root.iter()):
         raise DomainXMLError("domain XML declares a DTD or entities, which "
                              "libvirt never writes; refusing it")
-    name = root.findtext("name") or ""
-    uuid = root.findtext("uuid") or ""
+    name = (root.findtext("name") or "").strip()
+    uuid = (root.findtext("uuid") or "").strip().lower()
     if not name or not uuid:
         raise DomainXMLError("domain XML lacks <name> or <uuid>")
-    return Domain(name=name.strip(), uuid=uuid.strip(),
-                  devices=tuple(_devices(root)), tree=root)
+    # The UUID names the domain's claim in the cache.
+    if not UUID.match(uuid):
+        raise DomainXMLError(f"domain UUID {uuid[:40]!r} is not a UUID")
+    return Domain(name=name, uuid=uuid, devices=tuple(_devices(root)),
+                  tree=root)
 
 
 def _hex(value: str | None) -> str | None:

@@ -31,12 +31,22 @@ def _read_hex(path: str) -> str:
     return value.removeprefix("0x")
 
 
+def _device_dir(sysfs_root: str, *parts: str) -> str | None:
+    """The real directory a sysfs device link leads to, or None when it
+    leads outside the sysfs root (a crafted link is nothing there)."""
+    root = os.path.realpath(sysfs_root)
+    real = os.path.realpath(os.path.join(root, *parts))
+    return real if real.startswith(root + os.sep) else None
+
+
 def pci_identity(sysfs_root: str, bdf: str) -> PciIdentity | None:
     """vendor, device and class at ``bdf`` now; None when nothing (or
     nothing readable) is there."""
     if not BDF.match(bdf):
         return None
-    device = os.path.join(sysfs_root, "bus", "pci", "devices", bdf)
+    device = _device_dir(sysfs_root, "bus", "pci", "devices", bdf)
+    if device is None:
+        return None
     try:
         return PciIdentity(vendor_id=_read_hex(os.path.join(device, "vendor")),
                            product_id=_read_hex(os.path.join(device,
@@ -57,7 +67,9 @@ def usb_devices(sysfs_root: str) -> tuple[UsbDevice, ...]:
         return ()
     found = []
     for name in names:
-        device = os.path.join(base, name)
+        device = _device_dir(sysfs_root, "bus", "usb", "devices", name)
+        if device is None:
+            continue
         serial = os.path.join(device, "serial")
         try:
             found.append(UsbDevice(
@@ -76,11 +88,11 @@ def mdev_now(sysfs_root: str, uuid: str) -> MdevNow | None:
     exist."""
     if not UUID.match(uuid):
         return None
-    instance = os.path.join(sysfs_root, "bus", "mdev", "devices", uuid)
-    if not os.path.isdir(instance):
+    instance = _device_dir(sysfs_root, "bus", "mdev", "devices", uuid)
+    if instance is None or not os.path.isdir(instance):
         return None
     return MdevNow(
-        parent=os.path.basename(os.path.dirname(os.path.realpath(instance))),
+        parent=os.path.basename(os.path.dirname(instance)),
         mdev_type=os.path.basename(os.path.realpath(
             os.path.join(instance, "mdev_type"))))
 

@@ -30,9 +30,17 @@ def _write(path: str, value: str) -> None:
         os.close(fd)
 
 
+def _check_names(**names: str) -> None:
+    # Each name becomes one path component under the sysfs root.
+    for what, value in names.items():
+        if not value or "/" in value or value in (".", ".."):
+            raise MdevError(f"{what} {value!r} cannot name a sysfs entry")
+
+
 def create(sysfs_root: str, parent: str, mdev_type: str, uuid: str) -> str:
     """Create mdev ``uuid`` of ``mdev_type`` on ``parent`` (a BDF); return
     the ``create`` file written."""
+    _check_names(parent=parent, mdev_type=mdev_type, uuid=uuid)
     create_file = os.path.join(sysfs_root, "class", "mdev_bus", parent,
                                "mdev_supported_types", mdev_type, "create")
     if not os.path.exists(create_file):
@@ -45,6 +53,7 @@ def create(sysfs_root: str, parent: str, mdev_type: str, uuid: str) -> str:
 
 def remove(sysfs_root: str, uuid: str) -> bool:
     """Remove mdev ``uuid``; False when it is already gone."""
+    _check_names(uuid=uuid)
     remove_file = os.path.join(sysfs_root, "bus", "mdev", "devices", uuid,
                                "remove")
     if not os.path.exists(remove_file):

@@ -14,7 +14,7 @@ import stat
 import pytest
 
 from accel_inventory import cache, model
-from libvirt_hooks import bridge, hook, hostview, trust, xmlgen
+from libvirt_hooks import bridge, hook, hostview, mdev, trust, xmlgen
 from test_hook import DOMAIN_UUID, FPGA, add_pci, card, domain_xml
 
 PACKAGES = [pathlib.Path(__file__).parents[3] / name for name in
@@ -236,6 +236,55 @@ def test_hostview_reads_only_a_bdf_under_the_root(tmp_path, bdf):
     (sysfs / "bus" / "pci" / "vendor").write_text("0x1172\n")
     assert hostview.pci_identity(str(sysfs), bdf) is None
 
+
+
+def test_a_device_link_leading_outside_the_root_is_nothing(tmp_path):
+    # Only root makes links in /sys, but the scanner refuses them too.
+    outside = tmp_path / "outside"
+    add_pci(outside, "0000:3b:00.0", *FPGA)
+    real = outside / "devices" / "pci0000:00" / "0000:3b:00.0"
+    usb = outside / "usb" / "3-1"
+    usb.mkdir(parents=True)
+    for name, value in (("busnum", "3"), ("devnum", "4"),
+                        ("idVendor", "03e7"), ("idProduct", "2485")):
+        (usb / name).write_text(value + "\n")
+    sysfs = tmp_path / "sys"
+    for link, target in ((sysfs / "bus" / "pci" / "devices" / "0000:3b:00.0",
+                          real),
+                         (sysfs / "bus" / "usb" / "devices" / "3-1", usb)):
+        link.parent.mkdir(parents=True)
+        link.symlink_to(target)
+    assert hostview.pci_identity(str(sysfs), "0000:3b:00.0") is None
+    assert hostview.usb_devices(str(sysfs)) == ()
+
+
+@pytest.mark.parametrize("parent, mdev_type, uuid", [
+    ("..", "t", DOMAIN_UUID), ("0000:86:00.0", "../../x", DOMAIN_UUID),
+    ("0000:86:00.0", "t", "../../../tmp"), ("0000:86:00.0", "", DOMAIN_UUID)])
+def test_mdev_writes_refuse_names_that_are_not_one_entry(tmp_path, parent,
+                                                         mdev_type, uuid):
+    with pytest.raises(mdev.MdevError, match="cannot name a sysfs entry"):
+        mdev.create(str(tmp_path), parent, mdev_type, uuid)
+    if uuid != DOMAIN_UUID:
+        with pytest.raises(mdev.MdevError):
+            mdev.remove(str(tmp_path), uuid)
+
+
+@pytest.mark.parametrize("uuid", ["", " ", "u", "../x", DOMAIN_UUID + "0"])
+def test_a_domain_uuid_that_is_not_a_uuid_is_refused(host, uuid):
+    # The UUID names the domain's claim: a blank one once made a claim
+    # that every later load of the cache refused.
+    rc, out, err = call(domain_xml(xmlgen.pci_hostdev("0000:3b:00.0"),
+                                   uuid=uuid))
+    assert (rc, out) == (1, "") and err.count("\n") == 1
+    assert cache.load(host["cache"], validate=True).claims == {}
+
+
+def test_a_domain_uuid_is_read_as_libvirt_writes_it(host):
+    rc, _, _ = call(domain_xml(xmlgen.pci_hostdev("0000:3b:00.0"),
+                               uuid=f" {DOMAIN_UUID.upper()} "))
+    assert rc == 0
+    assert list(cache.load(host["cache"]).claims) == [DOMAIN_UUID]
 
 
 @pytest.mark.parametrize("name", ["..", "../../etc", "a/../../b", "/etc",
