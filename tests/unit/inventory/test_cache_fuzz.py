@@ -7,17 +7,20 @@ schema.
 
 import json
 import os
+import pathlib
+import sys
 import tempfile
 
 from hypothesis import given
-from hypothesis import HealthCheck
-from hypothesis import settings
 from hypothesis import strategies as st
 
 from accel_inventory import cache
 from accel_inventory import claims
 from accel_inventory import model
 from cache_helpers import make_inventory
+
+sys.path.insert(0, str(pathlib.Path(__file__).parents[2] / "fuzz"))
+from hypothesis_profiles import examples  # noqa: E402
 
 GOOD = claims.record_claim(
     make_inventory(cards=1, regions=1, functions=2),
@@ -78,8 +81,7 @@ def check(raw, validate):
             pass
 
 
-FUZZ = settings(max_examples=150, deadline=None,
-                suppress_health_check=[HealthCheck.too_slow])
+FUZZ = examples(150)
 
 
 @FUZZ
