@@ -25,7 +25,7 @@ import math
 import random
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import TextIO
 
@@ -52,8 +52,21 @@ class Region:
 
 @dataclass
 class Host:
+    """``cpu`` and ``memory`` capacities of 0 are not modelled: only the
+    openb trace gives them. Placement leaves out a host without room for
+    them, so no policy sees it; packing scores accelerators only."""
+
     name: str
     regions: list[Region]
+    cpu: int = 0
+    memory: int = 0
+    cpu_used: int = 0
+    memory_used: int = 0
+
+    def has_room(self, request: Request) -> bool:
+        return ((not self.cpu or self.cpu - self.cpu_used >= request.cpu)
+                and (not self.memory
+                     or self.memory - self.memory_used >= request.memory))
 
     def usage(self) -> dict[str, packing.RegionUsage]:
         return {r.name: packing.RegionUsage(r.capacity, r.used, r.card)
@@ -79,15 +92,18 @@ class Request:
     duration: float
     functions: int
     whole_regions: int = 0
+    cpu: int = 0  # milli-CPU on the host, as the openb trace gives it
+    memory: int = 0  # MiB
 
 
 # -- clusters ---------------------------------------------------------------
 
-def _host(name: str, cards: Sequence[tuple[int, int]]) -> Host:
+def _host(name: str, cards: Sequence[tuple[int, int]], cpu: int = 0,
+          memory: int = 0) -> Host:
     regions = [Region(f"{name}/c{c}/r{r}", f"{name}/c{c}", size)
                for c, (count, size) in enumerate(cards)
                for r in range(count)]
-    return Host(name, regions)
+    return Host(name, regions, cpu, memory)
 
 
 def build_cluster(spec: str) -> list[Host]:
@@ -107,7 +123,8 @@ def build_cluster(spec: str) -> list[Host]:
     if kind == "openb":
         with open(arg, newline="") as f:
             return [_host(row["sn"], [(1, DEFAULT_FUNCTIONS_PER_GPU)]
-                          * int(row["gpu"]))
+                          * int(row["gpu"]), int(row["cpu_milli"]),
+                          int(row["memory_mib"]))
                     for row in csv.DictReader(f) if int(row["gpu"]) > 0]
     raise ValueError(f"unknown cluster {spec!r}")
 
@@ -154,12 +171,15 @@ def _openb_pods(path: str, region_size: int) -> list[Request]:
                 continue
             start = float(row["creation_time"] or 0)
             end = float(row["deletion_time"] or math.inf)
+            host_share = {"cpu": int(row["cpu_milli"] or 0),
+                          "memory": int(row["memory_mib"] or 0)}
             if gpus == 1 and milli < 1000:
                 requests.append(Request(start, end - start, max(
-                    1, math.ceil(milli / milli_per_function))))
+                    1, math.ceil(milli / milli_per_function)),
+                    **host_share))
             else:
                 requests.append(Request(start, end - start, region_size,
-                                        whole_regions=gpus))
+                                        whole_regions=gpus, **host_share))
     return requests
 
 
@@ -184,7 +204,8 @@ def shape_of(request: Request) -> Shape:
 
 
 def fits(host: Host, request: Request) -> bool:
-    """Whether ``candidates`` would give anything, without listing them."""
+    """Whether the host has accelerators for the request (what
+    ``accel_candidates`` gives), without listing them."""
     if request.whole_regions:
         return sum(1 for r in host.regions
                    if r.used == 0 and r.capacity == request.functions
@@ -194,6 +215,11 @@ def fits(host: Host, request: Request) -> bool:
 
 def candidates(host: Host, request: Request) -> list[dict[str, int]]:
     """What placement would return for this host, in its fixed order."""
+    return accel_candidates(host, request) if host.has_room(request) else []
+
+
+def accel_candidates(host: Host, request: Request) -> list[dict[str, int]]:
+    """``candidates`` as if the host had CPU and memory to spare."""
     if request.whole_regions:
         whole = [r.name for r in host.regions
                  if r.used == 0 and r.capacity == request.functions]
@@ -220,9 +246,9 @@ class Policy:
     def best_scored(self, host: Host, request: Request
                     ) -> tuple[float, int] | None:
         """A scored policy's best candidate of ``host``: its
-        ``Score.value`` and its index in ``candidates``; None if none is
-        acceptable."""
-        ranked = packing.rank(candidates(host, request), host.usage(),
+        ``Score.value`` and its index in ``accel_candidates``; None if none
+        is acceptable. CPU and memory are left to the caller."""
+        ranked = packing.rank(accel_candidates(host, request), host.usage(),
                               policy=SCORED_POLICIES[self.name],
                               mix=self.mix)
         if not ranked:
@@ -254,13 +280,14 @@ class Policy:
     def _scored(self, hosts, request):
         best = None
         for host in hosts:
-            found = self.best_scored(host, request)
+            found = self.best_scored(host, request) if host.has_room(
+                request) else None
             if found and (best is None or found[0] > best[0]):
                 best = (found[0], host, found[1])
         if best is None:
             return None
         _, host, index = best
-        return host, candidates(host, request)[index]
+        return host, accel_candidates(host, request)[index]
 
 
 class _FeasibleHosts:
@@ -282,6 +309,9 @@ class _FeasibleHosts:
         while i < len(self._tree):
             self._tree[i] += delta
             i += i & -i
+
+    def positions(self) -> list[int]:
+        return [p for p, bit in enumerate(self._bits) if bit]
 
     def kth(self, k: int) -> int:
         """The position of the k-th feasible host, from 0."""
@@ -316,13 +346,22 @@ class _BestHosts:
             self._heap = list(self._live.values())
             heapq.heapify(self._heap)
 
-    def best(self) -> int | None:
+    def best(self, acceptable: Callable[[int], bool]) -> int | None:
+        """The best live host that is ``acceptable``."""
+        passed = []
+        found = None
         while self._heap:
             key = self._heap[0]
-            if self._live.get(key[1]) is key:
-                return key[1]
-            heapq.heappop(self._heap)
-        return None
+            if self._live.get(key[1]) is not key:
+                heapq.heappop(self._heap)
+            elif acceptable(key[1]):
+                found = key[1]
+                break
+            else:
+                passed.append(heapq.heappop(self._heap))
+        for key in passed:
+            heapq.heappush(self._heap, key)
+        return found
 
 
 class HostIndex:
@@ -365,14 +404,15 @@ class HostIndex:
         dirty.clear()
         if isinstance(hosts, _FeasibleHosts):
             return self._pick_feasible(hosts, request)
-        position = hosts.best()
+        position = hosts.best(
+            lambda p: self.hosts[p].has_room(request))
         if position is None:
             return None
         host = self.hosts[position]
         if self.policy.name == "spread":
             return host, emptiest(host, candidates(host, request))
         _, index = self._scored(host, request)
-        return host, candidates(host, request)[index]
+        return host, accel_candidates(host, request)[index]
 
     def _update(self, hosts, position: int, request: Request) -> None:
         host = self.hosts[position]
@@ -390,15 +430,21 @@ class HostIndex:
         hosts.set(position, key)
 
     def _pick_feasible(self, hosts: _FeasibleHosts, request: Request):
-        if not hosts.count:
+        if not (request.cpu or request.memory):
+            count, kth = hosts.count, hosts.kth
+        else:
+            # Hosts without room are out, as placement leaves them out.
+            roomy = [p for p in hosts.positions()
+                     if self.hosts[p].has_room(request)]
+            count, kth = len(roomy), roomy.__getitem__
+        if not count:
             return None
         if self.policy.name == "placement-order":
-            host = self.hosts[hosts.kth(0)]
+            host = self.hosts[kth(0)]
             return host, candidates(host, request)[0]
         # random.choice(seq) is seq[randbelow(len(seq))]: the same draws
         # as the reference's choice over its list of feasible hosts.
-        host = self.hosts[hosts.kth(self.policy.rng.choice(
-            range(hosts.count)))]
+        host = self.hosts[kth(self.policy.rng.choice(range(count)))]
         return host, self.policy.rng.choice(candidates(host, request))
 
     def _scored(self, host: Host, request: Request
@@ -505,7 +551,7 @@ def simulate(cluster_spec: str, requests: Sequence[Request], policy: str,
         if kind == -1:
             placed = held.pop(id(request), None)
             if placed:
-                _apply(placed, -1, index)
+                _apply(placed, request, -1, index)
             continue
         label = "region" if request.whole_regions else "function"
         result.asked[label] += 1
@@ -514,7 +560,7 @@ def simulate(cluster_spec: str, requests: Sequence[Request], policy: str,
         if choice is None:
             result.rejected[label] += 1
         else:
-            _apply(choice, +1, index)
+            _apply(choice, request, +1, index)
             held[id(request)] = choice
         if step % every == 0:
             samples.append(_state(hosts, capacity))
@@ -556,11 +602,13 @@ def _rate(result: Result, label: str) -> float:
     return result.rejected[label] / asked if asked else 0.0
 
 
-def _apply(placed: tuple[Host, dict[str, int]], sign: int,
-           index: HostIndex | None = None) -> None:
+def _apply(placed: tuple[Host, dict[str, int]], request: Request,
+           sign: int, index: HostIndex | None = None) -> None:
     host, demand = placed
     for region in host.regions:
         region.used += sign * demand.get(region.name, 0)
+    host.cpu_used += sign * request.cpu
+    host.memory_used += sign * request.memory
     if index:
         index.changed(host)
 

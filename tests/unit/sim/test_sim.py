@@ -28,7 +28,7 @@ def test_meeting_lands_one_two_one_in_one_region():
     landed = []
     for request in sim.build_workload("meeting", 1, 4):
         host, demand = chooser.choose(hosts, request)
-        sim._apply((host, demand), +1)
+        sim._apply((host, demand), request, +1)
         landed.append(sorted(demand))
     assert landed[0] == landed[1] == landed[2]
     assert len(landed[3]) == 2 and landed[0][0] not in landed[3]
@@ -74,8 +74,11 @@ def test_openb_mapping(tmp_path):
                     "p1,1,1,0,0,,LS,Running,0,100,0\n"
                     "p2,1,1,2,1000,,LS,Running,5,50,5\n")
     assert len(sim.build_cluster(f"openb:{nodes}")) == 1
+    [host] = sim.build_cluster(f"openb:{nodes}")
+    assert (host.cpu, host.memory) == (64000, 262144)
     assert sim.build_workload(f"openb:{pods}", 1, 4) == [
-        sim.Request(0, 100, 2), sim.Request(5, 45, 4, whole_regions=2)]
+        sim.Request(0, 100, 2, cpu=1, memory=1),
+        sim.Request(5, 45, 4, whole_regions=2, cpu=1, memory=1)]
 
 
 def test_plot_is_written(tmp_path):
