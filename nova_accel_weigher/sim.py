@@ -373,7 +373,10 @@ class HostIndex:
     host order) in a heap. A change to a host only marks it dirty; each
     shape re-keys its dirty hosts when next asked. Scores still come from
     ``Policy.best_scored`` (so from ``packing.rank``), remembered per
-    host state: hosts in the same state share the score.
+    host state: hosts in the same state share the score. A shape counts
+    accelerators only; a host without the request's CPU or memory is
+    passed over when choosing, in key order, as the full scan leaves it
+    out.
     """
 
     def __init__(self, hosts: list[Host], policy: Policy):
