@@ -294,9 +294,18 @@ def check(domain: Domain, inv: model.Inventory, host: HostView,
     return judge.verdict
 
 
-def _nodes_at(inv: model.Inventory) -> dict[str, Entry]:
-    return {f.address: (c, r, f) for c in inv.cards if c.kind == "ippcie"
+def _present_at(inv: model.Inventory, kinds: tuple[str, ...]
+                ) -> dict[str, Entry]:
+    """The functions of cards of ``kinds`` by their address now. A lost
+    card keeps its last address, which another card may hold now: that is
+    history, and never shadows the card that is there."""
+    return {f.address: (c, r, f) for c in inv.cards
+            if c.kind in kinds and c.status != model.STATUS_LOST
             for r in c.regions for f in r.functions if f.address}
+
+
+def _nodes_at(inv: model.Inventory) -> dict[str, Entry]:
+    return _present_at(inv, ("ippcie",))
 
 
 def _node_interface_refs(domain: Domain, inv: model.Inventory,
@@ -322,9 +331,7 @@ def _refs(domain: Domain, kind: str) -> list[DeviceRef]:
 
 def _check_pci(judge: _Judge, host: HostView,
                given: list[Entry] | None) -> None:
-    at = {f.address: (c, r, f) for c in judge.inv.cards
-          if c.kind in PCI_KINDS for r in c.regions for f in r.functions
-          if f.address}
+    at = _present_at(judge.inv, PCI_KINDS)
     for position, ref in enumerate(_refs(judge.domain, "pci")):
         wanted = _paired(given, position)
         where_now = ""
@@ -350,7 +357,8 @@ def _usb_entry(inv: model.Inventory, device: UsbDevice) -> Entry | None:
         if card.kind != "usb":
             continue
         if (device.serial != card.serial if card.serial is not None
-                else card.address != device.name):
+                else card.status == model.STATUS_LOST
+                or card.address != device.name):
             continue
         region = card.regions[0]
         return card, region, region.functions[0]
@@ -437,8 +445,7 @@ def _parent(entry: Entry) -> str | None:
 def _check_mdev(judge: _Judge, host: HostView,
                 given: list[Entry] | None) -> None:
     inv = judge.inv
-    by_uuid = {f.address: (c, r, f) for c in inv.cards if c.kind == "mdev"
-               for r in c.regions for f in r.functions if f.address}
+    by_uuid = _present_at(inv, ("mdev",))
     cards_at = {c.address: c for c in inv.cards if c.kind == "mdev"}
     for position, ref in enumerate(_refs(judge.domain, "mdev")):
         wanted = _paired(given, position)

@@ -253,3 +253,17 @@ def test_install_is_idempotent(tmp_path):
     rc = subprocess.run([str(dest), "vm", "start", "begin", "-"],
                         input=b"<domain/>").returncode
     assert rc == 0
+
+
+def test_a_lost_cards_last_address_never_shadows_the_card_there_now(host):
+    # The card at 0000:5e:00.0 went; another took its slot. The lost card
+    # keeps its last address, listed after the one that is there now.
+    inv = cache.load(host["cache"])
+    there = inv.cards[1]
+    lost = card("dsn-00000000000000cc", ["0000:5e:00.0"])
+    lost.status = model.STATUS_LOST
+    inv.cards.append(lost)
+    cache.save(host["cache"], inv)
+    assert call(domain_xml(xmlgen.pci_hostdev("0000:5e:00.0")))[0] == 0
+    assert cache.load(host["cache"]).claims[DOMAIN_UUID].functions == [
+        there.regions[0].functions[0].id]
