@@ -83,13 +83,18 @@ def libvirtd(tmp_path_factory):
 @pytest.fixture
 def fake_host(libvirtd):
     """An empty fake sysfs tree and no cache where the installed hook
-    looks (the daemon's hook reads the session's configuration)."""
+    looks (the daemon's hook reads the session's configuration). Nothing
+    of an earlier test's cache is left: a last good copy would bring its
+    cards back as lost ones."""
     from accel_inventory.sample import FakeSysfs
 
     state = libvirtd["state"]
     shutil.rmtree(state / "sys", ignore_errors=True)
-    if (state / "inventory.json").exists():
-        (state / "inventory.json").unlink()
+    for leftover in state.glob("inventory.json*"):
+        if leftover.is_dir():
+            shutil.rmtree(leftover)
+        else:
+            leftover.unlink()
     return FakeSysfs(str(state / "sys"))
 
 

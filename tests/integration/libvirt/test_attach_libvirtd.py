@@ -9,7 +9,6 @@ with its reason recorded and the running domain untouched.
 
 import io
 import os
-import shutil
 import subprocess
 import time
 import uuid
@@ -63,14 +62,13 @@ def domain_xml(name, dom_uuid, extra_specs=None):
 
 
 @pytest.fixture
-def host(libvirtd):
+def host(libvirtd, fake_host):
     """The hook's sysfs and cache (the libvirtd fixture's paths) hold a
     VCA card whose node 0 is the veth end ``acctnode0`` and one stick;
     the veth pair exists on the real host."""
     state = libvirtd["state"]
-    root = str(state / "sys")
-    shutil.rmtree(root, ignore_errors=True)
-    fs = sample.FakeSysfs(root)
+    fs = fake_host
+    root = fs.root
     fs.add_vca_card(0, "0000:5e:00.0", [NODE_BDF], serial="VCA2-SN-IT01",
                     interfaces=["acctnode0"])
     fs.add_usb("3-1", *sample.SAMPLE_NCS2, serial="03e72485IT", devnum=4)
