@@ -33,8 +33,6 @@ import time
 # Must match accel_inventory.agent.ASSIGNED_SUFFIX (a test checks): the
 # hook cannot import the agent's module, which loads oslo and placement.
 ASSIGNED_SUFFIX = ".assigned"
-# [inventory] cache_path's default, for the same reason.
-DEFAULT_CACHE_PATH = "/var/lib/nova-accel/inventory.json"
 UUID_CHARS = frozenset("0123456789abcdefABCDEF-")
 WAIT_STEP = 0.1
 ASSIGNMENT_POLL = 1.0
@@ -63,8 +61,7 @@ def cache_path(config_file: str | None) -> str:
     loading oslo.config (the hook's own fast reader)."""
     from libvirt_hooks import hook
 
-    return hook.fast_option(config_file, "inventory", "cache_path",
-                             DEFAULT_CACHE_PATH)
+    return hook.fast_option(config_file, "inventory", "cache_path")
 
 
 def marker_path(cache: str, consumer: str) -> str:

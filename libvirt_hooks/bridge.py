@@ -15,7 +15,6 @@ from __future__ import annotations
 import hashlib
 import os
 import shutil
-import subprocess
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
@@ -135,6 +134,10 @@ def read_links(net_class: str = NET_CLASS) -> dict[str, Link]:
 def run_ip(args: tuple[str, ...]) -> None:
     """Run ``ip`` with ``args``; libvirtd's PATH may lack the sbin
     directories, so they are searched too."""
+    # Imported here: most domain starts touch no bridge, and the hook
+    # runs at every start.
+    import subprocess
+
     ip = shutil.which("ip", path=os.pathsep.join(
         [os.environ.get("PATH", ""), "/usr/sbin", "/sbin"]))
     if ip is None:

@@ -21,11 +21,11 @@ import sys
 
 import libvirt
 from lxml import etree
-from oslo_config import cfg
 
 from accel_inventory import cache, claims
 from accel_inventory.inventory import current_boot_id
 from libvirt_hooks import attach, decide, devices, guard, hook, hostview
+from libvirt_hooks import settings
 from libvirt_hooks import domain as domain_xml
 
 PROG = "accel-domain"
@@ -258,7 +258,7 @@ def main(argv=None, out=None, err=None) -> int:
     try:
         conf = decide.load_conf(args.config_file or hook.config_file())
         conn = libvirt.open(args.connect)
-    except (cfg.Error, libvirt.libvirtError) as exc:
+    except (settings.SettingsError, libvirt.libvirtError) as exc:
         print(f"{PROG}: error: {exc}", file=err)
         return EXIT_ERROR
     try:

@@ -8,17 +8,13 @@ in one line; a refusal is also the one line libvirt shows the operator.
 from __future__ import annotations
 
 import logging
-import logging.handlers
 import signal
-
-from oslo_config import cfg
+from types import SimpleNamespace
 
 from accel_inventory import cache, claims, model
-from accel_inventory import conf as inventory_conf
 from accel_inventory.inventory import current_boot_id
-from libvirt_hooks import conf as hooks_conf
 from libvirt_hooks import domain as domain_xml
-from libvirt_hooks import bridge, guard, hostview, mdev, trust
+from libvirt_hooks import bridge, guard, hostview, mdev, settings, trust
 from libvirt_hooks.hook import EXIT_REFUSED
 
 LOG = logging.getLogger("nova-accel-hook")
@@ -28,26 +24,25 @@ class HookTimeout(Exception):
     pass
 
 
-def load_conf(config_file: str | None) -> cfg.ConfigOpts:
-    conf = cfg.ConfigOpts()
-    inventory_conf.register_opts(conf)
-    hooks_conf.register_opts(conf)
-    conf(args=[], project="nova-accel", default_config_files=(
-        [config_file] if config_file else []))
-    return conf
+def load_conf(config_file: str | None) -> SimpleNamespace:
+    """The options of the hook, the attach worker and accel-domain; raises
+    settings.SettingsError naming a bad one."""
+    return settings.load(config_file)
 
 
-def setup_logging(conf: cfg.ConfigOpts) -> None:
+def setup_logging(conf: SimpleNamespace) -> None:
     for old in list(LOG.handlers):
         LOG.removeHandler(old)
         old.close()
     if conf.libvirt_hooks.log_file:
         handler = logging.FileHandler(conf.libvirt_hooks.log_file)
     else:
+        # Imported only for syslog: the hook runs at every domain start.
+        from logging.handlers import SysLogHandler
+
         try:
-            handler = logging.handlers.SysLogHandler(
-                address="/dev/log",
-                facility=logging.handlers.SysLogHandler.LOG_DAEMON)
+            handler = SysLogHandler(address="/dev/log",
+                                    facility=SysLogHandler.LOG_DAEMON)
         except OSError:
             handler = logging.NullHandler()
     handler.setFormatter(logging.Formatter(
@@ -64,7 +59,7 @@ def run(name: str, op: str, subop: str, xml: bytes,
         config_file: str | None, stdout, stderr) -> int:
     try:
         conf = load_conf(config_file)
-    except cfg.Error as exc:
+    except settings.SettingsError as exc:
         stderr.write(f"nova-accel: domain {name}: cannot read configuration: "
                      f"{exc}\n")
         return EXIT_REFUSED
@@ -98,7 +93,7 @@ def _refuse(stderr, name: str, reason: str) -> int:
     return EXIT_REFUSED
 
 
-def policy(conf: cfg.ConfigOpts, dom: domain_xml.Domain) -> guard.Policy:
+def policy(conf: SimpleNamespace, dom: domain_xml.Domain) -> guard.Policy:
     usb_types = {}
     if any(ref.kind == "usb" for ref in dom.devices):
         # Only USB needs the profiles: they say which product ids are one

@@ -17,7 +17,6 @@ imports nothing beyond the standard library. Nothing here calls back into
 libvirt (that deadlocks) or runs a shell.
 """
 
-import configparser
 import os
 import re
 import sys
@@ -36,21 +35,18 @@ EXIT_REFUSED = 1
 EXIT_USAGE = 2
 
 
-def fast_option(config: str | None, group: str, name: str,
-                 default: str) -> str:
-    """One option as oslo.config would read it (its environment override
-    first, then the file), without importing oslo.config."""
-    env = os.environ.get(f"OS_{group.upper()}__{name.upper()}")
-    if env is not None:
-        return env
-    if config is None:
-        return default
-    parser = configparser.RawConfigParser(strict=False)
+def fast_option(config: str | None, group: str, name: str) -> str:
+    """One option's text (environment, then file, then default) for the
+    fast path, where a file that cannot be read gives the default: the
+    full path reports it, and a domain without accelerators never waits
+    on it."""
+    from libvirt_hooks import settings
+
     try:
-        parser.read(config)
-        return parser.get(group, name, fallback=default).strip()
-    except configparser.Error:
-        return default  # the full path reports a broken file
+        found = settings.raw_values(config)
+    except settings.SettingsError:
+        found = settings.raw_values(None)  # the environment alone
+    return found.get((group, name), settings.OPTIONS[(group, name)][1])
 
 
 def _cache_mentions(cache_path: str, names: list[bytes]) -> bool:
@@ -74,9 +70,8 @@ def reaches_accelerator(xml: bytes, config: str | None) -> bool:
     interfaces = INTERFACE.findall(xml)
     if not interfaces:
         return False
-    prefix = fast_option(config, "libvirt_hooks", "bridge_prefix",
-                          "accbr-").encode()
-    sysfs_root = fast_option(config, "inventory", "sysfs_root", "/sys")
+    prefix = fast_option(config, "libvirt_hooks", "bridge_prefix").encode()
+    sysfs_root = fast_option(config, "inventory", "sysfs_root")
     unknown = []
     for interface in interfaces:
         for host_name in HOST_INTERFACE.findall(interface):
@@ -86,8 +81,7 @@ def reaches_accelerator(xml: bytes, config: str | None) -> bool:
                 return True
             unknown.append(host_name)
     return bool(unknown) and _cache_mentions(
-        fast_option(config, "inventory", "cache_path",
-                     "/var/lib/nova-accel/inventory.json"), unknown)
+        fast_option(config, "inventory", "cache_path"), unknown)
 
 
 def needs_full_path(op: str, subop: str, xml: bytes,

@@ -13,10 +13,11 @@ import pytest
 from lxml import etree
 
 from accel_inventory import agent, cache, claims, identity, model, placement
-from accel_inventory import conf as inventory_conf
 from accel_inventory import profiles, sample, sysfs
-from libvirt_hooks import attach, bridge, devices, hook
+from libvirt_hooks import attach, bridge, devices, hook, settings
 from test_hook import domain_xml
+
+DEFAULT_CACHE_PATH = settings.OPTIONS[("inventory", "cache_path")][1]
 
 SCHEMA = "/usr/share/libvirt/schemas/domain.rng"
 TEST_URI = "test:///default"
@@ -100,11 +101,8 @@ class Bridges:
 
 # -- what the hook side needs, without oslo.config ------------------------
 
-def test_constants_agree_with_the_agent_and_the_options():
+def test_constants_agree_with_the_agent():
     assert attach.ASSIGNED_SUFFIX == agent.ASSIGNED_SUFFIX
-    cache_path = next(opt for opt in inventory_conf.inventory_opts
-                      if opt.name == "cache_path")
-    assert attach.DEFAULT_CACHE_PATH == cache_path.default
 
 
 def test_domain_uuid_is_read_from_the_bytes():
@@ -121,11 +119,11 @@ def test_cache_path_follows_env_then_file_then_default(tmp_path,
     config.write_text("[inventory]\ncache_path = /x/inv.json\n"
                       "[placement]\npassword = 50%off\n")
     assert attach.cache_path(str(config)) == "/x/inv.json"
-    assert attach.cache_path(None) == attach.DEFAULT_CACHE_PATH
+    assert attach.cache_path(None) == DEFAULT_CACHE_PATH
     config.write_text("[placement]\nauth_type = password\n")
-    assert attach.cache_path(str(config)) == attach.DEFAULT_CACHE_PATH
+    assert attach.cache_path(str(config)) == DEFAULT_CACHE_PATH
     config.write_text("not an ini file at all\n")
-    assert attach.cache_path(str(config)) == attach.DEFAULT_CACHE_PATH
+    assert attach.cache_path(str(config)) == DEFAULT_CACHE_PATH
     monkeypatch.setenv("OS_INVENTORY__CACHE_PATH", "/y/inv.json")
     assert attach.cache_path(str(config)) == "/y/inv.json"
 

@@ -1,0 +1,123 @@
+"""The options the libvirt hook reads, without importing oslo.config.
+
+libvirt runs the hook at every domain start, and importing oslo.config
+(80 ms here) costs more than all the rest of the hook's work on a large
+host. So the hook, its attach worker and ``accel-domain`` read their
+options here: the same file and the same ``OS_<GROUP>__<OPTION>``
+environment variables as every other part of nova-accel, with
+oslo.config's precedence (environment, then file, then default) and its
+rules for the types used. The options themselves are declared with help
+text in ``accel_inventory.conf`` and ``libvirt_hooks.conf``, for the
+sample config; a test holds ``OPTIONS`` to those declarations, so the two
+cannot drift apart.
+
+Only the one file is read (``NOVA_ACCEL_CONFIG``, or
+``/etc/nova-accel/nova-accel.conf``): the file whose owner the hook checks
+before it trusts it.
+"""
+
+from __future__ import annotations
+
+import configparser
+import os
+from types import SimpleNamespace
+
+
+class SettingsError(Exception):
+    """The configuration cannot be read; the message says which option."""
+
+
+# (group, option) -> (type, default, minimum)
+OPTIONS: dict[tuple[str, str], tuple[type, object, float | None]] = {
+    ("inventory", "sysfs_root"): (str, "/sys", None),
+    ("inventory", "cache_path"):
+        (str, "/var/lib/nova-accel/inventory.json", None),
+    ("inventory", "lock_timeout"): (float, 30.0, 0.0),
+    ("inventory", "profiles_dir"): (str, "/etc/nova-accel/profiles.d", None),
+    ("inventory", "mdev_types"): (dict, {}, None),
+    ("libvirt_hooks", "strict_identity"): (bool, False, None),
+    ("libvirt_hooks", "timeout"): (float, 10.0, 0.5),
+    ("libvirt_hooks", "log_file"): (str, None, None),
+    ("libvirt_hooks", "bridge_prefix"): (str, "accbr-", None),
+    ("libvirt_hooks", "libvirt_uri"): (str, "qemu:///system", None),
+    ("libvirt_hooks", "attach_timeout"): (float, 60.0, 1.0),
+    ("libvirt_hooks", "assignment_wait"): (float, 300.0, 1.0),
+    ("libvirt_hooks", "max_xml_bytes"): (int, 1024 * 1024, 4096),
+}
+
+TRUE_VALUES = ("true", "1", "on", "yes")
+FALSE_VALUES = ("false", "0", "off", "no")
+
+
+def env_name(group: str, name: str) -> str:
+    return f"OS_{group.upper()}__{name.upper()}"
+
+
+def _bool(text: str) -> bool:
+    if text.lower() in TRUE_VALUES:
+        return True
+    if text.lower() in FALSE_VALUES:
+        return False
+    raise ValueError(f"{text!r} is not one of {TRUE_VALUES + FALSE_VALUES}")
+
+
+def _dict(text: str) -> dict[str, str]:
+    """``key=value,key=value``, as oslo.config's Dict type with the ``=``
+    separator reads it (the keys, vendor:product, hold a ``:``)."""
+    pairs: dict[str, str] = {}
+    for pair in filter(None, (p.strip() for p in text.split(","))):
+        key, equals, value = pair.partition("=")
+        if not equals or not key.strip():
+            raise ValueError(f"{pair!r} is not KEY=VALUE")
+        pairs[key.strip()] = value.strip()
+    return pairs
+
+
+CONVERTERS = {str: str, int: int, float: float, bool: _bool, dict: _dict}
+
+
+def convert(group: str, name: str, text: str) -> object:
+    """``text`` as the value of option ``[group] name``."""
+    kind, _default, minimum = OPTIONS[(group, name)]
+    try:
+        value = CONVERTERS[kind](text.strip())
+    except ValueError as exc:
+        raise SettingsError(f"[{group}] {name} = {text!r}: {exc}") from None
+    if minimum is not None and value < minimum:
+        raise SettingsError(f"[{group}] {name} = {value} is below its "
+                            f"minimum {minimum}")
+    return value
+
+
+def raw_values(config_file: str | None) -> dict[tuple[str, str], str]:
+    """The text of every known option that the environment or the file
+    sets, the environment first."""
+    parser = configparser.RawConfigParser(strict=False, interpolation=None)
+    if config_file is not None:
+        try:
+            with open(config_file, encoding="utf-8") as f:
+                parser.read_file(f, config_file)
+        except (OSError, UnicodeDecodeError, configparser.Error) as exc:
+            raise SettingsError(f"cannot read {config_file}: {exc}") from None
+    found = {}
+    for group, name in OPTIONS:
+        text = os.environ.get(env_name(group, name))
+        if text is None:
+            text = parser.get(group, name, fallback=None)
+        if text is not None:
+            found[(group, name)] = text
+    return found
+
+
+def load(config_file: str | None) -> SimpleNamespace:
+    """Every option, as ``settings.<group>.<option>`` (the shape of an
+    oslo.config ConfigOpts, so the hook's code reads either)."""
+    raw = raw_values(config_file)
+    groups: dict[str, SimpleNamespace] = {}
+    for (group, name), (kind, default, _minimum) in OPTIONS.items():
+        if (group, name) in raw:
+            value = convert(group, name, raw[(group, name)])
+        else:
+            value = dict(default) if kind is dict else default
+        setattr(groups.setdefault(group, SimpleNamespace()), name, value)
+    return SimpleNamespace(**groups)
