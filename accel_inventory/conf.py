@@ -6,6 +6,7 @@ oslo.config's environment source as ``OS_INVENTORY__<OPTION>``.
 """
 
 from oslo_config import cfg
+from oslo_config import types
 
 inventory_group = cfg.OptGroup(
     "inventory", title="Accelerator inventory",
@@ -32,10 +33,12 @@ inventory_opts = [
                help="Directory of operator profiles (*.yaml or *.json) that "
                     "override how a card, matched on vendor:product, is "
                     "split into regions and which resource class it gets."),
-    cfg.DictOpt("mdev_types", default={},
-                help="mdev type to expose per parent vendor:product, e.g. "
-                     "10de:1eb8:nvidia-222. Without an entry the first "
-                     "supported type of the parent is used."),
+    # '=' between key and type: the key itself holds a ':'.
+    cfg.Opt("mdev_types", default={},
+            type=types.Dict(key_value_separator="="),
+            help="mdev type to expose per parent vendor:product, e.g. "
+                 "10de:1eb8=nvidia-222,8086:3e92=i915-GVTg_V5_4. Without an "
+                 "entry the first supported type of the parent is used."),
     cfg.BoolOpt("use_udev", default=True,
                 help="On the live host, ask udev (through pyudev) for the "
                      "serial of a USB device whose sysfs entry has no "

@@ -155,16 +155,22 @@ class Inventory:
         return nodes
 
 
+# What a JSON document holds at its leaves, all immutable.
+_LEAVES = (str, int, float, bool, type(None))
+
+
 def _plain(value: Any) -> Any:
     # dataclasses.asdict deep-copies every leaf through copy.deepcopy, which
-    # made it most of the cost of a claim write at each domain start; the
-    # leaves here are JSON values (str, int, float, bool, None), immutable.
-    if hasattr(type(value), "__dataclass_fields__"):
-        return {k: _plain(v) for k, v in vars(value).items()}
-    if isinstance(value, list):
+    # made it most of the cost of a claim write at each domain start.
+    kind = type(value)
+    if kind in _LEAVES:
+        return value
+    if kind is list:
         return [_plain(v) for v in value]
-    if isinstance(value, dict):
+    if kind is dict:
         return {k: _plain(v) for k, v in value.items()}
+    if hasattr(kind, "__dataclass_fields__"):
+        return {k: _plain(v) for k, v in vars(value).items()}
     return value
 
 

@@ -54,12 +54,12 @@ def test_options_from_a_config_file(tmp_path):
     path = tmp_path / "nova-accel.conf"
     path.write_text("[inventory]\nsysfs_root = /srv/fake-sys\n"
                     "cache_path = /srv/inventory.json\nlock_timeout = 2.5\n"
-                    "mdev_types = 10de:1eb8:nvidia-222\n")
+                    "mdev_types = 10de:1eb8=nvidia-222\n")
     c = conf.load(["--config-file", str(path)])
     assert c.inventory.sysfs_root == "/srv/fake-sys"
     assert c.inventory.cache_path == "/srv/inventory.json"
     assert c.inventory.lock_timeout == 2.5
-    assert c.inventory.mdev_types == {"10de": "1eb8:nvidia-222"}
+    assert c.inventory.mdev_types == {"10de:1eb8": "nvidia-222"}
 
 
 def test_options_from_the_environment(tmp_path, monkeypatch):
