@@ -49,8 +49,8 @@ _UNSCORED = object()
 
 class _Pass:
     """What one filter pass (one instance being scheduled) works out once
-    and reuses on every host: the options, and placement's usage grouped
-    by card, so that scoring a host costs the same however many hosts
+    and reuses on every host: the options, placement's usage and each
+    card's fill, so that scoring a host costs the same however many hosts
     placement answered for."""
 
     def __init__(self, key: str):
@@ -60,8 +60,8 @@ class _Pass:
         self.policy = opts.policy
         self.mix = packing.parse_mix(opts.request_mix)
         self.asked = False
-        self.card_of: dict[str, str] = {}
-        self.by_card: dict[str, dict[str, packing.RegionUsage]] | None = None
+        self.regions: dict[str, packing.RegionUsage] | None = None
+        self.fills: dict[str, float] = {}
         self.scores: dict[tuple, packing.Score | None] = {}
 
     def ask(self, source: usage.UsageSource, candidates) -> None:
@@ -76,18 +76,15 @@ class _Pass:
         regions = source(self.key, classes)
         if regions is None:
             return
-        self.by_card = {}
-        for rp_uuid, region in regions.items():
-            self.card_of[rp_uuid] = region.card
-            self.by_card.setdefault(region.card, {})[rp_uuid] = region
+        self.regions = dict(regions)
+        self.fills = packing.card_fill(self.regions)
 
     def rank(self, demands) -> list[tuple[int, packing.Score]]:
         """``packing.rank`` of one host's demands, remembering every score
         by all it depends on (the amounts, the regions' usage and their
         cards' fill, not which regions they are): across a thousand hosts
         the same few shapes recur, and each is scored once per pass."""
-        regions = self.regions_near(demands)
-        fills = packing.card_fill(regions)
+        regions, fills = self.regions, self.fills
         scored = []
         for index, demand in enumerate(demands):
             shape = tuple(
@@ -106,14 +103,6 @@ class _Pass:
         # Stable, as packing.rank: equal scores keep placement's order.
         scored.sort(key=lambda item: item[1], reverse=True)
         return scored
-
-    def regions_near(self, demands) -> dict[str, packing.RegionUsage]:
-        """Usage of every region on a card that ``demands`` touch: scores
-        need the touched regions and, for card fill, their siblings."""
-        cards = {self.card_of[rp] for demand in demands for rp in demand
-                 if rp in self.card_of}
-        return {rp: region for card in cards
-                for rp, region in self.by_card[card].items()}
 
 
 class AccelTopologyFilter(filters.BaseHostFilter):
@@ -159,7 +148,7 @@ class AccelTopologyFilter(filters.BaseHostFilter):
             return True
         if not this.asked:
             this.ask(self._usage(), candidates)
-        if this.by_card is None:
+        if this.regions is None:
             return True  # no usage: placement's order stands
         ranked = this.rank(demands)
         # What nova's CandidateFilterMixin does, without formatting every
