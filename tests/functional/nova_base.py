@@ -9,6 +9,8 @@ import sys
 
 from nova.tests.functional import integrated_helpers
 
+from accel_inventory import conf as inventory_conf
+
 
 class NovaAccelTestCase(integrated_helpers.ProviderUsageBaseTestCase):
     compute_driver = "fake.MediumFakeDriver"
@@ -24,3 +26,18 @@ class NovaAccelTestCase(integrated_helpers.ProviderUsageBaseTestCase):
         self.flags(api_paste_config=os.path.join(
             sys.prefix, "etc", "nova", "api-paste.ini"), group="wsgi")
         super().setUp()
+
+    def accel_config(self, directory, hostname, cache_path):
+        """A nova-accel configuration file in ``directory`` for the agent
+        of ``hostname``, speaking to this test's placement; its path and
+        the loaded options."""
+        path = os.path.join(directory, "nova-accel.conf")
+        with open(path, "w") as f:
+            f.write(f"[inventory]\nhostname = {hostname}\n"
+                    f"cache_path = {cache_path}\n"
+                    f"[placement]\nauth_type = admin_token\n"
+                    f"endpoint = {self.placement.fixture.endpoint}\n"
+                    f"token = {self.placement.fixture.token}\n")
+        conf = inventory_conf.load(["--config-file", path])
+        inventory_conf.register_placement_opts(conf)
+        return path, conf

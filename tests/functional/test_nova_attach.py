@@ -10,7 +10,6 @@ from nova_base import NovaAccelTestCase
 from nova.virt.libvirt import config as libvirt_config
 
 from accel_inventory import agent, cache, identity, placement, profiles
-from accel_inventory import conf as inventory_conf
 from accel_inventory import sample, sysfs
 from libvirt_hooks import attach
 
@@ -32,16 +31,8 @@ class NovaAttachTest(NovaAccelTestCase):
         self.sticks = {placement.provider_uuid(HOST, r.id): r
                        for c in inv.cards if c.kind == "usb"
                        for r in c.regions}
-        config = os.path.join(tmp, "nova-accel.conf")
-        with open(config, "w") as f:
-            f.write(f"[inventory]\nhostname = {HOST}\n"
-                    f"cache_path = {self.cache_path}\n"
-                    f"[placement]\nauth_type = admin_token\n"
-                    f"endpoint = {self.placement.fixture.endpoint}\n"
-                    f"token = {self.placement.fixture.token}\n")
-        self.config = config
-        self.accel_conf = inventory_conf.load(["--config-file", config])
-        inventory_conf.register_placement_opts(self.accel_conf)
+        self.config, self.accel_conf = self.accel_config(
+            tmp, HOST, self.cache_path)
 
     def _domain_started(self, server_id):
         """Whether the hook, at this server's domain start, would launch

@@ -17,7 +17,6 @@ from nova_base import NovaAccelTestCase
 from accel_inventory import agent
 from accel_inventory import cache
 from accel_inventory import claims
-from accel_inventory import conf as inventory_conf
 from accel_inventory import model
 from accel_inventory import placement
 
@@ -35,15 +34,8 @@ class NovaPublishTest(NovaAccelTestCase):
         self.root = self._get_provider_uuid_by_host(HOST)
         tmp = self.useFixture(fixtures.TempDir()).path
         self.cache_path = os.path.join(tmp, "inventory.json")
-        config = os.path.join(tmp, "nova-accel.conf")
-        with open(config, "w") as f:
-            f.write(f"[inventory]\nhostname = {HOST}\n"
-                    f"cache_path = {self.cache_path}\n"
-                    f"[placement]\nauth_type = admin_token\n"
-                    f"endpoint = {self.placement.fixture.endpoint}\n"
-                    f"token = {self.placement.fixture.token}\n")
-        self.accel_conf = inventory_conf.load(["--config-file", config])
-        inventory_conf.register_placement_opts(self.accel_conf)
+        _path, self.accel_conf = self.accel_config(tmp, HOST,
+                                                   self.cache_path)
 
     def _tree(self):
         return {rp["uuid"]: rp for rp in self.placement.get(

@@ -8,6 +8,19 @@ import pytest
 from nova_accel_weigher import sim
 
 
+def assert_index_matches_scan(cluster, workload, policy, mode):
+    """The host index and a look at every host make the same run; the
+    scanned run is returned."""
+    requests = sim.build_workload(workload, 1, 4)
+    indexed = sim.simulate(cluster, requests, policy, mode, 1.3, 1,
+                           indexed=True)
+    scanned = sim.simulate(cluster, requests, policy, mode, 1.3, 1,
+                           indexed=False)
+    assert indexed.metrics == scanned.metrics
+    assert indexed.timeline == scanned.timeline
+    return scanned
+
+
 @pytest.mark.parametrize("policy", sim.POLICIES)
 @pytest.mark.parametrize("cluster,workload,mode", [
     ("mixed:12", "poisson:1500", "replay"),
@@ -16,13 +29,7 @@ from nova_accel_weigher import sim
 ])
 def test_index_gives_the_same_run_as_looking_at_every_host(
         policy, cluster, workload, mode):
-    requests = sim.build_workload(workload, 1, 4)
-    indexed = sim.simulate(cluster, requests, policy, mode, 1.3, 1,
-                           indexed=True)
-    scanned = sim.simulate(cluster, requests, policy, mode, 1.3, 1,
-                           indexed=False)
-    assert indexed.metrics == scanned.metrics
-    assert indexed.timeline == scanned.timeline
+    scanned = assert_index_matches_scan(cluster, workload, policy, mode)
     # The run was loaded enough for choices to matter.
     assert scanned.metrics["utilisation"] > 0.3
 
@@ -125,13 +132,7 @@ def openb_like(tmp_path, hosts=12, pods=400, seed=7):
 @pytest.mark.parametrize("mode", ["replay", "fill"])
 def test_index_agrees_when_cpu_and_memory_run_out(tmp_path, policy, mode):
     cluster, workload = openb_like(tmp_path)
-    requests = sim.build_workload(workload, 1, 4)
-    indexed = sim.simulate(cluster, requests, policy, mode, 1.3, 1,
-                           indexed=True)
-    scanned = sim.simulate(cluster, requests, policy, mode, 1.3, 1,
-                           indexed=False)
-    assert indexed.metrics == scanned.metrics
-    assert indexed.timeline == scanned.timeline
+    assert_index_matches_scan(cluster, workload, policy, mode)
 
 
 def test_a_host_without_cpu_is_left_out_however_well_it_packs():
