@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from lxml import etree
 
 from accel_inventory import model
-from libvirt_hooks import bridge, xmlgen
+from libvirt_hooks import bridge, guard, xmlgen
 from libvirt_hooks.domain import DomainXMLError, pci_bdf
 from libvirt_hooks.guard import MdevNow, PciIdentity, UsbDevice
 
@@ -37,6 +37,14 @@ def _rescan_hint(card: model.Card) -> str:
             f"with 'accel-inventory show'")
 
 
+def _require_same(where: str, card: model.Card, *, held: tuple,
+                  given: tuple) -> None:
+    if held != given:
+        raise DeviceError(f"{where} holds {':'.join(map(str, held))} now, "
+                          f"card {card.id} is {':'.join(map(str, given))}; "
+                          f"{_rescan_hint(card)}")
+
+
 def element_for(card: model.Card, function: model.Function, now: HostNow,
                 bridge_prefix: str) -> etree._Element:
     """The device that gives ``function`` of ``card`` to a domain, at the
@@ -56,19 +64,19 @@ def element_for(card: model.Card, function: model.Function, now: HostNow,
         if now.pci is None:
             raise DeviceError(f"no PCI device at {function.address} now; "
                               f"{_rescan_hint(card)}")
-        if now.pci.vendor_id != card.vendor_id:
-            raise DeviceError(f"{function.address} holds vendor "
-                              f"{now.pci.vendor_id} now, card {card.id} is "
-                              f"{card.vendor_id}; {_rescan_hint(card)}")
+        _require_same(f"PCI address {function.address}", card,
+                      held=(now.pci.vendor_id, now.pci.product_id),
+                      given=guard.expected_ids(card, function))
         return xmlgen.pci_hostdev(function.address)
     if card.kind == "usb":
         if now.usb is None:
             raise DeviceError(f"no USB device at port {function.address} "
                               f"now; {_rescan_hint(card)}")
-        if now.usb.vendor_id != card.vendor_id:
-            raise DeviceError(f"USB port {function.address} holds vendor "
-                              f"{now.usb.vendor_id} now, card {card.id} is "
-                              f"{card.vendor_id}; {_rescan_hint(card)}")
+        # A stick is known by its serial: its product id changes when its
+        # firmware loads.
+        _require_same(f"USB port {function.address}", card,
+                      held=(now.usb.vendor_id, now.usb.serial),
+                      given=(card.vendor_id, card.serial))
         return xmlgen.usb_hostdev(now.usb.vendor_id, now.usb.product_id,
                                   bus=now.usb.busnum, device=now.usb.devnum)
     if card.kind == "mdev":

@@ -142,7 +142,8 @@ def _fix(domain: Domain) -> str:
             f"{domain.name}'")
 
 
-def _ids(card: model.Card, function: model.Function) -> tuple[str, str]:
+def expected_ids(card: model.Card,
+                 function: model.Function) -> tuple[str, str]:
     """The vendor:product sysfs shows at the function's address (a VCA
     node's differs from its card's upstream port)."""
     return card.vendor_id, function.attrs.get("product_id", card.product_id)
@@ -150,7 +151,7 @@ def _ids(card: model.Card, function: model.Function) -> tuple[str, str]:
 
 def _type_of(entry: Entry, policy: Policy) -> str:
     card, _region, function = entry
-    key = ":".join(_ids(card, function))
+    key = ":".join(expected_ids(card, function))
     return policy.usb_types.get(key, key) if card.kind == "usb" else key
 
 
@@ -229,7 +230,7 @@ def _mismatch(entry: Entry | None, vendor: str, product: str) -> str | None:
     if entry is None:
         return None
     card, _region, function = entry
-    expected = _ids(card, function)
+    expected = expected_ids(card, function)
     if expected == (vendor, product):
         return None
     return (f"holds {vendor}:{product} now, the inventory says "

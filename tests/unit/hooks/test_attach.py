@@ -238,6 +238,10 @@ def test_stick_is_attached_where_it_is_now(host):
     (STICK, "usb", "no USB device at port 3-1 now"),
     (UNCREATED_MDEV, None, "has no address on the host"),
     (VF, "lost", "is lost"),
+    # Same vendor, another device: the check is the guard's, not vendor
+    # alone.
+    (VF, "other-product", "PCI address 0000:3b:01.1 holds 1172:5002 now"),
+    (STICK, "other-stick", "USB port 3-1 holds 03e7:03e72485ZZ now"),
 ])
 def test_what_cannot_be_attached_says_why(host, fid, damage, reason):
     inv = cache.load(host["cache"])
@@ -250,6 +254,14 @@ def test_what_cannot_be_attached_says_why(host, fid, damage, reason):
                                function.address))
     elif damage == "lost":
         card.status = model.STATUS_LOST
+    elif damage == "other-product":
+        with open(os.path.join(host["root"], "bus", "pci", "devices",
+                               function.address, "device"), "w") as f:
+            f.write("0x5002\n")
+    elif damage == "other-stick":
+        with open(os.path.join(host["root"], "bus", "usb", "devices",
+                               function.address, "serial"), "w") as f:
+            f.write("03e72485ZZ\n")
     now = attach.host_now(host["root"], card, function)
     with pytest.raises(devices.DeviceError, match=reason) as exc:
         devices.element_for(card, function, now, "accbr-")
