@@ -226,6 +226,16 @@ class _Judge:
         return seen.here
 
 
+def _pci_seen(now: PciIdentity | None, here: Entry | None,
+              where: str = "") -> dict[str, str | None]:
+    """``_Seen``'s ``now`` and ``mismatch`` for a PCI address: what it holds
+    now (``where`` added to say where) and how that differs from ``here``."""
+    if now is None:
+        return {"now": None, "mismatch": None}
+    return {"now": f"{now.vendor_id}:{now.product_id}{where}",
+            "mismatch": _mismatch(here, now.vendor_id, now.product_id)}
+
+
 def _mismatch(entry: Entry | None, vendor: str, product: str) -> str | None:
     if entry is None:
         return None
@@ -344,11 +354,8 @@ def _check_pci(judge: _Judge, host: HostView,
         here = at.get(ref.address)
         judge.judge(_Seen(
             label=f"hostdev {ref.address}",
-            now=f"{now.vendor_id}:{now.product_id}" if now else None,
             absent="no PCI device is there now", here=here, wanted=wanted,
-            where_now=where_now,
-            mismatch=_mismatch(here, now.vendor_id, now.product_id)
-            if now else None))
+            where_now=where_now, **_pci_seen(now, here)))
 
 
 def _usb_entry(inv: model.Inventory, device: UsbDevice) -> Entry | None:
@@ -502,7 +509,7 @@ def _plan_mdev(judge: _Judge, label: str, uuid: str,
     elif mdev_type is None:
         judge.refuse(label, f"does not exist and no mdev type is known for "
                             f"card {card.id}; set [inventory] mdev_types "
-                            f"{card.vendor_id}:{card.product_id}:<type>")
+                            f"{card.vendor_id}:{card.product_id}=<type>")
     else:
         # No other domain can hold it: the domain's own claim names it.
         judge.verdict.create_mdevs.append(
@@ -532,11 +539,9 @@ def _check_node_interfaces(judge: _Judge, host: HostView,
         now = host.pci.get(bdf) if bdf else None
         judge.judge(_Seen(
             label=f"interface {name}",
-            now=f"{now.vendor_id}:{now.product_id} at {bdf}" if now else None,
             absent="no node's interface has this name now", here=here,
             wanted=wanted, where_now=where_now,
-            mismatch=_mismatch(here, now.vendor_id, now.product_id)
-            if now else None))
+            **_pci_seen(now, here, f" at {bdf}")))
 
 
 def _check_bridge(judge: _Judge, host: HostView, name: str,
@@ -552,11 +557,8 @@ def _check_bridge(judge: _Judge, host: HostView, name: str,
     now = host.pci.get(bdf) if bdf else None
     taken = judge.judge(_Seen(
         label=f"{label} (node {node[2].id})",
-        now=f"{now.vendor_id}:{now.product_id}" if now else None,
         absent=f"node {node[2].id} is not at {bdf} now", here=node,
-        wanted=node,
-        mismatch=_mismatch(node, now.vendor_id, now.product_id)
-        if now else None))
+        wanted=node, **_pci_seen(now, node)))
     if taken is None:
         return
     interface = host.node_interfaces.get(bdf)

@@ -8,8 +8,8 @@ import sys
 import pytest
 from lxml import etree
 
-from accel_inventory import cache, model
-from libvirt_hooks import hook, xmlgen
+from accel_inventory import cache, claims, model
+from libvirt_hooks import domain, guard, hook, settings, xmlgen
 
 SCHEMA = "/usr/share/libvirt/schemas/domain.rng"
 DOMAIN_UUID = "0f3a4a52-6c1e-4b8c-9a3e-2d7c2f6b1a01"
@@ -267,3 +267,24 @@ def test_a_lost_cards_last_address_never_shadows_the_card_there_now(host):
     assert call(domain_xml(xmlgen.pci_hostdev("0000:5e:00.0")))[0] == 0
     assert cache.load(host["cache"]).claims[DOMAIN_UUID].functions == [
         there.regions[0].functions[0].id]
+
+
+def test_an_mdev_of_unknown_type_names_the_option_as_it_parses():
+    uuid = "4b20d080-1b54-4048-85b3-a6a62d165c01"
+    fid = model.function_id("dsn-gpu", 0, 0)
+    gpu = model.Card(
+        id="dsn-gpu", kind="mdev", vendor_id="10de", product_id="1eb8",
+        serial=None, identity_source="dsn", address="0000:86:00.0",
+        status="ok", regions=[model.Region(
+            id=model.region_id("dsn-gpu", 0), index=0,
+            resource_class="CUSTOM_ACCEL_MDEV", address="0000:86:00.0",
+            functions=[model.Function(id=fid, address=uuid)])])
+    inv = claims.record_claim(
+        model.Inventory(hostname="compute1", cards=[gpu]),
+        model.Claim(consumer=DOMAIN_UUID, functions=[fid], source="hook"))
+    dom = domain.parse(domain_xml(xmlgen.mdev_hostdev(uuid)), 1 << 20)
+    verdict = guard.check(dom, inv, guard.HostView(mdevs={uuid: None}), None)
+    [refusal] = verdict.refusals
+    hint = refusal.rsplit("mdev_types ", 1)[1].replace("<type>", "grid-1")
+    assert settings.convert("inventory", "mdev_types", hint) == {
+        "10de:1eb8": "grid-1"}
