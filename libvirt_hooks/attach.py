@@ -61,7 +61,7 @@ def cache_path(config_file: str | None) -> str:
     loading oslo.config (the hook's own fast reader)."""
     from libvirt_hooks import hook
 
-    return hook.fast_option(config_file, "inventory", "cache_path")
+    return hook.fast_options(config_file)[("inventory", "cache_path")]
 
 
 def marker_path(cache: str, consumer: str) -> str:

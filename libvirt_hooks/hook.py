@@ -35,18 +35,19 @@ EXIT_REFUSED = 1
 EXIT_USAGE = 2
 
 
-def fast_option(config: str | None, group: str, name: str) -> str:
-    """One option's text (environment, then file, then default) for the
-    fast path, where a file that cannot be read gives the default: the
-    full path reports it, and a domain without accelerators never waits
-    on it."""
+def fast_options(config: str | None) -> dict[tuple[str, str], str]:
+    """Every option's text (environment, then file, then default) for the
+    fast path, read once, where a file that cannot be read gives the
+    defaults: the full path reports it, and a domain without accelerators
+    never waits on it."""
     from libvirt_hooks import settings
 
     try:
         found = settings.raw_values(config)
     except settings.SettingsError:
         found = settings.raw_values(None)  # the environment alone
-    return found.get((group, name), settings.OPTIONS[(group, name)][1])
+    return {key: found.get(key, default)
+            for key, (_kind, default, _min) in settings.OPTIONS.items()}
 
 
 def _cache_mentions(cache_path: str, names: list[bytes]) -> bool:
@@ -70,8 +71,9 @@ def reaches_accelerator(xml: bytes, config: str | None) -> bool:
     interfaces = INTERFACE.findall(xml)
     if not interfaces:
         return False
-    prefix = fast_option(config, "libvirt_hooks", "bridge_prefix").encode()
-    sysfs_root = fast_option(config, "inventory", "sysfs_root")
+    options = fast_options(config)
+    prefix = options[("libvirt_hooks", "bridge_prefix")].encode()
+    sysfs_root = options[("inventory", "sysfs_root")]
     unknown = []
     for interface in interfaces:
         for host_name in HOST_INTERFACE.findall(interface):
@@ -81,7 +83,7 @@ def reaches_accelerator(xml: bytes, config: str | None) -> bool:
                 return True
             unknown.append(host_name)
     return bool(unknown) and _cache_mentions(
-        fast_option(config, "inventory", "cache_path"), unknown)
+        options[("inventory", "cache_path")], unknown)
 
 
 def needs_full_path(op: str, subop: str, xml: bytes,
@@ -107,14 +109,15 @@ def main(argv=None, stdin=None, stdout=None, stderr=None) -> int:
     # worker, released with the domain. Standard library only; one stat
     # for a domain that has none (see attach.py).
     from libvirt_hooks import attach
+    config = config_file()
     if (op, subop) == ("started", "begin"):
-        return attach.on_started(xml, config_file())
-    if not needs_full_path(op, subop, xml, config_file()) and not (
+        return attach.on_started(xml, config)
+    if not needs_full_path(op, subop, xml, config) and not (
             (op, subop) == ("release", "end")
-            and attach.assigned_consumer(xml, config_file())):
+            and attach.assigned_consumer(xml, config)):
         return 0
     from libvirt_hooks import decide
-    return decide.run(name, op, subop, xml, config_file(),
+    return decide.run(name, op, subop, xml, config,
                       stdout or sys.stdout, stderr)
 
 
