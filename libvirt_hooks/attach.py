@@ -158,6 +158,17 @@ def resolve(conf, inv, fid: str):
     return element, devices.device_key(element)
 
 
+def node_interface(conf, inv, fid: str) -> tuple[str | None, str | None]:
+    """Where IP-over-PCIe node ``fid`` is (its BDF) and its host-side
+    interface now."""
+    from libvirt_hooks import hostview
+
+    address = inv.function_index()[fid][2].address
+    interface = (hostview.node_interface(conf.inventory.sysfs_root, address)
+                 if address else None)
+    return address, interface
+
+
 def _live(conf, dom):
     from libvirt_hooks import devices
     from libvirt_hooks import domain as domain_xml
@@ -222,13 +233,12 @@ def attach_claim(conn, conf, consumer: str, *, ensure_bridge=None) -> dict:
 def _attach(conn, conf, consumer: str, ensure_bridge) -> dict:
     import libvirt
 
-    from libvirt_hooks import bridge, devices, hostview, xmlgen
+    from libvirt_hooks import bridge, devices, xmlgen
 
     ensure_bridge = ensure_bridge or bridge.ensure_node_bridge
     inv, claim = placement_claim(conf, consumer)
     dom = conn.lookupByUUIDString(consumer)
     live, present = _live(conf, dom)
-    index = inv.function_index()
     results = {}
     for fid in claim.functions:
         outcome = {}
@@ -236,9 +246,7 @@ def _attach(conn, conf, consumer: str, ensure_bridge) -> dict:
             element, key = resolve(conf, inv, fid)
             outcome["device"] = devices.describe(key)
             if key[0] == "bridge":
-                address = index[fid][2].address
-                interface = (hostview.node_interface(
-                    conf.inventory.sysfs_root, address) if address else None)
+                address, interface = node_interface(conf, inv, fid)
                 if interface is None:
                     raise devices.DeviceError(
                         f"node {fid} at {address} has no host-side "

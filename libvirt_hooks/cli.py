@@ -51,8 +51,10 @@ def build_parser() -> argparse.ArgumentParser:
                     "and the devices Nova does not manage: attach, detach, "
                     "repair stale addresses, start.",
         epilog="Exit codes: 0 success, 1 operational error, 2 usage error.")
-    parser.add_argument("--connect", default="qemu:///system", metavar="URI",
-                        help="libvirt connection (default: %(default)s).")
+    parser.add_argument("--connect", metavar="URI",
+                        help="libvirt connection (default: [libvirt_hooks] "
+                             "libvirt_uri, itself qemu:///system by "
+                             "default).")
     parser.add_argument("--config-file", metavar="PATH",
                         help="nova-accel configuration (default: "
                              "$NOVA_ACCEL_CONFIG, else "
@@ -109,9 +111,7 @@ def _where(conf, inv, fid: str, present) -> str:
         return f"cannot be given now: {exc}"
     where = devices.describe(key)
     if key[0] == "bridge":
-        address = inv.function_index()[fid][2].address
-        interface = (hostview.node_interface(conf.inventory.sysfs_root,
-                                             address) if address else None)
+        address, interface = attach.node_interface(conf, inv, fid)
         where += f" (node {address}, interface {interface or 'none'})"
     return where + ("; in the domain" if key in present
                     else "; not in the domain")
@@ -257,7 +257,7 @@ def main(argv=None, out=None, err=None) -> int:
     libvirt.registerErrorHandler(lambda _ctx, _err: None, None)
     try:
         conf = decide.load_conf(args.config_file or hook.config_file())
-        conn = libvirt.open(args.connect)
+        conn = libvirt.open(args.connect or conf.libvirt_hooks.libvirt_uri)
     except (settings.SettingsError, libvirt.libvirtError) as exc:
         print(f"{PROG}: error: {exc}", file=err)
         return EXIT_ERROR

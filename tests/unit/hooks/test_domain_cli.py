@@ -80,6 +80,16 @@ def test_unreachable_libvirt_is_one_line_and_exit_1(host):
     assert err.getvalue().count("\n") == 1
 
 
+def test_without_connect_the_configured_libvirt_uri_is_used(host,
+                                                           monkeypatch):
+    monkeypatch.setenv("OS_LIBVIRT_HOOKS__LIBVIRT_URI",
+                       "test:///nonexistent/configured.xml")
+    out, err = io.StringIO(), io.StringIO()
+    rc = cli.main(["--config-file", host["config"], "status"], out=out,
+                  err=err)
+    assert rc == 1 and "configured.xml" in err.getvalue()
+
+
 def test_status_of_a_claim_whose_domain_is_elsewhere(host, conn):
     assign(host, VM_UUID, [STICK])
     rc, out, _err = run(host, "status")
