@@ -1,0 +1,277 @@
+"""Nova's functional framework with the real libvirt driver.
+
+API, conductor, scheduler (our filter and weigher, as README's nova.conf
+says), placement and one compute run in this process as nova's own
+functional tests run them, except that the compute's driver is
+``libvirt.LibvirtDriver`` on the real libvirtd (``virt_type = qemu``,
+TCG), so every domain is defined and started by nova itself and runs our
+installed hook. The host's accelerators are a fake sysfs tree (the
+hook's and the agent's ``sysfs_root``) whose IP-over-PCIe nodes are real
+veth interfaces; the agent's rounds (scan, publish, sync) run here at the
+points where its interval would run them.
+"""
+
+import io
+import os
+import shutil
+import struct
+import subprocess
+import time
+
+# Nova's test base forbids importing libvirt later (ImportModulePoison).
+import libvirt  # noqa: F401
+import fixtures
+import pytest
+from lxml import etree
+from nova import context as nova_context
+from nova import objects
+from nova.tests import fixtures as nova_fixtures
+from test_scheduler_packing import SchedulerTestBase
+
+from accel_inventory import agent, cache, identity, profiles, sample, sysfs
+from libvirt_hooks import bridge
+
+URI = "qemu:///system"
+HOST = "compute1"
+FPGA_CLASS = "CUSTOM_ACCEL_FPGA"
+NODE_CLASS = "CUSTOM_ACCEL_VCA_NODE"
+REGION_SIZE = 4
+VCA_SERIAL = "VCA2-SN-E2E"
+NODE_BDFS = ["0000:5f:00.0", "0000:5f:00.1"]
+# Host-side ends of the nodes' veth pairs (the "virtual Ethernet
+# interface per node" of a VCA card), and their far ends.
+NODE_IFACES = ["e2enode0", "e2enode1"]
+NODE_PEERS = ["e2epeer0", "e2epeer1"]
+WAIT = 60.0
+
+
+def boot_sector_disk() -> bytes:
+    """A 1 MiB raw disk whose boot sector halts the CPU: a guest that
+    really boots (SeaBIOS loads it) and then does nothing, cheaply. Its
+    partition table holds one Linux partition (nova's image safety check
+    refuses an MBR without one)."""
+    sector = bytearray(512)
+    sector[0:4] = b"\xfa\xf4\xeb\xfd"  # cli; hlt; jmp back to hlt
+    sector[446:462] = struct.pack("<B3BB3BII", 0, 0, 2, 0, 0x83, 0, 0, 0,
+                                  1, 2047)
+    sector[510:512] = b"\x55\xaa"
+    return bytes(sector) + bytes(1024 * 1024 - 512)
+
+
+def ip(*args):
+    subprocess.run(["ip", *args], check=True, capture_output=True)
+
+
+def wait_for(predicate, what, timeout=WAIT, step=0.2):
+    """``predicate()``'s first true value; fails after ``timeout`` s."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            pytest.fail(f"{what}: not within {timeout} s")
+        time.sleep(step)
+
+
+class LibvirtE2ETestCase(SchedulerTestBase):
+    compute_driver = "libvirt.LibvirtDriver"
+
+    @pytest.fixture(autouse=True)
+    def _machine(self, machine):
+        self.machine = machine
+
+    def setUp(self):
+        # Guards of nova's test base that a real driver must pass: the
+        # libvirt event thread would call sys.exit(1) (PoisonFunctions),
+        # and the compute reads psutil.net_if_addrs and os.uname.
+        for guard in ("PoisonFunctions", "GenericPoisonFixture"):
+            self.useFixture(fixtures.MonkeyPatch(
+                f"nova.tests.fixtures.{guard}", fixtures.Fixture))
+        # The driver's two endless event loops would sit on nova's default
+        # pool, whose shutdown at teardown then waits forever.
+        self.useFixture(fixtures.MonkeyPatch(
+            "nova.virt.libvirt.host.thread_pool_factory", _OwnLoops()))
+        tmp = self.useFixture(fixtures.TempDir()).path
+        os.chmod(tmp, 0o755)  # qemu runs as libvirt-qemu
+        state_path = os.path.join(tmp, "state")
+        instances = os.path.join(tmp, "instances")
+        os.makedirs(instances)
+        self.flags(compute_driver=self.compute_driver, state_path=state_path,
+                   instances_path=instances, shutdown_timeout=5)
+        self.flags(virt_type="qemu", connection_uri=URI,
+                   images_type="qcow2", wait_soft_reboot_seconds=5,
+                   group="libvirt")
+        self.flags(shutdown_retry_interval=1, group="compute")
+        self.flags(enabled=False, group="vnc")
+        self.flags(enabled=False, group="spice")
+        super().setUp()
+        # Privileged calls run in this process (we are root); there is no
+        # privsep helper here to start.
+        self.useFixture(nova_fixtures.PrivsepFixture())
+        self.servers = []
+        self.addCleanup(self._destroy_domains)
+        self.image = self.glance.create(
+            None, {"name": "halt", "disk_format": "raw",
+                   "container_format": "bare", "size": 1024 * 1024},
+            data=io.BytesIO(boot_sector_disk()))["id"]
+        self.compute = self._start_compute(HOST)
+        self.nodename = objects.ComputeNodeList.get_all_by_host(
+            nova_context.get_admin_context(), HOST)[0].hypervisor_hostname
+        self.state = self.machine["state"]
+        self.cache_path = str(self.state / "inventory.json")
+        self._reset_host_state()
+        self.fs = sample.FakeSysfs(str(self.state / "sys"))
+        self.build_host()
+        self.agent_config, self.agent_conf = self.accel_config(
+            str(self.state), self.nodename, self.cache_path)
+        self.agent_conf.set_override("sysfs_root", self.fs.root,
+                                     group="inventory")
+        self.publisher = agent.publisher_from_conf(self.agent_conf)
+        self.agent_round()
+
+    # -- the host
+
+    def _reset_host_state(self):
+        """No sysfs tree, cache or hook log of an earlier test: a last good
+        copy of the cache would bring its cards back as lost ones."""
+        shutil.rmtree(self.state / "sys", ignore_errors=True)
+        for leftover in self.state.glob("inventory.json*"):
+            if leftover.is_dir():
+                shutil.rmtree(leftover)
+            else:
+                leftover.unlink()
+        (self.state / "hook.log").unlink(missing_ok=True)
+
+    def build_host(self):
+        """The issue's host: an FPGA card of 3 regions x 4 functions (3 PFs
+        of 4 VFs) and a VCA card whose nodes' interfaces are veths."""
+        for pf in range(3):
+            pf_bdf = f"0000:3b:00.{pf}"
+            self.fs.add_pci(pf_bdf, *sample.SAMPLE_FPGA, numa_node=0,
+                            dsn=0x00E2E00000000001, totalvfs=4,
+                            driver="ifpga")
+            self.fs.add_vfs(pf_bdf, [f"0000:3b:{1 + pf:02x}.{vf}"
+                                     for vf in range(4)], "5001")
+        self.fs.add_vca_card(0, "0000:5e:00.0", NODE_BDFS,
+                             serial=VCA_SERIAL, interfaces=NODE_IFACES)
+        for iface, peer in zip(NODE_IFACES, NODE_PEERS, strict=True):
+            subprocess.run(["ip", "link", "delete", iface],
+                           capture_output=True)
+            ip("link", "add", iface, "type", "veth", "peer", "name", peer)
+            self.addCleanup(subprocess.run, ["ip", "link", "delete", iface],
+                            capture_output=True)
+        scanned = sysfs.scan_cards(self.fs.root,
+                                   profiles=profiles.load_profiles(None))
+        inv, _ = identity.reconcile(None, scanned.cards, self.nodename)
+        cache.save(self.cache_path, inv)
+        self.nodes = [f.id for c in inv.cards if c.kind == "ippcie"
+                      for r in c.regions for f in r.functions]
+        for fid in self.nodes:
+            self.addCleanup(subprocess.run,
+                            ["ip", "link", "delete", node_bridge(fid)],
+                            capture_output=True)
+
+    def agent_round(self, rescan=True):
+        """One round of the agent, as its interval runs it."""
+        return agent.run_round(self.agent_conf, self.publisher,
+                               rescan=rescan)
+
+    # -- servers and their domains
+
+    def accel_flavor(self, name, spec):
+        return self._create_flavor(name=name, memory_mb=64, vcpu=1, disk=1,
+                                   ephemeral=0, extra_spec=spec)
+
+    def boot(self, flavor_id, **kwargs):
+        server = self._create_server(flavor_id=flavor_id,
+                                     image_uuid=self.image, networks="none",
+                                     **kwargs)
+        self.servers.append(server["id"])
+        return server
+
+    def domain(self, server):
+        conn = self.compute.manager.driver._host.get_connection()
+        return conn.lookupByUUIDString(server["id"])
+
+    def domstate(self, server):
+        """What ``virsh domstate`` says of the server's domain."""
+        return subprocess.run(
+            ["virsh", "-c", URI, "domstate", server["id"]], check=True,
+            capture_output=True, text=True).stdout.strip()
+
+    def dumpxml(self, server, inactive=False):
+        args = ["virsh", "-c", URI, "dumpxml", server["id"]]
+        if inactive:
+            args.append("--inactive")
+        return etree.fromstring(subprocess.run(
+            args, check=True, capture_output=True, text=True).stdout)
+
+    def claim(self, server):
+        return cache.load(self.cache_path).claims.get(server["id"])
+
+    def attach_record(self, server, since):
+        """The worker's record for ``server`` once written after
+        ``since``."""
+        def written():
+            claim = self.claim(server)
+            return claim if claim and claim.attach.get("at", 0) > since \
+                else None
+        return wait_for(written, f"the attach worker's record for "
+                        f"{server['id']}")
+
+    def held_functions(self, server, resource_class):
+        """Placement's allocation of ``resource_class`` to ``server``,
+        by provider."""
+        allocations = self._get_allocations_by_server_uuid(server["id"])
+        return {rp: alloc["resources"][resource_class]
+                for rp, alloc in allocations.items()
+                if resource_class in alloc["resources"]}
+
+    def _destroy_domains(self):
+        """A failed test leaves no domain of its own behind."""
+        conn = libvirt.open(URI)
+        try:
+            for uuid in self.servers:
+                try:
+                    dom = conn.lookupByUUIDString(uuid)
+                except libvirt.libvirtError:
+                    continue
+                if dom.isActive():
+                    dom.destroy()
+                dom.undefineFlags(
+                    libvirt.VIR_DOMAIN_UNDEFINE_MANAGED_SAVE
+                    | libvirt.VIR_DOMAIN_UNDEFINE_NVRAM)
+        finally:
+            conn.close()
+
+
+def bridges_of(tree):
+    return [source.get("bridge") for source in tree.iterfind(
+        "devices/interface[@type='bridge']/source")]
+
+
+def bridge_members(name):
+    path = f"/sys/class/net/{name}/brif"
+    return sorted(os.listdir(path)) if os.path.isdir(path) else []
+
+
+def node_bridge(function_id):
+    return bridge.bridge_name("accbr-", function_id)
+
+
+class _OwnLoops:
+    """nova's thread_pool_factory for the libvirt host module, except that
+    ``spawn`` (used only for the event dispatch and connection event
+    loops, which never end) runs its task on a green thread of its own."""
+
+    def __getattr__(self, name):
+        from nova import thread_pool_factory
+
+        return getattr(thread_pool_factory, name)
+
+    @staticmethod
+    def spawn(func, *args, **kwargs):
+        import eventlet
+
+        return eventlet.spawn(func, *args, **kwargs)
