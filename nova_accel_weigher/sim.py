@@ -19,9 +19,11 @@ from __future__ import annotations
 import argparse
 import csv
 import heapq
+import importlib.util
 import itertools
 import json
 import math
+import os
 import random
 import sys
 import time
@@ -106,34 +108,102 @@ def _host(name: str, cards: Sequence[tuple[int, int]], cpu: int = 0,
     return Host(name, regions, cpu, memory)
 
 
+class SpecError(ValueError):
+    """A bad ``--cluster``, ``--workload`` or option value, or an input
+    file that does not hold what its spec promises: one line saying what
+    is wrong and what is expected."""
+
+
+def _count(text: str, what: str, spec: str, minimum: int = 1) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = minimum - 1
+    if value < minimum:
+        raise SpecError(f"{what} in {spec!r} must be a whole number >= "
+                        f"{minimum}, not {text!r}")
+    return value
+
+
+def _read_csv(path: str, columns: Sequence[str], what: str
+              ) -> list[tuple[int, dict[str, str]]]:
+    """The rows of a CSV file with their line numbers, once its header is
+    known to have ``columns``."""
+    try:
+        with open(path, newline="") as f:
+            reader = csv.DictReader(f)
+            missing = [c for c in columns if c not in (reader.fieldnames
+                                                       or ())]
+            if missing:
+                raise SpecError(
+                    f"{what} {path} lacks the column(s) "
+                    f"{', '.join(missing)}; expected a header with "
+                    f"{', '.join(columns)}")
+            return [(reader.line_num, row) for row in reader]
+    except (OSError, UnicodeDecodeError) as exc:
+        reason = getattr(exc, "strerror", None) or str(exc)
+        raise SpecError(f"cannot read {what} {path}: {reason}") from None
+
+
+def _field(row: dict[str, str], column: str, path: str, line: int,
+           kind: Callable[[str], float] = int, default: str | None = None,
+           minimum: float = 0):
+    text = (row.get(column) or "").strip() or default
+    try:
+        value = kind(text) if text is not None else None
+    except ValueError:
+        value = None
+    if value is None or value < minimum:
+        raise SpecError(f"{path}:{line}: {column} must be a "
+                        f"{'whole ' if kind is int else ''}number >= "
+                        f"{minimum}, not {text!r}")
+    return value
+
+
+CLUSTERS = "meeting | homogeneous:HOSTS:RxF | mixed:HOSTS | openb:NODES.csv"
+
+
 def build_cluster(spec: str) -> list[Host]:
     kind, _, arg = spec.partition(":")
-    if kind == "meeting":
+    if kind == "meeting" and not arg:
         return [_host("host1", [(3, 4)])]
     if kind == "homogeneous":
-        hosts, shape = arg.split(":")
-        regions, functions = (int(x) for x in shape.lower().split("x"))
-        return [_host(f"host{i}", [(regions, functions)])
-                for i in range(int(hosts))]
+        hosts, sep, shape = arg.partition(":")
+        regions, x, functions = shape.lower().partition("x")
+        if not (sep and x):
+            raise SpecError(f"cluster {spec!r}: expected homogeneous:HOSTS:"
+                            f"RxF (e.g. homogeneous:10:3x4)")
+        count = _count(hosts, "HOSTS", spec)
+        card = (_count(regions, "R (regions)", spec),
+                _count(functions, "F (functions)", spec))
+        return [_host(f"host{i}", [card]) for i in range(count)]
     if kind == "mixed":
         shapes = [(1, 4), (2, 4), (3, 4), (4, 2)]
         return [_host(f"host{i}", [shapes[i % 4], shapes[(i + 1) % 4],
                                    (1, 1), (1, 8)])
-                for i in range(int(arg))]
-    if kind == "openb":
-        with open(arg, newline="") as f:
-            return [_host(row["sn"], [(1, DEFAULT_FUNCTIONS_PER_GPU)]
-                          * int(row["gpu"]), int(row["cpu_milli"]),
-                          int(row["memory_mib"]))
-                    for row in csv.DictReader(f) if int(row["gpu"]) > 0]
-    raise ValueError(f"unknown cluster {spec!r}")
+                for i in range(_count(arg, "HOSTS", spec))]
+    if kind == "openb" and arg:
+        rows = _read_csv(arg, ("sn", "cpu_milli", "memory_mib", "gpu"),
+                         "openb node list")
+        return [_host(row["sn"], [(1, DEFAULT_FUNCTIONS_PER_GPU)] * gpus,
+                      _field(row, "cpu_milli", arg, line),
+                      _field(row, "memory_mib", arg, line))
+                for line, row in rows
+                for gpus in [_field(row, "gpu", arg, line)] if gpus]
+    raise SpecError(f"unknown cluster {spec!r}; expected {CLUSTERS}")
 
 
 # -- workloads --------------------------------------------------------------
 
-def build_workload(spec: str, seed: int, region_size: int) -> list[Request]:
+WORKLOADS = "meeting | poisson:N[:RATE] | csv:FILE | openb:PODS.csv"
+
+
+def build_workload(spec: str, seed: int, region_size: int, *,
+                   timed: bool = True) -> list[Request]:
+    """``timed=False`` (fill mode) needs no arrival times or lifetimes:
+    every request arrives at 0 and stays."""
     kind, _, arg = spec.partition(":")
-    if kind == "meeting":
+    if kind == "meeting" and not arg:
         return [Request(0, math.inf, 1), Request(1, math.inf, 2),
                 Request(2, math.inf, 1),
                 Request(3, math.inf, region_size, whole_regions=2)]
@@ -141,45 +211,62 @@ def build_workload(spec: str, seed: int, region_size: int) -> list[Request]:
         # poisson:N[:RATE]: N arrivals, RATE a second (1 by default), each
         # staying 400 s on average, so about 400 x RATE at once.
         count, _, rate = arg.partition(":")
+        count_ = _count(count, "N", spec)
+        try:
+            rate_ = float(rate or 1.0)
+        except ValueError:
+            rate_ = 0.0
+        if not 0 < rate_ < math.inf:
+            raise SpecError(f"RATE in {spec!r} must be a number > 0, not "
+                            f"{rate!r}")
         rng = random.Random(seed)
         requests, now = [], 0.0
-        for _ in range(int(count)):
-            now += rng.expovariate(float(rate or 1.0))
+        for _ in range(count_):
+            now += rng.expovariate(rate_)
             shape = rng.choices([(1, 0), (2, 0), (3, 0), (region_size, 1)],
                                 weights=[40, 25, 15, 20])[0]
             requests.append(Request(now, rng.expovariate(1 / 400.0),
                                     shape[0], shape[1]))
         return requests
-    if kind == "csv":
-        with open(arg, newline="") as f:
-            return [Request(float(r["arrival"]), float(r["duration"]),
-                            int(r["functions"]),
-                            int(r.get("whole_region") or 0))
-                    for r in csv.DictReader(f)]
-    if kind == "openb":
-        return _openb_pods(arg, region_size)
-    raise ValueError(f"unknown workload {spec!r}")
+    if kind == "csv" and arg:
+        times = ("arrival", "duration") if timed else ()
+        return [Request(
+            _field(r, "arrival", arg, line, float) if timed else 0.0,
+            _field(r, "duration", arg, line, float) if timed else math.inf,
+            _field(r, "functions", arg, line, minimum=1),
+            _field(r, "whole_region", arg, line, default="0"))
+            for line, r in _read_csv(arg, times + ("functions",),
+                                     "csv workload")]
+    if kind == "openb" and arg:
+        return _openb_pods(arg, region_size, timed)
+    raise SpecError(f"unknown workload {spec!r}; expected {WORKLOADS}")
 
 
-def _openb_pods(path: str, region_size: int) -> list[Request]:
+def _openb_pods(path: str, region_size: int, timed: bool) -> list[Request]:
     milli_per_function = 1000 / region_size
+    columns = ("cpu_milli", "memory_mib", "num_gpu", "gpu_milli")
+    if timed:
+        columns += ("creation_time", "deletion_time")
     requests = []
-    with open(path, newline="") as f:
-        for row in csv.DictReader(f):
-            gpus, milli = int(row["num_gpu"]), int(row["gpu_milli"] or 0)
-            if gpus == 0:
-                continue
-            start = float(row["creation_time"] or 0)
-            end = float(row["deletion_time"] or math.inf)
-            host_share = {"cpu": int(row["cpu_milli"] or 0),
-                          "memory": int(row["memory_mib"] or 0)}
-            if gpus == 1 and milli < 1000:
-                requests.append(Request(start, end - start, max(
-                    1, math.ceil(milli / milli_per_function)),
-                    **host_share))
-            else:
-                requests.append(Request(start, end - start, region_size,
-                                        whole_regions=gpus, **host_share))
+    for line, row in _read_csv(path, columns, "openb pod list"):
+        gpus = _field(row, "num_gpu", path, line)
+        milli = _field(row, "gpu_milli", path, line, default="0")
+        if gpus == 0:
+            continue
+        start, end = 0.0, math.inf
+        if timed:
+            start = _field(row, "creation_time", path, line, float, "0")
+            end = _field(row, "deletion_time", path, line, float, "inf",
+                         minimum=start)
+        host_share = {"cpu": _field(row, "cpu_milli", path, line, default="0"),
+                      "memory": _field(row, "memory_mib", path, line,
+                                       default="0")}
+        if gpus == 1 and milli < 1000:
+            requests.append(Request(start, end - start, max(
+                1, math.ceil(milli / milli_per_function)), **host_share))
+        else:
+            requests.append(Request(start, end - start, region_size,
+                                    whole_regions=gpus, **host_share))
     return requests
 
 
@@ -677,22 +764,50 @@ def _plot(results: dict[str, Result], path: str) -> None:
     fig.savefig(path)
 
 
+class _Parser(argparse.ArgumentParser):
+    """Usage errors in one line (argparse's own print the usage too)."""
+
+    def error(self, message: str):
+        self.exit(2, f"{self.prog}: {message} (see --help)\n")
+
+
+def _share(text: str) -> float:
+    value = float(text)
+    if not 0 < value < math.inf:
+        raise ValueError(text)
+    return value
+
+
+_share.__name__ = "share > 0"  # how argparse names the expected type
+
+
+def check_plot_target(path: str) -> None:
+    """Refuse before the run what would fail after it."""
+    folder = os.path.dirname(path) or "."
+    if os.path.isdir(path):
+        raise SpecError(f"--plot {path} is a folder; expected a file name")
+    if not os.path.isdir(folder):
+        raise SpecError(f"--plot {path}: folder {folder} " + (
+            "is not a folder" if os.path.exists(folder)
+            else "does not exist"))
+    if not os.access(folder, os.W_OK):
+        raise SpecError(f"--plot {path}: folder {folder} is not writable")
+    if importlib.util.find_spec("matplotlib") is None:
+        raise SpecError("--plot needs matplotlib, which is not installed")
+
+
 def main(argv: Sequence[str] | None = None, out=None) -> int:
     out = out or sys.stdout
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="accel-sim", description="Replay accelerator requests on a "
         "simulated cloud under several placement policies, side by side.")
-    parser.add_argument("--cluster", default="meeting",
-                        help="meeting | homogeneous:HOSTS:RxF | mixed:HOSTS "
-                             "| openb:NODES.csv")
-    parser.add_argument("--workload", default="meeting",
-                        help="meeting | poisson:N[:RATE] | csv:FILE | "
-                             "openb:PODS.csv")
+    parser.add_argument("--cluster", default="meeting", help=CLUSTERS)
+    parser.add_argument("--workload", default="meeting", help=WORKLOADS)
     parser.add_argument("--mode", choices=("replay", "fill"),
                         default="replay")
-    parser.add_argument("--fill-to", type=float, default=1.3,
+    parser.add_argument("--fill-to", type=_share, default=1.3,
                         help="fill mode: stop once the requested functions "
-                             "reach this share of capacity")
+                             "reach this share of capacity (> 0)")
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--policies", default=",".join(POLICIES),
                         help="comma-separated, from: " + ", ".join(POLICIES))
@@ -708,17 +823,21 @@ def main(argv: Sequence[str] | None = None, out=None) -> int:
     policies = [p.strip() for p in args.policies.split(",")]
     unknown = [p for p in policies if p not in POLICIES]
     if unknown:
-        parser.error(f"unknown policies: {', '.join(unknown)}")
+        parser.error(f"unknown policies: {', '.join(unknown)}; expected "
+                     f"some of {', '.join(POLICIES)}")
     try:
+        if args.plot:
+            check_plot_target(args.plot)
         hosts = build_cluster(args.cluster)
-        sizes = sorted({r.capacity for h in hosts for r in h.regions})
-        requests = build_workload(args.workload, args.seed,
-                                  max(sizes, key=lambda s: (
-                                      sum(r.capacity == s for h in hosts
-                                          for r in h.regions), s)))
-    except (OSError, ValueError, KeyError) as exc:
-        print(f"accel-sim: {exc}", file=sys.stderr)
-        return 1
+        sizes = [r.capacity for h in hosts for r in h.regions]
+        if not sizes:
+            raise SpecError(f"cluster {args.cluster!r} has no accelerators")
+        requests = build_workload(
+            args.workload, args.seed,
+            max(set(sizes), key=lambda s: (sizes.count(s), s)),
+            timed=args.mode == "replay")
+    except SpecError as exc:
+        parser.exit(2, f"accel-sim: {exc}\n")
     results = {}
     draw = args.progress or sys.stderr.isatty()
     for name in policies:
