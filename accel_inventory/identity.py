@@ -21,6 +21,9 @@ EXT_CAP_START = 0x100
 VPD_ID_STRING = 0x82
 VPD_READ_ONLY = 0x90
 VPD_END = 0x78
+# Kinds whose functions have PCI addresses (an mdev's is a UUID, a
+# stick's a port).
+BUS_KINDS = ("pci", "ippcie")
 
 
 def device_serial_number(config: bytes) -> int | None:
@@ -162,6 +165,8 @@ def reconcile(previous: model.Inventory | None, scanned: list[model.Card],
         old = before.get(card.id)
         if old is not None and card.kind == "mdev":
             keep_mdev_function_ids(old, card)
+        if old is not None and card.kind in BUS_KINDS:
+            _remember_function_addresses(old, card)
         if old is None:
             card.status = model.STATUS_ADDED
             changes.append(Change(card.id, card.status, None, card.address,
@@ -245,6 +250,25 @@ def _indices(card_id: str, region: model.Region
                 and int(number) not in found:
             found[int(number)] = function
     return sorted(found.items(), key=lambda pair: pair[0])
+
+
+def _remember_function_addresses(old: model.Card, card: model.Card) -> None:
+    """Each function of ``card`` keeps, in ``attrs["previous_addresses"]``,
+    the PCI addresses it had before, as the card keeps its own: the hook
+    must know that an address a VF had is not some other device's to
+    hand out (the card's own list holds only its first function's)."""
+    before = {f.id: f for f in old.functions()}
+    for function in card.functions():
+        was = before.get(function.id)
+        if was is None:
+            continue
+        addresses = [a for a in was.attrs.get("previous_addresses", [])
+                     if a != function.address]
+        if was.address and was.address not in (function.address,
+                                                *addresses):
+            addresses.append(was.address)
+        if addresses:
+            function.attrs["previous_addresses"] = addresses
 
 
 def _remember(old: model.Card, address: str | None) -> list[str]:

@@ -11,7 +11,10 @@ when its address holds nothing, another vendor, product or class than the
 inventory says, a function another running domain has, or (with
 ``strict_identity``, or of another type) a function that is not the one
 this domain was given. At a first start a device the inventory does not
-know is not an accelerator and is left to libvirt.
+know is not an accelerator and is left to libvirt; an address that a card
+of any kind holds or held (an mdev parent taken whole, a card or one of
+its functions before it moved or went) is not unknown: what is there must
+be what the card showed.
 """
 
 from __future__ import annotations
@@ -343,6 +346,7 @@ def _refs(domain: Domain, kind: str) -> list[DeviceRef]:
 def _check_pci(judge: _Judge, host: HostView,
                given: list[Entry] | None) -> None:
     at = _present_at(judge.inv, PCI_KINDS)
+    held = _held_at(judge.inv)
     for position, ref in enumerate(_refs(judge.domain, "pci")):
         wanted = _paired(given, position)
         where_now = ""
@@ -352,10 +356,93 @@ def _check_pci(judge: _Judge, host: HostView,
                          f"{wanted[2].address}")
         now = host.pci.get(ref.address)
         here = at.get(ref.address)
+        if here is None and wanted is None and ref.address in held:
+            _check_held(judge, ref.address, now, held[ref.address])
+            continue
         judge.judge(_Seen(
             label=f"hostdev {ref.address}",
             absent="no PCI device is there now", here=here, wanted=wanted,
             where_now=where_now, **_pci_seen(now, here)))
+
+
+@dataclass(frozen=True)
+class _Held:
+    """A card that held a PCI address, by the cache: what it showed there
+    and whether that is where it is now."""
+
+    card: model.Card
+    ids: tuple[str, str]
+    current: bool
+
+
+def _held_at(inv: model.Inventory) -> dict[str, _Held]:
+    """Every PCI address a card of any kind holds or held, by the cache:
+    its own address (an mdev parent's too), the earlier ones, and its
+    functions' addresses now and before. A card that is there now comes
+    first; of the rest, the first card that held it."""
+    held: dict[str, _Held] = {}
+    past: list[tuple[str, _Held]] = []
+    for card in inv.cards:
+        if card.kind == "usb":
+            continue
+        present = card.status != model.STATUS_LOST
+        ids = (card.vendor_id, card.product_id)
+        mine = [(card.address, ids, present)]
+        mine += [(a, ids, False) for a in card.previous_addresses]
+        mine += [(r.address, ids, present) for r in card.regions]
+        if card.kind in PCI_KINDS:
+            for function in card.functions():
+                fids = expected_ids(card, function)
+                mine.append((function.address, fids, present))
+                mine += [(a, fids, False) for a in
+                         function.attrs.get("previous_addresses", [])]
+        for address, what, current in mine:
+            if address:
+                entry = (address, _Held(card, what, current))
+                if current:
+                    held.setdefault(*entry)
+                else:
+                    past.append(entry)
+    for address, entry in past:
+        held.setdefault(address, entry)
+    return held
+
+
+def _check_held(judge: _Judge, address: str, now: PciIdentity | None,
+                held: _Held) -> None:
+    """A hostdev at an address that only a card the guard does not judge
+    by function holds (an mdev parent taken whole), or that a card held
+    before it moved or went: what is there must be what that card
+    showed, and the card's functions must be free."""
+    card, label = held.card, f"hostdev {address}"
+    ids, its = ":".join(held.ids), f"{card.vendor_id}:{card.product_id}"
+    if card.status == model.STATUS_LOST:
+        where = f"; its card {card.id} ({its}) is lost"
+    elif not held.current:
+        where = f"; its card {card.id} ({its}) is now at {card.address}"
+    else:
+        where = ""
+    fix = _fix(judge.domain)
+    if now is None:
+        judge.refuse(label, f"no PCI device is there now{where}; {fix}")
+        return
+    if (now.vendor_id, now.product_id) != held.ids:
+        there = f"holds {now.vendor_id}:{now.product_id} now"
+        judge.refuse(label, f"{there}{where}; {fix}" if where else
+                     f"{there}, the inventory says {ids} ({card.id}); "
+                     f"rescan with 'accel-inventory scan', then {fix}")
+        return
+    for function in card.functions() if held.current else ():
+        holder = judge.holder(function)
+        if holder is not None:
+            judge.refuse(label, f"function {function.id} of card {card.id} "
+                                f"there is held by running domain "
+                                f"{holder.domain_name or holder.consumer}; "
+                                f"{fix}")
+            return
+    what = (f"takes card {card.id} ({card.kind}) whole" if held.current
+            else f"holds {ids} as card {card.id} did{where}")
+    judge.verdict.notes.append(f"{label} {what}; left to libvirt")
 
 
 def _usb_entry(inv: model.Inventory, device: UsbDevice) -> Entry | None:
@@ -454,7 +541,8 @@ def _check_mdev(judge: _Judge, host: HostView,
                 given: list[Entry] | None) -> None:
     inv = judge.inv
     by_uuid = _present_at(inv, ("mdev",))
-    cards_at = {c.address: c for c in inv.cards if c.kind == "mdev"}
+    cards_at = {c.address: c for c in inv.cards if c.kind == "mdev"
+                and c.status != model.STATUS_LOST}
     for position, ref in enumerate(_refs(judge.domain, "mdev")):
         wanted = _paired(given, position)
         label = f"mdev {ref.address}"

@@ -500,3 +500,105 @@ def test_concurrent_hooks_for_different_domains_keep_every_claim(host):
     inv = host.inv()
     assert {uuid: inv.claims[uuid].functions for uuid in uuids} == {
         uuids[n]: [f"usb-03e7-03e72485C{n}/r0/f0"] for n in range(6)}
+
+
+# -- a PCI hostdev where a card of any kind was ---------------------------
+
+NIC = ("8086", "1572")
+
+
+def whole_gpu():
+    return domain_xml(xmlgen.pci_hostdev("0000:86:00.0"))
+
+
+def test_hostdev_of_an_mdev_parent_that_is_now_a_nic_is_refused(host):
+    # The GPU is known as an mdev parent; since the last scan the bus was
+    # re-enumerated and a NIC sits at its address.
+    gpu_host(host, instances=())
+    gpu = host.card_of("mdev")
+    host.fs.add_pci("0000:86:00.0", *NIC, klass="0x020000")
+    rc, out, err = call(whole_gpu())
+    assert (rc, out, err.count("\n")) == (1, "", 1)
+    assert "hostdev 0000:86:00.0: holds 8086:1572 now" in err
+    assert f"10de:1eb8 ({gpu.id})" in err
+    assert host.claim() is None
+
+
+def test_hostdev_where_an_mdev_parent_was_names_where_it_is_now(host):
+    gpu_host(host, instances=())
+    gpu = host.card_of("mdev")
+    host.use(FakeSysfs(host.fs.root + "-rebooted"))
+    gpu_host(host, bdf="0000:af:00.0", instances=())
+    host.fs.add_pci("0000:86:00.0", *NIC, klass="0x020000")
+    rc, _, err = call(whole_gpu())
+    assert rc == 1 and err.count("\n") == 1
+    assert "holds 8086:1572 now" in err
+    assert f"card {gpu.id} (10de:1eb8) is now at 0000:af:00.0" in err
+
+
+def test_hostdev_where_a_lost_card_was_says_it_is_lost(host):
+    gpu_host(host, instances=())
+    gpu = host.card_of("mdev")
+    host.use(FakeSysfs(host.fs.root + "-rebooted"))
+    host.fs.add_pci("0000:86:00.0", *NIC, klass="0x020000")
+    host.scan()
+    assert host.card_of("mdev").status == model.STATUS_LOST
+    rc, _, err = call(whole_gpu())
+    assert rc == 1 and err.count("\n") == 1
+    assert f"card {gpu.id} (10de:1eb8) is lost" in err
+
+
+def test_hostdev_of_an_mdev_parent_still_there_is_left_to_libvirt(host):
+    gpu_host(host, instances=())
+    assert call(whole_gpu()) == (0, "", "")
+    gpu = host.card_of("mdev")
+    assert f"takes card {gpu.id} (mdev) whole" in host.log.read_text()
+    assert host.claim() is None
+
+
+def test_hostdev_of_an_mdev_parent_whose_mdev_runs_is_refused(host):
+    gpu_host(host)
+    other = domain_xml(xmlgen.mdev_hostdev(MDEV_UUID), uuid=OTHER_UUID,
+                       name="vm2")
+    assert call(other)[0] == 0
+    rc, _, err = call(whole_gpu())
+    assert rc == 1 and "held by running domain vm2" in err
+
+
+def test_hostdev_at_a_moved_pci_cards_old_vf_address_is_refused(host):
+    # An FPGA with a VF moves from bus 3b to bus 5e; a NIC takes bus 3b.
+    host.fs.add_pci("0000:3b:00.0", "1172", "5000", dsn=0x1172000000000001,
+                    totalvfs=1)
+    host.fs.add_vfs("0000:3b:00.0", ["0000:3b:00.1"], "5001")
+    host.scan()
+    fpga = host.card_of("pci")
+    host.use(FakeSysfs(host.fs.root + "-rebooted"))
+    host.fs.add_pci("0000:5e:00.0", "1172", "5000", dsn=0x1172000000000001,
+                    totalvfs=1)
+    host.fs.add_vfs("0000:5e:00.0", ["0000:5e:00.1"], "5001")
+    for bdf in ("0000:3b:00.0", "0000:3b:00.1"):
+        host.fs.add_pci(bdf, *NIC, klass="0x020000")
+    host.scan()
+    assert host.card_of("pci").status == model.STATUS_MOVED
+    for bdf in ("0000:3b:00.0", "0000:3b:00.1"):
+        rc, _, err = call(domain_xml(xmlgen.pci_hostdev(bdf)))
+        assert rc == 1 and err.count("\n") == 1, err
+        assert f"card {fpga.id} (1172:5000) is now at 0000:5e:00.0" in err
+
+
+def test_a_lost_gpus_last_address_never_shadows_the_gpu_there_now(host):
+    # An mdev made on the GPU there now after the last scan is that GPU's,
+    # not the lost one's that was at the same address.
+    gpu_host(host, instances=())
+    lost = host.card_of("mdev")
+    lost.id, lost.status = "dsn-gone", model.STATUS_LOST
+    for function in lost.functions():
+        function.id = "dsn-gone" + function.id[len(host.card_of(
+            "mdev").id):]
+    inv = host.inv()
+    inv.cards.append(lost)
+    cache.save(host.cache, inv)
+    host.fs.create_mdev("0000:86:00.0", MDEV_UUID, "nvidia-222")
+    assert call(domain_xml(xmlgen.mdev_hostdev(MDEV_UUID))) == (0, "", "")
+    [fid] = host.claim().functions
+    assert fid.startswith(host.card_of("mdev", status="added").id + "/")
