@@ -18,6 +18,7 @@ from libvirt_hooks import bridge, guard, hostview, mdev, settings, trust
 from libvirt_hooks.hook import EXIT_REFUSED
 
 LOG = logging.getLogger("nova-accel-hook")
+SYSLOG_ADDRESS = "/dev/log"
 
 
 class HookTimeout(Exception):
@@ -30,25 +31,57 @@ def load_conf(config_file: str | None) -> SimpleNamespace:
     return settings.load(config_file)
 
 
+def syslog_reachable(address: str) -> bool:
+    """Whether a syslog daemon listens at ``address``. Python 3.11's
+    SysLogHandler no longer fails when it is missing, but at every emit,
+    printing a traceback to stderr (which libvirt shows as the hook's
+    error), so the socket is probed first."""
+    import socket
+
+    for kind in (socket.SOCK_DGRAM, socket.SOCK_STREAM):
+        with socket.socket(socket.AF_UNIX, kind) as sock:
+            try:
+                sock.connect(address)
+                return True
+            except OSError:
+                continue
+    return False
+
+
+def _handler(conf: SimpleNamespace) -> tuple[logging.Handler, str | None]:
+    """The log file, else syslog, else nothing; and why the log file
+    could not be used, to be said where the log goes instead."""
+    problem = None
+    if conf.libvirt_hooks.log_file:
+        try:
+            return logging.FileHandler(conf.libvirt_hooks.log_file), None
+        except OSError as exc:
+            problem = (f"cannot open [libvirt_hooks] log_file "
+                       f"{conf.libvirt_hooks.log_file}: "
+                       f"{exc.strerror or exc}; logging to syslog")
+    if syslog_reachable(SYSLOG_ADDRESS):
+        # Imported only for syslog: the hook runs at every domain start.
+        from logging.handlers import SysLogHandler
+
+        return SysLogHandler(address=SYSLOG_ADDRESS,
+                             facility=SysLogHandler.LOG_DAEMON), problem
+    return logging.NullHandler(), problem
+
+
 def setup_logging(conf: SimpleNamespace) -> None:
     for old in list(LOG.handlers):
         LOG.removeHandler(old)
         old.close()
-    if conf.libvirt_hooks.log_file:
-        handler = logging.FileHandler(conf.libvirt_hooks.log_file)
-    else:
-        # Imported only for syslog: the hook runs at every domain start.
-        from logging.handlers import SysLogHandler
-
-        try:
-            handler = SysLogHandler(address="/dev/log",
-                                    facility=SysLogHandler.LOG_DAEMON)
-        except OSError:
-            handler = logging.NullHandler()
+    handler, problem = _handler(conf)
+    # A log target that goes away later (syslog restarted, disk full) must
+    # not put logging's traceback into libvirt's error either.
+    handler.handleError = lambda record: None
     handler.setFormatter(logging.Formatter(
         "%(asctime)s nova-accel-hook %(levelname)s %(message)s"))
     LOG.addHandler(handler)
     LOG.setLevel(logging.INFO)
+    if problem:
+        LOG.warning("%s", problem)
 
 
 def _on_alarm(signum, frame):

@@ -373,6 +373,22 @@ def test_worker_records_and_logs_the_failure(host, conn):
     assert state["devices"][STICK]["state"] == "failed"
 
 
+def test_worker_without_a_log_target_prints_no_traceback(
+        host, conn, monkeypatch, tmp_path, capfd):
+    from libvirt_hooks import decide
+
+    monkeypatch.setattr(decide, "SYSLOG_ADDRESS", str(tmp_path / "no-log"))
+    monkeypatch.setenv("OS_LIBVIRT_HOOKS__LOG_FILE",
+                       str(tmp_path / "missing-dir" / "hook.log"))
+    uuid = conn.lookupByName("test").UUIDString()
+    assign(host, uuid, [STICK])
+    assert attach.run_worker(uuid, host["config"],
+                             connect=lambda uri: conn) == 1
+    assert capfd.readouterr() == ("", "")
+    state = cache.load(host["cache"]).claims[uuid].attach
+    assert state["devices"][STICK]["state"] == "failed"
+
+
 def test_worker_trusts_the_configuration_no_more_than_the_hook(host,
                                                                conn):
     uuid = conn.lookupByName("test").UUIDString()

@@ -288,3 +288,48 @@ def test_an_mdev_of_unknown_type_names_the_option_as_it_parses():
     hint = refusal.rsplit("mdev_types ", 1)[1].replace("<type>", "grid-1")
     assert settings.convert("inventory", "mdev_types", hint) == {
         "10de:1eb8": "grid-1"}
+
+
+def _without_log_file(host, monkeypatch, log_file=None):
+    config = os.environ["NOVA_ACCEL_CONFIG"]
+    text = open(config).read().replace(f"log_file = {host['log']}\n",
+                                       f"log_file = {log_file}\n"
+                                       if log_file else "")
+    with open(config, "w") as f:
+        f.write(text)
+
+
+@pytest.mark.parametrize("log_file", [None, "missing-dir/hook.log"])
+def test_a_missing_log_target_never_puts_a_traceback_in_the_error(
+        host, monkeypatch, tmp_path, capfd, log_file):
+    # No syslog socket (containers, minimal hosts), and no log file or one
+    # that cannot be opened: a refusal is still the one line.
+    from libvirt_hooks import decide
+
+    monkeypatch.setattr(decide, "SYSLOG_ADDRESS", str(tmp_path / "no-log"))
+    _without_log_file(host, monkeypatch,
+                      log_file and str(tmp_path / log_file))
+    rc, out, err = call(domain_xml(xmlgen.pci_hostdev("0000:af:00.0")))
+    captured = capfd.readouterr()
+    assert (rc, out, err.count("\n")) == (1, "", 1)
+    assert "no PCI device is there now" in err
+    assert (captured.out, captured.err) == ("", "")
+
+
+def test_the_hook_logs_to_syslog_when_it_listens(host, monkeypatch,
+                                                 tmp_path):
+    import socket
+
+    from libvirt_hooks import decide
+
+    address = str(tmp_path / "log")
+    monkeypatch.setattr(decide, "SYSLOG_ADDRESS", address)
+    _without_log_file(host, monkeypatch,
+                      str(tmp_path / "missing-dir" / "hook.log"))
+    with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as daemon:
+        daemon.bind(address)
+        daemon.settimeout(5)
+        assert call(domain_xml(xmlgen.pci_hostdev("0000:3b:00.1")))[0] == 0
+        lines = [daemon.recv(4096).decode() for _ in range(2)]
+    assert "cannot open [libvirt_hooks] log_file" in lines[0]
+    assert "starts holding dsn-00000000000000aa/r0/f1" in lines[1]
