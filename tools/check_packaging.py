@@ -11,7 +11,9 @@ into two clean virtual environments:
   script the wheel declares must answer ``--help``, ``accel-libvirt-hook
   --install`` must write a working hook, and the hook's fast path (a
   domain with no accelerator, every operation libvirt calls it for) must
-  import nothing outside the standard library and the hook's package.
+  import nothing outside the standard library and the hook's package, and
+  the agent's systemd unit (``etc/systemd/``), pointed at this venv, must
+  pass ``systemd-analyze verify``.
 
 Each step prints what it checked; the first failure is one line naming the
 step, and the exit code is 1.
@@ -157,6 +159,21 @@ def check_compute_role(wheel: str, work: str) -> None:
                           f"{found['foreign']}")
     print("compute role: the hook's fast path imports only the standard "
           "library")
+    check_units(bin_dir, work)
+
+
+def check_units(bin_dir: str, work: str) -> None:
+    """Each unit as an operator installs it: ExecStart pointed at the
+    venv's console script, then verified by systemd itself."""
+    for unit in sorted(glob.glob(os.path.join(ROOT, "etc", "systemd", "*"))):
+        with open(unit) as f:
+            text = f.read().replace("/usr/local/bin/", bin_dir + "/")
+        installed = os.path.join(work, os.path.basename(unit))
+        with open(installed, "w") as f:
+            f.write(text)
+        run(["systemd-analyze", "verify", installed], cwd=work)
+        print(f"compute role: systemd-analyze verify "
+              f"{os.path.basename(unit)}")
 
 
 def main(argv=None) -> int:
