@@ -241,7 +241,8 @@ def run(conf, stop: threading.Event, *,
         except placement.PlacementUnavailable as e:
             LOG.error("%s. The cache is unchanged; retrying in %d s.",
                       e, interval)
-        except (placement.PlacementError, cache.CacheError) as e:
+        except (placement.PlacementError, cache.CacheError,
+                inventory.InventoryError) as e:
             LOG.error("Round failed: %s. Retrying in %d s.", e, interval)
         finally:
             save_state(state_path, publisher)

@@ -393,6 +393,9 @@ def main(argv=None, *, event_source=None, out=None) -> int:
         format="%(levelname)s %(name)s: %(message)s")
     try:
         conf = _load_conf(args)
+        if args.command in ("watch", "agent"):
+            # Long-running: a wrong root fails now, not in every round.
+            inventory.check_sysfs_root(conf.inventory.sysfs_root)
         if args.command == "scan":
             return _scan(conf, out)
         if args.command == "show":

@@ -65,6 +65,16 @@ def _scan(conf):
                            if opts.use_usb_descriptors and live else None))
 
 
+def check_sysfs_root(root: str) -> None:
+    """Refuse a sysfs root that is not a sysfs tree (missing, mistyped,
+    a container without /sys): a scan of it finds no card, so every card
+    of the cache would be marked lost and published degraded."""
+    if not os.path.isdir(os.path.join(root, "bus", "pci")):
+        raise InventoryError(f"[inventory] sysfs_root {root} has no "
+                             f"bus/pci: not a sysfs tree; nothing "
+                             f"scanned and the cache is unchanged")
+
+
 def refresh(conf) -> tuple[model.Inventory, list]:
     """Scan the host, reconcile with the cache and save; return both.
 
@@ -75,6 +85,7 @@ def refresh(conf) -> tuple[model.Inventory, list]:
     from accel_inventory import identity
 
     path = conf.inventory.cache_path
+    check_sysfs_root(conf.inventory.sysfs_root)
     with cache.locked(path, conf.inventory.lock_timeout):
         previous = cache.load(path)
         result = _scan(conf)

@@ -63,6 +63,10 @@ class FakeSysfs:
     def __init__(self, root: str):
         self.root = root
         os.makedirs(os.path.join(root, "devices", PCI_ROOT), exist_ok=True)
+        # Every sysfs has it, even without a PCI device: a scan refuses a
+        # root without it.
+        os.makedirs(os.path.join(root, "bus", "pci", "devices"),
+                    exist_ok=True)
 
     def path(self, *parts: str) -> str:
         return os.path.join(self.root, *parts)

@@ -62,3 +62,64 @@ def test_show_sample_works_anywhere(tmp_path):
     assert cache.schema_errors(document) == []
     assert {c["kind"] for c in document["cards"]} == {
         "pci", "mdev", "usb", "ippcie"}
+
+
+def test_scan_of_a_root_that_is_not_sysfs_keeps_the_cache(tmp_path,
+                                                          capsys):
+    root = tmp_path / "sys"
+    sample.FakeSysfs(str(root)).add_pci("0000:3b:00.0", "1172", "5000",
+                                        dsn=DSN)
+    path = tmp_path / "inventory.json"
+    assert run("scan", "--sysfs-root", str(root), "--cache", str(path))[0] \
+        == 0
+    before = path.read_bytes()
+    capsys.readouterr()
+    (tmp_path / "empty").mkdir()
+    for wrong in (tmp_path / "missing", tmp_path / "empty"):
+        assert run("scan", "--sysfs-root", str(wrong), "--cache",
+                   str(path)) == (1, "")
+        err = capsys.readouterr().err
+        assert err == (f"accel-inventory: error: [inventory] sysfs_root "
+                       f"{wrong} has no bus/pci: not a sysfs tree; nothing "
+                       f"scanned and the cache is unchanged\n")
+        assert path.read_bytes() == before
+
+
+def test_the_agent_goes_on_after_a_round_on_a_root_that_is_not_sysfs(
+        tmp_path, caplog):
+    import logging
+    import threading
+
+    from accel_inventory import agent
+    from accel_inventory import conf as inventory_conf
+    from accel_inventory import placement
+
+    config = tmp_path / "a.conf"
+    config.write_text(f"[inventory]\nsysfs_root = {tmp_path / 'missing'}\n"
+                      f"cache_path = {tmp_path / 'inventory.json'}\n")
+    conf = inventory_conf.load(["--config-file", str(config)])
+    inventory_conf.register_placement_opts(conf)
+    stop = threading.Event()
+
+    class OneEvent:
+        def poll(self, timeout=None):
+            stop.set()
+            return "add pci"
+
+    caplog.set_level(logging.ERROR, logger="accel_inventory.agent")
+    publisher = placement.Publisher(placement.Client(adapter=None))
+    assert agent.run(conf, stop, publisher=publisher, events=OneEvent()) >= 1
+    [record] = caplog.records
+    assert "has no bus/pci: not a sysfs tree" in record.getMessage()
+    assert record.exc_info is None  # one line, no traceback
+    assert not (tmp_path / "inventory.json").exists()
+
+
+def test_watch_and_agent_refuse_a_root_that_is_not_sysfs_at_start(
+        tmp_path, capsys):
+    for command in ("watch", "agent"):
+        assert run(command, "--sysfs-root", str(tmp_path / "missing"),
+                   "--cache", str(tmp_path / "inventory.json")) == (1, "")
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and "not a sysfs tree" in err
+    assert not (tmp_path / "inventory.json").exists()
