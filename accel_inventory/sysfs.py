@@ -26,6 +26,10 @@ USB_NAME = re.compile(r"^\d+-[\d.]+$")
 # Processing accelerators and co-processors are accelerators by class;
 # anything else needs a profile (or is an mdev parent).
 ACCEL_CLASS_PREFIXES = ("0x12", "0x0b40")
+# Each free mdev instance is a function in the cache: a garbage
+# available_instances (2**70) must not make billions of them. Parents offer
+# tens (vGPU) to a few hundred.
+MAX_MDEV_INSTANCES = 4096
 
 # (busnum, devnum, vendor, product) -> the iSerialNumber string, if any.
 UsbSerialReader = Callable[[int, int, str, str], "str | None"]
@@ -288,6 +292,9 @@ def _mdev_card(reader: _Reader, dev: _Pci,
     except ValueError:
         raise Garbage(f"{type_dir}/available_instances is not a "
                       f"number") from None
+    if available > MAX_MDEV_INSTANCES:
+        raise Garbage(f"{type_dir}/available_instances is {available}, "
+                      f"more than any parent offers ({MAX_MDEV_INSTANCES})")
     addresses = existing + [None] * max(available, 0)
     rc = (profile.resource_class if profile else
           profiles_mod.default_resource_class("mdev", dev.vendor,

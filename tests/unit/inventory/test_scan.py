@@ -185,6 +185,18 @@ def test_garbage_skips_the_device_with_a_warning(tmp_path):
     assert "outside the sysfs root" in text
 
 
+def test_a_huge_available_instances_skips_the_parent(tmp_path):
+    # Found by the scan fuzz test: 2**70 free instances made the scanner
+    # build a list of that many functions (MemoryError).
+    fs = sample.FakeSysfs(str(tmp_path))
+    fs.add_pci("0000:86:00.0", "10de", "1eb8", klass="0x030000", dsn=0xE)
+    fs.add_mdev_parent("0000:86:00.0", {"nvidia-222": 2 ** 70}, [])
+    result = scan(fs.root)
+    assert result.cards == []
+    assert "available_instances is 1180591620717411303424" in \
+        result.warnings[0]
+
+
 def test_dsn_and_vpd_parsers_on_edge_cases():
     assert identity.device_serial_number(b"\0" * 64) is None
     assert identity.device_serial_number(
