@@ -27,17 +27,21 @@ import os
 import random
 import sys
 import time
+import zlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import TextIO
 
-from nova_accel_weigher import packing
+from nova_accel_weigher import baselines, packing
 
 SCORED_POLICIES = {"best-fit": packing.POLICY_BEST_FIT,
                    "fragmentation": packing.POLICY_FRAGMENTATION}
+# Modelled in baselines.py; each looks at every host for every request.
+SCANNED_POLICIES = ("stock-nova", "fgd", "paper-best-fit")
 POLICIES = ("placement-order", "random", "spread", "best-fit",
-            "fragmentation")
+            "fragmentation") + SCANNED_POLICIES
 DEFAULT_FUNCTIONS_PER_GPU = 4
+MILLI_PER_GPU = 1000
 
 
 @dataclass
@@ -64,11 +68,24 @@ class Host:
     memory: int = 0
     cpu_used: int = 0
     memory_used: int = 0
+    model: str = ""  # the GPU model, which a request may ask for
+    _node: baselines.NodeState | None = field(
+        default=None, repr=False, compare=False)
 
     def has_room(self, request: Request) -> bool:
         return ((not self.cpu or self.cpu - self.cpu_used >= request.cpu)
                 and (not self.memory
-                     or self.memory - self.memory_used >= request.memory))
+                     or self.memory - self.memory_used >= request.memory)
+                and (not request.gpu_spec or self.model in request.gpu_spec))
+
+    def node_state(self) -> baselines.NodeState:
+        """What the FGD paper's policies see, kept until the host
+        changes."""
+        if self._node is None:
+            self._node = baselines.NodeState(
+                self.cpu - self.cpu_used, tuple(r.free for r in self.regions),
+                self.model)
+        return self._node
 
     def usage(self) -> dict[str, packing.RegionUsage]:
         return {r.name: packing.RegionUsage(r.capacity, r.used, r.card)
@@ -96,16 +113,29 @@ class Request:
     whole_regions: int = 0
     cpu: int = 0  # milli-CPU on the host, as the openb trace gives it
     memory: int = 0  # MiB
+    gpu_spec: frozenset[str] = frozenset()  # GPU models allowed; any
+
+    @property
+    def task_type(self) -> baselines.TaskType:
+        return baselines.TaskType(
+            self.cpu, self.functions,
+            self.whole_regions or (1 if self.functions else 0),
+            self.gpu_spec)
+
+    @property
+    def asked(self) -> int:
+        """Functions asked in all."""
+        return self.functions * max(self.whole_regions, 1)
 
 
 # -- clusters ---------------------------------------------------------------
 
 def _host(name: str, cards: Sequence[tuple[int, int]], cpu: int = 0,
-          memory: int = 0) -> Host:
+          memory: int = 0, model: str = "") -> Host:
     regions = [Region(f"{name}/c{c}/r{r}", f"{name}/c{c}", size)
                for c, (count, size) in enumerate(cards)
                for r in range(count)]
-    return Host(name, regions, cpu, memory)
+    return Host(name, regions, cpu, memory, model=model)
 
 
 class SpecError(ValueError):
@@ -160,7 +190,9 @@ def _field(row: dict[str, str], column: str, path: str, line: int,
     return value
 
 
-CLUSTERS = "meeting | homogeneous:HOSTS:RxF | mixed:HOSTS | openb:NODES.csv"
+CLUSTERS = ("meeting | homogeneous:HOSTS:RxF | mixed:HOSTS | openb:NODES.csv "
+            "(a GPU is 4 functions, the vGPU view) | openb-milli:NODES.csv "
+            "(a GPU is 1000 milli-GPU, the FGD paper's view)")
 
 
 def build_cluster(spec: str) -> list[Host]:
@@ -182,12 +214,15 @@ def build_cluster(spec: str) -> list[Host]:
         return [_host(f"host{i}", [shapes[i % 4], shapes[(i + 1) % 4],
                                    (1, 1), (1, 8)])
                 for i in range(_count(arg, "HOSTS", spec))]
-    if kind == "openb" and arg:
+    if kind in ("openb", "openb-milli") and arg:
+        size = (MILLI_PER_GPU if kind == "openb-milli"
+                else DEFAULT_FUNCTIONS_PER_GPU)
         rows = _read_csv(arg, ("sn", "cpu_milli", "memory_mib", "gpu"),
                          "openb node list")
-        return [_host(row["sn"], [(1, DEFAULT_FUNCTIONS_PER_GPU)] * gpus,
+        return [_host(row["sn"], [(1, size)] * gpus,
                       _field(row, "cpu_milli", arg, line),
-                      _field(row, "memory_mib", arg, line))
+                      _field(row, "memory_mib", arg, line),
+                      (row.get("model") or "").strip())
                 for line, row in rows
                 for gpus in [_field(row, "gpu", arg, line)] if gpus]
     raise SpecError(f"unknown cluster {spec!r}; expected {CLUSTERS}")
@@ -243,7 +278,10 @@ def build_workload(spec: str, seed: int, region_size: int, *,
 
 
 def _openb_pods(path: str, region_size: int, timed: bool) -> list[Request]:
-    milli_per_function = 1000 / region_size
+    """Every task, CPU-only ones too (they take CPU and memory a GPU task
+    may need, as in the paper's simulator). ``gpu_spec`` lists the GPU
+    models a task may run on, ``|``-separated."""
+    milli_per_function = MILLI_PER_GPU / region_size
     columns = ("cpu_milli", "memory_mib", "num_gpu", "gpu_milli")
     if timed:
         columns += ("creation_time", "deletion_time")
@@ -251,8 +289,6 @@ def _openb_pods(path: str, region_size: int, timed: bool) -> list[Request]:
     for line, row in _read_csv(path, columns, "openb pod list"):
         gpus = _field(row, "num_gpu", path, line)
         milli = _field(row, "gpu_milli", path, line, default="0")
-        if gpus == 0:
-            continue
         start, end = 0.0, math.inf
         if timed:
             start = _field(row, "creation_time", path, line, float, "0")
@@ -260,8 +296,13 @@ def _openb_pods(path: str, region_size: int, timed: bool) -> list[Request]:
                          minimum=start)
         host_share = {"cpu": _field(row, "cpu_milli", path, line, default="0"),
                       "memory": _field(row, "memory_mib", path, line,
-                                       default="0")}
-        if gpus == 1 and milli < 1000:
+                                       default="0"),
+                      "gpu_spec": frozenset(
+                          m.strip() for m in (row.get("gpu_spec") or ""
+                                              ).split("|") if m.strip())}
+        if gpus == 0:
+            requests.append(Request(start, end - start, 0, **host_share))
+        elif gpus == 1 and milli < MILLI_PER_GPU:
             requests.append(Request(start, end - start, max(
                 1, math.ceil(milli / milli_per_function)), **host_share))
         else:
@@ -274,6 +315,8 @@ def request_mix(requests: Sequence[Request]) -> tuple[packing.RequestShape,
                                                        ...]:
     counts: dict[tuple[int, bool], int] = {}
     for r in requests:
+        if not r.functions:
+            continue  # asks for no accelerator
         key = (r.functions, bool(r.whole_regions))
         counts[key] = counts.get(key, 0) + 1
     total = sum(counts.values())
@@ -293,6 +336,8 @@ def shape_of(request: Request) -> Shape:
 def fits(host: Host, request: Request) -> bool:
     """Whether the host has accelerators for the request (what
     ``accel_candidates`` gives), without listing them."""
+    if not request.functions:
+        return True
     if request.whole_regions:
         return sum(1 for r in host.regions
                    if r.used == 0 and r.capacity == request.functions
@@ -307,6 +352,8 @@ def candidates(host: Host, request: Request) -> list[dict[str, int]]:
 
 def accel_candidates(host: Host, request: Request) -> list[dict[str, int]]:
     """``candidates`` as if the host had CPU and memory to spare."""
+    if not request.functions:
+        return [{}]
     if request.whole_regions:
         whole = [r.name for r in host.regions
                  if r.used == 0 and r.capacity == request.functions]
@@ -324,11 +371,37 @@ def emptiest(host: Host, cands: Sequence[dict[str, int]]) -> dict[str, int]:
     return max(cands, key=lambda c: sum(free[n] for n in c))
 
 
+def placement_order(host: Host, request: Request, seed: int
+                    ) -> list[dict[str, int]]:
+    """``candidates`` in an order that packing knows nothing of, fixed for
+    a run: placement lists sibling providers in Python set order, which
+    follows the providers' uuids (and PYTHONHASHSEED), not their usage."""
+    def arbitrary(demand: dict[str, int]) -> list[int]:
+        return sorted(zlib.crc32(f"{seed}/{name}".encode()) for name in demand)
+    return sorted(candidates(host, request), key=arbitrary)
+
+
 @dataclass
 class Policy:
+    """``typical`` is the trace's task mix as FGD reads it, ``unit`` one
+    GPU's capacity (a region's), ``seed`` fixes placement's order."""
+
     name: str
     mix: tuple[packing.RequestShape, ...]
     rng: random.Random
+    typical: tuple[tuple[baselines.TaskType, float], ...] = ()
+    unit: int = MILLI_PER_GPU
+    seed: int = 1
+    _fgd: dict[tuple, tuple[int, tuple[int, ...]]] = field(
+        default_factory=dict, repr=False)
+
+    def scans(self, request: Request) -> bool:
+        """Whether ``choose`` looks at every host for this request (as
+        opposed to through a ``HostIndex``). A request without
+        accelerators weighs 0 in our weigher, so under our policies nova's
+        own weighers place it, as under stock nova."""
+        return self.name in SCANNED_POLICIES or (
+            self.name in SCORED_POLICIES and not request.functions)
 
     def best_scored(self, host: Host, request: Request
                     ) -> tuple[float, int] | None:
@@ -347,6 +420,8 @@ class Policy:
                ) -> tuple[Host, dict[str, int]] | None:
         """Look at every host: the reference that ``HostIndex`` must
         agree with."""
+        if self.scans(request):
+            return self._scanned(hosts, request)
         if self.name in SCORED_POLICIES:
             return self._scored(hosts, request)
         feasible = ((h, c) for h in hosts
@@ -375,6 +450,56 @@ class Policy:
             return None
         _, host, index = best
         return host, accel_candidates(host, request)[index]
+
+    def _scanned(self, hosts: list[Host], request: Request
+                 ) -> tuple[Host, dict[str, int]] | None:
+        feasible = [h for h in hosts
+                    if h.has_room(request) and fits(h, request)]
+        if not feasible:
+            return None
+        if self.name == "fgd":
+            task = request.task_type
+            scored = [self._fgd_score(h, task) for h in feasible]
+            return self._draw(feasible, [s for s, _ in scored],
+                              [g for _, g in scored], request)
+        if self.name == "paper-best-fit":
+            task = request.task_type
+            raw = [baselines.best_fit_raw(h.node_state(), task, self.unit)
+                   for h in feasible]
+            return self._draw(feasible, baselines.normalize_scores(raw),
+                              None, request)
+        best = feasible[baselines.stock_nova_best(
+            [h.memory - h.memory_used for h in feasible],
+            [h.cpu - h.cpu_used for h in feasible])]
+        return best, placement_order(best, request, self.seed)[0]
+
+    def _fgd_score(self, host: Host, task: baselines.TaskType
+                   ) -> tuple[int, tuple[int, ...]]:
+        """``baselines.fgd_score``, remembered by all it depends on: on a
+        large cluster most hosts are in a state already scored."""
+        key = (task, host.node_state())
+        found = self._fgd.get(key)
+        if found is None:
+            if len(self._fgd) > 2_000_000:
+                self._fgd.clear()
+            found = self._fgd[key] = baselines.fgd_score(
+                key[1], task, self.typical, self.unit)
+        return found
+
+    def _draw(self, feasible: list[Host], scores: Sequence[int],
+              gpus: Sequence[tuple[int, ...]] | None, request: Request
+              ) -> tuple[Host, dict[str, int]]:
+        """The best host, the first by name among equals (the paper's
+        simulator patches kube-scheduler's ``selectHost`` so, for
+        reproducibility), with the GPUs the policy gives the request there
+        (best fit's when ``gpus`` is None)."""
+        top = max(scores)
+        index = min((i for i, s in enumerate(scores) if s == top),
+                    key=lambda i: feasible[i].name)
+        host = feasible[index]
+        taken = gpus[index] if gpus is not None else baselines.best_fit_gpus(
+            host.node_state(), request.task_type, self.unit)
+        return host, {host.regions[g].name: request.functions for g in taken}
 
 
 class _FeasibleHosts:
@@ -481,6 +606,8 @@ class HostIndex:
 
     def choose(self, request: Request
                ) -> tuple[Host, dict[str, int]] | None:
+        if self.policy.scans(request):
+            return self.policy.choose(self.hosts, request)
         shape = shape_of(request)
         if shape not in self._shapes:
             self._shapes[shape] = (
@@ -520,7 +647,7 @@ class HostIndex:
         hosts.set(position, key)
 
     def _pick_feasible(self, hosts: _FeasibleHosts, request: Request):
-        if not (request.cpu or request.memory):
+        if not (request.cpu or request.memory or request.gpu_spec):
             count, kth = hosts.count, hosts.kth
         else:
             # Hosts without room are out, as placement leaves them out.
@@ -581,34 +708,35 @@ def _host_compaction_bound(host: Host) -> int:
 
 @dataclass
 class Result:
+    # "none": requests without accelerators (CPU and memory only)
     asked: dict[str, int] = field(default_factory=lambda: {
-        "function": 0, "region": 0})
+        "function": 0, "region": 0, "none": 0})
     rejected: dict[str, int] = field(default_factory=lambda: {
-        "function": 0, "region": 0})
+        "function": 0, "region": 0, "none": 0})
     timeline: list[tuple[float, float, int]] = field(default_factory=list)
     metrics: dict[str, float] = field(default_factory=dict)
 
 
 def fill_order(requests: Sequence[Request], target: float, seed: int
                ) -> list[Request]:
-    """Fill mode's arrivals: the requests in a shuffled order until the
-    functions asked reach ``target``. A trace that runs out first is
-    shuffled again and drawn from again, as the FGD paper's simulator
-    samples tasks until the demand reaches its share of capacity."""
+    """Fill mode's arrivals, tuned to ``target`` functions asked as the
+    FGD paper's simulator tunes its trace: the trace in a shuffled order,
+    less requests taken out at random while it asks more than the target,
+    or else followed by requests drawn from it at random (with
+    replacement) until the next would pass the target."""
     rng = random.Random(seed)
-    order: list[Request] = []
-    asked = 0
-    while asked < target:
-        draw = list(requests)
-        rng.shuffle(draw)
-        before = asked
-        for request in draw:
-            if asked >= target:
+    order = list(requests)
+    rng.shuffle(order)
+    asked = sum(r.asked for r in order)
+    while asked > target and order:
+        asked -= order.pop(rng.randrange(len(order))).asked
+    if any(r.asked for r in requests):
+        while True:
+            extra = rng.choice(requests)
+            if asked + extra.asked > target:
                 break
-            asked += request.functions * max(request.whole_regions, 1)
-            order.append(request)
-        if asked == before:  # nothing asks for anything
-            break
+            asked += extra.asked
+            order.append(extra)
     return order
 
 
@@ -620,7 +748,11 @@ def simulate(cluster_spec: str, requests: Sequence[Request], policy: str,
     (the same choices, far slower on large clusters)."""
     hosts = build_cluster(cluster_spec)
     capacity = sum(r.capacity for h in hosts for r in h.regions)
-    policy_ = Policy(policy, request_mix(requests), random.Random(seed))
+    sizes = [r.capacity for h in hosts for r in h.regions]
+    policy_ = Policy(policy, request_mix(requests), random.Random(seed),
+                     typical=baselines.typical_types(
+                         r.task_type for r in requests),
+                     unit=max(set(sizes), key=sizes.count), seed=seed)
     index = HostIndex(hosts, policy_) if indexed else None
     result = Result()
     if mode == "fill":
@@ -643,7 +775,8 @@ def simulate(cluster_spec: str, requests: Sequence[Request], policy: str,
             if placed:
                 _apply(placed, request, -1, index)
             continue
-        label = "region" if request.whole_regions else "function"
+        label = ("region" if request.whole_regions
+                 else "function" if request.functions else "none")
         result.asked[label] += 1
         choice = (index.choose(request) if index
                   else policy_.choose(hosts, request))
@@ -699,6 +832,7 @@ def _apply(placed: tuple[Host, dict[str, int]], request: Request,
         region.used += sign * demand.get(region.name, 0)
     host.cpu_used += sign * request.cpu
     host.memory_used += sign * request.memory
+    host._node = None
     if index:
         index.changed(host)
 

@@ -72,13 +72,25 @@ def test_openb_mapping(tmp_path):
                     "scheduled_time\n"
                     "p0,1,1,1,460,,LS,Running,0,100,0\n"
                     "p1,1,1,0,0,,LS,Running,0,100,0\n"
-                    "p2,1,1,2,1000,,LS,Running,5,50,5\n")
-    assert len(sim.build_cluster(f"openb:{nodes}")) == 1
+                    "p2,1,1,2,1000,V100M16|T4,LS,Running,5,50,5\n")
     [host] = sim.build_cluster(f"openb:{nodes}")
-    assert (host.cpu, host.memory) == (64000, 262144)
+    assert (host.cpu, host.memory, host.model) == (64000, 262144, "P100")
+    assert [r.capacity for r in host.regions] == [4, 4]
+    [milli] = sim.build_cluster(f"openb-milli:{nodes}")
+    assert [r.capacity for r in milli.regions] == [1000, 1000]
+    spec = frozenset({"V100M16", "T4"})
+    # A CPU-only task takes CPU and memory that GPU tasks may need.
     assert sim.build_workload(f"openb:{pods}", 1, 4) == [
         sim.Request(0, 100, 2, cpu=1, memory=1),
-        sim.Request(5, 45, 4, whole_regions=2, cpu=1, memory=1)]
+        sim.Request(0, 100, 0, cpu=1, memory=1),
+        sim.Request(5, 45, 4, whole_regions=2, cpu=1, memory=1,
+                    gpu_spec=spec)]
+    assert sim.build_workload(f"openb:{pods}", 1, 1000)[0].functions == 460
+    # A task asking for other GPU models has no room on a P100 host.
+    wanted = sim.build_workload(f"openb:{pods}", 1, 4)[2]
+    assert not host.has_room(wanted)
+    assert host.has_room(sim.Request(0, 1, 4, whole_regions=2, gpu_spec=(
+        frozenset({"P100"}))))
 
 
 def test_plot_is_written(tmp_path):
@@ -89,17 +101,22 @@ def test_plot_is_written(tmp_path):
     assert target.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
-def test_fill_order_draws_the_trace_again_until_the_target():
+def test_fill_order_tunes_the_trace_as_the_paper_does():
     trace = [sim.Request(0, 1, 1), sim.Request(0, 1, 2),
-             sim.Request(0, 1, 4, whole_regions=2)]  # 11 functions
-    once = sim.fill_order(trace, 5, seed=3)
-    assert sum(r.functions * max(r.whole_regions, 1) for r in once[:-1]) < 5
+             sim.Request(0, 1, 4, whole_regions=2),
+             sim.Request(0, 1, 0, cpu=5)]  # 11 functions
     order = sim.fill_order(trace, 30, seed=3)
-    assert order[:len(once)] == once
-    asked = [r.functions * max(r.whole_regions, 1) for r in order]
-    assert sum(asked[:-1]) < 30 <= sum(asked)
-    # Each pass over the trace offers every request once.
-    assert sorted(order[:3], key=lambda r: r.functions) == trace
+    # The whole trace first, shuffled, then draws from it up to the target.
+    assert sorted(order[:4], key=lambda r: (r.functions, r.cpu)) == sorted(
+        trace, key=lambda r: (r.functions, r.cpu))
+    assert order[:4] != trace or sim.fill_order(trace, 30, 4)[:4] != trace
+    asked = sum(r.asked for r in order)
+    assert asked <= 30 < asked + 8
+    assert all(r in trace for r in order[4:])
+    # A trace asking more than the target loses requests at random.
+    less = sim.fill_order(trace, 5, seed=3)
+    assert sum(r.asked for r in less) <= 5
+    assert set(map(id, less)) <= set(map(id, trace))
     assert sim.fill_order([sim.Request(0, 1, 0)], 10, seed=1) == [
         sim.Request(0, 1, 0)]
 
