@@ -23,6 +23,7 @@ import logging
 import nova.conf
 from nova import utils as nova_utils
 from nova.scheduler import filters
+from nova.scheduler import utils as scheduler_utils
 
 from nova_accel_weigher import conf as accel_conf
 from nova_accel_weigher import packing, usage
@@ -106,13 +107,15 @@ class _Pass:
 
 
 class AccelTopologyFilter(filters.BaseHostFilter):
+    """One instance serves every request: nova 2026.2 schedules concurrent
+    requests in native threads through the same filter object, so what a
+    pass works out lives in a local ``_Pass``, never on ``self``."""
+
     RUN_ON_REBUILD = False
 
     # Injectable so the simulator, the demo and tests can give usage
     # without placement.
     usage_source: usage.UsageSource | None = None
-
-    _pass: _Pass | None = None
 
     def _usage(self):
         if self.usage_source is None:
@@ -122,25 +125,33 @@ class AccelTopologyFilter(filters.BaseHostFilter):
 
     def filter_all(self, filter_obj_list, spec_obj):
         # nova calls this once per pass over the hosts, and runs a pass per
-        # instance of a multi-create: usage must be asked again each time,
-        # since the previous instance's claim changed it.
-        self._pass = None
-        return super().filter_all(filter_obj_list, spec_obj)
+        # instance of a multi-create: usage is asked again each time, since
+        # the previous instance's claim changed it.
+        if not self.RUN_ON_REBUILD and scheduler_utils.request_is_rebuild(
+                spec_obj):
+            yield from filter_obj_list
+            return
+        this = _Pass(request_key(spec_obj))
+        for host_state in filter_obj_list:
+            if self._guarded(host_state, spec_obj, this):
+                yield host_state
 
     def host_passes(self, host_state, spec_obj):
+        # Called alone (not through filter_all), a host is a pass of its own.
+        return self._guarded(host_state, spec_obj,
+                             _Pass(request_key(spec_obj)))
+
+    def _guarded(self, host_state, spec_obj, this):
         try:
-            return self._host_passes(host_state, spec_obj)
+            return self._host_passes(host_state, this)
         except Exception:  # nothing may raise into nova
             LOG.exception("AccelTopologyFilter failed on host %s; keeping "
                           "placement's order", host_state.host)
             return True
 
-    def _host_passes(self, host_state, spec_obj):
-        key = request_key(spec_obj)
+    def _host_passes(self, host_state, this):
+        key = this.key
         setattr(host_state, SCORE_ATTR, (key, None))
-        if self._pass is None or self._pass.key != key:
-            self._pass = _Pass(key)
-        this = self._pass
         candidates = host_state.allocation_candidates or []
         demands = [packing.region_demand(c, this.resource_classes)
                    for c in candidates]
