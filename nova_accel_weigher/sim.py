@@ -930,29 +930,43 @@ def check_plot_target(path: str) -> None:
         raise SpecError("--plot needs matplotlib, which is not installed")
 
 
-def main(argv: Sequence[str] | None = None, out=None) -> int:
-    out = out or sys.stdout
+def build_parser() -> argparse.ArgumentParser:
+    """accel-sim's parser (also the source of its CLI reference)."""
     parser = _Parser(
         prog="accel-sim", description="Replay accelerator requests on a "
         "simulated cloud under several placement policies, side by side.")
     parser.add_argument("--cluster", default="meeting", help=CLUSTERS)
     parser.add_argument("--workload", default="meeting", help=WORKLOADS)
     parser.add_argument("--mode", choices=("replay", "fill"),
-                        default="replay")
+                        default="replay",
+                        help="replay: arrivals and departures in time order; "
+                             "fill: requests that never leave, drawn until "
+                             "--fill-to")
     parser.add_argument("--fill-to", type=_share, default=1.3,
                         help="fill mode: stop once the requested functions "
                              "reach this share of capacity (> 0)")
-    parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--seed", type=int, default=1,
+                        help="seed of the workload's random draws")
     parser.add_argument("--policies", default=",".join(POLICIES),
                         help="comma-separated, from: " + ", ".join(POLICIES))
-    parser.add_argument("--json", action="store_true")
-    parser.add_argument("--plot", metavar="FILE.png")
+    parser.add_argument("--json", action="store_true",
+                        help="print the results as one JSON document")
+    parser.add_argument("--plot", metavar="FILE.png",
+                        help="write a chart of each policy's rejection rate "
+                             "and fragmented functions over time (needs "
+                             "matplotlib)")
     parser.add_argument("--progress", action="store_true",
                         help="draw a progress bar on stderr even when it is "
                              "not a terminal")
     parser.add_argument("--no-index", dest="indexed", action="store_false",
                         help="look at every host for every request (the "
                              "reference the host index must agree with)")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None, out=None) -> int:
+    out = out or sys.stdout
+    parser = build_parser()
     args = parser.parse_args(argv)
     policies = [p.strip() for p in args.policies.split(",")]
     unknown = [p for p in policies if p not in POLICIES]
