@@ -17,8 +17,9 @@ accel_packing_group = cfg.OptGroup(
 accel_packing_opts = [
     cfg.ListOpt("resource_classes", default=[],
                 help="Resource classes whose providers are regions. Empty "
-                     "means every class starting with CUSTOM_ACCEL_. List "
-                     "nova's own CUSTOM_PCI_<vendor>_<product> classes here "
+                     "means every class starting with ``CUSTOM_ACCEL_``. "
+                     "List nova's own ``CUSTOM_PCI_<vendor>_<product>`` "
+                     "classes here "
                      "to pack VF requests across the PFs of nova's PCI "
                      "providers too."),
     cfg.StrOpt("policy", default=packing.POLICY_FRAGMENTATION,

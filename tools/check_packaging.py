@@ -163,9 +163,19 @@ def check_compute_role(wheel: str, work: str) -> None:
 
 
 def check_units(bin_dir: str, work: str) -> None:
-    """Each unit as an operator installs it: ExecStart pointed at the
-    venv's console script, then verified by systemd itself."""
-    for unit in sorted(glob.glob(os.path.join(ROOT, "etc", "systemd", "*"))):
+    """Each unit as an operator installs it: from the venv's
+    share/nova-accel/systemd (where the wheel puts it), ExecStart pointed
+    at the venv's console script, then verified by systemd itself."""
+    shipped = os.path.join(os.path.dirname(bin_dir), "share", "nova-accel")
+    for source in glob.glob(os.path.join(ROOT, "etc", "systemd", "*")):
+        if not os.path.exists(os.path.join(shipped, "systemd",
+                                           os.path.basename(source))):
+            raise CheckFailed(f"the wheel does not install "
+                              f"{os.path.basename(source)} under {shipped}")
+    if not os.path.exists(os.path.join(shipped, "nova-accel.conf.sample")):
+        raise CheckFailed(f"the wheel does not install the sample "
+                          f"configuration under {shipped}")
+    for unit in sorted(glob.glob(os.path.join(shipped, "systemd", "*"))):
         with open(unit) as f:
             text = f.read().replace("/usr/local/bin/", bin_dir + "/")
         installed = os.path.join(work, os.path.basename(unit))
@@ -173,7 +183,7 @@ def check_units(bin_dir: str, work: str) -> None:
             f.write(text)
         run(["systemd-analyze", "verify", installed], cwd=work)
         print(f"compute role: systemd-analyze verify "
-              f"{os.path.basename(unit)}")
+              f"{os.path.basename(unit)} (installed by the wheel)")
 
 
 def main(argv=None) -> int:
