@@ -1,9 +1,11 @@
 """``accel-inventory``: scan the host, show the topology, accept changes.
 
-Options come from oslo.config (``--config-file``, ``--config-dir``, the
-``OS_INVENTORY__<OPTION>`` environment variables); the command's own flags
-(``--cache``, ``--sysfs-root``) override them. Exit codes: 0 success, 1 an
-operational error (one line on stderr), 2 a usage error.
+Options come from oslo.config (``--config-file``, else the hook's file:
+``NOVA_ACCEL_CONFIG``, else ``/etc/nova-accel/nova-accel.conf``;
+``--config-dir``; the ``OS_INVENTORY__<OPTION>`` environment variables);
+the command's own flags (``--cache``, ``--sysfs-root``) override them.
+Exit codes: 0 success, 1 an operational error (one line on stderr), 2 a
+usage error.
 """
 
 from __future__ import annotations
@@ -42,14 +44,17 @@ def build_parser() -> argparse.ArgumentParser:
         description="Discover the host's accelerators (PCI cards, mdev "
                     "parents, USB sticks, IP-over-PCIe cards), keep them in "
                     "a local cache under stable ids, and show what holds "
-                    "them. Options are read from the nova-accel config "
-                    "files and OS_INVENTORY__<OPTION> environment "
-                    "variables; the flags below override them.",
+                    "them. Options are read from --config-file, else "
+                    "$NOVA_ACCEL_CONFIG, else /etc/nova-accel/"
+                    "nova-accel.conf (the file the libvirt hook reads), "
+                    "and OS_INVENTORY__<OPTION> environment variables; the "
+                    "flags below override them.",
         epilog="Exit codes: 0 success, 1 operational error, 2 usage error.")
     parser.add_argument("--config-file", action="append", default=[],
                         metavar="PATH",
-                        help="Config file to read (repeatable; later files "
-                             "override earlier ones).")
+                        help="Config file to read instead of the default "
+                             "(repeatable; later files override earlier "
+                             "ones).")
     parser.add_argument("--config-dir", action="append", default=[],
                         metavar="DIR",
                         help="Directory of *.conf files to read.")

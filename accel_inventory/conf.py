@@ -149,9 +149,20 @@ def list_opts():
 
 
 def load(argv=None, default_config_files=None) -> cfg.ConfigOpts:
-    """A fresh ConfigOpts with our options, parsed from argv and files."""
+    """A fresh ConfigOpts with our options, parsed from argv and files.
+
+    Without ``--config-file`` in ``argv`` the file is the hook's, by the
+    hook's rule (``NOVA_ACCEL_CONFIG``, else
+    ``/etc/nova-accel/nova-accel.conf``, when it exists), and no
+    ``conf.d`` directory, which the hook never reads: every command of
+    nova-accel reads the same file, so they all see the same cache.
+    """
+    from libvirt_hooks.hook import config_file
+
+    if default_config_files is None:
+        default_config_files = [path for path in (config_file(),) if path]
     conf = cfg.ConfigOpts()
     register_opts(conf)
     conf(args=list(argv or []), project="nova-accel",
-         default_config_files=default_config_files)
+         default_config_files=default_config_files, default_config_dirs=[])
     return conf

@@ -90,3 +90,27 @@ def test_overrides_stay_in_their_own_config_object():
     first.set_override("cache_path", "/elsewhere.json", group="inventory")
     second = conf.load([], default_config_files=[])
     assert second.inventory.cache_path == "/var/lib/nova-accel/inventory.json"
+
+
+def test_every_command_reads_the_file_nova_accel_config_names(
+        tmp_path, monkeypatch, capsys):
+    # accel-inventory used oslo.config's own search and ignored the
+    # variable, so it and the hook could read different caches.
+    from accel_inventory import cli
+    from libvirt_hooks import decide, hook
+
+    config = tmp_path / "elsewhere.conf"
+    config.write_text(f"[inventory]\ncache_path = {tmp_path / 'mine.json'}\n")
+    monkeypatch.setenv("NOVA_ACCEL_CONFIG", str(config))
+    monkeypatch.delenv("OS_INVENTORY__CACHE_PATH", raising=False)
+    assert conf.load([]).inventory.cache_path == str(tmp_path / "mine.json")
+    assert decide.load_conf(hook.config_file()).inventory.cache_path == \
+        str(tmp_path / "mine.json")
+    assert cli.main(["status"]) == 1
+    assert f"no inventory cache at {tmp_path / 'mine.json'}" in \
+        capsys.readouterr().err
+    # --config-file names the file instead, as for accel-domain.
+    other = tmp_path / "other.conf"
+    other.write_text(f"[inventory]\ncache_path = {tmp_path / 'o.json'}\n")
+    assert conf.load(["--config-file", str(other)]).inventory.cache_path \
+        == str(tmp_path / "o.json")
