@@ -1,0 +1,134 @@
+"""Scenarios 2 and 3: a server asking one IP-over-PCIe node gets the node's
+interface on its bridge after ACTIVE, live only, and keeps it, exactly
+once and with nothing left over, through nova's lifecycle operations."""
+
+import os
+import time
+
+from e2e_base import NODE_CLASS, LibvirtE2ETestCase, bridge_members
+from e2e_base import bridges_of, node_bridge
+
+from accel_inventory import agent, cache
+from libvirt_hooks import hostview
+
+
+class NodeServerBase(LibvirtE2ETestCase):
+
+    def setUp(self):
+        super().setUp()
+        self.node_flavor = self.accel_flavor("node", {
+            f"resources1:{NODE_CLASS}": "1"})
+
+    def boot_node_server(self):
+        """A server holding a node, once its interface is attached; the
+        seconds from ACTIVE to attached."""
+        server = self.boot(self.node_flavor)
+        active = time.time()
+        # The sync's round, as the agent's interval runs it after nova
+        # started the domain (the worker waits for it).
+        self.agent_round()
+        self.assert_node_attached(server, active)
+        return server, self.claim(server).attach["at"] - active
+
+    def node_of(self, server):
+        """The node function ``server`` holds and its host-side interface
+        now."""
+        [fid] = self.claim(server).functions
+        address = cache.load(self.cache_path).function_index()[fid][2].address
+        return fid, hostview.node_interface(self.fs.root, address)
+
+    def assert_node_attached(self, server, since, also_held_by=()):
+        """After the worker's record newer than ``since``: the running
+        domain has one interface on the node's bridge, the bridge holds
+        the node's interface and that domain's tap only, the persistent
+        definition has none; the cache has claims and markers of this
+        server (and of the consumers ``also_held_by``) only."""
+        record = self.attach_record(server, since)
+        fid, iface = self.node_of(server)
+        assert record.attach["devices"][fid]["state"] in (
+            "attached", "present"), record.attach
+        assert record.running
+        name = node_bridge(fid)
+        live = self.dumpxml(server)
+        assert bridges_of(live) == [name]
+        [tap] = [t.get("dev") for t in live.iterfind(
+            f"devices/interface/source[@bridge='{name}']/../target")]
+        assert bridge_members(name) == sorted([iface, tap])
+        assert os.path.basename(os.path.realpath(
+            f"/sys/class/net/{iface}/master")) == name
+        assert bridges_of(self.dumpxml(server, inactive=True)) == []
+        consumers = sorted([server["id"], *also_held_by])
+        assert sorted(cache.load(self.cache_path).claims) == consumers
+        assert sorted(os.listdir(
+            self.cache_path + agent.ASSIGNED_SUFFIX)) == consumers
+
+
+class TestNodeServer(NodeServerBase):
+
+    def test_node_interface_on_its_bridge_after_active(self):
+        server, seconds = self.boot_node_server()
+        assert self.domstate(server) == "running"
+        assert seconds < 30, seconds
+        assert self.held_functions(server, NODE_CLASS)
+
+    def test_lifecycle_keeps_the_node_exactly_once(self):
+        self.flags(allow_resize_to_same_host=True)
+        server, _ = self.boot_node_server()
+        held = self.held_functions(server, NODE_CLASS)
+
+        def step(operation, *args, also_held_by=(), **kwargs):
+            since = time.time()
+            operation(server, *args, **kwargs)
+            self.agent_round()
+            self.assert_node_attached(server, since, also_held_by)
+            assert self.domstate(server) == "running", operation.__name__
+            return self.held_functions(server, NODE_CLASS)
+
+        assert step(self._reboot_server) == held
+        assert step(self._reboot_server, hard=True) == held
+
+        self._stop_server(server)
+        assert self.domstate(server) == "shut off"
+        assert not self.claim(server).running
+        assert step(self._start_server) == held
+
+        # Paused and unpaused, the domain never stops: no hook, no worker.
+        self.api.post_server_action(server["id"], {"pause": None})
+        self._wait_for_state_change(server, "PAUSED")
+        self.api.post_server_action(server["id"], {"unpause": None})
+        self._wait_for_state_change(server, "ACTIVE")
+        self.assert_node_attached(server, 0)
+
+        # Managed save; resume is libvirt's restore of the saved domain,
+        # whose live XML already holds the interface.
+        self._suspend_server(server)
+        assert step(self._resume_server) == held
+
+        # Shelve offloads (allocations go); unshelve schedules again.
+        self._shelve_server(server)
+        round_ = self.agent_round()
+        assert server["id"] in round_.sync.changed
+        assert self.claim(server) is None
+        held = step(self._unshelve_server)
+        assert sum(held.values()) == 1
+
+        bigger = self.accel_flavor("node-128", {
+            f"resources1:{NODE_CLASS}": "1"}, memory_mb=128)
+        # Same host: while the resize waits to be confirmed, the migration
+        # holds the old flavor's node (a revert goes back to it), so the
+        # sync gives it the card's other node; the server keeps its own
+        # (its domain runs). Confirming releases the migration's.
+        since = time.time()
+        self._resize_server(server, bigger)
+        migration = self.get_migration_uuid_for_instance(server["id"])
+        node = self.node_of(server)
+        self.agent_round()
+        self.assert_node_attached(server, since, also_held_by=[migration])
+        assert self.held_functions(server, NODE_CLASS) == held
+        assert self.node_of(server) == node
+        self._confirm_resize(server)
+        self.agent_round()
+        self.assert_node_attached(server, 0)
+        assert self.held_functions(server, NODE_CLASS) == held
+
+        assert step(self._rebuild_server, self.image) == held
