@@ -1,0 +1,34 @@
+"""Scenario 6: every server deleted, placement's allocations go, and one
+agent round later every claim, assignment marker and tap in a node's
+bridge goes too."""
+
+import os
+
+from e2e_base import FPGA_CLASS, bridge_members, node_bridge
+from test_node_lifecycle import NodeServerBase
+
+from accel_inventory import agent, cache
+
+
+class TestDelete(NodeServerBase):
+
+    def test_delete_releases_everything_within_one_round(self):
+        node_server, _ = self.boot_node_server()
+        fpga = self.boot(self.accel_flavor("fpga-2", {
+            f"resources1:{FPGA_CLASS}": "2"}))
+        self.agent_round()
+        self.attach_record(fpga, 0)
+        servers = [node_server, fpga]
+        fid, iface = self.node_of(node_server)
+        assert len(bridge_members(node_bridge(fid))) == 2
+
+        for server in servers:
+            self._delete_server(server)
+            assert self._get_allocations_by_server_uuid(server["id"]) == {}
+        round_ = self.agent_round()
+        assert sorted(round_.sync.changed) == sorted(s["id"] for s in servers)
+        assert cache.load(self.cache_path).claims == {}
+        assert os.listdir(self.cache_path + agent.ASSIGNED_SUFFIX) == []
+        # The domain's tap went with it; the node's own interface stays in
+        # its bridge, where the next server's start expects it.
+        assert bridge_members(node_bridge(fid)) == [iface]

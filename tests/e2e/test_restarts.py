@@ -1,0 +1,46 @@
+"""Scenario 5: libvirtd restarts while domains run (libvirt runs the
+``reconnect`` hook for each, and a non-zero exit would kill its qemu), then
+nova-compute restarts: every domain survives with the same qemu, and
+nothing is attached a second time."""
+
+from e2e_base import FPGA_CLASS, bridge_members, bridges_of, node_bridge
+from test_node_lifecycle import NodeServerBase
+
+from accel_inventory import cache
+
+
+class TestRestarts(NodeServerBase):
+
+    def snapshot(self, servers):
+        """What must not change across a restart: each domain's qemu (its
+        id), its bridges, its attach record; the node bridge's ports."""
+        inv = cache.load(self.cache_path)
+        fid, _ = self.node_of(servers[0])
+        return ({s["id"]: (self.domain(s).ID(), bridges_of(self.dumpxml(s)),
+                           inv.claims[s["id"]].attach) for s in servers},
+                bridge_members(node_bridge(fid)))
+
+    def assert_unchanged(self, servers, before):
+        for server in servers:
+            assert self.domstate(server) == "running"
+            assert self.api.get_server(server["id"])["status"] == "ACTIVE"
+        # An agent round after the restart re-attaches nothing either.
+        self.agent_round()
+        assert self.snapshot(servers) == before
+
+    def test_domains_survive_libvirtd_and_nova_compute_restarts(self):
+        node_server, _ = self.boot_node_server()
+        fpga = self.boot(self.accel_flavor("fpga-1", {
+            f"resources1:{FPGA_CLASS}": "1"}))
+        self.agent_round()
+        self.attach_record(fpga, 0)
+        servers = [node_server, fpga]
+        before = self.snapshot(servers)
+        [(_, bridges, _)] = [before[0][node_server["id"]]]
+        assert len(bridges) == 1
+
+        self.machine["libvirtd"].restart([s["id"] for s in servers])
+        self.assert_unchanged(servers, before)
+
+        self.compute = self.restart_compute_service(self.compute)
+        self.assert_unchanged(servers, before)
