@@ -161,6 +161,24 @@ def _read(path: str, validate: bool) -> model.Inventory:
     return inventory
 
 
+def check_path(path: str) -> None:
+    """Raise CacheError when ``path`` can never hold the cache (it is a
+    directory, or a file stands where one of its directories should be):
+    moving it aside and rescanning, what an unusable cache calls for,
+    cannot help then; the option must change."""
+    fix = "set [inventory] cache_path (or --cache) to a file's path"
+    if os.path.isdir(path):
+        raise CacheError(f"inventory cache {path} is a directory, not a "
+                         f"file; {fix}, e.g. "
+                         f"{os.path.join(path, 'inventory.json')}")
+    above = os.path.dirname(os.path.abspath(path))
+    while not os.path.exists(above):
+        above = os.path.dirname(above)
+    if not os.path.isdir(above):
+        raise CacheError(f"inventory cache {path} cannot be created: "
+                         f"{above} is a file, not a directory; {fix}")
+
+
 def load(path: str, *, validate: bool = False) -> model.Inventory | None:
     """The cached inventory, or None when there is no cache yet.
 
@@ -170,6 +188,7 @@ def load(path: str, *, validate: bool = False) -> model.Inventory | None:
     CacheError is raised when neither file is usable: silently starting
     from nothing would forget every claim.
     """
+    check_path(path)
     good = good_copy_path(path)
     try:
         return _read(path, validate)
@@ -261,6 +280,7 @@ def save(path: str, inventory: model.Inventory,
     Callers that read before writing hold ``locked(path)`` around both
     (``update`` does); a save alone does not lock.
     """
+    check_path(path)
     data = encode(inventory, validate)
     directory = os.path.dirname(os.path.abspath(path))
     os.makedirs(directory, mode=0o700, exist_ok=True)
@@ -294,6 +314,7 @@ def locked(path: str,
     Waits at most ``timeout`` seconds, then raises LockTimeout naming the
     process that holds it. Re-entrant within one thread of one process.
     """
+    check_path(path)
     name = lock_path(os.path.abspath(path))
     key = f"{name}:{os.getpid()}:{threading.get_ident()}"
     with _held_guard:

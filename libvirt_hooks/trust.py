@@ -80,7 +80,7 @@ def nodes_of(path: str) -> list[Node]:
     """The nodes ``path`` depends on, as written and as resolved.
 
     A missing file is left out (whoever creates it needs its directory,
-    which is checked).
+    which is checked), as is one below a file (it cannot be created).
     """
     nodes: dict[str, Node] = {}
     written = os.path.abspath(path)
@@ -90,7 +90,7 @@ def nodes_of(path: str) -> list[Node]:
                 continue
             try:
                 st = os.lstat(name)
-            except FileNotFoundError:
+            except (FileNotFoundError, NotADirectoryError):
                 continue
             nodes[name] = Node(name, st.st_uid, st.st_mode, holds=depth < 2)
     return list(nodes.values())
