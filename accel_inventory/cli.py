@@ -29,6 +29,7 @@ from accel_inventory import inventory
 from accel_inventory import model
 from accel_inventory import monitor
 from accel_inventory import placement
+from accel_inventory import usage
 
 LOG = logging.getLogger(__name__)
 
@@ -39,7 +40,7 @@ SAMPLE_HOSTNAME = "sample-host"
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = usage.Parser(
         prog=PROG,
         description="Discover the host's accelerators (PCI cards, mdev "
                     "parents, USB sticks, IP-over-PCIe cards), keep them in "
@@ -106,7 +107,7 @@ def build_parser() -> argparse.ArgumentParser:
                              "pci, usb, mdev or net device events, until "
                              "interrupted.")
     sysfs_root(watch)
-    watch.add_argument("--debounce", type=float, default=2.0,
+    watch.add_argument("--debounce", type=_seconds, default=2.0,
                        metavar="SECONDS",
                        help="Quiet time after the last event before a "
                             "rescan (default 2).")
@@ -136,7 +137,22 @@ def _load_conf(args) -> cfg.ConfigOpts:
         conf.set_override("cache_path", args.cache, group="inventory")
     if getattr(args, "sysfs_root", None):
         conf.set_override("sysfs_root", args.sysfs_root, group="inventory")
+    if args.command in ("publish", "agent"):
+        inventory_conf.register_placement_opts(conf)
+    inventory_conf.check(conf)
     return conf
+
+
+def _seconds(text: str) -> float:
+    """A number of seconds, 0 or more (argparse's float takes -1, nan)."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not 0 <= value < float("inf"):
+        raise argparse.ArgumentTypeError(
+            f"expected a number of seconds, 0 or more, not {text!r}")
+    return value
 
 
 def change_line(change) -> str:
@@ -419,7 +435,7 @@ def main(argv=None, *, event_source=None, out=None) -> int:
         return _watch(conf, args, out, event_source)
     except placement.PlacementError as e:
         return _fail(str(e))
-    except cfg.Error as e:
+    except (cfg.Error, inventory_conf.ConfigError) as e:
         return _fail(f"configuration: {e}")
     except (cache.CacheError, claims.ClaimError,
             inventory.InventoryError) as e:

@@ -5,6 +5,8 @@ agent, the CLI and the hook. Every option can also be set through
 oslo.config's environment source as ``OS_INVENTORY__<OPTION>``.
 """
 
+import os
+
 from oslo_config import cfg
 from oslo_config import types
 
@@ -30,9 +32,11 @@ inventory_opts = [
                help="Name of this host as nova knows it (the hypervisor "
                     "hostname). Defaults to the system's host name."),
     cfg.StrOpt("profiles_dir", default="/etc/nova-accel/profiles.d",
-               help="Directory of operator profiles (*.yaml or *.json) that "
-                    "override how a card, matched on vendor:product, is "
-                    "split into regions and which resource class it gets."),
+               help="Directory of operator profiles (*.json: name, match "
+                    "(a list of vendor:product), resource_class, optional "
+                    "kind and functions_per_region) that override the "
+                    "built-in ones of the same name: how a card is split "
+                    "into regions and which resource class it gets."),
     # '=' between key and type: the key itself holds a ':'.
     cfg.Opt("mdev_types", default={},
             type=types.Dict(key_value_separator="="),
@@ -148,6 +152,77 @@ def list_opts():
             (PLACEMENT_GROUP, _placement_opts())]
 
 
+class ConfigError(Exception):
+    """An option's value is invalid; the message is the one line to say."""
+
+
+def _expected(opt_type) -> str | None:
+    """What a value of oslo.config type ``opt_type`` must be, in the
+    hook's words; None for a type whose own message says it."""
+    from libvirt_hooks import settings
+
+    if isinstance(opt_type, types.Boolean):
+        return settings.expected(bool)
+    if isinstance(opt_type, types.Dict):
+        return settings.expected(dict)
+    if isinstance(opt_type, (types.Integer, types.Float)):
+        kind = int if isinstance(opt_type, types.Integer) else float
+        return settings.expected(kind, opt_type.min, opt_type.max)
+    if getattr(opt_type, "choices", None):
+        return "one of " + ", ".join(map(str, opt_type.choices))
+    return None
+
+
+def _file_text(conf: cfg.ConfigOpts, group: str, name: str):
+    """The last of the files read that sets ``[group] name``, and its
+    text there (later files override earlier ones)."""
+    import configparser
+
+    found = (None, None)
+    files = list(conf.config_file or []) + sorted(
+        os.path.join(d, f) for d in conf.config_dir or [] if os.path.isdir(d)
+        for f in os.listdir(d) if f.endswith(".conf"))
+    for path in files:
+        parser = configparser.RawConfigParser(strict=False,
+                                              interpolation=None)
+        try:
+            parser.read(path, encoding="utf-8")
+        except (configparser.Error, UnicodeDecodeError):
+            continue
+        if parser.has_option(group, name):
+            found = (path, parser.get(group, name))
+    return found
+
+
+def check(conf: cfg.ConfigOpts) -> None:
+    """Read every registered option of every group once, so that a bad
+    value stops the command at its start (oslo.config converts lazily,
+    so a command that never reads an option would pass it silently) with
+    one line naming it, where it was set and what is expected, instead of
+    oslo.config's own message (which prints its LocationInfo internals
+    and names the file even for a value from the environment)."""
+    from libvirt_hooks import settings
+
+    groups = [g for g in conf
+              if isinstance(conf[g], cfg.ConfigOpts.GroupAttr)]
+    for group_name in groups:
+        for name in conf[group_name]:
+            try:
+                getattr(conf[group_name], name)
+            except (cfg.Error, ValueError) as exc:
+                variable = settings.env_name(group_name, name)
+                if variable in os.environ:
+                    where, text = variable, os.environ[variable]
+                else:
+                    where, text = _file_text(conf, group_name, name)
+                opt = conf._get_opt_info(name, group_name)["opt"]
+                wanted = _expected(opt.type) or \
+                    str(exc).rsplit("is not valid: ", 1)[-1]
+                raise ConfigError(settings.bad_value(
+                    group_name, name, text if text is not None else "",
+                    where, wanted)) from None
+
+
 def load(argv=None, default_config_files=None) -> cfg.ConfigOpts:
     """A fresh ConfigOpts with our options, parsed from argv and files.
 
@@ -163,6 +238,27 @@ def load(argv=None, default_config_files=None) -> cfg.ConfigOpts:
         default_config_files = [path for path in (config_file(),) if path]
     conf = cfg.ConfigOpts()
     register_opts(conf)
-    conf(args=list(argv or []), project="nova-accel",
-         default_config_files=default_config_files, default_config_dirs=[])
+    try:
+        conf(args=list(argv or []), project="nova-accel",
+             default_config_files=default_config_files,
+             default_config_dirs=[])
+    except UnicodeDecodeError as exc:
+        # oslo.config lets this through without the file's name.
+        raise ConfigError(f"{_undecodable(argv, default_config_files)} is "
+                          f"not UTF-8 text ({exc.reason} at byte "
+                          f"{exc.start})") from None
     return conf
+
+
+def _undecodable(argv, default_config_files) -> str:
+    """The first of the files oslo.config read that is not UTF-8."""
+    argv = list(argv or [])
+    named = [argv[i + 1] for i, arg in enumerate(argv[:-1])
+             if arg == "--config-file"]
+    for path in named or default_config_files:
+        try:
+            with open(path, encoding="utf-8") as f:
+                f.read()
+        except (OSError, UnicodeDecodeError):
+            return path
+    return "a configuration file"

@@ -3,8 +3,8 @@
 A profile names the placement resource class of the card's regions
 (always ``CUSTOM_ACCEL_...``), its kind, and may group functions into
 regions of a fixed size (the 12 VFs of one PF as 3 regions of 4). Built-in
-profiles ship in the package; JSON files in ``[inventory] profiles_dir``
-override them by name.
+profiles ship in the package; ``*.json`` files in ``[inventory]
+profiles_dir`` override them by name.
 """
 
 from __future__ import annotations
@@ -83,6 +83,9 @@ def load_profiles(operator_dir: str | None = None) -> list[Profile]:
     profiles = _load_dir(BUILTIN_DIR)
     if operator_dir and os.path.isdir(operator_dir):
         profiles.update(_load_dir(operator_dir))
+    elif operator_dir and os.path.exists(operator_dir):
+        LOG.warning("[inventory] profiles_dir %s is not a directory; only "
+                    "the built-in profiles are used", operator_dir)
     return list(profiles.values())
 
 

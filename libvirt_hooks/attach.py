@@ -377,12 +377,18 @@ def run_worker(consumer: str, config_file: str | None, *,
     import libvirt
 
     from accel_inventory import cache, claims
-    from libvirt_hooks import decide, trust
+    from libvirt_hooks import decide, settings, trust
 
-    conf = decide.load_conf(config_file)
-    # The worker acts as root on what the hook's configuration names, so
-    # it trusts it no more than the hook does; not even its log file.
-    untrusted = trust.refusal(config_file, conf.inventory.cache_path)
+    # The worker's stderr is /dev/null: what stops it before its log is
+    # set up goes to syslog.
+    try:
+        conf = decide.load_conf(config_file)
+        # The worker acts as root on what the hook's configuration names,
+        # so it trusts it no more than the hook does; not even its log
+        # file.
+        untrusted = trust.refusal(config_file, conf.inventory.cache_path)
+    except settings.SettingsError as exc:
+        untrusted = f"cannot read configuration: {exc}"
     if untrusted:
         syslog.syslog(syslog.LOG_ERR, f"nova-accel attach worker: domain "
                       f"{consumer}: nothing attached: {untrusted}")
@@ -423,9 +429,20 @@ def run_worker(consumer: str, config_file: str | None, *,
     return 1 if refused else 0
 
 
-if __name__ == "__main__":
-    from libvirt_hooks.hook import config_file as _config_file
+def worker_main(argv: list[str]) -> int:
+    """``python -m libvirt_hooks.attach [--await-assignment] UUID``, as
+    ``launch`` runs it."""
+    from libvirt_hooks.hook import config_file
 
-    await_flag = AWAIT_ASSIGNMENT in sys.argv[1:-1]
-    sys.exit(run_worker(sys.argv[-1], _config_file(),
-                        await_assignment=await_flag))
+    *flags, consumer = argv or ["-"]
+    if consumer.startswith("-") or set(flags) - {AWAIT_ASSIGNMENT}:
+        sys.stderr.write(f"usage: python -m libvirt_hooks.attach "
+                         f"[{AWAIT_ASSIGNMENT}] DOMAIN-UUID (started by "
+                         f"the hook; by hand: accel-domain attach)\n")
+        return 2
+    return run_worker(consumer, config_file(),
+                      await_assignment=AWAIT_ASSIGNMENT in flags)
+
+
+if __name__ == "__main__":
+    sys.exit(worker_main(sys.argv[1:]))

@@ -22,7 +22,7 @@ import sys
 import libvirt
 from lxml import etree
 
-from accel_inventory import cache, claims
+from accel_inventory import cache, claims, usage
 from accel_inventory.inventory import current_boot_id
 from libvirt_hooks import attach, decide, devices, guard, hook, hostview
 from libvirt_hooks import settings
@@ -45,7 +45,7 @@ class CommandError(Exception):
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = usage.Parser(
         prog=PROG,
         description="What each domain holds of the host's accelerators, "
                     "and the devices Nova does not manage: attach, detach, "

@@ -33,6 +33,31 @@ DEFAULT_CONFIG = "/etc/nova-accel/nova-accel.conf"
 INSTALL_PATH = "/etc/libvirt/hooks/qemu.d/nova-accel"
 EXIT_REFUSED = 1
 EXIT_USAGE = 2
+USAGE = ("usage: accel-libvirt-hook DOMAIN OP SUBOP [EXTRA] < DOMAIN.xml | "
+         "--install [DEST] | --help")
+HELP = f"""{USAGE}
+
+libvirt's qemu hook for nova-accel. At each domain start it checks every
+PCI and USB hostdev, mdev and node interface of the domain against the
+host as it is now and refuses the start (exit 1, one line that libvirt
+shows as the error) when a device is not where the domain expects it; it
+creates the domain's mdevs, puts node interfaces in their bridges,
+records which functions the domain holds, and at migrate and restore
+prints the XML with moved devices at their current addresses. Domains
+without accelerators are let through at once.
+
+  --install [DEST]  put the hook at DEST (default
+                    {INSTALL_PATH}); safe to run
+                    again; after the first install send libvirtd
+                    SIGHUP so it runs the hook.
+  --help            this text.
+
+Configuration: $NOVA_ACCEL_CONFIG, else {DEFAULT_CONFIG}
+([inventory] and [libvirt_hooks]; OS_<GROUP>__<OPTION> variables win).
+Log: one line per decision to [libvirt_hooks] log_file, else syslog
+(facility daemon), else nowhere; a refusal is also printed on stderr.
+Exit codes: 0 allowed, 1 refused or failed, 2 usage error.
+"""
 
 
 def fast_options(config: str | None) -> dict[tuple[str, str], str]:
@@ -97,12 +122,10 @@ def needs_full_path(op: str, subop: str, xml: bytes,
 def main(argv=None, stdin=None, stdout=None, stderr=None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
     stderr = stderr or sys.stderr
-    if argv[:1] == ["--install"]:
-        return install(argv[1:], stderr)
+    # libvirt always passes four arguments, and a domain may be named
+    # "--install": options are only read from shorter command lines.
     if len(argv) < 3:
-        stderr.write("usage: accel-libvirt-hook DOMAIN OP SUBOP [EXTRA] "
-                     "(domain XML on stdin) | --install [DEST]\n")
-        return EXIT_USAGE
+        return _command(argv, stdout or sys.stdout, stderr)
     xml = (stdin or sys.stdin.buffer).read()
     name, op, subop = argv[:3]
     # Devices Nova does not manage: attached after the start by a detached
@@ -121,15 +144,41 @@ def main(argv=None, stdin=None, stdout=None, stderr=None) -> int:
                       stdout or sys.stdout, stderr)
 
 
+def _command(argv: list[str], stdout, stderr) -> int:
+    """``--help`` and ``--install``, run by an operator."""
+    if argv in (["--help"], ["-h"]):
+        stdout.write(HELP)
+        return 0
+    if argv[:1] == ["--install"] and not any(
+            arg.startswith("-") or not arg for arg in argv[1:]):
+        dest = argv[1] if argv[1:] else INSTALL_PATH
+        try:
+            return install(dest, stderr)
+        except OSError as exc:
+            stderr.write(f"accel-libvirt-hook: error: cannot install "
+                         f"{dest}: {exc.strerror or exc}\n")
+            return EXIT_REFUSED
+    wrong = ("unrecognized arguments: " + " ".join(argv)) if argv \
+        else "no arguments"
+    stderr.write(f"accel-libvirt-hook: error: {wrong}; {USAGE}\n")
+    return EXIT_USAGE
+
+
 def config_file() -> str | None:
-    path = os.environ.get("NOVA_ACCEL_CONFIG", DEFAULT_CONFIG)
-    return path if os.path.exists(path) else None
+    """The file every command of nova-accel reads: ``NOVA_ACCEL_CONFIG``
+    (even when missing: it is then reported, not silently replaced by
+    the defaults, which may name another cache), else the default file
+    when it exists."""
+    named = os.environ.get("NOVA_ACCEL_CONFIG")
+    if named:
+        return named
+    return DEFAULT_CONFIG if os.path.exists(DEFAULT_CONFIG) else None
 
 
-def install(args, stderr) -> int:
-    """Put the hook where libvirt looks for it; safe to run again."""
-    dest = args[0] if args else INSTALL_PATH
-    hooks_dir = os.path.dirname(dest)
+def install(dest: str, stderr) -> int:
+    """Put the hook at ``dest``, where libvirt looks for it; safe to run
+    again."""
+    hooks_dir = os.path.dirname(os.path.abspath(dest))
     new_dir = not os.path.isdir(hooks_dir)
     os.makedirs(hooks_dir, mode=0o755, exist_ok=True)
     script = (f"#!{sys.executable}\n"

@@ -76,17 +76,50 @@ def _dict(text: str) -> dict[str, str]:
 CONVERTERS = {str: str, int: int, float: float, bool: _bool, dict: _dict}
 
 
-def convert(group: str, name: str, text: str) -> object:
-    """``text`` as the value of option ``[group] name``."""
+EXPECTED = {str: "a string", int: "an integer", float: "a number",
+            bool: "one of " + ", ".join(TRUE_VALUES + FALSE_VALUES),
+            dict: "KEY=VALUE pairs separated by commas"}
+
+
+def expected(kind: type, minimum: float | None = None,
+             maximum: float | None = None) -> str:
+    """What a value of an option of ``kind`` must be, for an operator."""
+    text = EXPECTED[kind]
+    if minimum is not None:
+        text += f" of at least {minimum}"
+    if maximum is not None:
+        text += (" and" if minimum is not None else " of") + \
+            f" at most {maximum}"
+    return text
+
+
+def bad_value(group: str, name: str, text: str, where: str | None,
+              wanted: str) -> str:
+    """The one line that names a bad option value, where it was set and
+    what is expected; the hook's and the CLIs' wording."""
+    origin = f" (set in {where})" if where else ""
+    return f"[{group}] {name} = {text!r}{origin}: expected {wanted}"
+
+
+def origin(group: str, name: str, config_file: str | None) -> str | None:
+    """Where the value of ``[group] name`` comes from: its environment
+    variable when set, else the file."""
+    variable = env_name(group, name)
+    return variable if variable in os.environ else config_file
+
+
+def convert(group: str, name: str, text: str,
+            where: str | None = None) -> object:
+    """``text`` as the value of option ``[group] name`` set in ``where``."""
     kind, _default, minimum = OPTIONS[(group, name)]
     try:
         value = CONVERTERS[kind](text.strip())
-    except ValueError as exc:
-        raise SettingsError(f"[{group}] {name} = {text!r}: {exc}") from None
-    if minimum is not None and value < minimum:
-        raise SettingsError(f"[{group}] {name} = {value} is below its "
-                            f"minimum {minimum}")
-    return value
+        if minimum is None or value >= minimum:
+            return value
+    except ValueError:
+        pass
+    raise SettingsError(bad_value(group, name, text, where,
+                                  expected(kind, minimum)))
 
 
 def raw_values(config_file: str | None) -> dict[tuple[str, str], str]:
@@ -116,7 +149,8 @@ def load(config_file: str | None) -> SimpleNamespace:
     groups: dict[str, SimpleNamespace] = {}
     for (group, name), (kind, default, _minimum) in OPTIONS.items():
         if (group, name) in raw:
-            value = convert(group, name, raw[(group, name)])
+            value = convert(group, name, raw[(group, name)],
+                            origin(group, name, config_file))
         else:
             value = dict(default) if kind is dict else default
         setattr(groups.setdefault(group, SimpleNamespace()), name, value)

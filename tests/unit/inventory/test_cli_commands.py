@@ -67,7 +67,10 @@ def test_help_lists_every_command(capsys):
 ])
 def test_usage_errors_exit_2(argv, capsys):
     assert cli.main(argv) == 2
-    assert "usage:" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    # One line, pointing at the help (argparse printed the usage first).
+    assert err.count("\n") == 1 and err.startswith("accel-inventory")
+    assert "error: " in err and "--help'" in err
 
 
 def test_show_json_is_the_cache_document(path):

@@ -114,3 +114,21 @@ def test_every_command_reads_the_file_nova_accel_config_names(
     other.write_text(f"[inventory]\ncache_path = {tmp_path / 'o.json'}\n")
     assert conf.load(["--config-file", str(other)]).inventory.cache_path \
         == str(tmp_path / "o.json")
+
+
+def test_profiles_dir_reads_every_kind_of_file_its_help_names(tmp_path):
+    # The help promised *.yaml profiles; only *.json were ever read.
+    import re
+
+    from accel_inventory import profiles
+
+    opt = next(o for o in conf.inventory_opts if o.name == "profiles_dir")
+    patterns = re.findall(r"\*\.(\w+)", opt.help)
+    assert patterns
+    for n, suffix in enumerate(patterns):
+        (tmp_path / f"p{n}.{suffix}").write_text(
+            f'{{"name": "p{n}", "match": ["abcd:000{n}"], '
+            f'"resource_class": "CUSTOM_ACCEL_P{n}"}}')
+    names = {p.name for p in profiles.load_profiles(str(tmp_path))}
+    # (The sample carries the same help: test_sample_config_is_up_to_date.)
+    assert {f"p{n}" for n in range(len(patterns))} <= names

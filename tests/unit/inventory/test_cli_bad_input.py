@@ -1,0 +1,145 @@
+"""``accel-inventory`` given bad input: unknown options, missing and
+unreadable files, values of the wrong type, hostile values. Each ends
+with exit 1 (operational) or 2 (usage), one line on stderr and no
+traceback, and leaves the cache and its last good copy byte for byte as
+they were."""
+
+import os
+import subprocess
+import sys
+
+import pytest
+
+from accel_inventory import cli, sample
+from accel_inventory.cache import good_copy_path
+
+
+@pytest.fixture
+def host(tmp_path, monkeypatch):
+    """The sample host scanned into a cache that the file
+    NOVA_ACCEL_CONFIG names points at, and what the cache holds."""
+    for name in list(os.environ):
+        if name.startswith(("OS_INVENTORY__", "OS_AGENT__",
+                            "OS_PLACEMENT__")):
+            monkeypatch.delenv(name)
+    root = sample.build_sample_host(str(tmp_path / "sys"))
+    path = str(tmp_path / "inventory.json")
+    config = tmp_path / "nova-accel.conf"
+    config.write_text(f"[inventory]\nsysfs_root = {root}\n"
+                      f"cache_path = {path}\nhostname = h1\n")
+    monkeypatch.setenv("NOVA_ACCEL_CONFIG", str(config))
+    assert cli.main(["scan"]) == 0
+    before = {p: open(p, "rb").read() for p in (path, good_copy_path(path))}
+    folder = tmp_path / "folder"
+    folder.mkdir()
+    (tmp_path / "binary.conf").write_bytes(b"\xff\xfe\x00[inventory\n")
+    return {"tmp": tmp_path, "root": root, "cache": path, "before": before,
+            "folder": str(folder), "config": str(config)}
+
+
+def write_config(host, text):
+    path = host["tmp"] / "bad.conf"
+    path.write_text(text)
+    return str(path)
+
+
+# (argv, environment, exit code, what the line must say); {tmp}, {folder},
+# {cache} and {root} are the fixture's paths.
+CASES = {
+    "unknown global option": (["--bogus", "status"], {}, 2, "--bogus"),
+    "unknown command option": (["status", "--bogus"], {}, 2, "--bogus"),
+    "no command": ([], {}, 2, "COMMAND"),
+    "unknown command": (["frobnicate"], {}, 2, "frobnicate"),
+    "bad --format": (["show", "--format", "xml"], {}, 2, "xml"),
+    "negative debounce": (["watch", "--debounce", "-1"], {}, 2, "-1"),
+    "nan debounce": (["watch", "--debounce", "nan"], {}, 2, "nan"),
+    "missing --config-file": (["--config-file", "{tmp}/absent.conf",
+                               "status"], {}, 1, "absent.conf"),
+    "--config-file a folder": (["--config-file", "{folder}", "status"], {}, 1,
+                               "folder"),
+    "--config-file not text": (["--config-file", "{tmp}/binary.conf",
+                                "status"], {}, 1, "binary.conf"),
+    "missing NOVA_ACCEL_CONFIG": (["status"], {
+        "NOVA_ACCEL_CONFIG": "{tmp}/absent.conf"}, 1, "absent.conf"),
+    "float from the environment": (["status"], {
+        "OS_INVENTORY__LOCK_TIMEOUT": "abc"}, 1,
+        "[inventory] lock_timeout = 'abc' (set in "
+        "OS_INVENTORY__LOCK_TIMEOUT): expected a number of at least 0.0"),
+    "below the minimum": (["status"], {
+        "OS_INVENTORY__LOCK_TIMEOUT": "-1"}, 1, "lock_timeout"),
+    "dict from the environment": (["show"], {
+        "OS_INVENTORY__MDEV_TYPES": "10de"}, 1, "mdev_types"),
+    "agent option": (["agent", "--once"], {"OS_AGENT__INTERVAL": "0"}, 1,
+                     "[agent] interval = '0'"),
+    "placement option": (["publish"], {"OS_PLACEMENT__TIMEOUT": "soon"}, 1,
+                         "[placement] timeout = 'soon'"),
+    "cache a folder": (["status", "--cache", "{folder}"], {}, 1,
+                       "is a directory, not a file"),
+    "scan into a folder": (["scan", "--cache", "{folder}"], {}, 1,
+                           "is a directory, not a file"),
+    "cache below a file": (["scan", "--cache", "{cache}/x.json"], {}, 1,
+                           "is a file, not a directory"),
+    "ack below a file": (["ack", "x", "--cache", "{cache}/x.json"], {}, 1,
+                         "is a file, not a directory"),
+    "missing sysfs root": (["scan", "--sysfs-root", "{tmp}/nothing"], {}, 1,
+                           "nothing"),
+    "sysfs root a file": (["scan", "--sysfs-root", "{cache}"], {}, 1,
+                          "bus/pci"),
+    "watch a missing root": (["watch", "--sysfs-root", "{tmp}/nothing"], {},
+                             1, "nothing"),
+    "card id a path": (["ack", "../../etc/passwd"], {}, 1, "passwd"),
+    "card id huge": (["forget", "x" * 100_000], {}, 1, "xxx"),
+    "card id a newline": (["ack", "a\nb"], {}, 1, "a b"),
+    "cache name too long": (["status", "--cache", "{tmp}/" + "c" * 5000],
+                            {}, 1, "too long"),
+}
+
+
+@pytest.mark.parametrize("name", sorted(CASES))
+def test_bad_input_is_one_line_and_leaves_the_cache(host, monkeypatch,
+                                                    capsys, name):
+    argv, env, code, says = CASES[name]
+    fill = {k: host[k] for k in ("tmp", "folder", "cache", "root")}
+    for variable, value in env.items():
+        monkeypatch.setenv(variable, value.format(**fill))
+    assert cli.main([arg.format(**fill) for arg in argv]) == code
+    out, err = capsys.readouterr()
+    assert out == ""
+    assert err.count("\n") == 1 and err.startswith("accel-inventory"), err
+    assert says in err
+    assert {p: open(p, "rb").read() for p in host["before"]} == \
+        host["before"]
+
+
+def test_a_cache_folder_is_not_told_to_be_moved_aside(host, capsys):
+    # Moving "the file" aside and rescanning cannot help a folder.
+    assert cli.main(["status", "--cache", host["folder"]]) == 1
+    err = capsys.readouterr().err
+    assert "Move the file aside" not in err
+    assert os.path.join(host["folder"], "inventory.json") in err
+
+
+def test_an_unusable_cache_stays_as_it_was(host, capsys):
+    for path in host["before"]:
+        with open(path, "wb") as f:
+            f.write(b'{"version": "\xff')
+    assert cli.main(["ack", "dsn-x"]) == 1
+    assert capsys.readouterr().err.count("\n") == 1
+    for path in host["before"]:
+        with open(path, "rb") as f:
+            assert f.read() == b'{"version": "\xff'
+
+
+def test_the_console_script_prints_no_traceback(host):
+    # The process as operators run it: the same one line, nothing else.
+    result = subprocess.run(
+        [sys.executable, "-c",
+         "import sys; from accel_inventory.cli import main; "
+         "sys.exit(main())", "status"],
+        env=dict(os.environ, OS_INVENTORY__LOCK_TIMEOUT="1e",
+                 OS_INVENTORY__USE_UDEV="maybe"),
+        capture_output=True, text=True, timeout=60)
+    assert result.returncode == 1
+    assert result.stderr.startswith("accel-inventory: error: configuration: "
+                                    "[inventory] lock_timeout = '1e'")
+    assert result.stderr.count("\n") == 1
