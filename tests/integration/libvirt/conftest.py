@@ -2,8 +2,17 @@
 
 CI runs these on a fresh machine as root: the fixture installs what is
 missing (apt-get), starts virtlogd and libvirtd when they are not running,
-installs the hook pointing at a test sysfs tree and cache, and makes
-libvirtd re-read its hooks.
+installs a hook of its own pointing at a test sysfs tree and cache, and
+makes libvirtd re-read its hooks.
+
+It never touches an installation: the hook goes to its own file in
+qemu.d (``TEST_HOOK``) and reads the session's configuration through
+``NOVA_ACCEL_CONFIG``, set by that file (libvirt passes hooks no
+environment of ours), so ``/etc/nova-accel/nova-accel.conf`` is neither
+read nor written. Where any other qemu hook is installed (a compute
+host's, or the end-to-end tests' running now) the session refuses: that
+hook would check the test domains against its own cache. At the end it
+removes exactly what it created.
 """
 
 import os
@@ -16,8 +25,12 @@ import pytest
 
 PACKAGES = ["libvirt-daemon-system", "libvirt-daemon-driver-qemu",
             "qemu-system-x86", "libvirt-clients", "libxml2-utils"]
+# Where an installation lives (the end-to-end tests install there).
 HOOK_CONFIG = "/etc/nova-accel/nova-accel.conf"
 HOOK_PATH = "/etc/libvirt/hooks/qemu.d/nova-accel"
+HOOKS_DIR = os.path.dirname(os.path.dirname(HOOK_PATH))
+# This session's own hook.
+TEST_HOOK = os.path.join(os.path.dirname(HOOK_PATH), "nova-accel-it")
 
 
 def _running(name):
@@ -35,49 +48,86 @@ def _install_packages():
                    env=env)
 
 
+def other_hooks(hooks_dir: str = HOOKS_DIR) -> list[str]:
+    """The qemu hooks installed under ``hooks_dir``: libvirt runs
+    ``qemu`` and every file in ``qemu.d``."""
+    found = [os.path.join(hooks_dir, "qemu")]
+    qemu_d = os.path.join(hooks_dir, "qemu.d")
+    if os.path.isdir(qemu_d):
+        found += [os.path.join(qemu_d, name) for name in os.listdir(qemu_d)]
+    return sorted(path for path in found if os.path.lexists(path))
+
+
+def hook_script(python: str, config: str) -> str:
+    """The session's hook: the installed one's, with its configuration."""
+    return (f"#!{python}\n"
+            "import os, sys\n"
+            f"os.environ['NOVA_ACCEL_CONFIG'] = {config!r}\n"
+            "from libvirt_hooks.hook import main\n"
+            "sys.exit(main())\n")
+
+
+def _missing_dirs(path: str) -> list[str]:
+    """The directories above ``path`` that do not exist, deepest first."""
+    missing = []
+    directory = os.path.dirname(path)
+    while not os.path.isdir(directory):
+        missing.append(directory)
+        directory = os.path.dirname(directory)
+    return missing
+
+
+def _hup_libvirtd():
+    # Whether any hook exists is read at the daemon's start and at SIGHUP.
+    if _running("libvirtd"):
+        subprocess.run(["pkill", "-HUP", "-x", "libvirtd"], check=True)
+
+
 @pytest.fixture(scope="session")
 def libvirtd(tmp_path_factory):
     if os.geteuid() != 0:
         pytest.fail("the libvirt integration tests need root (they start "
                     "libvirtd and install the hook)")
+    installed = other_hooks()
+    if installed:
+        pytest.fail(f"qemu hooks are installed on this machine "
+                    f"({', '.join(installed)}); they would judge this "
+                    f"session's domains by their own cache, and these tests "
+                    f"never touch an installation: run them elsewhere")
     _install_packages()
     state = tmp_path_factory.mktemp("hook")
-    os.makedirs(os.path.dirname(HOOK_CONFIG), exist_ok=True)
-    saved_config = None
-    if os.path.exists(HOOK_CONFIG):
-        with open(HOOK_CONFIG) as f:
-            saved_config = f.read()
-    with open(HOOK_CONFIG, "w") as f:
-        f.write(f"[inventory]\nsysfs_root = {state / 'sys'}\n"
-                f"cache_path = {state / 'inventory.json'}\n"
-                f"[libvirt_hooks]\nlog_file = {state / 'hook.log'}\n")
-    subprocess.run([sys.executable, "-m", "libvirt_hooks.hook", "--install",
-                    HOOK_PATH], check=True)
-    if not _running("virtlogd"):
-        subprocess.run(["virtlogd", "-d"], check=True)
-    if _running("libvirtd"):
-        subprocess.run(["pkill", "-HUP", "-x", "libvirtd"], check=True)
-    else:
-        subprocess.run(["libvirtd", "-d"], check=True)
-    import libvirt
-    for _ in range(100):
-        try:
-            conn = libvirt.open("qemu:///system")
-            break
-        except libvirt.libvirtError:
-            time.sleep(0.1)
-    else:
-        pytest.fail("libvirtd did not answer on qemu:///system")
-    yield {"conn": conn, "state": state}
-    conn.close()
-    os.unlink(HOOK_PATH)
-    if saved_config is None:
-        os.unlink(HOOK_CONFIG)
-    else:
-        with open(HOOK_CONFIG, "w") as f:
-            f.write(saved_config)
-    if _running("libvirtd"):
-        subprocess.run(["pkill", "-HUP", "-x", "libvirtd"])
+    config = state / "nova-accel.conf"
+    config.write_text(f"[inventory]\nsysfs_root = {state / 'sys'}\n"
+                      f"cache_path = {state / 'inventory.json'}\n"
+                      f"[libvirt_hooks]\nlog_file = {state / 'hook.log'}\n")
+    created = _missing_dirs(TEST_HOOK)
+    os.makedirs(os.path.dirname(TEST_HOOK), mode=0o755, exist_ok=True)
+    with open(TEST_HOOK, "x") as f:
+        f.write(hook_script(sys.executable, str(config)))
+    os.chmod(TEST_HOOK, 0o755)
+    try:
+        if not _running("virtlogd"):
+            subprocess.run(["virtlogd", "-d"], check=True)
+        if _running("libvirtd"):
+            _hup_libvirtd()
+        else:
+            subprocess.run(["libvirtd", "-d"], check=True)
+        import libvirt
+        for _ in range(100):
+            try:
+                conn = libvirt.open("qemu:///system")
+                break
+            except libvirt.libvirtError:
+                time.sleep(0.1)
+        else:
+            pytest.fail("libvirtd did not answer on qemu:///system")
+        yield {"conn": conn, "state": state, "config": str(config)}
+        conn.close()
+    finally:
+        os.unlink(TEST_HOOK)
+        for directory in created:
+            os.rmdir(directory)
+        _hup_libvirtd()
 
 
 @pytest.fixture

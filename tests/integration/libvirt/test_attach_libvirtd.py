@@ -19,7 +19,7 @@ from lxml import etree
 
 from accel_inventory import agent, cache, claims, identity, model, placement
 from accel_inventory import profiles, sample, sysfs
-from libvirt_hooks import bridge, cli, hook
+from libvirt_hooks import bridge, cli
 
 NODE_BDF = "0000:5f:00.0"
 NODE = "vpd-8086-2953-VCA2-SN-IT01/r0/f0"
@@ -78,7 +78,8 @@ def host(libvirtd, fake_host):
     cache.save(cache_path, inv)
     ip("link", "add", "acctnode0", "type", "veth", "peer", "name",
        "acctpeer0")
-    yield {"fs": fs, "cache": cache_path, "log": state / "hook.log"}
+    yield {"fs": fs, "cache": cache_path, "log": state / "hook.log",
+           "config": libvirtd["config"]}
     for link in ("acctnode0", "acctnode1",
                  bridge.bridge_name("accbr-", NODE)):
         subprocess.run(["ip", "link", "delete", link], capture_output=True)
@@ -141,9 +142,9 @@ def test_node_is_attached_on_its_bridge_at_every_start(host, domain):
     # By hand: a guest with no OS never answers ACPI hot-unplug, so the
     # detach is only requested, and the record says so.
     out, err = io.StringIO(), io.StringIO()
-    # The libvirtd fixture wrote the hook's default configuration file.
+    # The session hook's configuration (the libvirtd fixture's file).
     assert cli.main(["--connect", "qemu:///system", "--config-file",
-                     hook.DEFAULT_CONFIG, "detach", dom.name()], out=out,
+                     host["config"], "detach", dom.name()], out=out,
                     err=err) == 0, err.getvalue()
     assert out.getvalue().startswith(f"{NODE}: requested (bridge {name}): "
                                      f"the guest has not released it yet")
