@@ -4,7 +4,7 @@ bridge goes too."""
 
 import os
 
-from e2e_base import FPGA_CLASS, bridge_members, node_bridge
+from e2e_base import bridge_members, node_bridge
 from test_node_lifecycle import NodeServerBase
 
 from accel_inventory import agent, cache
@@ -13,11 +13,7 @@ from accel_inventory import agent, cache
 class TestDelete(NodeServerBase):
 
     def test_delete_releases_everything_within_one_round(self):
-        node_server, _ = self.boot_node_server()
-        fpga = self.boot(self.accel_flavor("fpga-2", {
-            f"resources1:{FPGA_CLASS}": "2"}))
-        self.agent_round()
-        self.attach_record(fpga, 0)
+        node_server, fpga = self.boot_node_and_fpga_servers(2)
         servers = [node_server, fpga]
         fid, iface = self.node_of(node_server)
         assert len(bridge_members(node_bridge(fid))) == 2

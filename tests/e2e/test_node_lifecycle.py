@@ -5,7 +5,7 @@ once and with nothing left over, through nova's lifecycle operations."""
 import os
 import time
 
-from e2e_base import NODE_CLASS, LibvirtE2ETestCase, bridge_members
+from e2e_base import FPGA_CLASS, NODE_CLASS, LibvirtE2ETestCase, bridge_members
 from e2e_base import bridges_of, node_bridge
 
 from accel_inventory import agent, cache
@@ -29,6 +29,17 @@ class NodeServerBase(LibvirtE2ETestCase):
         self.agent_round()
         self.assert_node_attached(server, active)
         return server, self.claim(server).attach["at"] - active
+
+    def boot_node_and_fpga_servers(self, functions):
+        """A node server (attached) and a server holding ``functions`` FPGA
+        functions, once the worker has recorded its attach (the plug itself
+        fails here for want of VFIO)."""
+        node_server, _ = self.boot_node_server()
+        fpga = self.boot(self.accel_flavor(f"fpga-{functions}", {
+            f"resources1:{FPGA_CLASS}": str(functions)}))
+        self.agent_round()
+        self.attach_record(fpga, 0)
+        return node_server, fpga
 
     def node_of(self, server):
         """The node function ``server`` holds and its host-side interface

@@ -9,7 +9,7 @@ import shutil
 import subprocess
 import time
 
-from e2e_base import FPGA_CLASS, NODE_BDFS, NODE_IFACES
+from e2e_base import NODE_BDFS, NODE_IFACES
 from e2e_base import VCA_SERIAL, ip, node_bridge
 from test_node_lifecycle import NodeServerBase
 
@@ -56,11 +56,7 @@ class TestReenumeration(NodeServerBase):
             ip("link", "add", old, "type", "veth", "peer", "name", peer)
 
     def test_node_follows_its_rename_vanished_function_is_not_replaced(self):
-        node_server, _ = self.boot_node_server()
-        fpga = self.boot(self.accel_flavor("fpga-1", {
-            f"resources1:{FPGA_CLASS}": "1"}))
-        self.agent_round()
-        self.attach_record(fpga, 0)
+        node_server, fpga = self.boot_node_and_fpga_servers(1)
         [fpga_fid] = self.claim(fpga).functions
         index = cache.load(self.cache_path).function_index()
         old_address = index[fpga_fid][2].address

@@ -3,7 +3,7 @@
 nova-compute restarts: every domain survives with the same qemu, and
 nothing is attached a second time."""
 
-from e2e_base import FPGA_CLASS, bridge_members, bridges_of, node_bridge
+from e2e_base import bridge_members, bridges_of, node_bridge
 from test_node_lifecycle import NodeServerBase
 
 from accel_inventory import cache
@@ -29,11 +29,7 @@ class TestRestarts(NodeServerBase):
         assert self.snapshot(servers) == before
 
     def test_domains_survive_libvirtd_and_nova_compute_restarts(self):
-        node_server, _ = self.boot_node_server()
-        fpga = self.boot(self.accel_flavor("fpga-1", {
-            f"resources1:{FPGA_CLASS}": "1"}))
-        self.agent_round()
-        self.attach_record(fpga, 0)
+        node_server, fpga = self.boot_node_and_fpga_servers(1)
         servers = [node_server, fpga]
         before = self.snapshot(servers)
         [(_, bridges, _)] = [before[0][node_server["id"]]]
