@@ -19,6 +19,7 @@ the compute.
 """
 
 import logging
+from operator import itemgetter
 
 import nova.conf
 from nova import utils as nova_utils
@@ -45,14 +46,24 @@ def _placement_adapter():
     return nova_utils.get_ksa_adapter("placement")
 
 
-_UNSCORED = object()
+_UNSEEN = object()
+
+
+def _amount(resources, classes) -> int:
+    """Functions one allocation takes of the request's region classes."""
+    total = 0
+    for rc in classes:
+        n = resources.get(rc)
+        if n:
+            total += n
+    return total
 
 
 class _Pass:
     """What one filter pass (one instance being scheduled) works out once
-    and reuses on every host: the options, placement's usage and each
-    card's fill, so that scoring a host costs the same however many hosts
-    placement answered for."""
+    and reuses on every host: the options, the request's region classes,
+    placement's usage, each region's state and each score, so that scoring
+    a host costs the same however many hosts placement answered for."""
 
     def __init__(self, key: str):
         opts = CONF.accel_packing
@@ -60,49 +71,80 @@ class _Pass:
         self.resource_classes = list(opts.resource_classes)
         self.policy = opts.policy
         self.mix = packing.parse_mix(opts.request_mix)
-        self.asked = False
+        # None until the first host with candidates says which classes.
+        self.classes: tuple[str, ...] | None = None
         self.regions: dict[str, packing.RegionUsage] | None = None
         self.fills: dict[str, float] = {}
+        # Per region provider, the number of its state (see ask).
+        self.states: dict[str, int] = {}
         self.scores: dict[tuple, packing.Score | None] = {}
 
     def ask(self, source: usage.UsageSource, candidates) -> None:
-        """Ask ``source`` for usage, once. Every allocation candidate
-        answers all of the request's groups, so one host's candidates name
-        every resource class the request asks for."""
-        self.asked = True
-        classes = {rc for c in candidates
-                   for alloc in c["allocations"].values()
-                   for rc in alloc["resources"]
-                   if packing.is_accel_class(rc, self.resource_classes)}
-        regions = source(self.key, classes)
+        """Learn the request's region classes and ask ``source`` for their
+        usage, once. Every allocation candidate answers all of the
+        request's groups, so any one names every class the request asks
+        for."""
+        is_accel = packing.accel_class_test(self.resource_classes)
+        self.classes = tuple(sorted(
+            {rc for alloc in candidates[0]["allocations"].values()
+             for rc in alloc["resources"] if is_accel(rc)}))
+        if not self.classes:
+            return
+        regions = source(self.key, self.classes)
         if regions is None:
             return
         self.regions = dict(regions)
-        self.fills = packing.card_fill(self.regions)
+        self.fills = fills = packing.card_fill(self.regions)
+        # A small number per distinct state of a region (what a score
+        # depends on of it), so that a candidate's shape is a short tuple
+        # of ints, cheap to hash. One sweep here costs less than a lookup
+        # per candidate.
+        ids: dict[tuple, int] = {}
+        self.states = {
+            rp: ids.setdefault((r.capacity, r.used, r.numa_node, r.degraded,
+                                fills[r.card]), len(ids))
+            for rp, r in self.regions.items()}
 
-    def rank(self, demands) -> list[tuple[int, packing.Score]]:
-        """``packing.rank`` of one host's demands, remembering every score
-        by all it depends on (the amounts, the regions' usage and their
-        cards' fill, not which regions they are): across a thousand hosts
-        the same few shapes recur, and each is scored once per pass."""
-        regions, fills = self.regions, self.fills
+    def _demand(self, candidate) -> dict[str, int]:
+        demand = {}
+        for rp, alloc in candidate["allocations"].items():
+            if rp in self.states:
+                amount = _amount(alloc["resources"], self.classes)
+                if amount:
+                    demand[rp] = amount
+        return demand
+
+    def rank(self, candidates) -> list[tuple[int, packing.Score]]:
+        """``packing.rank`` of one host's candidates against all usage.
+        Each score is remembered by all it depends on (the amounts and the
+        regions' states, not which regions they are): across a thousand
+        hosts the same few shapes recur, and each is scored once per pass.
+        Providers that are not known regions count for nothing in a score,
+        so they are left out of its shape."""
+        classes, states, scores = self.classes, self.states, self.scores
+        # Most requests ask for one class: one lookup, no call.
+        single = classes[0] if len(classes) == 1 else None
         scored = []
-        for index, demand in enumerate(demands):
-            shape = tuple(
-                (amount, None if region is None else (
-                    region.capacity, region.used, region.numa_node,
-                    region.degraded, fills[region.card]))
-                for rp, amount in demand.items()
-                for region in (regions.get(rp),))
-            score = self.scores.get(shape, _UNSCORED)
-            if score is _UNSCORED:
-                score = self.scores[shape] = packing.score(
-                    demand, regions, policy=self.policy, mix=self.mix,
-                    fill_by_card=fills)
+        for index, candidate in enumerate(candidates):
+            shape = []
+            for rp, alloc in candidate["allocations"].items():
+                state = states.get(rp)
+                if state is not None:
+                    amount = (alloc["resources"].get(single, 0) if single
+                              else _amount(alloc["resources"], classes))
+                    if amount:
+                        shape.append(state)
+                        shape.append(amount)
+            shape = tuple(shape)
+            score = scores.get(shape, _UNSEEN)
+            if score is _UNSEEN:
+                score = scores[shape] = packing.score(
+                    self._demand(candidate), self.regions,
+                    policy=self.policy, mix=self.mix, fill_by_card=self.fills)
             if score is not None:
                 scored.append((index, score))
         # Stable, as packing.rank: equal scores keep placement's order.
-        scored.sort(key=lambda item: item[1], reverse=True)
+        scored.sort(key=itemgetter(1), reverse=True)
         return scored
 
 
@@ -152,16 +194,14 @@ class AccelTopologyFilter(filters.BaseHostFilter):
     def _host_passes(self, host_state, this):
         key = this.key
         setattr(host_state, SCORE_ATTR, (key, None))
-        candidates = host_state.allocation_candidates or []
-        demands = [packing.region_demand(c, this.resource_classes)
-                   for c in candidates]
-        if not any(demands):
+        candidates = host_state.allocation_candidates
+        if not candidates:
             return True
-        if not this.asked:
+        if this.classes is None:
             this.ask(self._usage(), candidates)
         if this.regions is None:
-            return True  # no usage: placement's order stands
-        ranked = this.rank(demands)
+            return True  # no accelerators, or no usage: placement's order
+        ranked = this.rank(candidates)
         # What nova's CandidateFilterMixin does, without formatting every
         # candidate for a debug line: keep the acceptable ones, best first.
         host_state.allocation_candidates = [candidates[i] for i, _ in ranked]
