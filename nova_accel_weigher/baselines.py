@@ -5,9 +5,12 @@
     weigher's raw weights normalised to [0, 1] over the hosts that passed
     the filters (``nova.weights.normalize``), summed; the heaviest host
     wins, the first in host order among equals (nova's sort is stable).
-    Of the weighers only RAM and CPU see a difference between simulated
-    hosts: disk, I/O, PCI, build failures, hypervisor version and server
-    groups weigh every host alike, which normalises to 0.
+    The RAM, CPU, disk and I/O weighers set ``minval = 0``, so each host's
+    weight is its free RAM (vCPUs) over the largest free RAM (vCPUs) of
+    the hosts, not a min-max rescaling. Of the weighers only RAM and CPU
+    see a difference between simulated hosts: disk, I/O, PCI, build
+    failures, hypervisor version and server groups weigh every host alike,
+    which adds the same to each (0, or 1.0 for disk).
 
 The FGD paper's policies (Weng et al., "Beware of Fragmentation:
 Scheduling GPU-Sharing Workloads with Fragmentation Gradient Descent",
@@ -176,11 +179,15 @@ def normalize_scores(scores: Sequence[int]) -> list[int]:
 
 
 def nova_normalize(weights: Sequence[float]) -> list[float]:
-    """``nova.weights.normalize`` without minval or maxval."""
-    low, high = float(min(weights)), float(max(weights))
-    if low == high:
-        return [0.0] * len(weights)
-    return [(w - low) / (high - low) for w in weights]
+    """``nova.weights.normalize`` as nova's RAM, CPU, disk and I/O
+    weighers call it: they set ``minval = 0`` and no ``maxval``, so a
+    weight (clamped at 0 first, as ``BaseWeigher.weigh_objects`` does) is
+    divided by the largest; all 0 when the largest is 0."""
+    clamped = [max(float(w), 0.0) for w in weights]
+    high = max(clamped, default=0.0)
+    if high == 0.0:
+        return [0.0] * len(clamped)
+    return [w / high for w in clamped]
 
 
 def stock_nova_best(free_ram: Sequence[float], free_cpu: Sequence[float]
