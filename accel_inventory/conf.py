@@ -32,7 +32,7 @@ inventory_opts = [
                help="Name of this host as nova knows it (the hypervisor "
                     "hostname). Defaults to the system's host name."),
     cfg.StrOpt("profiles_dir", default="/etc/nova-accel/profiles.d",
-               help="Directory of operator profiles (*.json: name, match "
+               help="Directory of operator profiles (``*.json``: name, match "
                     "(a list of vendor:product), resource_class, optional "
                     "kind and functions_per_region) that override the "
                     "built-in ones of the same name: how a card is split "
