@@ -46,6 +46,10 @@ NOT_RUN = {
         "machine",
     "reno new": "writes a release note into the tree; tox -e docs runs "
         "reno lint on the notes",
+    "python3 -m pip install build": "installs into the system's Python; "
+        "tox -e packaging has build in its own environment",
+    "python3 -m build": "builds the sdist and wheel (a minute); tox -e "
+        "packaging builds them and installs the wheel",
     "python3 -m venv /opt/nova-accel": "creates /opt/nova-accel; tox -e "
         "packaging installs the built wheel into clean venvs",
     "pip install": "installs the wheel; tox -e packaging installs the "
