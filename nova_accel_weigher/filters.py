@@ -16,14 +16,28 @@ consumes the chosen host and again in the compute's claim. Predicting it
 here would repeat that fit on every host (NUMATopologyFilter's cost once
 more) for the last tie-breaker of the score, and could still disagree with
 the compute.
+
+Usage comes from the request itself. Nova's scheduler drops placement's
+``provider_summaries`` before the filters run; importing this module (which
+nova's loader does when ``available_filters`` names the filter) wraps two
+nova functions so that the summaries of each request's own
+allocation-candidates call, and the claims of its earlier instances, ride
+on its RequestSpec (see ``install``). The filter then makes no placement
+call at all. Where the wrap does not hold (another nova, another
+scheduler), it asks placement itself, once per instance scheduled, and
+says why once.
 """
 
+import functools
+import inspect
 import logging
+import threading
 from operator import itemgetter
 
 import nova.conf
 from nova import utils as nova_utils
 from nova.scheduler import filters
+from nova.scheduler import manager as scheduler_manager
 from nova.scheduler import utils as scheduler_utils
 
 from nova_accel_weigher import conf as accel_conf
@@ -62,12 +76,19 @@ def _amount(resources, classes) -> int:
 class _Pass:
     """What one filter pass (one instance being scheduled) works out once
     and reuses on every host: the options, the request's region classes,
-    placement's usage, each region's state and each score, so that scoring
-    a host costs the same however many hosts placement answered for."""
+    region usage, each region's state and each score, so that scoring a
+    host costs the same however many hosts placement answered for.
 
-    def __init__(self, key: str):
+    With the request's provider summaries (``request``), a host's regions
+    are read from them when the host reaches the filter, tree by tree: a
+    pass costs what the hosts that reach it hold, not what placement
+    answered. Without them, ``ask`` gets every region at once from a
+    usage source."""
+
+    def __init__(self, key: str, request: usage.RequestPlacement | None):
         opts = CONF.accel_packing
         self.key = key
+        self.request = request
         self.resource_classes = list(opts.resource_classes)
         self.policy = opts.policy
         self.mix = packing.parse_mix(opts.request_mix)
@@ -75,35 +96,67 @@ class _Pass:
         self.classes: tuple[str, ...] | None = None
         self.regions: dict[str, packing.RegionUsage] | None = None
         self.fills: dict[str, float] = {}
-        # Per region provider, the number of its state (see ask).
+        # Per region provider, the number of its state (see _admit).
         self.states: dict[str, int] = {}
         self.scores: dict[tuple, packing.Score | None] = {}
+        self._state_ids: dict[tuple, int] = {}
+        self._claimed: dict[str, dict[str, int]] = {}
+        self._trees_read: set[str] = set()
 
-    def ask(self, source: usage.UsageSource, candidates) -> None:
-        """Learn the request's region classes and ask ``source`` for their
-        usage, once. Every allocation candidate answers all of the
-        request's groups, so any one names every class the request asks
-        for."""
+    def ask(self, source, candidates) -> None:
+        """Learn the request's region classes, and without summaries ask
+        ``source()`` for their usage, once. Every allocation candidate
+        answers all of the request's groups, so any one names every class
+        the request asks for."""
         is_accel = packing.accel_class_test(self.resource_classes)
         self.classes = tuple(sorted(
             {rc for alloc in candidates[0]["allocations"].values()
              for rc in alloc["resources"] if is_accel(rc)}))
         if not self.classes:
             return
-        regions = source(self.key, self.classes)
+        if self.request is not None:
+            # The summaries predate this request's claims: what its
+            # earlier instances took is added back.
+            self._claimed = usage.claimed_amounts(self.request.claimed,
+                                                  self.classes)
+            self.regions = {}
+            return
+        regions = source()(self.key, self.classes)
         if regions is None:
             return
-        self.regions = dict(regions)
-        self.fills = fills = packing.card_fill(self.regions)
+        self.regions = {}
+        self._admit(regions)
+
+    def read_trees(self, candidates) -> None:
+        """With summaries: admit the regions of the provider trees this
+        host's candidates draw from (its own, and any sharing provider's),
+        each tree once per pass."""
+        request = self.request
+        if request is None:
+            return
+        for rp in candidates[0]["allocations"]:
+            root = request.root_of(rp)
+            if root is not None and root not in self._trees_read:
+                self._trees_read.add(root)
+                self._admit(usage.usage_from_summaries(
+                    request.summaries, self.classes, request.tree(root),
+                    self._claimed))
+
+    def _admit(self, regions: dict[str, packing.RegionUsage]) -> None:
+        # ``regions`` holds whole cards (a tree, or all), so card fill over
+        # them is each card's own.
+        fills = packing.card_fill(regions)
+        self.regions.update(regions)
+        self.fills.update(fills)
         # A small number per distinct state of a region (what a score
         # depends on of it), so that a candidate's shape is a short tuple
         # of ints, cheap to hash. One sweep here costs less than a lookup
         # per candidate.
-        ids: dict[tuple, int] = {}
-        self.states = {
-            rp: ids.setdefault((r.capacity, r.used, r.numa_node, r.degraded,
-                                fills[r.card]), len(ids))
-            for rp, r in self.regions.items()}
+        ids = self._state_ids
+        for rp, r in regions.items():
+            self.states[rp] = ids.setdefault(
+                (r.capacity, r.used, r.numa_node, r.degraded, fills[r.card]),
+                len(ids))
 
     def _demand(self, candidate) -> dict[str, int]:
         demand = {}
@@ -151,37 +204,53 @@ class _Pass:
 class AccelTopologyFilter(filters.BaseHostFilter):
     """One instance serves every request: nova 2026.2 schedules concurrent
     requests in native threads through the same filter object, so what a
-    pass works out lives in a local ``_Pass``, never on ``self``."""
+    pass works out lives in a local ``_Pass`` (and what a request knows,
+    on its RequestSpec), never on ``self``."""
 
     RUN_ON_REBUILD = False
 
     # Injectable so the simulator, the demo and tests can give usage
-    # without placement.
+    # without placement. When set it is the only source: the request's
+    # summaries are not read.
     usage_source: usage.UsageSource | None = None
 
-    def _usage(self):
-        if self.usage_source is None:
-            self.usage_source = usage.PlacementUsage(
+    def _fallback(self) -> usage.UsageSource:
+        if self.usage_source is not None:
+            return self.usage_source
+        global _placement_usage
+        _warn_once(_hook_problem or (
+            "this request reached the filter without the provider "
+            "summaries of nova's allocation-candidates call (nova's "
+            "scheduler did not hand them over through "
+            "SchedulerManager._get_all_host_states)"))
+        # One client for every request, as nova's own report client; two
+        # threads racing here build two, which is harmless.
+        if _placement_usage is None:
+            _placement_usage = usage.PlacementUsage(
                 _placement_adapter, CONF.accel_packing.usage_timeout)
-        return self.usage_source
+        return _placement_usage
+
+    def _pass(self, spec_obj) -> _Pass:
+        request = (usage.request_placement(spec_obj)
+                   if self.usage_source is None else None)
+        return _Pass(request_key(spec_obj), request)
 
     def filter_all(self, filter_obj_list, spec_obj):
         # nova calls this once per pass over the hosts, and runs a pass per
-        # instance of a multi-create: usage is asked again each time, since
-        # the previous instance's claim changed it.
+        # instance of a multi-create: each pass adds the claims made so far
+        # (or, falling back, asks placement again).
         if not self.RUN_ON_REBUILD and scheduler_utils.request_is_rebuild(
                 spec_obj):
             yield from filter_obj_list
             return
-        this = _Pass(request_key(spec_obj))
+        this = self._pass(spec_obj)
         for host_state in filter_obj_list:
             if self._guarded(host_state, spec_obj, this):
                 yield host_state
 
     def host_passes(self, host_state, spec_obj):
         # Called alone (not through filter_all), a host is a pass of its own.
-        return self._guarded(host_state, spec_obj,
-                             _Pass(request_key(spec_obj)))
+        return self._guarded(host_state, spec_obj, self._pass(spec_obj))
 
     def _guarded(self, host_state, spec_obj, this):
         try:
@@ -198,9 +267,10 @@ class AccelTopologyFilter(filters.BaseHostFilter):
         if not candidates:
             return True
         if this.classes is None:
-            this.ask(self._usage(), candidates)
+            this.ask(self._fallback, candidates)
         if this.regions is None:
             return True  # no accelerators, or no usage: placement's order
+        this.read_trees(candidates)
         ranked = this.rank(candidates)
         # What nova's CandidateFilterMixin does, without formatting every
         # candidate for a debug line: keep the acceptable ones, best first.
@@ -211,3 +281,106 @@ class AccelTopologyFilter(filters.BaseHostFilter):
             return False
         setattr(host_state, SCORE_ATTR, (key, ranked[0][1]))
         return True
+
+
+# -- handing nova's provider summaries to the filter
+#
+# SchedulerManager._get_all_host_states(context, spec_obj,
+# provider_summaries) is nova's one call per request that holds both the
+# request and the summaries of its allocation-candidates answer (nova
+# documents it as a template method for subclasses); claim_resources is
+# where nova claims an instance's candidate, between the passes of a
+# multi-create. Both wraps only record on the RequestSpec and call nova's
+# own function with the same arguments; neither can change what nova does.
+
+_HOST_STATES_ARGS = ["self", "context", "spec_obj", "provider_summaries"]
+_CLAIM_ARGS = ("spec_obj", "alloc_req")
+_WRAPPED = "__nova_accel_wrapped__"
+
+
+# Why install did not wrap nova (None: it did), and the fallback's client.
+_hook_problem: str | None = None
+_placement_usage: usage.PlacementUsage | None = None
+_warned: set[str] = set()
+_warned_lock = threading.Lock()
+
+
+def _warn_once(reason: str) -> None:
+    with _warned_lock:
+        if reason in _warned:
+            return
+        _warned.add(reason)
+    LOG.warning("AccelTopologyFilter: %s; it asks placement for region "
+                "usage itself, one more call per pass over the hosts.",
+                reason)
+
+
+def _wrap_host_states(real):
+    @functools.wraps(real)
+    def _get_all_host_states(self, context, spec_obj, provider_summaries):
+        try:
+            usage.carry(spec_obj, provider_summaries)
+        except Exception:  # nothing may raise into nova
+            LOG.exception("AccelTopologyFilter could not keep this "
+                          "request's provider summaries")
+        return real(self, context, spec_obj, provider_summaries)
+    setattr(_get_all_host_states, _WRAPPED, real)
+    return _get_all_host_states
+
+
+def _wrap_claim(real):
+    signature = inspect.signature(real)
+
+    @functools.wraps(real)
+    def claim_resources(*args, **kwargs):
+        claimed = real(*args, **kwargs)
+        if claimed:
+            try:
+                bound = signature.bind(*args, **kwargs).arguments
+                usage.record_claim(bound["spec_obj"], bound["alloc_req"])
+            except Exception:  # nothing may raise into nova
+                LOG.exception("AccelTopologyFilter could not record a claim")
+        return claimed
+    setattr(claim_resources, _WRAPPED, real)
+    return claim_resources
+
+
+def _why_not(host_states, claim) -> str | None:
+    """Why nova's functions are not the ones the wraps are made for."""
+    args = list(inspect.signature(host_states).parameters)
+    if args != _HOST_STATES_ARGS:
+        return (f"nova's SchedulerManager._get_all_host_states takes "
+                f"({', '.join(args)}), not ({', '.join(_HOST_STATES_ARGS)})")
+    args = list(inspect.signature(claim).parameters)
+    if not all(a in args for a in _CLAIM_ARGS):
+        return (f"nova.scheduler.utils.claim_resources takes "
+                f"({', '.join(args)}), without {' and '.join(_CLAIM_ARGS)}")
+    return None
+
+
+def install() -> None:
+    """Wrap nova's two functions, once per process (importing this module
+    does it). Logs at INFO what was wrapped, or at WARNING why not."""
+    global _hook_problem
+    manager_cls = scheduler_manager.SchedulerManager
+    host_states = manager_cls._get_all_host_states
+    claim = scheduler_utils.claim_resources
+    if hasattr(host_states, _WRAPPED) and hasattr(claim, _WRAPPED):
+        return
+    _hook_problem = _why_not(host_states, claim)
+    if _hook_problem is not None:
+        LOG.warning("AccelTopologyFilter: %s; it will ask placement for "
+                    "region usage itself.", _hook_problem)
+        return
+    manager_cls._get_all_host_states = _wrap_host_states(host_states)
+    scheduler_utils.claim_resources = _wrap_claim(claim)
+    LOG.info("AccelTopologyFilter: reading region usage from the provider "
+             "summaries of nova's own allocation-candidates call (wrapped "
+             "nova.scheduler.manager.SchedulerManager._get_all_host_states "
+             "to keep them on each request's RequestSpec, and "
+             "nova.scheduler.utils.claim_resources to count a "
+             "multi-create's earlier instances); no placement call of its "
+             "own.")
+
+
+install()

@@ -1,16 +1,25 @@
-"""Region usage from placement: the one call per scheduling request.
+"""Region usage for the filter: what a scheduling request already knows.
 
-Filters never see placement's provider summaries, so the filter asks for
-them once per instance being scheduled (placement changed after the
-previous instance's claim: that is how a multi-create accounts for what
-its earlier instances took), never once per host. Turning the answer into
-``packing.RegionUsage`` is a pure function; the call is at the edge.
+Nova's scheduler gets, with its own allocation candidates, placement's
+``provider_summaries`` of exactly the provider trees it will consider
+(capacity, use and traits of every provider in them, bounded by
+``[scheduler] max_placement_results``), then drops them before the filters
+run. ``carry`` puts them on the request's own RequestSpec (where nova's
+scheduler hands them over: see filters.py), with the allocation requests
+claimed so far for its earlier instances, so that the filter reads usage
+without a placement call of its own and a multi-create's second instance
+sees the first one's claim. Per request, never on the filter: nova 2026.2
+schedules concurrent requests in native threads through one filter object.
+
+``PlacementUsage`` is the fallback when a request arrives without them: one
+call per instance being scheduled, never per host. Turning summaries into
+``packing.RegionUsage`` is a pure function; the calls are at the edge.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, Protocol
 
 from nova_accel_weigher import packing
@@ -20,11 +29,86 @@ LOG = logging.getLogger(__name__)
 DEGRADED_TRAIT = "CUSTOM_ACCEL_DEGRADED"
 NUMA_TRAIT_PREFIX = "CUSTOM_ACCEL_NUMA_"
 MICROVERSION = "1.34"
+# The RequestSpec attribute that carries a request's RequestPlacement. Not
+# a field: nova never serialises, saves or copies it.
+REQUEST_ATTR = "_nova_accel_placement"
 
 
 class UsageSource(Protocol):
     def __call__(self, request_key: str, resource_classes: Iterable[str]
                  ) -> Mapping[str, packing.RegionUsage] | None: ...
+
+
+class RequestPlacement:
+    """What nova's scheduler got from placement for one request: the
+    provider summaries of its candidates and the allocation requests it
+    has claimed so far, one per instance already placed."""
+
+    __slots__ = ("summaries", "claimed", "_trees")
+
+    def __init__(self, summaries: Mapping[str, Any]):
+        self.summaries = summaries
+        self.claimed: list[Mapping[str, Any]] = []
+        self._trees: dict[str, list[str]] | None = None
+
+    def tree(self, root_uuid: str) -> list[str]:
+        """The providers of the tree rooted at ``root_uuid``. The index is
+        built at the first question and kept for the request's later
+        instances (the summaries do not change within a request)."""
+        if self._trees is None:
+            self._trees = trees(self.summaries)
+        return self._trees.get(root_uuid, [])
+
+    def root_of(self, rp_uuid: str) -> str | None:
+        summary = self.summaries.get(rp_uuid)
+        if summary is None:
+            return None
+        return summary.get("root_provider_uuid") or rp_uuid
+
+
+def carry(spec_obj, provider_summaries: Mapping[str, Any] | None) -> None:
+    """Put this request's summaries on its RequestSpec (None: the request
+    has none, as for a rebuild). Replaces what an earlier pass left."""
+    setattr(spec_obj, REQUEST_ATTR,
+            None if provider_summaries is None
+            else RequestPlacement(provider_summaries))
+
+
+def record_claim(spec_obj, allocation_request: Mapping[str, Any]) -> None:
+    """Remember that nova claimed ``allocation_request`` for one instance
+    of this request."""
+    request = request_placement(spec_obj)
+    if request is not None:
+        request.claimed.append(allocation_request)
+
+
+def request_placement(spec_obj) -> RequestPlacement | None:
+    return getattr(spec_obj, REQUEST_ATTR, None)
+
+
+def trees(summaries: Mapping[str, Any]) -> dict[str, list[str]]:
+    """Provider uuids by the uuid of their tree's root."""
+    by_root: dict[str, list[str]] = {}
+    for rp_uuid, summary in summaries.items():
+        root = summary.get("root_provider_uuid") or rp_uuid
+        by_root.setdefault(root, []).append(rp_uuid)
+    return by_root
+
+
+def claimed_amounts(claimed: Iterable[Mapping[str, Any]],
+                    resource_classes: Iterable[str]
+                    ) -> dict[str, dict[str, int]]:
+    """Per provider and resource class, what the claimed allocation
+    requests take of ``resource_classes``."""
+    classes = set(resource_classes)
+    amounts: dict[str, dict[str, int]] = {}
+    for allocation_request in claimed:
+        for rp_uuid, alloc in allocation_request["allocations"].items():
+            for rc, amount in alloc["resources"].items():
+                if rc in classes:
+                    by_rc = amounts.setdefault(rp_uuid, {})
+                    by_rc[rc] = by_rc.get(rc, 0) + int(amount)
+    return amounts
 
 
 def _numa(traits: Iterable[str]) -> int | None:
@@ -37,39 +121,49 @@ def _numa(traits: Iterable[str]) -> int | None:
 
 
 def usage_from_summaries(summaries: Mapping[str, Any],
-                         resource_classes: Iterable[str]
+                         resource_classes: Iterable[str],
+                         providers: Sequence[str] | None = None,
+                         claimed: Mapping[str, Mapping[str, int]]
+                         | None = None,
                          ) -> dict[str, packing.RegionUsage]:
     """Placement's ``provider_summaries`` as region usage.
 
     A region is a provider with inventory of one of ``resource_classes``;
     its card is its parent. It is degraded when it or its card carries
-    CUSTOM_ACCEL_DEGRADED.
+    CUSTOM_ACCEL_DEGRADED. Only ``providers`` are read when given (one
+    tree, say); ``claimed`` (see claimed_amounts) is added to what the
+    summaries say is used, since they were taken before those claims.
     """
-    classes = set(resource_classes)
+    classes = tuple(set(resource_classes))
+    claimed = claimed or {}
     usage = {}
-    for rp_uuid, summary in summaries.items():
+    for rp_uuid in summaries if providers is None else providers:
+        summary = summaries[rp_uuid]
         resources = summary.get("resources", {})
-        mine = [resources[rc] for rc in classes if rc in resources]
+        mine = [(rc, resources[rc]) for rc in classes if rc in resources]
         if not mine:
             continue
+        taken = claimed.get(rp_uuid, {})
         parent = summary.get("parent_provider_uuid") or rp_uuid
-        traits = set(summary.get("traits", ()))
-        parent_traits = set(summaries.get(parent, {}).get("traits", ()))
+        traits = summary.get("traits", ())
+        degraded = (DEGRADED_TRAIT in traits or DEGRADED_TRAIT in
+                    summaries.get(parent, {}).get("traits", ()))
         usage[rp_uuid] = packing.RegionUsage(
-            capacity=int(sum(r["capacity"] for r in mine)),
-            used=int(sum(r["used"] for r in mine)),
+            capacity=int(sum(r["capacity"] for _, r in mine)),
+            used=int(sum(r["used"] + taken.get(rc, 0) for rc, r in mine)),
             card=parent,
             numa_node=_numa(traits),
-            degraded=DEGRADED_TRAIT in traits | parent_traits)
+            degraded=degraded)
     return usage
 
 
 class PlacementUsage:
     """Asks placement for the usage of the regions of ``resource_classes``.
 
-    The filter calls it once per pass over the hosts; it keeps no answer
-    itself, since the same request key (an instance) comes back with other
-    usage when the instance is moved later.
+    The filter's fallback when a request carries no summaries: called once
+    per pass over the hosts; it keeps no answer itself, since the same
+    request key (an instance) comes back with other usage when the
+    instance is moved later.
     """
 
     def __init__(self, adapter_factory, timeout: float):

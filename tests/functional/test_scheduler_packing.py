@@ -2,26 +2,37 @@
 
 Nova's API, conductor, scheduler and computes (fake driver) run in-process
 with placement's own code on SQLite; our publisher puts the cards under the
-compute nodes, and the filter asks placement for region usage through the
-keystoneauth adapter nova.conf's ``[placement]`` gives it, as in
-production. Only the hardware is made up.
+compute nodes, and the filter reads region usage from the provider
+summaries of nova's own allocation-candidates call, as in production (its
+fallback asks placement through the keystoneauth adapter nova.conf's
+``[placement]`` gives it). Only the hardware is made up.
 """
 
 import json
 import os
 import subprocess
 import sys
+import threading
+import uuid
+from urllib.parse import urlsplit
 
 import fixtures
 import pytest
 from keystoneauth1 import loading as ks_loading
+from keystoneauth1 import session as ks_session
 from nova import conf as nova_conf
+from nova import context as nova_context
+from nova import monkey_patch
+from nova import objects
+from nova.scheduler import manager as scheduler_manager
+from nova.scheduler import utils as scheduler_utils
 from nova.scheduler.client import report
 from nova_base import NovaAccelTestCase
 
 from accel_inventory import model
 from accel_inventory import placement
 from nova_accel_weigher import conf as accel_conf
+from nova_accel_weigher import filters
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), os.pardir, "unit",
                                 "placement"))
@@ -140,6 +151,79 @@ class SchedulerTestBase(NovaAccelTestCase):
                     if RC in alloc["resources"]]
         return region
 
+    def watch_scheduler_calls(self):
+        """Every HTTP call made while nova's scheduler serves a request,
+        as (method, path without query), one list per select_destinations
+        call (placement is the only service it talks to)."""
+        by_request = []
+        local = threading.local()
+        real_select = scheduler_manager.SchedulerManager.select_destinations
+        real_request = ks_session.Session.request
+
+        def select(manager, *args, **kwargs):
+            local.calls = []
+            by_request.append(local.calls)
+            try:
+                return real_select(manager, *args, **kwargs)
+            finally:
+                local.calls = None
+
+        def request(session, url, method, *args, **kwargs):
+            calls = getattr(local, "calls", None)
+            if calls is not None:
+                path = urlsplit(url).path
+                calls.append((method, path[path.index("/", 1):]
+                              if path.startswith("/placement") else path))
+            return real_request(session, url, method, *args, **kwargs)
+
+        self.useFixture(fixtures.MonkeyPatch(
+            "nova.scheduler.manager.SchedulerManager.select_destinations",
+            select))
+        self.useFixture(fixtures.MonkeyPatch(
+            "keystoneauth1.session.Session.request", request))
+        return by_request
+
+    def stock_calls(self, *servers):
+        """What stock nova asks placement for one request: its candidates,
+        then per server a claim (nova reads the consumer's allocations
+        first, in case it is a move)."""
+        return [("GET", "/allocation_candidates"),
+                *((method, f"/allocations/{s['id']}")
+                  for s in servers for method in ("GET", "PUT"))]
+
+    def without_the_wrap(self):
+        """nova's own functions back in place, as in a nova the wrap does
+        not fit: the filter falls back to its own usage call."""
+        for name, wrapped in (
+                ("nova.scheduler.manager.SchedulerManager."
+                 "_get_all_host_states",
+                 scheduler_manager.SchedulerManager._get_all_host_states),
+                ("nova.scheduler.utils.claim_resources",
+                 scheduler_utils.claim_resources)):
+            self.useFixture(fixtures.MonkeyPatch(
+                name, getattr(wrapped, filters._WRAPPED)))
+        # Each test's own "logged once".
+        self.useFixture(fixtures.MonkeyPatch(
+            "nova_accel_weigher.filters._warned", set()))
+
+    def multi_create(self, count, **flavor):
+        body = self._build_server(flavor_id=self.flavor(**flavor),
+                                  networks="none")
+        body["min_count"] = count
+        self.api.post_server({"server": body})
+        servers = self.api.get_servers(detail=False)
+        assert len(servers) == count
+        return [self._wait_for_state_change(server, "ACTIVE")
+                for server in servers]
+
+    def held(self, servers):
+        """Functions held per region by ``servers`` together."""
+        held = {}
+        for server in servers:
+            for rp, amount in self.regions_of(server).items():
+                held[rp] = held.get(rp, 0) + amount
+        return held
+
     def usage_by_region(self, regions):
         return {rp: self.placement.get(
             f"/resource_providers/{rp}/usages").body["usages"].get(RC, 0)
@@ -166,21 +250,11 @@ class TestMeetingScenario(SchedulerTestBase):
         regions = self.publish_card(HOST)
         # One request for three servers of two functions. Placement is
         # asked once and nova reuses the host's candidate list for every
-        # server, so only fresh usage per server tells the filter that the
-        # second should complete the region the first half filled and that
-        # the third must not go there (stock nova claims the same first
-        # candidate three times: the third claim fails).
-        body = self._build_server(flavor_id=self.flavor(functions=2),
-                                  networks="none")
-        body["min_count"] = 3
-        self.api.post_server({"server": body})
-        servers = self.api.get_servers(detail=False)
-        assert len(servers) == 3
-        held = {}
-        for server in servers:
-            self._wait_for_state_change(server, "ACTIVE")
-            for rp, amount in self.regions_of(server).items():
-                held[rp] = held.get(rp, 0) + amount
+        # server, so only what the earlier servers claimed tells the filter
+        # that the second should complete the region the first half filled
+        # and that the third must not go there (stock nova claims the same
+        # first candidate three times: the third claim fails).
+        held = self.held(self.multi_create(3, functions=2))
         # Two functions at a time: one region is filled, a second is half
         # used and the third stays whole.
         assert sorted(held.values()) == [2, 4]
@@ -217,9 +291,69 @@ class TestTwoHosts(SchedulerTestBase):
         assert set(self.regions_of(second)) <= on_host[first_host]
 
 
-class TestPlacementUnreachable(SchedulerTestBase):
+class TestNoPlacementCallOfItsOwn(SchedulerTestBase):
+    """The filter reads the summaries of nova's own candidates call: each
+    request asks placement exactly what stock nova asks. Run against nova's
+    real scheduler, so that a nova whose scheduler no longer fits the wrap
+    fails here (and the fallback's extra call shows)."""
 
-    def test_the_request_keeps_placements_order_and_logs_once(self):
+    def test_each_request_asks_placement_what_stock_nova_asks(self):
+        self._start_compute(HOST)
+        regions = self.publish_card(HOST)
+        calls = self.watch_scheduler_calls()
+
+        servers = [self.boot(functions=n) for n in (1, 2, 1)]
+        servers.append(self.boot(whole_regions=2))
+
+        assert calls == [self.stock_calls(s) for s in servers]
+        assert self.usage_by_region(regions) == {
+            rp: REGION_SIZE for rp in regions}
+        assert "asks placement for region usage itself" not in \
+            self.stdlog.logger.output
+
+    def test_a_multi_create_counts_its_claims_without_asking(self):
+        self._start_compute(HOST)
+        regions = self.publish_card(HOST)
+        calls = self.watch_scheduler_calls()
+
+        servers = self.multi_create(3, functions=2)
+
+        [request] = calls
+        assert sorted(request) == sorted(self.stock_calls(*servers))
+        held = self.held(servers)
+        assert sorted(held.values()) == [2, 4]
+        assert len([rp for rp in regions if rp not in held]) == 1
+
+
+class TestFallback(SchedulerTestBase):
+    """Without the wrap the filter asks placement itself, once per pass
+    over the hosts, says why once, and still packs."""
+
+    def setUp(self):
+        super().setUp()
+        self.without_the_wrap()
+
+    def test_a_multi_create_still_packs_with_one_call_per_pass(self):
+        self._start_compute(HOST)
+        regions = self.publish_card(HOST)
+        calls = self.watch_scheduler_calls()
+
+        servers = self.multi_create(3, functions=2)
+
+        [request] = calls
+        # One of ours per pass over the hosts: one per server, and one
+        # for the pass nova makes after the last claim to pick alternates.
+        assert sorted(request) == sorted(
+            self.stock_calls(*servers)
+            + [("GET", "/allocation_candidates")] * (len(servers) + 1))
+        held = self.held(servers)
+        assert sorted(held.values()) == [2, 4]
+        assert len([rp for rp in regions if rp not in held]) == 1
+        log = self.stdlog.logger.output
+        assert log.count("asks placement for region usage itself") == 1
+        assert "without the provider summaries" in log
+
+    def test_placement_unreachable_keeps_placements_order_and_logs(self):
         for host in (HOST, OTHER_HOST):
             self._start_compute(host)
         for serial, host in enumerate((HOST, OTHER_HOST), 1):
@@ -237,7 +371,6 @@ class TestPlacementUnreachable(SchedulerTestBase):
             self.first_region_for(host, candidates): 1}
         log = self.stdlog.logger.output
         assert log.count("placement did not give region usage") == 1
-
 
 
 # -- stock nova beside the filter, under fixed hash seeds
@@ -304,24 +437,33 @@ class AccelMeetingRecording(MeetingRecording):
 
 _CHILD = """
 import sys, unittest
+# nova decides at its first import whether eventlet patches threading (not
+# with OS_NOVA_DISABLE_EVENTLET_PATCHING=1): its test package first.
+import nova.tests.functional
 sys.path.insert(0, sys.argv[1])
 import test_scheduler_packing as t
 suite = unittest.TestSuite(
-    unittest.defaultTestLoader.loadTestsFromTestCase(case)
-    for case in (t.StockMeetingRecording, t.AccelMeetingRecording))
+    unittest.defaultTestLoader.loadTestsFromTestCase(getattr(t, name))
+    for name in sys.argv[2:])
 sys.exit(not unittest.TextTestRunner().run(suite).wasSuccessful())
 """
 
 
-def record_meeting(seed, tmp_path):
-    result = tmp_path / f"meeting-{seed}.jsonl"
-    env = dict(os.environ, PYTHONHASHSEED=str(seed),
-               **{RESULT_ENV: str(result)})
+def run_child(result, cases, **env):
+    """Run the recording ``cases`` in a child process; what they wrote to
+    ``result`` (one JSON object a line)."""
+    env = dict(os.environ, **{RESULT_ENV: str(result)}, **env)
     child = subprocess.run(
-        [sys.executable, "-c", _CHILD, os.path.dirname(__file__)], env=env,
-        capture_output=True, text=True, timeout=600)
+        [sys.executable, "-c", _CHILD, os.path.dirname(__file__), *cases],
+        env=env, capture_output=True, text=True, timeout=600)
     assert child.returncode == 0, child.stderr[-3000:]
-    runs = [json.loads(line) for line in result.read_text().splitlines()]
+    return [json.loads(line) for line in result.read_text().splitlines()]
+
+
+def record_meeting(seed, tmp_path):
+    runs = run_child(tmp_path / f"meeting-{seed}.jsonl",
+                     ["StockMeetingRecording", "AccelMeetingRecording"],
+                     PYTHONHASHSEED=str(seed))
     return {r["accel"]: r for r in runs}
 
 
@@ -347,3 +489,94 @@ def test_stock_nova_scatters_where_the_filter_packs(tmp_path):
     # regions were left; the filter overrode placement's order.
     assert stock["whole_region_pairs"] == 0
     assert [step["landed"] for step in accel["steps"]] != first
+
+
+# -- concurrent requests in nova's native-thread mode
+#
+# Nova 2026.2 schedules concurrent requests in native threads through one
+# filter and one weigher object. nova's test package patches threading
+# with eventlet unless OS_NOVA_DISABLE_EVENTLET_PATCHING is set when nova
+# is first imported, so the requests run in a child process with it set.
+
+CONCURRENT = 3
+
+
+class ConcurrentRequests(SchedulerTestBase):
+    """Requests given to nova's real scheduler at once, in native threads,
+    each held after placement's answer until all have theirs, so that their
+    passes overlap; recorded to NOVA_ACCEL_MEETING_RESULT. Run by
+    test_concurrent_requests_... in a child process, not collected here."""
+
+    __test__ = False
+
+    def test_record(self):
+        for host in (HOST, OTHER_HOST):
+            self._start_compute(host)
+        regions = self.publish_card(HOST)
+        self.publish_card(OTHER_HOST, serial=2)
+        # One function of one region in use: every request should join it
+        # (1 + CONCURRENT functions fit its 4), whatever the interleaving.
+        partly = regions[1]
+        self.placement.put(f"/allocations/{uuid.uuid4()}", {
+            "allocations": {partly: {"resources": {RC: 1}}},
+            "project_id": "p", "user_id": "u", "consumer_generation": None},
+            version="1.28")
+        calls = self.watch_scheduler_calls()
+        barrier = threading.Barrier(CONCURRENT)
+        real = report.SchedulerReportClient.get_allocation_candidates
+
+        def held_together(client, context, resources):
+            answer = real(client, context, resources)
+            barrier.wait(timeout=60)
+            return answer
+
+        self.useFixture(fixtures.MonkeyPatch(
+            "nova.scheduler.client.report.SchedulerReportClient."
+            "get_allocation_candidates", held_together))
+        ctx = nova_context.get_admin_context()
+        flavor = objects.Flavor.get_by_flavor_id(
+            ctx, self.flavor(functions=1))
+        specs = [objects.RequestSpec.from_components(
+            ctx, str(uuid.uuid4()),
+            objects.ImageMeta(properties=objects.ImageMetaProps()), flavor,
+            None, None, {}, None, None, project_id="p", user_id="u")
+            for _ in range(CONCURRENT)]
+        manager = self.scheduler_service.manager
+        errors = []
+
+        def schedule(spec_obj):
+            try:
+                manager.select_destinations(
+                    ctx, spec_obj=spec_obj,
+                    instance_uuids=[spec_obj.instance_uuid],
+                    return_objects=True, return_alternates=True)
+            except Exception as exc:  # reported by the parent test
+                errors.append(repr(exc))
+
+        threads = [threading.Thread(target=schedule, args=(s,))
+                   for s in specs]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(timeout=120)
+        with open(os.environ[RESULT_ENV], "a") as f:
+            f.write(json.dumps({
+                "native": not monkey_patch.is_patched(),
+                "errors": errors,
+                "partly": partly,
+                "landed": [self.regions_of({"id": s.instance_uuid})
+                           for s in specs],
+                "calls": calls,
+                "expected_calls": sorted(
+                    self.stock_calls({"id": s.instance_uuid})
+                    for s in specs)}) + "\n")
+
+
+def test_concurrent_requests_in_native_threads_pack_without_calls(
+        tmp_path):
+    [run] = run_child(tmp_path / "concurrent.jsonl", ["ConcurrentRequests"],
+                      OS_NOVA_DISABLE_EVENTLET_PATCHING="1")
+    assert run["native"] and not run["errors"]
+    assert run["landed"] == [{run["partly"]: 1}] * CONCURRENT
+    # Each request asked placement what stock nova asks, nothing more.
+    assert sorted(run["calls"]) == run["expected_calls"]

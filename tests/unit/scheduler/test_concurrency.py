@@ -2,8 +2,8 @@
 
 Nova 2026.2 runs nova-scheduler in native threads, and its HostManager
 builds each filter and weigher once: concurrent requests run the same
-objects at once. Each request must still ask for usage once and end as it
-would alone.
+objects at once. Each request must still end as it would alone, reading
+its own provider summaries (or, without them, asking for usage once).
 """
 
 import collections
@@ -18,7 +18,9 @@ from nova.scheduler import filters as nova_filters
 from nova.scheduler import weights as nova_weights
 from nova.tests.unit.scheduler import fakes
 
-from nova_accel_weigher import filters, packing, weighers
+from nova_accel_weigher import filters, packing, usage, weighers
+
+from test_filter_weigher import summaries_of
 
 RC = "CUSTOM_ACCEL_FPGA"
 HOSTS = 40
@@ -90,24 +92,40 @@ def switch_often():
     sys.setswitchinterval(before)
 
 
-def test_concurrent_requests_ask_once_each_and_end_as_alone(switch_often):
+def summaries_for(regions):
+    out = {}
+    for h in range(HOSTS):
+        out.update(summaries_of({region(h, r): regions[region(h, r)]
+                                 for r in range(REGIONS)}, root=f"h{h}"))
+    return out
+
+
+@pytest.mark.parametrize("via", ["source", "summaries"])
+def test_concurrent_requests_end_as_alone(switch_often, monkeypatch, via):
     specs = [objects.RequestSpec(instance_uuid=str(uuid.uuid4()))
              for _ in range(REQUESTS)]
     usage_by_key = {s.instance_uuid: usage_for(i) for i, s in
                     enumerate(specs)}
+    if via == "summaries":
+        for s in specs:
+            usage.carry(s, summaries_for(usage_by_key[s.instance_uuid]))
+        # What nova's scheduler would do without them must not happen.
+        monkeypatch.setattr(filters, "_placement_usage",
+                            UsageByRequest({}))
 
-    alone = {}
-    for s in specs:
+    def accel_filter(barrier=None):
         f = filters.AccelTopologyFilter()
-        f.usage_source = UsageByRequest(usage_by_key)
-        alone[s.instance_uuid] = schedule(f, weighers.AccelPackingWeigher(),
-                                          s)
+        if via == "source":
+            f.usage_source = UsageByRequest(usage_by_key, barrier)
+        return f
+
+    alone = {s.instance_uuid: schedule(accel_filter(),
+                                       weighers.AccelPackingWeigher(), s)
+             for s in specs}
     # The requests must differ, or a mix-up could not show.
     assert len({str(r) for r in alone.values()}) == REQUESTS
 
-    shared_filter = filters.AccelTopologyFilter()
-    shared_filter.usage_source = UsageByRequest(
-        usage_by_key, threading.Barrier(REQUESTS))
+    shared_filter = accel_filter(threading.Barrier(REQUESTS))
     shared_weigher = weighers.AccelPackingWeigher()
     together, errors = {}, []
 
@@ -124,6 +142,9 @@ def test_concurrent_requests_ask_once_each_and_end_as_alone(switch_often):
     for t in threads:
         t.join(timeout=60)
     assert not errors
-    assert shared_filter.usage_source.calls == {
-        s.instance_uuid: 1 for s in specs}
+    if via == "source":
+        assert shared_filter.usage_source.calls == {
+            s.instance_uuid: 1 for s in specs}
+    else:
+        assert not filters._placement_usage.calls
     assert together == alone

@@ -39,6 +39,32 @@ def candidate(*regions, amount=1):
             "mappings": {"1": list(regions)}}
 
 
+def summaries_of(regions, root="root", degraded_cards=()):
+    """Placement's provider_summaries for one tree: a root, the cards named
+    by ``regions``' RegionUsage.card under it, the regions under those."""
+    out = {root: {"resources": {"VCPU": {"capacity": 16, "used": 2}},
+                  "traits": [], "parent_provider_uuid": None,
+                  "root_provider_uuid": root}}
+    for r in regions.values():
+        out[r.card] = {
+            "resources": {}, "parent_provider_uuid": root,
+            "root_provider_uuid": root,
+            "traits": [usage.DEGRADED_TRAIT] if r.card in degraded_cards
+            else []}
+    for rp, r in regions.items():
+        traits = ["CUSTOM_ACCEL_REGION"]
+        if r.degraded:
+            traits.append(usage.DEGRADED_TRAIT)
+        if r.numa_node is not None:
+            traits.append(f"{usage.NUMA_TRAIT_PREFIX}{r.numa_node}")
+        out[rp] = {"resources": {RC: {"capacity": r.capacity,
+                                      "used": r.used}},
+                   "traits": traits, "parent_provider_uuid": r.card,
+                   "root_provider_uuid": root}
+    return out
+
+
+
 def host(name, candidates):
     return fakes.FakeHostState(name, name, {
         "allocation_candidates": list(candidates),
@@ -150,12 +176,15 @@ region_states = st.builds(
                       min_size=1, max_size=6),
        amounts=st.lists(st.integers(1, 3), min_size=1, max_size=4),
        offered=st.integers(1, 4), pairs=st.booleans(),
-       policy=st.sampled_from(packing.POLICIES))
+       policy=st.sampled_from(packing.POLICIES),
+       via_summaries=st.booleans())
 def test_each_host_is_ranked_as_packing_rank_ranks_it_against_all_usage(
-        hosts, amounts, offered, pairs, policy):
-    """The filter reuses scores across hosts within a pass and gives rank
-    only a host's own cards; neither may change an order or a score."""
-    usage_all, states = {}, []
+        hosts, amounts, offered, pairs, policy, via_summaries):
+    """The filter reuses scores across hosts within a pass, and reads a
+    host's regions from the request's summaries tree by tree (or gets all
+    usage at once from its source); none of it may change an order or a
+    score."""
+    usage_all, states, summaries = {}, [], {}
     for h, regions in enumerate(hosts):
         names = []
         for r, region in enumerate(regions):
@@ -164,6 +193,8 @@ def test_each_host_is_ranked_as_packing_rank_ranks_it_against_all_usage(
                 region.capacity, region.used, f"h{h}{region.card}",
                 region.numa_node, region.degraded)
             names.append(name)
+        summaries.update(summaries_of(
+            {n: usage_all[n] for n in names}, root=f"h{h}"))
         # Placement leaves full regions out of the candidates; their
         # usage still counts in their card's fill.
         names = names[:offered]
@@ -181,10 +212,13 @@ def test_each_host_is_ranked_as_packing_rank_ranks_it_against_all_usage(
             [state.allocation_candidates[i] for i, _ in ranked],
             ranked[0][1] if ranked else None)
     f = filters.AccelTopologyFilter()
-    f.usage_source = MemoryUsage(usage_all)
+    request = spec()
+    if via_summaries:
+        usage.carry(request, summaries)
+    else:
+        f.usage_source = MemoryUsage(usage_all)
     filters.CONF.set_override("policy", policy, "accel_packing")
     try:
-        request = spec()
         passed = {s.host for s in run_filter(f, states, request)}
     finally:
         filters.CONF.clear_override("policy", "accel_packing")
