@@ -149,6 +149,8 @@ def reconcile(previous: model.Inventory | None, scanned: list[model.Card],
     cards: list[model.Card] = []
     changes: list[Change] = []
     seen_ambiguous: dict[str, int] = {}
+    held = ({fid for claim in previous.claims.values()
+             for fid in claim.functions} if previous else set())
     for fresh in scanned:
         card = copy.deepcopy(fresh)
         if counts[card.id] > 1:
@@ -167,6 +169,7 @@ def reconcile(previous: model.Inventory | None, scanned: list[model.Card],
             keep_mdev_function_ids(old, card)
         if old is not None and card.kind in BUS_KINDS:
             _remember_function_addresses(old, card)
+            keep_vanished_functions(old, card, held)
         if old is None:
             card.status = model.STATUS_ADDED
             changes.append(Change(card.id, card.status, None, card.address,
@@ -271,8 +274,45 @@ def _remember_function_addresses(old: model.Card, card: model.Card) -> None:
             function.attrs["previous_addresses"] = addresses
 
 
+def keep_vanished_functions(old: model.Card, card: model.Card,
+                            held: set[str]) -> None:
+    """Keep in ``card`` (in place) every function of ``old`` that a claim
+    holds and the scan no longer found (a VF not made again after a
+    reboot), with no address: its holder then fails visibly instead of
+    losing the id, the region keeps its size in placement (an allocated
+    inventory cannot shrink away) and the id is never given to another
+    device. A later scan that finds the device again gives it back its
+    address; once no claim holds it, it goes."""
+    regions = {r.index: r for r in card.regions}
+    found = {f.id for f in card.functions()}
+    for before in old.regions:
+        region = regions.get(before.index)
+        if region is None:
+            continue
+        for function in before.functions:
+            if function.id in found or function.id not in held:
+                continue
+            addresses = _remember_list(
+                function.attrs.get("previous_addresses", []),
+                function.address)
+            region.functions.append(model.Function(
+                id=function.id, address=None,
+                claimed_by=function.claimed_by,
+                attrs={"previous_addresses": addresses}))
+        region.functions.sort(key=lambda f: _function_number(f.id))
+
+
+def _function_number(function_id: str) -> int:
+    number = function_id.rsplit("/f", 1)[-1]
+    return int(number) if number.isdigit() else -1
+
+
 def _remember(old: model.Card, address: str | None) -> list[str]:
-    addresses = list(old.previous_addresses)
+    return _remember_list(old.previous_addresses, address)
+
+
+def _remember_list(known: list[str], address: str | None) -> list[str]:
+    addresses = list(known)
     if address and address not in addresses:
         addresses.append(address)
     return addresses

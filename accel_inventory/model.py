@@ -104,6 +104,12 @@ class Card:
     def functions(self) -> list[Function]:
         return [f for r in self.regions for f in r.functions]
 
+    def vanished(self, function: Function) -> bool:
+        """Whether ``function`` is kept only for its holder, its device
+        gone (identity.keep_vanished_functions). Only an mdev without an
+        address can still be given: the hook creates it."""
+        return function.address is None and self.kind != "mdev"
+
 
 @dataclass
 class Claim:

@@ -104,7 +104,8 @@ def region_inventories(card: model.Card,
                        region: model.Region) -> dict[str, dict[str, Any]]:
     """One inventory of the region's class, ``total`` = its functions.
 
-    A degraded card's regions reserve everything: nothing new lands there,
+    A degraded card's regions reserve everything, and a region its
+    vanished functions (kept for their holders): nothing new lands there,
     and placement keeps the allocations already made (it accepts usage
     above capacity). A region without functions has no inventory, since
     placement refuses a total of zero.
@@ -113,7 +114,8 @@ def region_inventories(card: model.Card,
         return {}
     return {region.resource_class: {
         "total": region.size,
-        "reserved": region.size if card.degraded else 0,
+        "reserved": region.size if card.degraded else sum(
+            card.vanished(f) for f in region.functions),
         "min_unit": 1, "max_unit": region.size, "step_size": 1,
         "allocation_ratio": 1.0}}
 

@@ -225,6 +225,15 @@ def _vfs(reader: _Reader, dev: _Pci) -> list[str]:
             for n in links]
 
 
+def _sriov_capable(reader: _Reader, dev: _Pci) -> bool:
+    """Whether ``dev`` is an SR-IOV PF (its functions are VFs), whether or
+    not its VFs exist now."""
+    try:
+        return int(reader.text(os.path.join(dev.real, "sriov_totalvfs"))) > 0
+    except (Garbage, ValueError):
+        return False
+
+
 def _chunks(functions: list, size: int | None) -> list[list]:
     if not size:
         return [functions]
@@ -251,9 +260,15 @@ def _pci_card(reader: _Reader, group: list[_Pci],
                                               first.device))
     regions = []
     for pf in group:
-        addresses = _vfs(reader, pf) or [pf.bdf]
+        addresses = _vfs(reader, pf)
+        if not addresses and not _sriov_capable(reader, pf):
+            addresses = [pf.bdf]  # the PF itself is the one function
+        # An SR-IOV PF whose VFs are not made (after a reboot, before
+        # sriov_numvfs is written again) is a region without functions:
+        # taking the PF as its function would hand a domain holding one
+        # of its VFs the whole PF, and shift every later region's ids.
         for chunk in _chunks(addresses, profile and
-                             profile.functions_per_region):
+                             profile.functions_per_region) or [[]]:
             index = len(regions)
             regions.append(model.Region(
                 id=model.region_id(card_id, index), index=index,

@@ -158,6 +158,25 @@ def resolve(conf, inv, fid: str):
     return element, devices.device_key(element)
 
 
+def claim_refusals(conf, inv, consumer: str) -> list[str]:
+    """Why functions that ``consumer``'s placement claim holds cannot be
+    given to it now. The hook refuses its start for these: nothing is
+    given in their place, and nova records the reason."""
+    from accel_inventory import placement
+    from libvirt_hooks import devices
+
+    claim = inv.claims.get(consumer)
+    if claim is None or claim.source != placement.CLAIM_SOURCE:
+        return []
+    refusals = []
+    for fid in claim.functions:
+        try:
+            resolve(conf, inv, fid)
+        except devices.DeviceError as exc:
+            refusals.append(f"{fid}: {exc}")
+    return refusals
+
+
 def node_interface(conf, inv, fid: str) -> tuple[str | None, str | None]:
     """Where IP-over-PCIe node ``fid`` is (its BDF) and its host-side
     interface now."""

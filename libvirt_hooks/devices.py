@@ -53,12 +53,18 @@ def element_for(card: model.Card, function: model.Function, now: HostNow,
     if card.degraded:
         raise DeviceError(f"card {card.id} is {card.status}; "
                           f"{_rescan_hint(card)}")
+    if card.vanished(function):
+        was = function.attrs.get("previous_addresses") or ["?"]
+        raise DeviceError(f"the device of {function.id} (last at {was[-1]}) "
+                          f"is gone from the host; if it is a VF, make its "
+                          f"PF's VFs again (sriov_numvfs), then "
+                          f"{_rescan_hint(card)}")
     if card.kind == "ippcie":
         return xmlgen.bridge_interface(bridge.bridge_name(bridge_prefix,
                                                           function.id))
     if function.address is None:
         raise DeviceError(f"{function.id} has no address on the host "
-                          f"(an mdev not created yet, or a device gone); "
+                          f"(an mdev not created yet); "
                           f"{_rescan_hint(card)}")
     if card.kind == "pci":
         if now.pci is None:

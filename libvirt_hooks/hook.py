@@ -135,8 +135,13 @@ def main(argv=None, stdin=None, stdout=None, stderr=None) -> int:
     config = config_file()
     if (op, subop) == ("started", "begin"):
         return attach.on_started(xml, config)
+    # A Nova domain whose flavor asks for our classes is checked at its
+    # start too: the functions the sync assigned it must still be on the
+    # host. Any other domain costs one search of its XML.
     if not needs_full_path(op, subop, xml, config) and not (
-            (op, subop) == ("release", "end")
+            ((op, subop) == ("release", "end")
+             or (op, subop) == ("prepare", "begin")
+             and attach.ACCEL_REQUEST.search(xml))
             and attach.assigned_consumer(xml, config)):
         return 0
     from libvirt_hooks import decide

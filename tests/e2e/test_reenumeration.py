@@ -3,15 +3,19 @@ a reboot with a card added ahead of ours. Addresses shift and the node's
 interface is renamed (the new card's nodes take the old names); the
 agent rescans. The node server starts with its node attached under the
 new name; a server whose function vanished (its PF's VFs were not made
-again) is not given the device now at its old address."""
+again) does not start, neither with the device now at its old address nor
+with the whole PF, and nova records why."""
 
 import shutil
 import subprocess
 import time
 
 from e2e_base import NODE_BDFS, NODE_IFACES
-from e2e_base import VCA_SERIAL, ip, node_bridge
+from e2e_base import VCA_SERIAL, ip, node_bridge, wait_for
 from test_node_lifecycle import NodeServerBase
+
+from nova import context as nova_context
+from nova import objects
 
 from accel_inventory import cache, sample
 
@@ -74,16 +78,44 @@ class TestReenumeration(NodeServerBase):
                                   also_held_by=[fpga["id"]])
         assert self.node_of(node_server)[1] in NEW_IFACES
 
-        # The VF it held is gone; at its old address is now the VF of the
-        # card ahead, same vendor and product: the worker must not plug
-        # that one (the guard's "held by a cached card" rule).
+        # The VF it held is gone (its PF's VFs were not made again); at its
+        # old address is now the VF of the card ahead, same vendor and
+        # product. The function keeps its id without a device, the PF is
+        # not given in its place, and the start is refused: the reason
+        # reaches nova and our log, in one line.
+        _card, _region, function = cache.load(
+            self.cache_path).function_index()[fpga_fid]
+        assert function.address is None, function
         since = time.time()
-        self._start_server(fpga)
-        outcome = self.attach_record(fpga, since).attach["devices"][fpga_fid]
-        assert outcome["state"] == "failed", outcome
-        assert outcome["device"] != f"pci {old_address}", outcome
+        self.api.post_server_action(fpga["id"], {"os-start": None})
+        event = wait_for(lambda: self.start_failure(fpga),
+                         "nova's record of the refused start")
         [line] = [line for line in (self.state / "hook.log").read_text()
-                  .splitlines() if line.startswith(time.strftime("%Y"))
-                  and fpga["id"] in line and "failed" in line
-                  and outcome["device"] in line]
-        assert outcome["reason"] in line
+                  .splitlines() if " refused: " in line
+                  and fpga_fid in line]
+        reason = line.split(" refused: ", 1)[1]
+        assert f"the device of {fpga_fid} (last at {old_address}) is gone" \
+            in reason
+        # The event says the start failed; the instance's fault (nova
+        # keeps the libvirt error's text in its details) says why.
+        assert event["result"] == "Error"
+        [fault] = objects.InstanceFaultList.get_by_instance_uuids(
+            nova_context.get_admin_context(), [fpga["id"]])
+        name = self.api.get_server(fpga["id"])[
+            "OS-EXT-SRV-ATTR:instance_name"]
+        assert f"nova-accel: domain {name}: {reason}" in fault.details
+        assert self._wait_for_state_change(fpga, "SHUTOFF")
+        # No worker ran for a domain that never came up.
+        assert self.claim(fpga).attach.get("at", 0) < since
+
+    def start_failure(self, server):
+        """The failed event of nova's last start of ``server``, if any."""
+        for action in self.api.get_instance_actions(server["id"]):
+            if action["action"] != "start":
+                continue
+            for event in self.api.get_instance_action_details(
+                    server["id"], action["request_id"])["events"]:
+                if (event["event"] == "compute_start_instance"
+                        and event["result"] == "Error"):
+                    return event
+        return None

@@ -12,8 +12,8 @@ import libvirt
 import pytest
 from lxml import etree
 
-from accel_inventory import agent, cache, claims, identity, model, placement
-from accel_inventory import profiles, sample, sysfs
+from accel_inventory import agent, cache, claims, identity, inventory, model
+from accel_inventory import placement, profiles, sample, sysfs
 from libvirt_hooks import attach, bridge, devices, hook, settings
 from test_hook import domain_xml
 
@@ -266,6 +266,70 @@ def test_what_cannot_be_attached_says_why(host, fid, damage, reason):
     with pytest.raises(devices.DeviceError, match=reason) as exc:
         devices.element_for(card, function, now, "accbr-")
     assert "accel-inventory scan" in str(exc.value)
+
+
+# -- the start of a domain the sync assigned functions ----------------------
+
+def unmake_vfs(host, fid):
+    """The PF of ``fid`` without its VFs, as after a reboot before
+    sriov_numvfs is written again; then the agent's rescan."""
+    previous = cache.load(host["cache"])
+    pf = previous.function_index()[fid][1].address
+    pf_dir = os.path.realpath(os.path.join(host["root"], "bus", "pci",
+                                           "devices", pf))
+    for link in [n for n in os.listdir(pf_dir) if n.startswith("virtfn")]:
+        vf_dir = os.path.realpath(os.path.join(pf_dir, link))
+        os.unlink(os.path.join(host["root"], "bus", "pci", "devices",
+                               os.path.basename(vf_dir)))
+        subprocess.run(["rm", "-r", vf_dir], check=True)
+        os.unlink(os.path.join(pf_dir, link))
+    scanned = sysfs.scan_cards(host["root"],
+                               profiles=profiles.load_profiles(None))
+    inv, _ = identity.reconcile(previous, scanned.cards, "compute1")
+    cache.save(host["cache"], inventory.keep_claims(previous, inv))
+
+
+def test_start_is_refused_when_a_function_it_was_given_is_gone(host):
+    uuid = "ffffffff-0000-4000-8000-000000000007"
+    assign(host, uuid, [NODE0, VF])
+    unmake_vfs(host, VF)
+    xml = nova_domain(uuid, {"resources1:CUSTOM_ACCEL_FPGA": "1",
+                             "resources2:CUSTOM_ACCEL_VCA_NODE": "1"})
+    # Its id is kept for it, with no device: the PF is not handed out in
+    # its place, and nothing else gets the id.
+    card, _region, function = cache.load(host["cache"]).function_index()[VF]
+    assert function.address is None and card.vanished(function)
+    rc, out, err = call_hook(xml, "prepare", "begin")
+    assert (rc, out) == (1, "")
+    [line] = err.splitlines()
+    assert line.startswith("nova-accel: domain vm1: ")
+    assert f"{VF}: the device of {VF} (last at 0000:3b:01.1) is gone" in line
+    assert NODE0 not in line  # the node is there: only what is gone
+    [logged] = [entry for entry in host["log"].read_text().splitlines()
+                if "refused" in entry]
+    assert line.split(": ", 2)[2] in logged
+
+
+def test_start_of_an_assigned_domain_with_its_functions_goes_on(host):
+    uuid = "ffffffff-0000-4000-8000-000000000008"
+    assign(host, uuid, [NODE0, VF, STICK])
+    xml = nova_domain(uuid, {"resources1:CUSTOM_ACCEL_FPGA": "1"})
+    assert call_hook(xml, "prepare", "begin") == (0, "", "")
+
+
+def test_prepare_of_a_domain_without_accelerators_stays_fast(host, mocker):
+    run = mocker.patch("libvirt_hooks.decide.run")
+    assigned = "ffffffff-0000-4000-8000-000000000009"
+    assign(host, assigned, [VF])
+    unmake_vfs(host, VF)
+    # Not a Nova domain asking for our classes: not even a stat.
+    stat = mocker.spy(os.path, "exists")
+    for xml in (domain_bytes(assigned),
+                nova_domain("ffffffff-0000-4000-8000-00000000000a",
+                            {"hw:cpu_policy": "dedicated"})):
+        assert call_hook(xml, "prepare", "begin") == (0, "", "")
+    run.assert_not_called()
+    stat.assert_not_called()
 
 
 # -- the worker on the test driver ----------------------------------------

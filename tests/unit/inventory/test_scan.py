@@ -2,8 +2,8 @@
 
 import os
 
-from accel_inventory import (claims, identity, inventory, model, profiles,
-                             sample, sysfs)
+from accel_inventory import (claims, identity, inventory, model, placement,
+                             profiles, sample, sysfs)
 
 PROFILES = profiles.load_profiles()
 FPGA = sample.SAMPLE_FPGA
@@ -295,3 +295,68 @@ def test_mdev_ids_ignore_cached_functions_with_unreadable_ids():
     # Only u2 at f1 could be read; u0 and u1 are numbered as new.
     assert [(f.id[-2:], f.address) for f in fresh.functions()] == [
         ("f0", "u0"), ("f1", "u2"), ("f2", "u1")]
+
+
+def three_pf_card(fs, without_vfs=()):
+    """One card of three SR-IOV PFs (a region each) with two VFs each,
+    except the PFs in ``without_vfs``, whose VFs are not made (as after a
+    reboot, before sriov_numvfs is written again)."""
+    for pf in range(3):
+        bdf = f"0000:3b:00.{pf}"
+        fs.add_pci(bdf, *FPGA, numa_node=0, dsn=0xA, totalvfs=2)
+        if pf not in without_vfs:
+            fs.add_vfs(bdf, [f"0000:3b:{1 + pf:02x}.{vf}" for vf in (0, 1)],
+                       "5001")
+
+
+def test_a_pf_without_its_vfs_is_a_region_without_functions(tmp_path):
+    fs = sample.FakeSysfs(str(tmp_path))
+    three_pf_card(fs, without_vfs=(1,))
+    [card] = scan(fs.root).cards
+    assert [(r.index, r.address, r.size) for r in card.regions] == [
+        (0, "0000:3b:00.0", 2), (1, "0000:3b:00.1", 0),
+        (2, "0000:3b:00.2", 2)]
+    # No PF stands in for its VFs, and the next region's ids stay.
+    assert "0000:3b:00.1" not in {f.address for f in card.functions()}
+    assert [(f.id, f.address) for f in card.regions[2].functions] == [
+        ("dsn-000000000000000a/r2/f0", "0000:3b:03.0"),
+        ("dsn-000000000000000a/r2/f1", "0000:3b:03.1")]
+
+
+def test_a_pf_without_sr_iov_is_its_own_function(tmp_path):
+    fs = sample.FakeSysfs(str(tmp_path))
+    fs.add_pci("0000:3b:00.0", *FPGA, dsn=0xA)
+    [card] = scan(fs.root).cards
+    assert [(f.id, f.address) for f in card.functions()] == [
+        ("dsn-000000000000000a/r0/f0", "0000:3b:00.0")]
+
+
+def test_a_held_vf_that_vanished_keeps_its_id_without_a_device(tmp_path):
+    before = sample.FakeSysfs(str(tmp_path / "before"))
+    three_pf_card(before)
+    first, _ = identity.reconcile(None, scan(before.root).cards, "h")
+    held = "dsn-000000000000000a/r1/f1"
+    first = claims.record_claim(first, model.Claim("vm-1", [held], "hook"))
+    after = sample.FakeSysfs(str(tmp_path / "after"))
+    three_pf_card(after, without_vfs=(1,))
+    inv, _ = identity.reconcile(first, scan(after.root).cards, "h")
+    inv = inventory.keep_claims(first, inv)
+    [card] = inv.cards
+    [kept] = card.regions[1].functions  # the unheld f0 is gone
+    assert (kept.id, kept.address, kept.claimed_by) == (held, None, "vm-1")
+    assert kept.attrs["previous_addresses"] == ["0000:3b:02.1"]
+    assert card.vanished(kept)
+    # Its region stays in placement, reserved: nothing new lands on it.
+    [inventory_] = placement.region_inventories(card,
+                                                card.regions[1]).values()
+    assert (inventory_["total"], inventory_["reserved"]) == (1, 1)
+    assert claims.inconsistencies(inv) == []
+
+    # The VFs made again: the held one is back at its address.
+    again = sample.FakeSysfs(str(tmp_path / "again"))
+    three_pf_card(again)
+    inv, _ = identity.reconcile(inv, scan(again.root).cards, "h")
+    assert [(f.id, f.address) for f in inv.cards[0].regions[1].functions] \
+        == [("dsn-000000000000000a/r1/f0", "0000:3b:02.0"),
+            (held, "0000:3b:02.1")]
+    assert not any(inv.cards[0].vanished(f) for f in inv.cards[0].functions())
