@@ -23,7 +23,6 @@ requires: only this module imports them.
 
 from __future__ import annotations
 
-import argparse
 import os
 import sys
 import tempfile
@@ -39,6 +38,7 @@ from accel_inventory import inventory as inventory_scan
 from accel_inventory import model
 from accel_inventory import placement
 from accel_inventory import sample
+from accel_inventory.usage import Parser
 
 HOSTNAME = "sample-host"
 FPGA_CLASS = "CUSTOM_ACCEL_FPGA"
@@ -240,7 +240,7 @@ def run(out: TextIO) -> dict[str, list[Landing | None]]:
 
 
 def main(argv: Sequence[str] | None = None, out: TextIO | None = None) -> int:
-    argparse.ArgumentParser(
+    Parser(
         prog="accel-demo", description=__doc__.split("\n\n")[0]
     ).parse_args(argv)
     # Importing nova warns that eventlet is deprecated; it is nova's

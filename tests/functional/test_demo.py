@@ -7,6 +7,8 @@ stock nova failing where the filter does not.
 """
 
 import io
+import subprocess
+import sys
 
 import pytest
 
@@ -69,3 +71,15 @@ def test_stock_nova_strands_the_whole_regions_when_placement_spreads(
                 for region in landing.regions}) == 3
     assert stock[3] is None
     assert "stock nova: 3 of 4 requests placed" in out.getvalue()
+
+
+@pytest.mark.parametrize("argv", [["--bogus"], ["extra"], ["-x", "1"],
+                                  ["--help=yes"]])
+def test_demo_rejects_arguments_in_one_line(argv):
+    run = subprocess.run([sys.executable, "-m", "nova_accel_weigher.demo",
+                          *argv], capture_output=True, text=True)
+    assert run.returncode == 2, run
+    assert run.stdout == ""
+    [line] = run.stderr.splitlines()
+    assert line.startswith("accel-demo: error: ") and "--help" in line
+    assert "Traceback" not in run.stderr
