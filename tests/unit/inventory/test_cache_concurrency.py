@@ -21,12 +21,14 @@ from cache_helpers import make_inventory
 
 FORK = multiprocessing.get_context("fork")
 WRITES = 200
+READY = b"ready\n"
 
 
 def claim_until_killed(path, prefix, fids, report):
     """Claim one function after another the way the hook does (claim
     writes skip the schema, which keeps each write short), reporting
-    each saved claim on ``report``."""
+    each saved claim on ``report``, after a first line saying it runs."""
+    os.write(report, READY)
     for i, fid in enumerate(fids):
         cache.update(path, lambda inv, i=i, fid=fid: claims.record_claim(
             inv, model.Claim(consumer=f"{prefix}-{i}", functions=[fid],
@@ -57,11 +59,15 @@ def test_two_hundred_writes_under_sigkill_lose_nothing(tmp_path):
                              args=(path, f"k{kills}", todo, write))
         child.start()
         os.close(write)
-        time.sleep(rng.uniform(0.0, 8 * one_write))
-        os.kill(child.pid, signal.SIGKILL)
-        child.join(10)
-        kills += 1
-        with os.fdopen(read) as f:
+        with os.fdopen(read, "rb") as f:
+            # The kill's time counts from the writer running, not from the
+            # fork: on a loaded machine a fork alone can take longer than
+            # eight writes, and the kills would then never meet a write.
+            assert f.readline() == READY
+            time.sleep(rng.uniform(0.0, 8 * one_write))
+            os.kill(child.pid, signal.SIGKILL)
+            child.join(10)
+            kills += 1
             saved.update(todo[int(line)] for line in f.read().split())
         assert_valid_cache(path)
         assert_valid_cache(cache.good_copy_path(path))
