@@ -92,9 +92,15 @@ class Host:
                 for region, used in zip(self.regions, self.used, strict=True)}
 
 
-def host_states(hosts: list[Host]) -> list[fakes.FakeHostState]:
+def host_states(hosts: list[Host], candidates=None
+                ) -> list[fakes.FakeHostState]:
+    """Nova's host states of ``hosts``, with each host's own candidates or
+    those ``candidates`` (root uuid -> list, as placement answered)
+    gives."""
     return [fakes.FakeHostState(h.name, h.name, {
-        "uuid": h.root, "allocation_candidates": h.candidates(),
+        "uuid": h.root,
+        "allocation_candidates": (h.candidates() if candidates is None
+                                  else list(candidates[h.root])),
         "free_ram_mb": 8192 - 512 * (i % 7), "free_disk_mb": 100_000,
         "vcpus_total": 16, "vcpus_used": i % 5, "num_io_ops": i % 3,
         "cpu_allocation_ratio": 4.0, "ram_allocation_ratio": 1.0,
@@ -168,6 +174,13 @@ def scheduling_passes(hosts: list[Host], repeat: int):
     return seconds
 
 
+REGION_TRAITS = ("CUSTOM_ACCEL_REGION", "CUSTOM_ACCEL_NUMA_0",
+                 f"CUSTOM_ACCEL_REGION_SIZE_{FUNCTIONS}")
+# What nova 34's computes put on their root provider, and its scheduler
+# requires (request_filter.owner_nova_filter).
+ROOT_TRAITS = ("OWNER_NOVA",)
+
+
 def fill_placement(hosts: list[Host]) -> None:
     """Write the hosts' providers straight into placement's tables (the
     API would take minutes for 10,000 providers); placement's own code
@@ -181,48 +194,58 @@ def fill_placement(hosts: list[Host]) -> None:
         conn = session.connection()
         conn.execute(sa.insert(models.ResourceClass.__table__),
                      [{"name": RC}])
+        # The standard traits (ROOT_TRAITS) are placement's already.
         conn.execute(sa.insert(models.Trait.__table__),
-                     [{"name": t} for t in ("CUSTOM_ACCEL_REGION",
-                                            "CUSTOM_ACCEL_NUMA_0")])
-        rc_id = conn.execute(sa.select(models.ResourceClass.id).where(
-            models.ResourceClass.name == RC)).scalar_one()
-        standard = {name: i for i, name in enumerate(
-            ("VCPU", "MEMORY_MB", "DISK_GB"))}
-        trait_ids = dict(conn.execute(sa.select(
-            models.Trait.name, models.Trait.id)).all())
-        providers, inventories, traits = [], [], []
-        next_id = 1
-        for h in hosts:
-            root_id, card_id = next_id, next_id + 1
-            providers += [
-                {"id": root_id, "uuid": h.root, "name": h.name,
-                 "generation": 1, "root_provider_id": root_id,
-                 "parent_provider_id": None},
-                {"id": card_id, "uuid": h.card, "name": f"{h.name}:card",
-                 "generation": 1, "root_provider_id": root_id,
-                 "parent_provider_id": root_id}]
-            for name, total in (("VCPU", 16), ("MEMORY_MB", 65536),
-                                ("DISK_GB", 1000)):
-                inventories.append(_inventory(root_id, standard[name],
-                                              total))
-            for r, region in enumerate(h.regions):
-                region_id = card_id + 1 + r
-                providers.append({
-                    "id": region_id, "uuid": region,
-                    "name": f"{h.name}:r{r}", "generation": 1,
-                    "root_provider_id": root_id,
-                    "parent_provider_id": card_id})
-                inventories.append(_inventory(region_id, rc_id, FUNCTIONS))
-                traits += [{"resource_provider_id": region_id,
-                            "trait_id": trait_ids[t]}
-                           for t in ("CUSTOM_ACCEL_REGION",
-                                     "CUSTOM_ACCEL_NUMA_0")]
-            next_id = card_id + 1 + REGIONS
-        conn.execute(sa.insert(models.ResourceProvider.__table__), providers)
-        conn.execute(sa.insert(models.Inventory.__table__), inventories)
-        conn.execute(sa.insert(models.ResourceProviderTrait.__table__),
-                     traits)
-        _allocate(conn, models, hosts, providers, rc_id)
+                     [{"name": t} for t in REGION_TRAITS])
+        insert_hosts(conn, hosts)
+
+
+def insert_hosts(conn, hosts: list[Host]) -> None:
+    """The hosts' providers, inventories, traits and allocations, in one
+    multi-row insert per table. The resource class and the traits must
+    exist already (their ids are read here); standard resource classes
+    have the ids of their place in os-resource-classes, as in placement."""
+    import os_resource_classes
+    import sqlalchemy as sa
+    from placement.db.sqlalchemy import models
+
+    rc_id = conn.execute(sa.select(models.ResourceClass.id).where(
+        models.ResourceClass.name == RC)).scalar_one()
+    standard = {name: os_resource_classes.STANDARDS.index(name)
+                for name in ("VCPU", "MEMORY_MB", "DISK_GB")}
+    trait_ids = dict(conn.execute(sa.select(
+        models.Trait.name, models.Trait.id)).all())
+    providers, inventories, traits = [], [], []
+    next_id = 1
+    for h in hosts:
+        root_id, card_id = next_id, next_id + 1
+        providers += [
+            {"id": root_id, "uuid": h.root, "name": h.name,
+             "generation": 1, "root_provider_id": root_id,
+             "parent_provider_id": None},
+            {"id": card_id, "uuid": h.card, "name": f"{h.name}:card",
+             "generation": 1, "root_provider_id": root_id,
+             "parent_provider_id": root_id}]
+        for name, total in (("VCPU", 16), ("MEMORY_MB", 65536),
+                            ("DISK_GB", 1000)):
+            inventories.append(_inventory(root_id, standard[name], total))
+        traits += [{"resource_provider_id": root_id,
+                    "trait_id": trait_ids[t]} for t in ROOT_TRAITS]
+        for r, region in enumerate(h.regions):
+            region_id = card_id + 1 + r
+            providers.append({
+                "id": region_id, "uuid": region,
+                "name": f"{h.name}:r{r}", "generation": 1,
+                "root_provider_id": root_id,
+                "parent_provider_id": card_id})
+            inventories.append(_inventory(region_id, rc_id, FUNCTIONS))
+            traits += [{"resource_provider_id": region_id,
+                        "trait_id": trait_ids[t]} for t in REGION_TRAITS]
+        next_id = card_id + 1 + REGIONS
+    conn.execute(sa.insert(models.ResourceProvider.__table__), providers)
+    conn.execute(sa.insert(models.Inventory.__table__), inventories)
+    conn.execute(sa.insert(models.ResourceProviderTrait.__table__), traits)
+    _allocate(conn, models, hosts, providers, rc_id)
 
 
 def _inventory(rp_id: int, rc_id: int, total: int) -> dict:

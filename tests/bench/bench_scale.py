@@ -1,0 +1,323 @@
+"""Benchmark: the scheduler at cloud scale, against real placement on
+PostgreSQL.
+
+For each N (hosts of 1 card x 8 regions x 4 functions, VCPU, MEMORY_MB
+and DISK_GB on each root, about half the regions partly used), placement
+runs as the integration tests run it (tests/integration/placement/
+pg_placement.py: a throwaway PostgreSQL, placement's WSGI app over HTTP in
+a child process). Its tables are filled by multi-row SQL inserts, one per
+table (bench_scheduler.insert_hosts), after placement has created its
+schema and, through its API, the resource class and the custom traits, so
+that its own ids and caches stay right.
+
+Per request, for three flavors (1 function; 2 functions of one region; two
+whole regions, group_policy=isolate), printed (never asserted):
+
+- nova's own allocation-candidates call, made by nova's
+  SchedulerReportClient with nova's own query (ResourceRequest, limit
+  ``[scheduler] max_placement_results`` = 1000, root_required as nova 34's
+  request filters set it when every compute reports OWNER_NOVA), wall time;
+- how many distinct hosts that answer gives the filters;
+- our added placement time: none (the filter reads the summaries of that
+  answer); beside it, what the filter's former usage call costs (1
+  function only; it is still the fallback);
+- the filter and weigher pass through nova's handlers on those hosts,
+  stock (nova's filters and all_weighers) and ours, CPU time;
+- the added time (ours - stock) against stock nova's total (its call and
+  its pass).
+
+Then 8 requests at once (1 function) in native threads, each nova's call
+and the pass, stock and ours: requests per second. The placement served
+here is one process serving one request at a time (wsgiref, as the
+integration tests run it), so concurrent requests queue there alike for
+stock and ours.
+
+Run: ``python tests/bench/bench_scale.py [--hosts 500 2000 10000]
+[--repeat 3] [--json out.json] [--plot out.png]`` (root, or PostgreSQL
+installed), or ``tox -e bench-scale`` for N = 500, 2,000 and 10,000.
+"""
+
+from __future__ import annotations
+
+import os
+
+# Nova 2026.2's scheduler runs in native threads; nova's test package
+# patches threading with eventlet unless told not to before nova loads.
+os.environ.setdefault("OS_NOVA_DISABLE_EVENTLET_PATCHING", "1")
+
+import argparse  # noqa: E402
+import collections  # noqa: E402
+import json  # noqa: E402
+import statistics  # noqa: E402
+import sys  # noqa: E402
+import threading  # noqa: E402
+import time  # noqa: E402
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, HERE)
+sys.path.insert(0, os.path.join(HERE, os.pardir, "integration", "placement"))
+
+import bench_scheduler as sched  # noqa: E402
+import pg_placement  # noqa: E402
+from nova import context as nova_context  # noqa: E402
+from nova import objects  # noqa: E402
+from nova.scheduler import filters as nova_filters  # noqa: E402
+from nova.scheduler import utils as scheduler_utils  # noqa: E402
+from nova.scheduler import weights as nova_weights  # noqa: E402
+from nova.scheduler.client import report  # noqa: E402
+
+from nova_accel_weigher import filters, usage, weighers  # noqa: E402
+
+RC = sched.RC
+SIZE = sched.FUNCTIONS
+FLAVORS = {
+    "1 function": {f"resources1:{RC}": "1"},
+    "2 functions": {f"resources1:{RC}": "2"},
+    "2 whole regions": {
+        "group_policy": "isolate",
+        f"resources1:{RC}": str(SIZE), f"resources2:{RC}": str(SIZE),
+        f"trait1:CUSTOM_ACCEL_REGION_SIZE_{SIZE}": "required",
+        f"trait2:CUSTOM_ACCEL_REGION_SIZE_{SIZE}": "required"},
+}
+CONCURRENT = 8
+
+
+def flavor_spec(extra_specs) -> objects.RequestSpec:
+    spec = sched.request_spec()
+    spec.flavor.extra_specs = dict(extra_specs)
+    # What nova 34's request filters add before asking placement
+    # (owner_nova_filter, compute_status_filter).
+    spec.root_required.add("OWNER_NOVA")
+    spec.root_forbidden.add("COMPUTE_STATUS_DISABLED")
+    return spec
+
+
+class Cloud:
+    """N hosts in placement on PostgreSQL, and nova's client to it."""
+
+    def __init__(self, endpoint: str, db_url: str, n: int):
+        from keystoneauth1 import adapter, session, token_endpoint
+
+        self.hosts = [sched.Host(i) for i in range(n)]
+        self.by_root = {h.root: h for h in self.hosts}
+        self.adapter = adapter.Adapter(session.Session(
+            auth=token_endpoint.Token(endpoint, "admin")),
+            service_type="placement")
+        self.client = report.SchedulerReportClient(adapter=self.adapter)
+        self.ctx = nova_context.get_admin_context()
+        start = time.perf_counter()
+        self._load(db_url)
+        self.load_seconds = time.perf_counter() - start
+
+    def _load(self, db_url: str) -> None:
+        import sqlalchemy as sa
+
+        for path in (f"/resource_classes/{RC}",
+                     *(f"/traits/{t}" for t in sched.REGION_TRAITS)):
+            response = self.adapter.put(path, microversion="1.7",
+                                        raise_exc=False)
+            if response.status_code not in (201, 204):
+                raise SystemExit(f"placement refused {path}: "
+                                 f"{response.text}")
+        engine = sa.create_engine(db_url)
+        with engine.begin() as conn:
+            sched.insert_hosts(conn, self.hosts)
+            # Ids were given explicitly: move the sequences past them.
+            for table in ("resource_providers", "projects", "users"):
+                conn.execute(sa.text(
+                    f"SELECT setval(pg_get_serial_sequence('{table}', 'id'),"
+                    f" (SELECT max(id) FROM {table}))"))
+        engine.dispose()
+
+    def nova_call(self, spec):
+        """nova's own call: (seconds, candidates, summaries)."""
+        resources = scheduler_utils.ResourceRequest.from_request_spec(spec)
+        start = time.perf_counter()
+        answer = self.client.get_allocation_candidates(self.ctx, resources)
+        seconds = time.perf_counter() - start
+        if not answer or answer[0] is None:
+            raise SystemExit("placement gave nova no candidates")
+        return seconds, answer[0], answer[1]
+
+    def host_states(self, candidates, summaries):
+        """Nova's host states for an answer: one per compute node the
+        summaries name, with its candidates (as SchedulerManager builds
+        them: alloc_reqs_by_rp_uuid, keyed by each provider)."""
+        by_rp = collections.defaultdict(list)
+        for candidate in candidates:
+            for rp in candidate["allocations"]:
+                by_rp[rp].append(candidate)
+        hosts = [self.by_root[rp] for rp in summaries if rp in self.by_root]
+        return sched.host_states(hosts, by_rp)
+
+
+class Passes:
+    """Stock nova's filters and weighers, and stock plus ours."""
+
+    def __init__(self):
+        handler = nova_filters.HostFilterHandler()
+        by_name = {cls.__name__: cls for cls in handler.get_all_classes()}
+        self.stock = ([by_name[n]() for n in sched.STOCK_FILTERS],
+                      [cls() for cls in nova_weights.all_weighers()])
+        self.ours = ([*self.stock[0], filters.AccelTopologyFilter()],
+                     [*self.stock[1], weighers.AccelPackingWeigher()])
+
+    def run(self, which, states, spec, summaries) -> float:
+        """CPU seconds of one pass (see bench_scheduler.one_pass); ours
+        gets the summaries as nova's scheduler hands them over."""
+        if which == "ours":
+            usage.carry(spec, summaries)
+        filter_objs, weigher_objs = getattr(self, which)
+        return sched.one_pass(filter_objs, weigher_objs, states, spec)
+
+
+def median_ms(values) -> float:
+    return statistics.median(values) * 1000
+
+
+def per_request(cloud: Cloud, passes: Passes, name: str, extra_specs,
+                repeat: int) -> dict:
+    calls, stock, ours, hosts = [], [], [], set()
+    for _ in range(repeat):
+        seconds, candidates, summaries = cloud.nova_call(
+            flavor_spec(extra_specs))
+        calls.append(seconds)
+        for which, into in (("stock", stock), ("ours", ours)):
+            states = cloud.host_states(candidates, summaries)
+            hosts.add(len(states))
+            into.append(passes.run(which, states, flavor_spec(extra_specs),
+                                   summaries))
+    row = {"flavor": name, "hosts_seen": sorted(hosts),
+           "candidates": len(candidates),
+           "nova_call_ms": median_ms(calls), "stock_pass_ms": median_ms(stock),
+           "ours_pass_ms": median_ms(ours), "added_placement_ms": 0.0}
+    row["added_ms"] = row["ours_pass_ms"] - row["stock_pass_ms"]
+    row["stock_total_ms"] = row["nova_call_ms"] + row["stock_pass_ms"]
+    row["added_share"] = row["added_ms"] / row["stock_total_ms"]
+    return row
+
+
+def former_usage_call(cloud: Cloud, repeat: int) -> float:
+    """The filter's fallback (its only way before): every region of the
+    cloud, no limit. Wall ms, median."""
+    source = usage.PlacementUsage(lambda: cloud.adapter, timeout=600.0)
+    seconds = []
+    for i in range(repeat):
+        start = time.perf_counter()
+        if source(f"r{i}", [RC]) is None:
+            raise SystemExit("the usage call failed (logged above)")
+        seconds.append(time.perf_counter() - start)
+    return median_ms(seconds)
+
+
+def concurrent(cloud: Cloud, passes: Passes, which: str) -> float:
+    """Requests per second of CONCURRENT requests at once, each nova's
+    call and the pass, in native threads."""
+    extra_specs = FLAVORS["1 function"]
+    errors = []
+
+    def one():
+        try:
+            spec = flavor_spec(extra_specs)
+            _, candidates, summaries = cloud.nova_call(spec)
+            passes.run(which, cloud.host_states(candidates, summaries),
+                       spec, summaries)
+        except BaseException as exc:  # reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=one) for _ in range(CONCURRENT)]
+    start = time.perf_counter()
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    wall = time.perf_counter() - start
+    if errors:
+        raise SystemExit(f"a concurrent request failed: {errors[0]!r}")
+    return CONCURRENT / wall
+
+
+def measure(n: int, repeat: int) -> dict:
+    passes = Passes()
+    with pg_placement.postgres() as db_url, \
+            pg_placement.placement_server(db_url) as endpoint:
+        cloud = Cloud(endpoint, db_url, n)
+        print(f"\n{n} hosts ({n * sched.REGIONS} regions): tables filled "
+              f"in {cloud.load_seconds:.1f} s", flush=True)
+        rows = []
+        for name, extra_specs in FLAVORS.items():
+            row = per_request(cloud, passes, name, extra_specs, repeat)
+            rows.append(row)
+            print(f"  {name:16} nova's call {row['nova_call_ms']:8.0f} ms"
+                  f" ({row['candidates']} candidates from "
+                  f"{'/'.join(map(str, row['hosts_seen']))} hosts); pass: "
+                  f"stock {row['stock_pass_ms']:6.1f} ms, ours "
+                  f"{row['ours_pass_ms']:6.1f} ms; added "
+                  f"{row['added_ms']:6.1f} ms = "
+                  f"{row['added_share']:.1%} of stock's "
+                  f"{row['stock_total_ms']:.0f} ms", flush=True)
+        former = former_usage_call(cloud, 1 if n >= 2000 else repeat)
+        print(f"  the filter's former usage call (every region, its "
+              f"fallback): {former:.0f} ms", flush=True)
+        rates = {}
+        for which in ("stock", "ours", "stock", "ours"):
+            rates.setdefault(which, []).append(
+                concurrent(cloud, passes, which))
+        rates = {k: statistics.median(v) for k, v in rates.items()}
+        print(f"  {CONCURRENT} requests at once (1 function, native "
+              f"threads): stock {rates['stock']:.2f} req/s, ours "
+              f"{rates['ours']:.2f} req/s", flush=True)
+    return {"hosts": n, "load_seconds": cloud.load_seconds, "rows": rows,
+            "former_usage_call_ms": former, "concurrent_req_s": rates}
+
+
+def plot(results: list[dict], path: str) -> None:
+    import matplotlib
+    matplotlib.use("Agg")
+    from matplotlib import pyplot
+
+    ns = [r["hosts"] for r in results]
+    fig, ax = pyplot.subplots(figsize=(7, 4.5))
+    for i, name in enumerate(FLAVORS):
+        ax.plot(ns, [r["rows"][i]["added_ms"] for r in results], "o-",
+                label=f"added by us, {name}")
+        ax.plot(ns, [r["rows"][i]["stock_total_ms"] for r in results], "x:",
+                label=f"stock nova's total, {name}")
+    ax.plot(ns, [r["former_usage_call_ms"] for r in results], "s--",
+            label="the former usage call (now only the fallback)")
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.set_xlabel("hosts (1 card x 8 regions x 4 functions each)")
+    ax.set_ylabel("ms per request")
+    ax.set_title("Time per scheduling request: added by nova-accel vs "
+                 "stock nova")
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    # 500 alone by default, as tox -e bench runs every benchmark with no
+    # arguments; tox -e bench-scale asks for the three sizes.
+    parser.add_argument("--hosts", type=int, nargs="+", default=[500])
+    parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--json", help="write the results here")
+    parser.add_argument("--plot", help="draw added time against N (PNG)")
+    args = parser.parse_args(argv)
+    if min(args.hosts) < 1 or args.repeat < 1:
+        parser.error("--hosts and --repeat must be at least 1")
+    for path in (args.json, args.plot):
+        if path and not os.path.isdir(os.path.dirname(path) or "."):
+            parser.error(f"no such directory for {path}")
+    results = [measure(n, args.repeat) for n in args.hosts]
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(results, f, indent=1)
+    if args.plot:
+        plot(results, args.plot)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
