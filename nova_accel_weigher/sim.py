@@ -144,14 +144,24 @@ class SpecError(ValueError):
     is wrong and what is expected."""
 
 
-def _count(text: str, what: str, spec: str, minimum: int = 1) -> int:
+# Sizes past these would exhaust memory building the cluster or the
+# workload long before a result: refused up front instead.
+MAX_HOSTS = 1_000_000
+MAX_REGIONS = 4096
+MAX_FUNCTIONS = 1_000_000
+MAX_REQUESTS = 10_000_000
+MAX_FILL = 10.0
+
+
+def _count(text: str, what: str, spec: str, maximum: int,
+           minimum: int = 1) -> int:
     try:
         value = int(text)
     except ValueError:
         value = minimum - 1
-    if value < minimum:
-        raise SpecError(f"{what} in {spec!r} must be a whole number >= "
-                        f"{minimum}, not {text!r}")
+    if not minimum <= value <= maximum:
+        raise SpecError(f"{what} in {spec!r} must be a whole number from "
+                        f"{minimum} to {maximum:,}, not {text!r}")
     return value
 
 
@@ -205,15 +215,15 @@ def build_cluster(spec: str) -> list[Host]:
         if not (sep and x):
             raise SpecError(f"cluster {spec!r}: expected homogeneous:HOSTS:"
                             f"RxF (e.g. homogeneous:10:3x4)")
-        count = _count(hosts, "HOSTS", spec)
-        card = (_count(regions, "R (regions)", spec),
-                _count(functions, "F (functions)", spec))
+        count = _count(hosts, "HOSTS", spec, MAX_HOSTS)
+        card = (_count(regions, "R (regions)", spec, MAX_REGIONS),
+                _count(functions, "F (functions)", spec, MAX_FUNCTIONS))
         return [_host(f"host{i}", [card]) for i in range(count)]
     if kind == "mixed":
         shapes = [(1, 4), (2, 4), (3, 4), (4, 2)]
         return [_host(f"host{i}", [shapes[i % 4], shapes[(i + 1) % 4],
                                    (1, 1), (1, 8)])
-                for i in range(_count(arg, "HOSTS", spec))]
+                for i in range(_count(arg, "HOSTS", spec, MAX_HOSTS))]
     if kind in ("openb", "openb-milli") and arg:
         size = (MILLI_PER_GPU if kind == "openb-milli"
                 else DEFAULT_FUNCTIONS_PER_GPU)
@@ -246,7 +256,7 @@ def build_workload(spec: str, seed: int, region_size: int, *,
         # poisson:N[:RATE]: N arrivals, RATE a second (1 by default), each
         # staying 400 s on average, so about 400 x RATE at once.
         count, _, rate = arg.partition(":")
-        count_ = _count(count, "N", spec)
+        count_ = _count(count, "N", spec, MAX_REQUESTS)
         try:
             rate_ = float(rate or 1.0)
         except ValueError:
@@ -907,12 +917,13 @@ class _Parser(argparse.ArgumentParser):
 
 def _share(text: str) -> float:
     value = float(text)
-    if not 0 < value < math.inf:
+    if not 0 < value <= MAX_FILL:
         raise ValueError(text)
     return value
 
 
-_share.__name__ = "share > 0"  # how argparse names the expected type
+# How argparse names the expected type.
+_share.__name__ = f"share (> 0, at most {MAX_FILL:g})"
 
 
 def check_plot_target(path: str) -> None:
@@ -944,7 +955,8 @@ def build_parser() -> argparse.ArgumentParser:
                              "--fill-to")
     parser.add_argument("--fill-to", type=_share, default=1.3,
                         help="fill mode: stop once the requested functions "
-                             "reach this share of capacity (> 0)")
+                             f"reach this share of capacity (> 0, at most "
+                             f"{MAX_FILL:g})")
     parser.add_argument("--seed", type=int, default=1,
                         help="seed of the workload's random draws")
     parser.add_argument("--policies", default=",".join(POLICIES),
@@ -969,7 +981,7 @@ def main(argv: Sequence[str] | None = None, out=None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     policies = [p.strip() for p in args.policies.split(",")]
-    unknown = [p for p in policies if p not in POLICIES]
+    unknown = [p or "(empty)" for p in policies if p not in POLICIES]
     if unknown:
         parser.error(f"unknown policies: {', '.join(unknown)}; expected "
                      f"some of {', '.join(POLICIES)}")

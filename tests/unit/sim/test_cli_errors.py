@@ -29,7 +29,11 @@ def refused(capsys, *argv):
 
 @pytest.mark.parametrize("argv,expected", [
     (["--cluster", "homogeneous:0:3x4"], "HOSTS in 'homogeneous:0:3x4' "
-     "must be a whole number >= 1, not '0'"),
+     "must be a whole number from 1 to 1,000,000, not '0'"),
+    (["--cluster", "homogeneous:2000000:3x4"], "HOSTS in "),
+    (["--cluster", "homogeneous:1:99999x4"], "R (regions)"),
+    (["--cluster", "homogeneous:1:1x999999999999"], "F (functions)"),
+    (["--workload", "poisson:99999999999999"], "N in "),
     (["--cluster", "homogeneous:2:0x4"], "R (regions)"),
     (["--cluster", "homogeneous:2:3x-4"], "F (functions)"),
     (["--cluster", "homogeneous:abc"], "expected homogeneous:HOSTS:RxF"),
@@ -41,10 +45,13 @@ def refused(capsys, *argv):
     (["--workload", "poisson:10:abc"], "RATE in 'poisson:10:abc'"),
     (["--workload", "poisson:10:0"], "must be a number > 0"),
     (["--workload", "csv:"], "unknown workload 'csv:'"),
-    (["--fill-to", "-1"], "argument --fill-to: invalid share > 0 value: "
-     "'-1'"),
+    (["--fill-to", "-1"], "argument --fill-to: invalid share (> 0, at most "
+     "10) value: '-1'"),
     (["--fill-to", "0"], "--fill-to"),
     (["--fill-to", "inf"], "--fill-to"),
+    (["--fill-to", "1e9"], "invalid share (> 0, at most 10) value"),
+    (["--fill-to", "nan"], "--fill-to"),
+    (["--policies", "random,,fgd"], "unknown policies: (empty); expected"),
     (["--seed", "x"], "argument --seed: invalid int value"),
     (["--mode", "drain"], "argument --mode: invalid choice"),
     (["--policies", "best-fit,first"], "unknown policies: first; expected"),
@@ -146,4 +153,5 @@ def test_console_script_prints_no_traceback():
     assert result.returncode == 2
     assert result.stdout == ""
     assert result.stderr == ("accel-sim: HOSTS in 'homogeneous:0:3x4' must "
-                             "be a whole number >= 1, not '0'\n")
+                             "be a whole number from 1 to 1,000,000, not "
+                             "'0'\n")
