@@ -232,7 +232,7 @@ def load(argv=None, default_config_files=None) -> cfg.ConfigOpts:
     ``conf.d`` directory, which the hook never reads: every command of
     nova-accel reads the same file, so they all see the same cache.
     """
-    from libvirt_hooks.hook import config_file
+    from libvirt_hooks.common import config_file
 
     if default_config_files is None:
         default_config_files = [path for path in (config_file(),) if path]

@@ -24,8 +24,8 @@ from lxml import etree
 
 from accel_inventory import cache, claims, usage
 from accel_inventory.inventory import current_boot_id
-from libvirt_hooks import attach, decide, devices, guard, hook, hostview
-from libvirt_hooks import settings
+from libvirt_hooks import attach, common, decide, devices, guard, hostview
+from libvirt_hooks import resolve, settings
 from libvirt_hooks import domain as domain_xml
 
 PROG = "accel-domain"
@@ -58,7 +58,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--config-file", metavar="PATH",
                         help="nova-accel configuration (default: "
                              "$NOVA_ACCEL_CONFIG, else "
-                             f"{hook.DEFAULT_CONFIG}).")
+                             f"{common.DEFAULT_CONFIG}).")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND",
                                      required=True)
 
@@ -106,12 +106,12 @@ def _inventory(conf):
 
 def _where(conf, inv, fid: str, present) -> str:
     try:
-        _element, key = attach.resolve(conf, inv, fid)
+        _element, key = resolve.resolve(conf, inv, fid)
     except devices.DeviceError as exc:
         return f"cannot be given now: {exc}"
     where = devices.describe(key)
     if key[0] == "bridge":
-        address, interface = attach.node_interface(conf, inv, fid)
+        address, interface = resolve.node_interface(conf, inv, fid)
         where += f" (node {address}, interface {interface or 'none'})"
     return where + ("; in the domain" if key in present
                     else "; not in the domain")
@@ -256,7 +256,7 @@ def main(argv=None, out=None, err=None) -> int:
         return exc.code if isinstance(exc.code, int) else EXIT_USAGE
     libvirt.registerErrorHandler(lambda _ctx, _err: None, None)
     try:
-        conf = decide.load_conf(args.config_file or hook.config_file())
+        conf = decide.load_conf(args.config_file or common.config_file())
         conn = libvirt.open(args.connect or conf.libvirt_hooks.libvirt_uri)
     except (settings.SettingsError, libvirt.libvirtError) as exc:
         print(f"{PROG}: error: {exc}", file=err)

@@ -14,9 +14,9 @@ from types import SimpleNamespace
 from accel_inventory import cache, claims, model
 from accel_inventory.inventory import current_boot_id
 from libvirt_hooks import domain as domain_xml
-from libvirt_hooks import attach, bridge, guard, hostview, mdev, settings
+from libvirt_hooks import bridge, guard, hostview, mdev, resolve, settings
 from libvirt_hooks import trust
-from libvirt_hooks.hook import EXIT_REFUSED
+from libvirt_hooks.common import EXIT_REFUSED
 
 LOG = logging.getLogger("nova-accel-hook")
 SYSLOG_ADDRESS = "/dev/log"
@@ -172,7 +172,7 @@ def _decide(conf, name, op, subop, xml, stdout, stderr) -> int:
         return 0
     if not verdict.allowed:
         return _refuse(stderr, name, "; ".join(verdict.refusals))
-    gone = attach.claim_refusals(conf, inv, dom.uuid)
+    gone = resolve.claim_refusals(conf, inv, dom.uuid)
     if gone:
         return _refuse(stderr, name, "placement gave it functions it "
                        "cannot have now: " + "; ".join(gone))

@@ -21,6 +21,10 @@ import os
 import re
 import sys
 
+from libvirt_hooks import trigger
+from libvirt_hooks.common import (DEFAULT_CONFIG, EXIT_REFUSED, EXIT_USAGE,
+                                  INSTALL_PATH, config_file, fast_options)
+
 # A domain whose XML holds none of these has no device this hook checks
 # (interfaces are looked at more closely: see reaches_accelerator).
 FAST_PATH_MARKERS = (b"<hostdev", b"'mdev'", b'"mdev"')
@@ -29,10 +33,6 @@ HOST_INTERFACE = re.compile(
     rb"<(?:source|target)\b[^>]*?\b(?:dev|bridge)=[\"']([^\"'/]{1,15})[\"']")
 FULL_PATH_OPS = {("prepare", "begin"), ("release", "end"),
                  ("migrate", "begin"), ("restore", "begin")}
-DEFAULT_CONFIG = "/etc/nova-accel/nova-accel.conf"
-INSTALL_PATH = "/etc/libvirt/hooks/qemu.d/nova-accel"
-EXIT_REFUSED = 1
-EXIT_USAGE = 2
 USAGE = ("usage: accel-libvirt-hook DOMAIN OP SUBOP [EXTRA] < DOMAIN.xml | "
          "--install [DEST] | --help")
 HELP = f"""{USAGE}
@@ -58,21 +58,6 @@ Log: one line per decision to [libvirt_hooks] log_file, else syslog
 (facility daemon), else nowhere; a refusal is also printed on stderr.
 Exit codes: 0 allowed, 1 refused or failed, 2 usage error.
 """
-
-
-def fast_options(config: str | None) -> dict[tuple[str, str], str]:
-    """Every option's text (environment, then file, then default) for the
-    fast path, read once, where a file that cannot be read gives the
-    defaults: the full path reports it, and a domain without accelerators
-    never waits on it."""
-    from libvirt_hooks import settings
-
-    try:
-        found = settings.raw_values(config)
-    except settings.SettingsError:
-        found = settings.raw_values(None)  # the environment alone
-    return {key: found.get(key, default)
-            for key, (_kind, default, _min) in settings.OPTIONS.items()}
 
 
 def _cache_mentions(cache_path: str, names: list[bytes]) -> bool:
@@ -130,19 +115,18 @@ def main(argv=None, stdin=None, stdout=None, stderr=None) -> int:
     name, op, subop = argv[:3]
     # Devices Nova does not manage: attached after the start by a detached
     # worker, released with the domain. Standard library only; one stat
-    # for a domain that has none (see attach.py).
-    from libvirt_hooks import attach
+    # for a domain that has none (see trigger.py).
     config = config_file()
     if (op, subop) == ("started", "begin"):
-        return attach.on_started(xml, config)
+        return trigger.on_started(xml, config)
     # A Nova domain whose flavor asks for our classes is checked at its
     # start too: the functions the sync assigned it must still be on the
     # host. Any other domain costs one search of its XML.
     if not needs_full_path(op, subop, xml, config) and not (
             ((op, subop) == ("release", "end")
              or (op, subop) == ("prepare", "begin")
-             and attach.ACCEL_REQUEST.search(xml))
-            and attach.assigned_consumer(xml, config)):
+             and trigger.ACCEL_REQUEST.search(xml))
+            and trigger.assigned_consumer(xml, config)):
         return 0
     from libvirt_hooks import decide
     return decide.run(name, op, subop, xml, config,
@@ -167,17 +151,6 @@ def _command(argv: list[str], stdout, stderr) -> int:
         else "no arguments"
     stderr.write(f"accel-libvirt-hook: error: {wrong}; {USAGE}\n")
     return EXIT_USAGE
-
-
-def config_file() -> str | None:
-    """The file every command of nova-accel reads: ``NOVA_ACCEL_CONFIG``
-    (even when missing: it is then reported, not silently replaced by
-    the defaults, which may name another cache), else the default file
-    when it exists."""
-    named = os.environ.get("NOVA_ACCEL_CONFIG")
-    if named:
-        return named
-    return DEFAULT_CONFIG if os.path.exists(DEFAULT_CONFIG) else None
 
 
 def install(dest: str, stderr) -> int:

@@ -11,7 +11,7 @@ from nova.virt.libvirt import config as libvirt_config
 
 from accel_inventory import agent, cache, identity, placement, profiles
 from accel_inventory import sample, sysfs
-from libvirt_hooks import attach
+from libvirt_hooks import trigger
 
 HOST = "compute1"
 STICK_CLASS = "CUSTOM_ACCEL_MOVIDIUS_NCS"
@@ -39,7 +39,7 @@ class NovaAttachTest(NovaAccelTestCase):
         the attach worker (the domain XML as libvirt gives it)."""
         xml = (f"<domain type='kvm'><name>instance-1</name>"
                f"<uuid>{server_id}</uuid></domain>").encode()
-        return attach.assigned_consumer(xml, self.config) is not None
+        return trigger.assigned_consumer(xml, self.config) is not None
 
     def test_hook_recognises_nova_s_own_flavor_metadata(self):
         # What Nova's libvirt driver writes into the domain for a flavor:
@@ -48,9 +48,9 @@ class NovaAttachTest(NovaAccelTestCase):
         flavor.name, flavor.id = "accel", "1"
         flavor.extra_specs = {f"resources1:{STICK_CLASS}": "1",
                               "hw:cpu_policy": "shared"}
-        assert attach.ACCEL_REQUEST.search(flavor.to_xml().encode())
+        assert trigger.ACCEL_REQUEST.search(flavor.to_xml().encode())
         flavor.extra_specs = {"resources:VCPU": "2"}
-        assert not attach.ACCEL_REQUEST.search(flavor.to_xml().encode())
+        assert not trigger.ACCEL_REQUEST.search(flavor.to_xml().encode())
 
     def test_server_with_a_stick_gets_an_assignment_and_a_marker(self):
         publisher = agent.publisher_from_conf(self.accel_conf)

@@ -14,7 +14,8 @@ from lxml import etree
 
 from accel_inventory import agent, cache, claims, identity, inventory, model
 from accel_inventory import placement, profiles, sample, sysfs
-from libvirt_hooks import attach, bridge, devices, hook, settings
+from libvirt_hooks import attach, bridge, common, devices, hook, resolve
+from libvirt_hooks import settings, trigger
 from test_hook import domain_xml
 
 DEFAULT_CACHE_PATH = settings.OPTIONS[("inventory", "cache_path")][1]
@@ -102,14 +103,14 @@ class Bridges:
 # -- what the hook side needs, without oslo.config ------------------------
 
 def test_constants_agree_with_the_agent():
-    assert attach.ASSIGNED_SUFFIX == agent.ASSIGNED_SUFFIX
+    assert common.ASSIGNED_SUFFIX == agent.ASSIGNED_SUFFIX
 
 
 def test_domain_uuid_is_read_from_the_bytes():
     uuid = "0F3A4A52-6C1E-4B8C-9A3E-2D7C2F6B1A01"
-    assert attach.domain_uuid(domain_bytes(uuid)) == uuid.lower()
-    assert attach.domain_uuid(b"<domain><name>x</name></domain>") is None
-    assert attach.domain_uuid(b"<uuid>../../etc/passwd</uuid>") is None
+    assert trigger.domain_uuid(domain_bytes(uuid)) == uuid.lower()
+    assert trigger.domain_uuid(b"<domain><name>x</name></domain>") is None
+    assert trigger.domain_uuid(b"<uuid>../../etc/passwd</uuid>") is None
 
 
 def test_cache_path_follows_env_then_file_then_default(tmp_path,
@@ -118,14 +119,14 @@ def test_cache_path_follows_env_then_file_then_default(tmp_path,
     config = tmp_path / "a.conf"
     config.write_text("[inventory]\ncache_path = /x/inv.json\n"
                       "[placement]\npassword = 50%off\n")
-    assert attach.cache_path(str(config)) == "/x/inv.json"
-    assert attach.cache_path(None) == DEFAULT_CACHE_PATH
+    assert common.cache_path(str(config)) == "/x/inv.json"
+    assert common.cache_path(None) == DEFAULT_CACHE_PATH
     config.write_text("[placement]\nauth_type = password\n")
-    assert attach.cache_path(str(config)) == DEFAULT_CACHE_PATH
+    assert common.cache_path(str(config)) == DEFAULT_CACHE_PATH
     config.write_text("not an ini file at all\n")
-    assert attach.cache_path(str(config)) == DEFAULT_CACHE_PATH
+    assert common.cache_path(str(config)) == DEFAULT_CACHE_PATH
     monkeypatch.setenv("OS_INVENTORY__CACHE_PATH", "/y/inv.json")
-    assert attach.cache_path(str(config)) == "/y/inv.json"
+    assert common.cache_path(str(config)) == "/y/inv.json"
 
 
 def test_markers_follow_the_placement_claims(host):
@@ -208,7 +209,7 @@ def test_each_kind_becomes_a_device_libvirt_accepts(host, relaxng):
     found = {}
     for fid in (NODE0, STICK, VF, MDEV):
         card, _region, function = index[fid]
-        now = attach.host_now(host["root"], card, function)
+        now = resolve.host_now(host["root"], card, function)
         element = devices.element_for(card, function, now, "accbr-")
         doc = etree.fromstring(domain_bytes(
             "cccccccc-0000-4000-8000-000000000003", element))
@@ -228,7 +229,7 @@ def test_stick_is_attached_where_it_is_now(host):
     with open(os.path.join(host["root"], "bus", "usb", "devices", "3-1",
                            "devnum"), "w") as f:
         f.write("9\n")
-    now = attach.host_now(host["root"], card, function)
+    now = resolve.host_now(host["root"], card, function)
     element = devices.element_for(card, function, now, "accbr-")
     assert devices.device_key(element) == ("usb", "03e7", "2485", "3", "9")
 
@@ -262,7 +263,7 @@ def test_what_cannot_be_attached_says_why(host, fid, damage, reason):
         with open(os.path.join(host["root"], "bus", "usb", "devices",
                                function.address, "serial"), "w") as f:
             f.write("03e72485ZZ\n")
-    now = attach.host_now(host["root"], card, function)
+    now = resolve.host_now(host["root"], card, function)
     with pytest.raises(devices.DeviceError, match=reason) as exc:
         devices.element_for(card, function, now, "accbr-")
     assert "accel-inventory scan" in str(exc.value)
@@ -476,7 +477,7 @@ def test_worker_gives_up_on_a_domain_that_does_not_come_up(host, conn):
 
 def test_wait_for_assignment_sees_the_sync_mark_the_domain(host, conn):
     dom = conn.lookupByName("test")
-    marker = attach.marker_path(host["cache"], dom.UUIDString())
+    marker = common.marker_path(host["cache"], dom.UUIDString())
     polls = []
 
     def sync_runs_meanwhile(seconds):
@@ -556,7 +557,7 @@ def test_claim_outlives_a_stop_and_ends_with_the_allocation(host, conn):
     ended = placement.assign(stopped, {region: {}}, "boot-1")
     assert ended.changed == [uuid] and uuid not in ended.inventory.claims
     agent.write_assigned_markers(host["cache"], ended.inventory)
-    assert attach.assigned_consumer(live, host["config"]) is None
+    assert trigger.assigned_consumer(live, host["config"]) is None
 
 
 def test_release_of_a_domain_without_assignment_stays_fast(host, mocker):

@@ -1,0 +1,80 @@
+"""Where each function placement assigned a consumer is now, and the
+device that gives it to the domain: read by the hook at a start (it
+refuses one whose functions cannot be given), by the attach worker and by
+``accel-domain``.
+"""
+
+from __future__ import annotations
+
+from accel_inventory import cache, placement
+from libvirt_hooks import devices, hostview
+
+
+def host_now(sysfs_root: str, card, function):
+    """What sysfs has now for ``function`` of ``card`` (``devices.HostNow``),
+    read through the hook's own readers: only that device's files."""
+    if function.address is None:
+        return devices.HostNow()
+    if card.kind == "pci":
+        return devices.HostNow(pci=hostview.pci_identity(sysfs_root,
+                                                         function.address))
+    if card.kind == "usb":
+        return devices.HostNow(usb=next(
+            (usb for usb in hostview.usb_devices(sysfs_root)
+             if usb.name == function.address), None))
+    if card.kind == "mdev":
+        return devices.HostNow(mdev=hostview.mdev_now(sysfs_root,
+                                                      function.address))
+    return devices.HostNow()
+
+
+def placement_claim(conf, consumer: str):
+    """The inventory and ``consumer``'s placement claim in it; raises
+    LookupError when it has none (its devices are then in its XML, or it
+    holds nothing)."""
+    inv = cache.load(conf.inventory.cache_path)
+    claim = inv.claims.get(consumer) if inv is not None else None
+    if claim is None or claim.source != placement.CLAIM_SOURCE:
+        raise LookupError(f"{consumer} holds no functions assigned by "
+                          f"placement in {conf.inventory.cache_path}; "
+                          f"nothing to attach or detach")
+    return inv, claim
+
+
+def resolve(conf, inv, fid: str):
+    """The device that gives function ``fid`` to a domain now, and its
+    ``devices.device_key``. Raises devices.DeviceError saying why not."""
+    index = inv.function_index()
+    if fid not in index:
+        raise devices.DeviceError(f"{fid} is no longer in the inventory; "
+                                  f"rescan with 'accel-inventory scan'")
+    card, _region, function = index[fid]
+    element = devices.element_for(
+        card, function, host_now(conf.inventory.sysfs_root, card, function),
+        conf.libvirt_hooks.bridge_prefix)
+    return element, devices.device_key(element)
+
+
+def claim_refusals(conf, inv, consumer: str) -> list[str]:
+    """Why functions that ``consumer``'s placement claim holds cannot be
+    given to it now. The hook refuses its start for these: nothing is
+    given in their place, and nova records the reason."""
+    claim = inv.claims.get(consumer)
+    if claim is None or claim.source != placement.CLAIM_SOURCE:
+        return []
+    refusals = []
+    for fid in claim.functions:
+        try:
+            resolve(conf, inv, fid)
+        except devices.DeviceError as exc:
+            refusals.append(f"{fid}: {exc}")
+    return refusals
+
+
+def node_interface(conf, inv, fid: str) -> tuple[str | None, str | None]:
+    """Where IP-over-PCIe node ``fid`` is (its BDF) and its host-side
+    interface now."""
+    address = inv.function_index()[fid][2].address
+    interface = (hostview.node_interface(conf.inventory.sysfs_root, address)
+                 if address else None)
+    return address, interface
