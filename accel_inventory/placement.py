@@ -33,18 +33,14 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import quote
 
-from accel_inventory import claims
-from accel_inventory import model
+from accel_inventory import claims, contract, model
+from accel_inventory.contract import (CARD_TRAIT, DEGRADED_TRAIT, OWNER_TRAIT,
+                                     REGION_TRAIT)
 
 LOG = logging.getLogger(__name__)
 
 # Fixed for the project: changing it would orphan every published provider.
 NOVA_ACCEL_NAMESPACE = uuid.UUID("5b0d5a7e-3c1f-5e8a-9d62-4e6f0a1c7b39")
-
-OWNER_TRAIT = "CUSTOM_NOVA_ACCEL_MANAGED"
-DEGRADED_TRAIT = "CUSTOM_ACCEL_DEGRADED"
-CARD_TRAIT = "CUSTOM_ACCEL_CARD"
-REGION_TRAIT = "CUSTOM_ACCEL_REGION"
 
 # Nova speaks 1.36; 1.37 is only needed to move a provider to a new parent.
 MICROVERSION = "1.36"
@@ -76,14 +72,9 @@ def provider_name(hostname: str, entity_id: str) -> str:
     return f"{name[:_MAX_NAME - 17]}~{digest}"
 
 
-def _upper(value: str) -> str:
-    return re.sub(r"[^A-Z0-9]", "_", value.upper())
-
-
 def card_traits(card: model.Card) -> frozenset[str]:
-    vendor = _upper(card.vendor_id)
-    traits = {OWNER_TRAIT, CARD_TRAIT, f"CUSTOM_ACCEL_VENDOR_{vendor}",
-              f"CUSTOM_ACCEL_PRODUCT_{vendor}_{_upper(card.product_id)}"}
+    traits = {OWNER_TRAIT, CARD_TRAIT, contract.vendor_trait(card.vendor_id),
+              contract.product_trait(card.vendor_id, card.product_id)}
     if card.degraded:
         traits.add(DEGRADED_TRAIT)
     return frozenset(traits)
@@ -91,10 +82,10 @@ def card_traits(card: model.Card) -> frozenset[str]:
 
 def region_traits(card: model.Card, region: model.Region) -> frozenset[str]:
     traits = {OWNER_TRAIT, REGION_TRAIT,
-              f"CUSTOM_ACCEL_REGION_SIZE_{region.size}",
-              f"CUSTOM_ACCEL_KIND_{_upper(card.kind)}"}
+              contract.region_size_trait(region.size),
+              contract.kind_trait(card.kind)}
     if card.numa_node is not None and card.numa_node >= 0:
-        traits.add(f"CUSTOM_ACCEL_NUMA_{card.numa_node}")
+        traits.add(contract.numa_trait(card.numa_node))
     if card.degraded:
         traits.add(DEGRADED_TRAIT)
     return frozenset(traits)

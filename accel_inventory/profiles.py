@@ -17,10 +17,10 @@ import re
 from dataclasses import dataclass
 
 from accel_inventory import model
+from accel_inventory.contract import RESOURCE_CLASS
 
 LOG = logging.getLogger(__name__)
 BUILTIN_DIR = os.path.join(os.path.dirname(__file__), "profiles")
-RESOURCE_CLASS = re.compile(r"^CUSTOM_ACCEL_[A-Z0-9_]+$")
 ID = re.compile(r"^[0-9a-f]{4}:[0-9a-f]{4}$")
 
 
@@ -97,6 +97,3 @@ def match(profiles: list[Profile], vendor: str, product: str
             return profile
     return None
 
-
-def default_resource_class(kind: str, vendor: str, product: str) -> str:
-    return f"CUSTOM_ACCEL_{kind}_{vendor}_{product}".upper()

@@ -12,17 +12,15 @@ from __future__ import annotations
 
 import logging
 import os
-import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
-from accel_inventory import identity, model
+from accel_inventory import contract, identity, model
+from accel_inventory.contract import BDF, USB_NAME
 from accel_inventory import profiles as profiles_mod
 
 LOG = logging.getLogger(__name__)
 
-BDF = re.compile(r"^[0-9a-f]{4}:[0-9a-f]{2}:[0-9a-f]{2}\.[0-7]$")
-USB_NAME = re.compile(r"^\d+-[\d.]+$")
 # Processing accelerators and co-processors are accelerators by class;
 # anything else needs a profile (or is an mdev parent).
 ACCEL_CLASS_PREFIXES = ("0x12", "0x0b40")
@@ -256,7 +254,7 @@ def _pci_card(reader: _Reader, group: list[_Pci],
     card_id, source, serial = _identity_of(reader, first, slots)
     profile = profiles_mod.match(profiles, first.vendor, first.device)
     rc = (profile.resource_class if profile else
-          profiles_mod.default_resource_class("pci", first.vendor,
+          contract.default_resource_class("pci", first.vendor,
                                               first.device))
     regions = []
     for pf in group:
@@ -312,7 +310,7 @@ def _mdev_card(reader: _Reader, dev: _Pci,
                       f"more than any parent offers ({MAX_MDEV_INSTANCES})")
     addresses = existing + [None] * max(available, 0)
     rc = (profile.resource_class if profile else
-          profiles_mod.default_resource_class("mdev", dev.vendor,
+          contract.default_resource_class("mdev", dev.vendor,
                                               dev.device))
     region = model.Region(
         id=model.region_id(card_id, 0), index=0, resource_class=rc,

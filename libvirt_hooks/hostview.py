@@ -12,11 +12,10 @@ import os
 import re
 
 from accel_inventory import model
+from accel_inventory.contract import BDF, USB_NAME
 from libvirt_hooks.domain import UUID, Domain
 from libvirt_hooks.guard import HostView, MdevNow, PciIdentity, UsbDevice
 
-BDF = re.compile(r"^[0-9a-f]{4}:[0-9a-f]{2}:[0-9a-f]{2}\.[0-7]$")
-USB_NAME = re.compile(r"^\d+-[\d.]+$")
 IFNAME = re.compile(r"^[^/\s]{1,15}$")
 
 

@@ -1,0 +1,63 @@
+"""The names the packages agree on, written once.
+
+What the publisher writes into placement and the filter reads back
+(resource class and trait names, the formats of traits that carry a
+value), and the shapes of the addresses both the scanner and the hook
+read from sysfs. Standard library only: the scheduler's filter imports it
+inside nova-scheduler.
+"""
+
+import re
+
+ACCEL_PREFIX = "CUSTOM_ACCEL_"
+# Every provider this project publishes carries it; others are never
+# touched.
+OWNER_TRAIT = "CUSTOM_NOVA_ACCEL_MANAGED"
+DEGRADED_TRAIT = ACCEL_PREFIX + "DEGRADED"
+CARD_TRAIT = ACCEL_PREFIX + "CARD"
+REGION_TRAIT = ACCEL_PREFIX + "REGION"
+_NUMA_TRAIT = ACCEL_PREFIX + "NUMA_"
+
+RESOURCE_CLASS = re.compile(r"^CUSTOM_ACCEL_[A-Z0-9_]+$")
+# A PCI function as sysfs names it, and a USB device (bus-port path).
+BDF = re.compile(r"^[0-9a-f]{4}:[0-9a-f]{2}:[0-9a-f]{2}\.[0-7]$")
+USB_NAME = re.compile(r"^\d+-[\d.]+$")
+
+
+def trait_part(value: str) -> str:
+    """``value`` as it may appear in a trait or class name."""
+    return re.sub(r"[^A-Z0-9]", "_", value.upper())
+
+
+def numa_trait(node: int) -> str:
+    return f"{_NUMA_TRAIT}{node}"
+
+
+def numa_node_of(trait: str) -> int | None:
+    """The NUMA node ``numa_trait`` wrote into ``trait``; None for any
+    other trait."""
+    if not trait.startswith(_NUMA_TRAIT):
+        return None
+    number = trait[len(_NUMA_TRAIT):]
+    return int(number) if number.isdigit() else None
+
+
+def region_size_trait(size: int) -> str:
+    return f"{ACCEL_PREFIX}REGION_SIZE_{size}"
+
+
+def kind_trait(kind: str) -> str:
+    return f"{ACCEL_PREFIX}KIND_{trait_part(kind)}"
+
+
+def vendor_trait(vendor: str) -> str:
+    return f"{ACCEL_PREFIX}VENDOR_{trait_part(vendor)}"
+
+
+def product_trait(vendor: str, product: str) -> str:
+    return f"{ACCEL_PREFIX}PRODUCT_{trait_part(vendor)}_{trait_part(product)}"
+
+
+def default_resource_class(kind: str, vendor: str, product: str) -> str:
+    """The class of a card no profile names."""
+    return f"{ACCEL_PREFIX}{kind}_{vendor}_{product}".upper()
