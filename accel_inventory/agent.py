@@ -15,10 +15,7 @@ again at the next round.
 
 from __future__ import annotations
 
-import contextlib
-import json
 import logging
-import os
 import sys
 import threading
 import time
@@ -36,13 +33,6 @@ from accel_inventory import placement
 LOG = logging.getLogger(__name__)
 
 TICK = "periodic round"
-# Beside the cache: what the last publisher learnt about placement.
-STATE_SUFFIX = ".placement.json"
-# Beside the cache: one empty file per consumer that holds functions by a
-# placement claim, named by its UUID. The libvirt hook stats it at every
-# domain start (libvirt_hooks.attach), so that a domain with nothing to
-# attach costs one stat and no parse of the cache.
-ASSIGNED_SUFFIX = ".assigned"
 
 
 def publisher_from_conf(conf) -> placement.Publisher:
@@ -53,37 +43,28 @@ def publisher_from_conf(conf) -> placement.Publisher:
         max_attempts=conf.agent.max_attempts)
 
 
-def load_state(path: str, publisher: placement.Publisher) -> None:
-    """Let ``publisher`` start from what an earlier run remembered.
-
-    A missing or unreadable file only means a dearer first publish.
-    """
+def load_state(cache_path: str, publisher: placement.Publisher) -> None:
+    """Let ``publisher`` start from what an earlier run remembered beside
+    the cache. A missing or unreadable state only means a dearer first
+    publish."""
     try:
-        with open(path, encoding="utf-8") as f:
-            state = json.load(f)
-    except FileNotFoundError:
+        state = cache.read_state(cache_path)
+    except cache.CacheError as e:
+        LOG.info("Ignoring the placement state (%s); the first publish "
+                 "reads every provider", e)
         return
-    except (OSError, ValueError) as e:
-        LOG.info("Ignoring the placement state %s (%s); the first publish "
-                 "reads every provider", path, e)
-        return
-    if not publisher.import_state(state):
-        LOG.info("Ignoring the malformed placement state %s", path)
+    if state is not None and not publisher.import_state(state):
+        LOG.info("Ignoring the malformed placement state %s",
+                 cache.state_path(cache_path))
 
 
-def save_state(path: str, publisher: placement.Publisher) -> None:
-    """Save what ``publisher`` knows; atomically, failures only logged."""
-    tmp = f"{path}.tmp.{os.getpid()}"
+def save_state(cache_path: str, publisher: placement.Publisher) -> None:
+    """Save what ``publisher`` knows beside the cache; failures only
+    logged."""
     try:
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            json.dump(publisher.export_state(), f)
-        os.replace(tmp, path)
-    except OSError as e:
-        LOG.warning("Cannot save the placement state %s: %s; the next "
-                    "publish reads every provider again", path, e)
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
+        cache.write_state(cache_path, publisher.export_state())
+    except cache.CacheError as e:
+        LOG.warning("%s; the next publish reads every provider again", e)
 
 
 @dataclass
@@ -121,10 +102,11 @@ def sync_allocations(conf, publisher: placement.Publisher,
 
 
 def write_assigned_markers(cache_path: str, inv: model.Inventory) -> None:
-    """Make ``<cache_path>.assigned/`` hold one file per consumer with a
-    placement claim in ``inv``, and no other. Failures are logged: they
-    only cost the attach at the next domain start."""
-    directory = cache_path + ASSIGNED_SUFFIX
+    """Leave one marker beside the cache per consumer with a placement
+    claim in ``inv``, and no other: the hook stats it at every domain
+    start, so that a domain with nothing to attach costs one stat and no
+    parse of the cache. Failures are logged: they only cost the attach at
+    the next domain start."""
     wanted = set()
     for claim in inv.claims.values():
         if claim.source != placement.CLAIM_SOURCE:
@@ -136,17 +118,10 @@ def write_assigned_markers(cache_path: str, inv: model.Inventory) -> None:
                         "it; its devices are not attached at start",
                         claim.consumer)
     try:
-        os.makedirs(directory, mode=0o700, exist_ok=True)
-        present = set(os.listdir(directory))
-        for consumer in sorted(wanted - present):
-            with open(os.path.join(directory, consumer), "w"):
-                pass
-        for consumer in sorted(present - wanted):
-            os.unlink(os.path.join(directory, consumer))
-    except OSError as e:
-        LOG.warning("Cannot update the assignment markers in %s: %s; "
-                    "domains that start meanwhile get their devices only "
-                    "from 'accel-domain attach DOMAIN'", directory, e)
+        cache.set_markers(cache_path, wanted)
+    except cache.CacheError as e:
+        LOG.warning("%s; domains that start meanwhile get their devices "
+                    "only from 'accel-domain attach DOMAIN'", e)
 
 
 def run_round(conf, publisher: placement.Publisher, *,
@@ -229,10 +204,9 @@ def run(conf, stop: threading.Event, *,
     A round that fails because of placement or the cache is logged and
     retried at the next round; the agent keeps running.
     """
-    state_path = conf.inventory.cache_path + STATE_SUFFIX
     if publisher is None:
         publisher = publisher_from_conf(conf)
-        load_state(state_path, publisher)
+        load_state(conf.inventory.cache_path, publisher)
     interval = conf.agent.interval
 
     def one_round() -> None:
@@ -245,7 +219,7 @@ def run(conf, stop: threading.Event, *,
                 inventory.InventoryError) as e:
             LOG.error("Round failed: %s. Retrying in %d s.", e, interval)
         finally:
-            save_state(state_path, publisher)
+            save_state(conf.inventory.cache_path, publisher)
 
     source = Periodic(events if events is not None
                       else device_events(conf, stop), interval, clock)
@@ -256,12 +230,11 @@ def run(conf, stop: threading.Event, *,
 def _one_round(conf, *, rescan: bool) -> RoundReport:
     """A round by a publisher that starts from, and leaves, saved state."""
     publisher = publisher_from_conf(conf)
-    state_path = conf.inventory.cache_path + STATE_SUFFIX
-    load_state(state_path, publisher)
+    load_state(conf.inventory.cache_path, publisher)
     try:
         return run_round(conf, publisher, rescan=rescan)
     finally:
-        save_state(state_path, publisher)
+        save_state(conf.inventory.cache_path, publisher)
 
 
 def publish_command(conf, out) -> int:

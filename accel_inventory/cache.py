@@ -10,6 +10,13 @@ After each save a second copy, ``<cache>.good``, is written the same way.
 It is a separate file (not a hard link) so that a cache truncated or edited
 in place still leaves an intact copy to fall back to.
 
+Every file beside the cache is this module's to name and write:
+``<cache>.lock``, ``<cache>.good``, the agent's ``<cache>.placement.json``
+(what the last publisher learnt of placement) and ``<cache>.assigned/``
+(one empty file per consumer the sync assigned functions, which the hook
+stats at every domain start; the hook spells its name itself, see
+``libvirt_hooks.common``). Others call the functions here.
+
 The libvirt hook loads the cache at every domain start, so loading does not
 import jsonschema (which alone costs more than the rest of the load): a
 load runs a cheap structural check, and full schema validation runs on
@@ -42,6 +49,8 @@ SCHEMA_FILE = os.path.join(os.path.dirname(__file__), "schemas",
                            "cache.schema.json")
 GOOD_SUFFIX = ".good"
 LOCK_SUFFIX = ".lock"
+STATE_SUFFIX = ".placement.json"
+ASSIGNED_SUFFIX = ".assigned"
 DEFAULT_LOCK_TIMEOUT = 30.0
 
 
@@ -63,6 +72,14 @@ def good_copy_path(path: str) -> str:
 
 def lock_path(path: str) -> str:
     return path + LOCK_SUFFIX
+
+
+def state_path(path: str) -> str:
+    return path + STATE_SUFFIX
+
+
+def markers_path(path: str) -> str:
+    return path + ASSIGNED_SUFFIX
 
 
 @functools.lru_cache(maxsize=1)
@@ -226,14 +243,17 @@ def _fsync_dir(directory: str) -> None:
         os.close(fd)
 
 
-def _write_atomically(path: str, data: bytes) -> None:
-    """Write ``data`` to a temporary file beside ``path`` and rename it.
+def write_atomically(path: str, data: bytes, mode: int = 0o600) -> None:
+    """Write ``data`` to a temporary file beside ``path`` and rename it:
+    a reader sees the old file or the new one. The one such routine of
+    the project.
 
-    The caller fsyncs the directory once both renames are done.
+    The caller fsyncs the directory once its renames are done (``save``
+    does so after both of its own).
     """
     tmp = f"{path}.tmp.{os.getpid()}.{threading.get_ident()}"
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_TRUNC,
-                 0o600)
+                 mode)
     try:
         try:
             view = memoryview(data)
@@ -285,8 +305,8 @@ def save(path: str, inventory: model.Inventory,
     directory = os.path.dirname(os.path.abspath(path))
     os.makedirs(directory, mode=0o700, exist_ok=True)
     try:
-        _write_atomically(path, data)
-        _write_atomically(good_copy_path(path), data)
+        write_atomically(path, data)
+        write_atomically(good_copy_path(path), data)
         _fsync_dir(directory)
     except OSError as e:
         raise CacheError(f"cannot write the inventory cache {path}: "
@@ -392,3 +412,60 @@ def update(path: str,
                             f"not an Inventory")
         save(path, updated, validate)
         return updated
+
+
+# -- the agent's files beside the cache
+
+def read_state(path: str) -> Any:
+    """The placement state saved beside the cache at ``path``; None when
+    there is none. Raises CacheError when it cannot be read or parsed."""
+    try:
+        with open(state_path(path), encoding="utf-8") as f:
+            return json.load(f)
+    except FileNotFoundError:
+        return None
+    except (OSError, ValueError) as e:
+        raise CacheError(f"{state_path(path)}: {e}") from e
+
+
+def write_state(path: str, document: Any) -> None:
+    """Save ``document`` as the placement state beside the cache at
+    ``path``; raises CacheError when it cannot be written."""
+    try:
+        write_atomically(state_path(path), json.dumps(document).encode())
+    except OSError as e:
+        raise CacheError(f"cannot write {state_path(path)}: "
+                         f"{e.strerror or e}") from e
+
+
+def set_markers(path: str, consumers: set[str]) -> None:
+    """Make the markers beside the cache at ``path`` name ``consumers``
+    and no other; raises CacheError when the folder cannot be changed."""
+    directory = markers_path(path)
+    try:
+        os.makedirs(directory, mode=0o700, exist_ok=True)
+        present = set(os.listdir(directory))
+        for consumer in sorted(consumers - present):
+            with open(os.path.join(directory, consumer), "w"):
+                pass
+        for consumer in sorted(present - consumers):
+            os.unlink(os.path.join(directory, consumer))
+    except OSError as e:
+        raise CacheError(f"cannot update the assignment markers in "
+                         f"{directory}: {e.strerror or e}") from e
+
+
+@contextlib.contextmanager
+def markers_locked(path: str) -> Iterator[None]:
+    """Hold the markers folder's own lock: the hook's attach worker and an
+    operator's ``accel-domain attach`` for one domain would otherwise both
+    find a device missing and add it twice. Apart from the cache's lock,
+    which its claim writes take inside this one."""
+    directory = markers_path(path)
+    os.makedirs(directory, mode=0o700, exist_ok=True)
+    fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)

@@ -16,8 +16,6 @@ and recorded with its reason; nothing is retried.
 
 from __future__ import annotations
 
-import contextlib
-import fcntl
 import logging
 import os
 import sys
@@ -59,25 +57,6 @@ def _record(conf, consumer: str, name: str, results: dict,
     return document
 
 
-def attach_lock(conf):
-    """Held while a domain's devices are compared and plugged: the hook's
-    worker and an operator's ``accel-domain attach`` for the same domain
-    would otherwise both find a device missing and add it twice."""
-
-    @contextlib.contextmanager
-    def held():
-        directory = conf.inventory.cache_path + common.ASSIGNED_SUFFIX
-        os.makedirs(directory, mode=0o700, exist_ok=True)
-        fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX)
-            yield
-        finally:
-            os.close(fd)
-
-    return held()
-
-
 def attach_claim(conn, conf, consumer: str, *, ensure_bridge=None) -> dict:
     """Hot-plug, live only, every function ``consumer``'s placement claim
     holds that its running domain lacks; record and return the outcome
@@ -87,7 +66,7 @@ def attach_claim(conn, conf, consumer: str, *, ensure_bridge=None) -> dict:
     current interface (``bridge.ensure_node_bridge`` by default).
     Raises LookupError when the consumer holds no placement claim.
     """
-    with attach_lock(conf):
+    with cache.markers_locked(conf.inventory.cache_path):
         return _attach(conn, conf, consumer, ensure_bridge)
 
 
@@ -131,7 +110,7 @@ def detach_claim(conn, conf, consumer: str) -> dict:
     """Unplug, live only, the devices of ``consumer``'s placement claim
     from its running domain; record and return the outcome. The claim
     keeps its functions (it ends with the allocation)."""
-    with attach_lock(conf):
+    with cache.markers_locked(conf.inventory.cache_path):
         return _detach(conn, conf, consumer)
 
 

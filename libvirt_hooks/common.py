@@ -11,8 +11,8 @@ DEFAULT_CONFIG = "/etc/nova-accel/nova-accel.conf"
 INSTALL_PATH = "/etc/libvirt/hooks/qemu.d/nova-accel"
 EXIT_REFUSED = 1
 EXIT_USAGE = 2
-# Must match accel_inventory.agent.ASSIGNED_SUFFIX (a test checks): the
-# hook cannot import the agent's module, which loads oslo and placement.
+# accel_inventory.cache names it (a test checks they agree): the hook's
+# fast path cannot import the inventory package.
 ASSIGNED_SUFFIX = ".assigned"
 
 

@@ -168,11 +168,11 @@ def install(dest: str, stderr) -> int:
         with open(dest) as f:
             current = f.read()
     if current != script:
-        tmp = f"{dest}.tmp"
-        with open(tmp, "w") as f:
-            f.write(script)
-        os.chmod(tmp, 0o755)
-        os.replace(tmp, dest)
+        # An operator's command, never on a domain's path.
+        from accel_inventory import cache
+
+        cache.write_atomically(dest, script.encode(), mode=0o755)
+        os.chmod(dest, 0o755)  # whatever the umask
         stderr.write(f"installed {dest}\n")
     else:
         stderr.write(f"{dest} is already current\n")

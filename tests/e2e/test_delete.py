@@ -7,7 +7,7 @@ import os
 from e2e_base import bridge_members, node_bridge
 from test_node_lifecycle import NodeServerBase
 
-from accel_inventory import agent, cache
+from accel_inventory import cache
 
 
 class TestDelete(NodeServerBase):
@@ -24,7 +24,7 @@ class TestDelete(NodeServerBase):
         round_ = self.agent_round()
         assert sorted(round_.sync.changed) == sorted(s["id"] for s in servers)
         assert cache.load(self.cache_path).claims == {}
-        assert os.listdir(self.cache_path + agent.ASSIGNED_SUFFIX) == []
+        assert os.listdir(cache.markers_path(self.cache_path)) == []
         # The domain's tap went with it; the node's own interface stays in
         # its bridge, where the next server's start expects it.
         assert bridge_members(node_bridge(fid)) == [iface]

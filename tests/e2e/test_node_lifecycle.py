@@ -8,7 +8,7 @@ import time
 from e2e_base import FPGA_CLASS, NODE_CLASS, LibvirtE2ETestCase, bridge_members
 from e2e_base import bridges_of, node_bridge
 
-from accel_inventory import agent, cache
+from accel_inventory import cache
 from libvirt_hooks import hostview
 
 
@@ -71,7 +71,7 @@ class NodeServerBase(LibvirtE2ETestCase):
         consumers = sorted([server["id"], *also_held_by])
         assert sorted(cache.load(self.cache_path).claims) == consumers
         assert sorted(os.listdir(
-            self.cache_path + agent.ASSIGNED_SUFFIX)) == consumers
+            cache.markers_path(self.cache_path))) == consumers
 
 
 class TestNodeServer(NodeServerBase):

@@ -436,7 +436,7 @@ def test_publish_command_remembers_between_runs(host):
     assert outputs[1].startswith("published: 0 created, 0 updated")
     assert outputs[1].rstrip().endswith("requests to placement: 1")
     # A torn state file only costs requests.
-    state = pathlib.Path(host.cache_path + agent.STATE_SUFFIX)
+    state = pathlib.Path(cache.state_path(host.cache_path))
     state.write_text(state.read_text()[:50])
     out = io.StringIO()
     assert cli.main(["--config-file", str(host.config_file), "publish"],

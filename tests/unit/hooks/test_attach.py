@@ -103,7 +103,7 @@ class Bridges:
 # -- what the hook side needs, without oslo.config ------------------------
 
 def test_constants_agree_with_the_agent():
-    assert common.ASSIGNED_SUFFIX == agent.ASSIGNED_SUFFIX
+    assert common.ASSIGNED_SUFFIX == cache.ASSIGNED_SUFFIX
 
 
 def test_domain_uuid_is_read_from_the_bytes():
@@ -132,7 +132,7 @@ def test_cache_path_follows_env_then_file_then_default(tmp_path,
 def test_markers_follow_the_placement_claims(host):
     a = "aaaaaaaa-0000-4000-8000-000000000001"
     b = "bbbbbbbb-0000-4000-8000-000000000002"
-    directory = host["cache"] + agent.ASSIGNED_SUFFIX
+    directory = host["cache"] + cache.ASSIGNED_SUFFIX
     assign(host, a, [STICK])
     inv = claims.record_claim(cache.load(host["cache"]), model.Claim(
         consumer=b, functions=[VF], source="hook"))
@@ -411,7 +411,7 @@ def test_attaches_for_one_host_wait_for_each_other(host, conn):
     worker = threading.Thread(target=attach.attach_claim, args=(
         conn, host["conf"], dom.UUIDString()),
         kwargs={"ensure_bridge": ensure_bridge})
-    with attach.attach_lock(host["conf"]):
+    with cache.markers_locked(host["cache"]):
         worker.start()
         assert not plumbing.wait(0.5)
     assert plumbing.wait(30)
