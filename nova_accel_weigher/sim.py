@@ -2,11 +2,14 @@
 
 Every policy that scores (``best-fit``, ``fragmentation``) goes through
 ``packing.rank`` and ``Score.value``, the very functions the filter and
-the weigher call, so what the simulator shows is what the scheduler does.
-The others model what nova does without us: ``placement-order`` takes the
-first host and the first candidate in a fixed order (placement's order is
-deterministic but arbitrary), ``random`` what
-``randomize_allocation_candidates`` gives, ``spread`` the emptiest region.
+the weigher call, so what the simulator shows is what the scheduler does
+(requests without accelerators never reach them: nova's weighers place
+those, as ``stock-nova`` does). The others model what nova does without
+us: ``stock-nova`` its default weighers and placement's arbitrary
+candidate order (``baselines``), ``placement-order`` first fit (the first
+host and the first candidate in a fixed order), ``random`` what
+``randomize_allocation_candidates`` gives, ``spread`` the emptiest region;
+``fgd`` and ``paper-best-fit`` are the FGD paper's policies.
 
 ``Policy.choose`` looks at every host for every request. ``HostIndex``
 makes the same choices on large clusters (10,000 hosts, 200,000 requests
@@ -960,7 +963,11 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--seed", type=int, default=1,
                         help="seed of the workload's random draws")
     parser.add_argument("--policies", default=",".join(POLICIES),
-                        help="comma-separated, from: " + ", ".join(POLICIES))
+                        help="comma-separated, from: " + ", ".join(POLICIES)
+                        + " (stock-nova: nova's default weighers and "
+                        "placement's order; placement-order: first fit; "
+                        "best-fit, fragmentation: the filter's policies; "
+                        "fgd, paper-best-fit: the FGD paper's)")
     parser.add_argument("--json", action="store_true",
                         help="print the results as one JSON document")
     parser.add_argument("--plot", metavar="FILE.png",

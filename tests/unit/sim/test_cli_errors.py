@@ -155,3 +155,13 @@ def test_console_script_prints_no_traceback():
     assert result.stderr == ("accel-sim: HOSTS in 'homogeneous:0:3x4' must "
                              "be a whole number from 1 to 1,000,000, not "
                              "'0'\n")
+
+
+def test_help_names_every_policy_mode_and_openb_view(capsys):
+    with pytest.raises(SystemExit) as exit_:
+        sim.main(["--help"], out=io.StringIO())
+    assert exit_.value.code == 0
+    text = " ".join(capsys.readouterr().out.split())
+    for name in sim.POLICIES + ("replay", "fill", "openb-milli:NODES.csv",
+                                "openb:NODES.csv"):
+        assert name in text
