@@ -18,6 +18,7 @@ Two policies share one shape of score (higher is better):
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from operator import methodcaller
@@ -238,3 +239,105 @@ def parse_mix(spec: Mapping[str, str] | Iterable[str]
         raise ValueError("request mix needs at least one positive weight")
     return tuple(RequestShape(size, whole, w / total)
                  for size, whole, w in shapes)
+
+
+# -- host level ---------------------------------------------------------------
+# FGD's fragmentation over a whole host (its regions, CPU and memory left),
+# plus the capacity its CPU can no longer feed. The simulator's
+# ``host-fragmentation`` policy; the filter cannot use it yet, as it sees
+# neither a host's CPU and memory left nor its regions outside the
+# candidates, and requests without accelerators never reach it.
+
+
+@dataclass(frozen=True)
+class TaskKind:
+    """One kind of request in the expected mix, as a host sees it:
+    ``amount`` from each of ``regions`` regions (0 regions: no
+    accelerator), ``models`` the accelerator models it may use (empty:
+    any), ``weight`` its share of the mix."""
+
+    cpu: int
+    memory: int
+    amount: int
+    regions: int
+    models: frozenset[str]
+    weight: float
+
+
+@dataclass(frozen=True)
+class HostRoom:
+    """What a host has left: CPU, memory, each region's free capacity and
+    its capacity (in a fixed order) and its accelerator model."""
+
+    cpu: int
+    memory: int
+    free: tuple[int, ...]
+    capacity: tuple[int, ...]
+    model: str = ""
+
+
+def host_fragmentation(room: HostRoom, kinds: Sequence[TaskKind],
+                       cpu_per_unit: float) -> float:
+    """Free capacity the mix cannot use, expected over its kinds: all of
+    it for a kind that cannot run on the host now, else the regions with
+    less free than the kind asks of one (FGD's definition, memory checked
+    too); plus the free capacity beyond what the host's CPU can feed at
+    ``cpu_per_unit`` CPU per unit of capacity (the mix's ratio), which
+    FGD's one-task look misses when CPU runs out before the regions."""
+    idle = sum(room.free)
+    total = 0.0
+    for kind in kinds:
+        runs = (kind.regions and (not kind.models or room.model in kind.models)
+                and room.cpu >= kind.cpu and room.memory >= kind.memory
+                and sum(1 for f in room.free if f >= kind.amount)
+                >= kind.regions)
+        total += kind.weight * (
+            sum(f for f in room.free if f < kind.amount) if runs else idle)
+    if cpu_per_unit > 0:
+        total += max(0.0, idle - room.cpu / cpu_per_unit)
+    return total
+
+
+def host_score(room: HostRoom, request: TaskKind, kinds: Sequence[TaskKind],
+               unit: int, cpu_per_unit: float
+               ) -> tuple[int, tuple[int, ...]] | None:
+    """The host's score for ``request`` (higher is better) and the regions
+    it takes there; None if it does not fit. The score is FGD's
+    ``int(sigmoid(gradient / unit) * 100)``: the rounding makes hosts of
+    near gradients tie, and ties filled in a fixed host order keep whole
+    hosts free (without it FGD loses 2.5 points on the openb trace). A
+    request for one region tries each that fits and keeps the first best;
+    a request for whole regions takes the first wholly free ones."""
+    if (room.cpu < request.cpu or room.memory < request.memory
+            or (request.regions and request.models
+                and room.model not in request.models)):
+        return None
+    before = host_fragmentation(room, kinds, cpu_per_unit)
+
+    def scored(taken: tuple[int, ...]) -> int:
+        free = list(room.free)
+        for index in taken:
+            free[index] -= request.amount
+        after = host_fragmentation(
+            HostRoom(room.cpu - request.cpu, room.memory - request.memory,
+                     tuple(free), room.capacity, room.model), kinds,
+            cpu_per_unit)
+        return int(100 / (1 + math.exp((after - before) / unit)))
+
+    if not request.regions:
+        return scored(()), ()
+    if request.regions == 1 and request.amount < unit:
+        best = None
+        for index, free in enumerate(room.free):
+            if free >= request.amount:
+                s = scored((index,))
+                if best is None or s > best[0]:
+                    best = (s, (index,))
+        return best
+    whole = tuple(i for i, (f, c) in enumerate(
+        zip(room.free, room.capacity, strict=True))
+        if f == c == request.amount)
+    if len(whole) < request.regions:
+        return None
+    taken = whole[:request.regions]
+    return scored(taken), taken

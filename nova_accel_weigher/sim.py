@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import dataclasses
 import heapq
 import importlib.util
 import itertools
@@ -40,7 +41,8 @@ from nova_accel_weigher import baselines, packing
 SCORED_POLICIES = {"best-fit": packing.POLICY_BEST_FIT,
                    "fragmentation": packing.POLICY_FRAGMENTATION}
 # Modelled in baselines.py; each looks at every host for every request.
-SCANNED_POLICIES = ("stock-nova", "fgd", "paper-best-fit")
+SCANNED_POLICIES = ("stock-nova", "fgd", "paper-best-fit",
+                    "host-fragmentation")
 POLICIES = ("placement-order", "random", "spread", "best-fit",
             "fragmentation") + SCANNED_POLICIES
 DEFAULT_FUNCTIONS_PER_GPU = 4
@@ -129,6 +131,24 @@ class Request:
     def asked(self) -> int:
         """Functions asked in all."""
         return self.functions * max(self.whole_regions, 1)
+
+    def kind(self, weight: float = 1.0) -> packing.TaskKind:
+        return packing.TaskKind(
+            self.cpu, self.memory, self.functions,
+            self.whole_regions or (1 if self.functions else 0),
+            self.gpu_spec, weight)
+
+
+def task_kinds(requests: Sequence[Request]
+               ) -> tuple[tuple[packing.TaskKind, ...], float]:
+    """The mix as ``packing.host_score`` reads it: the most popular kinds
+    that make up 95% of the requests (FGD's typical tasks), and the CPU
+    asked per function asked by requests with accelerators."""
+    kinds = baselines.typical_types(r.kind() for r in requests)
+    asked = sum(r.asked for r in requests)
+    cpu = sum(r.cpu for r in requests if r.functions)
+    return (tuple(dataclasses.replace(k, weight=w) for k, w in kinds),
+            cpu / asked if asked else 0.0)
 
 
 # -- clusters ---------------------------------------------------------------
@@ -405,6 +425,8 @@ class Policy:
     typical: tuple[tuple[baselines.TaskType, float], ...] = ()
     unit: int = MILLI_PER_GPU
     seed: int = 1
+    # ``task_kinds`` of the workload, for host-fragmentation
+    kinds: tuple[tuple[packing.TaskKind, ...], float] = ((), 0.0)
     _fgd: dict[tuple, tuple[int, tuple[int, ...]]] = field(
         default_factory=dict, repr=False)
 
@@ -475,6 +497,8 @@ class Policy:
             scored = [self._fgd_score(h, task) for h in feasible]
             return self._draw(feasible, [s for s, _ in scored],
                               [g for _, g in scored], request)
+        if self.name == "host-fragmentation":
+            return self._host_fragmentation(feasible, request)
         if self.name == "paper-best-fit":
             task = request.task_type
             raw = [baselines.best_fit_raw(h.node_state(), task, self.unit)
@@ -485,6 +509,33 @@ class Policy:
             [h.memory - h.memory_used for h in feasible],
             [h.cpu - h.cpu_used for h in feasible])]
         return best, placement_order(best, request, self.seed)[0]
+
+    def _host_fragmentation(self, feasible: list[Host], request: Request
+                            ) -> tuple[Host, dict[str, int]] | None:
+        """``packing.host_score`` on every host that fits, the first best
+        in host order; scores remembered by all they depend on."""
+        kinds, cpu_per_unit = self.kinds
+        kind = request.kind()
+        best = None
+        for host in feasible:
+            room = packing.HostRoom(
+                host.cpu - host.cpu_used, host.memory - host.memory_used,
+                tuple(r.free for r in host.regions),
+                tuple(r.capacity for r in host.regions), host.model)
+            key = ("host", kind, room)
+            found = self._fgd.get(key)
+            if found is None:
+                if len(self._fgd) > 2_000_000:
+                    self._fgd.clear()
+                found = self._fgd[key] = packing.host_score(
+                    room, kind, kinds, self.unit, cpu_per_unit)
+            if found is not None and (best is None or found[0] > best[0]):
+                best = (found[0], host, found[1])
+        if best is None:
+            return None
+        _, host, taken = best
+        return host, {host.regions[i].name: request.functions
+                      for i in taken}
 
     def _fgd_score(self, host: Host, task: baselines.TaskType
                    ) -> tuple[int, tuple[int, ...]]:
@@ -765,7 +816,8 @@ def simulate(cluster_spec: str, requests: Sequence[Request], policy: str,
     policy_ = Policy(policy, request_mix(requests), random.Random(seed),
                      typical=baselines.typical_types(
                          r.task_type for r in requests),
-                     unit=max(set(sizes), key=sizes.count), seed=seed)
+                     unit=max(set(sizes), key=sizes.count), seed=seed,
+                     kinds=task_kinds(requests))
     index = HostIndex(hosts, policy_) if indexed else None
     result = Result()
     if mode == "fill":
