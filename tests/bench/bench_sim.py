@@ -30,7 +30,8 @@ import time
 from nova_accel_weigher import sim
 
 OPENB_POLICIES = ("random", "paper-best-fit", "fgd", "stock-nova",
-                  "placement-order", "best-fit", "fragmentation")
+                  "placement-order", "best-fit", "fragmentation",
+                  "host-fragmentation")
 
 
 def timed(cluster, requests, policy, *, indexed):
