@@ -29,6 +29,7 @@ from accel_inventory import inventory
 from accel_inventory import model
 from accel_inventory import monitor
 from accel_inventory import placement
+from accel_inventory import claim_sync
 
 LOG = logging.getLogger(__name__)
 
@@ -70,13 +71,13 @@ def save_state(cache_path: str, publisher: placement.Publisher) -> None:
 @dataclass
 class RoundReport:
     publish: placement.PublishReport
-    sync: placement.SyncResult
+    sync: claim_sync.SyncResult
     requests: int
 
 
 def sync_allocations(conf, publisher: placement.Publisher,
                      published: model.Inventory,
-                     boot_id: str | None) -> placement.SyncResult:
+                     boot_id: str | None) -> claim_sync.SyncResult:
     """Record placement's allocations on our regions in the cache.
 
     The allocations are read without the cache lock (placement may be
@@ -87,8 +88,8 @@ def sync_allocations(conf, publisher: placement.Publisher,
     results = []
 
     def apply(inv: model.Inventory) -> model.Inventory:
-        result = placement.assign(
-            inv, placement.holdings(inv, allocations), boot_id)
+        result = claim_sync.assign(
+            inv, claim_sync.holdings(inv, allocations), boot_id)
         results.append(result)
         return result.inventory
 
@@ -109,7 +110,7 @@ def write_assigned_markers(cache_path: str, inv: model.Inventory) -> None:
     the next domain start."""
     wanted = set()
     for claim in inv.claims.values():
-        if claim.source != placement.CLAIM_SOURCE:
+        if claim.source != claim_sync.CLAIM_SOURCE:
             continue
         try:
             wanted.add(str(uuid.UUID(claim.consumer)))

@@ -1,16 +1,9 @@
 """Mirror the inventory into placement and read back who holds what.
 
-Layout: the compute node's root provider (found by the hypervisor host
-name) > one provider per card > one provider per region. Provider UUIDs
-are ``uuid5(NOVA_ACCEL_NAMESPACE, f"{hostname}:{card or region id}")``:
-they follow the card's identity, never its address, so a card that moved
-to another slot keeps its providers and every allocation on them.
-
-The module has a pure half and an edge. ``desired_tree`` (inventory ->
-provider specs), ``diff`` (specs vs. what placement holds -> steps) and
-``assign`` (allocations -> concrete functions per consumer) do no I/O and
-are what the unit tests exercise. ``Publisher`` is the only code that
-speaks to placement.
+The tree and its diff are ``provider_tree``'s and the allocations' sync
+into claims is ``allocations``' (pure, what the unit tests exercise);
+here are the HTTP client and the ``Publisher``, the only code that speaks
+to placement.
 
 Requests are kept few because the agent runs this every minute on every
 compute host: the publisher remembers each provider's generation with the
@@ -23,336 +16,25 @@ removed), so a region that held allocations is read again at every sync.
 
 from __future__ import annotations
 
-import dataclasses
-import hashlib
 import logging
-import re
-import uuid
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import quote
 
-from accel_inventory import claims, contract, model
-from accel_inventory.contract import (CARD_TRAIT, DEGRADED_TRAIT, OWNER_TRAIT,
-                                     REGION_TRAIT)
+from accel_inventory import model
+from accel_inventory.contract import DEGRADED_TRAIT, OWNER_TRAIT
+from accel_inventory.provider_tree import (ProviderSpec, ProviderState, Step,
+                                           desired_tree, diff, invalid_names,
+                                           normal_inventories, provider_uuid,
+                                           retired)
 
 LOG = logging.getLogger(__name__)
-
-# Fixed for the project: changing it would orphan every published provider.
-NOVA_ACCEL_NAMESPACE = uuid.UUID("5b0d5a7e-3c1f-5e8a-9d62-4e6f0a1c7b39")
 
 # Nova speaks 1.36; 1.37 is only needed to move a provider to a new parent.
 MICROVERSION = "1.36"
 REPARENT_MICROVERSION = "1.37"
 
-CLAIM_SOURCE = "placement"
-
-_CUSTOM_NAME = re.compile(r"^CUSTOM_[A-Z0-9_]+$")
-_MAX_NAME = 200
-
-
-# ---------------------------------------------------------------- pure half
-
-def provider_uuid(hostname: str, entity_id: str) -> str:
-    """The provider UUID of a card or region id on ``hostname``."""
-    return str(uuid.uuid5(NOVA_ACCEL_NAMESPACE, f"{hostname}:{entity_id}"))
-
-
-def provider_name(hostname: str, entity_id: str) -> str:
-    """A readable, unique provider name within placement's 200 chars.
-
-    A long topology-path card id is shortened with a digest so that two
-    long ids never collide.
-    """
-    name = f"{hostname}:{entity_id}"
-    if len(name) <= _MAX_NAME:
-        return name
-    digest = hashlib.sha256(name.encode()).hexdigest()[:16]
-    return f"{name[:_MAX_NAME - 17]}~{digest}"
-
-
-def card_traits(card: model.Card) -> frozenset[str]:
-    traits = {OWNER_TRAIT, CARD_TRAIT, contract.vendor_trait(card.vendor_id),
-              contract.product_trait(card.vendor_id, card.product_id)}
-    if card.degraded:
-        traits.add(DEGRADED_TRAIT)
-    return frozenset(traits)
-
-
-def region_traits(card: model.Card, region: model.Region) -> frozenset[str]:
-    traits = {OWNER_TRAIT, REGION_TRAIT,
-              contract.region_size_trait(region.size),
-              contract.kind_trait(card.kind)}
-    if card.numa_node is not None and card.numa_node >= 0:
-        traits.add(contract.numa_trait(card.numa_node))
-    if card.degraded:
-        traits.add(DEGRADED_TRAIT)
-    return frozenset(traits)
-
-
-def region_inventories(card: model.Card,
-                       region: model.Region) -> dict[str, dict[str, Any]]:
-    """One inventory of the region's class, ``total`` = its functions.
-
-    A degraded card's regions reserve everything, and a region its
-    vanished functions (kept for their holders): nothing new lands there,
-    and placement keeps the allocations already made (it accepts usage
-    above capacity). A region without functions has no inventory, since
-    placement refuses a total of zero.
-    """
-    if region.size == 0:
-        return {}
-    return {region.resource_class: {
-        "total": region.size,
-        "reserved": region.size if card.degraded else sum(
-            card.vanished(f) for f in region.functions),
-        "min_unit": 1, "max_unit": region.size, "step_size": 1,
-        "allocation_ratio": 1.0}}
-
-
-@dataclass(frozen=True)
-class ProviderSpec:
-    """What one of our providers should look like in placement."""
-
-    uuid: str
-    name: str
-    parent_uuid: str
-    source_id: str  # the card or region id it mirrors
-    inventories: dict[str, dict[str, Any]] = field(hash=False)
-    traits: frozenset[str]
-
-
-def desired_tree(inventory: model.Inventory,
-                 root_uuid: str) -> list[ProviderSpec]:
-    """The providers ``inventory`` should have under ``root_uuid``.
-
-    Parents come before their children, in inventory order.
-    """
-    host = inventory.hostname
-    specs = []
-    for card in inventory.cards:
-        card_uuid = provider_uuid(host, card.id)
-        specs.append(ProviderSpec(
-            uuid=card_uuid, name=provider_name(host, card.id),
-            parent_uuid=root_uuid, source_id=card.id, inventories={},
-            traits=card_traits(card)))
-        for region in card.regions:
-            specs.append(ProviderSpec(
-                uuid=provider_uuid(host, region.id),
-                name=provider_name(host, region.id),
-                parent_uuid=card_uuid, source_id=region.id,
-                inventories=region_inventories(card, region),
-                traits=region_traits(card, region)))
-    return specs
-
-
-def invalid_names(specs: Iterable[ProviderSpec]) -> dict[str, str]:
-    """Specs whose traits or resource classes placement would refuse.
-
-    Maps the source id to the offending names, so the caller can skip
-    that card and say which profile to fix.
-    """
-    bad = {}
-    for spec in specs:
-        names = sorted(n for n in set(spec.traits) | set(spec.inventories)
-                       if not _CUSTOM_NAME.match(n) or len(n) > 255)
-        if names:
-            bad[spec.source_id] = ", ".join(names)
-    return bad
-
-
-@dataclass
-class ProviderState:
-    """What placement holds for one provider, as far as we have read it.
-
-    ``inventories``, ``traits`` and ``allocations`` are None until read.
-    They stay valid while ``generation`` is unchanged, except non-empty
-    allocations: placement removes allocations without a generation bump.
-    """
-
-    uuid: str
-    name: str
-    parent_uuid: str | None
-    generation: int
-    inventories: dict[str, dict[str, Any]] | None = None
-    traits: frozenset[str] | None = None
-    allocations: dict[str, dict[str, int]] | None = None
-
-
-@dataclass(frozen=True)
-class Step:
-    """One change to apply: create, move, inventories, traits or remove."""
-
-    action: str
-    uuid: str
-    spec: ProviderSpec | None = None
-
-
-_INVENTORY_FIELDS = ("total", "reserved", "min_unit", "max_unit",
-                     "step_size", "allocation_ratio")
-
-
-def _normal(inventories: Mapping[str, Mapping[str, Any]]) -> dict:
-    return {rc: tuple(float(inv.get(k, 0)) for k in _INVENTORY_FIELDS)
-            for rc, inv in inventories.items()}
-
-
-def diff(desired: list[ProviderSpec],
-         actual: Mapping[str, ProviderState]) -> list[Step]:
-    """The steps that turn ``actual`` (our providers) into ``desired``.
-
-    Creates and updates come in ``desired`` order (parents first);
-    removals of providers we own but no longer want come last, children
-    before parents. Every state in ``actual`` must have its inventories
-    and traits read.
-    """
-    steps = []
-    wanted = {spec.uuid for spec in desired}
-    for spec in desired:
-        have = actual.get(spec.uuid)
-        if have is None:
-            steps.append(Step("create", spec.uuid, spec))
-            continue
-        if have.name != spec.name or have.parent_uuid != spec.parent_uuid:
-            steps.append(Step("move", spec.uuid, spec))
-        if have.traits != spec.traits:
-            steps.append(Step("traits", spec.uuid, spec))
-        if _normal(have.inventories or {}) != _normal(spec.inventories):
-            steps.append(Step("inventories", spec.uuid, spec))
-    unwanted = [s for s in actual.values() if s.uuid not in wanted]
-    parents = {s.parent_uuid for s in unwanted}
-    # Leaves first: a provider is removable only once its children are gone.
-    unwanted.sort(key=lambda s: (s.uuid in parents, s.uuid))
-    steps.extend(Step("remove", s.uuid) for s in unwanted)
-    return steps
-
-
-def retired(state: ProviderState) -> tuple[dict[str, dict[str, Any]],
-                                           frozenset[str]]:
-    """Inventories and traits of a provider we no longer want but that
-    still holds allocations: everything reserved and marked degraded, so
-    nothing new lands there while the allocations stay."""
-    inventories = {rc: dict(inv, reserved=inv["total"])
-                   for rc, inv in (state.inventories or {}).items()}
-    return inventories, frozenset(state.traits or ()) | {DEGRADED_TRAIT}
-
-
-def holdings(inventory: model.Inventory,
-             allocations: Mapping[str, Mapping[str, Mapping[str, int]]]
-             ) -> dict[str, dict[str, int]]:
-    """Functions each consumer holds per region, from provider allocations.
-
-    ``allocations`` maps a region provider's UUID to placement's
-    ``{consumer: {resource class: amount}}`` for it. Regions missing from
-    it were not read and are missing from the result too.
-    """
-    by_uuid = {provider_uuid(inventory.hostname, r.id): r
-               for c in inventory.cards for r in c.regions}
-    result: dict[str, dict[str, int]] = {}
-    for rp_uuid, consumers in allocations.items():
-        region = by_uuid.get(rp_uuid)
-        if region is None:
-            continue
-        result[region.id] = {
-            consumer: amounts[region.resource_class]
-            for consumer, amounts in consumers.items()
-            if amounts.get(region.resource_class, 0) > 0}
-    return result
-
-
-@dataclass
-class SyncResult:
-    inventory: model.Inventory
-    changed: list[str]   # consumers whose claim was recorded or released
-    problems: list[str]  # what the operator should look at
-
-
-def assign(inventory: model.Inventory,
-           held: Mapping[str, Mapping[str, int]],
-           boot_id: str | None = None) -> SyncResult:
-    """Give each consumer concrete functions matching its allocations.
-
-    ``held`` is ``holdings()``: per region read, how many functions each
-    consumer holds. Functions a consumer already has stay its own (ids,
-    not addresses, so this survives rescans and re-enumeration); missing
-    ones come from the region's free functions, lowest index first.
-    Claims this sync made (source ``placement``) shrink or go when the
-    allocation does, unless the domain is running in this boot: its
-    devices are attached, and giving them away would hand one function to
-    two guests. Claims made by the hook or an operator are never taken
-    away, only topped up. Regions not in ``held`` are left as they are.
-    """
-    region_of = {fid: region.id
-                 for fid, (_c, region, _f) in
-                 inventory.function_index().items()}
-    regions = {r.id: r for c in inventory.cards for r in c.regions}
-    problems: list[str] = []
-    want = {(consumer, rid): n for rid, per in held.items()
-            for consumer, n in per.items() if rid in regions and n > 0}
-
-    new_functions: dict[str, list[str]] = {}
-    for consumer, claim in inventory.claims.items():
-        kept: list[str] = []
-        for fid in claim.functions:
-            rid = region_of.get(fid)
-            mine = sum(1 for k in kept if region_of.get(k) == rid)
-            if rid not in held or mine < want.get((consumer, rid), 0):
-                kept.append(fid)
-            elif claim.source != CLAIM_SOURCE:
-                kept.append(fid)
-                problems.append(
-                    f"{consumer} holds {fid} by a {claim.source} claim but "
-                    f"placement allocates it fewer functions of {rid}")
-            elif claim.is_running(boot_id):
-                kept.append(fid)
-                problems.append(
-                    f"{consumer} is running with {fid} but placement no "
-                    f"longer allocates it; the function is released when "
-                    f"the domain stops")
-        new_functions[consumer] = kept
-
-    taken = {fid for fids in new_functions.values() for fid in fids}
-    for consumer, rid in sorted(want):
-        fids = new_functions.setdefault(consumer, [])
-        need = want[consumer, rid] - sum(
-            1 for f in fids if region_of.get(f) == rid)
-        if need <= 0:
-            continue
-        free = [f.id for f in regions[rid].functions if f.id not in taken]
-        fids.extend(free[:need])
-        taken.update(free[:need])
-        if len(free) < need:
-            problems.append(
-                f"placement allocates {want[consumer, rid]} functions of "
-                f"{rid} to {consumer} but only {len(free)} more are free on "
-                f"the host; check the claims with 'accel-inventory show'")
-
-    # Shrinking claims first frees what growing ones may take.
-    order = sorted(new_functions, key=lambda c: (
-        not set(new_functions[c]) <= set(claims.functions_of(inventory, c)),
-        c))
-    new = inventory
-    changed = []
-    for consumer in order:
-        fids = new_functions[consumer]
-        old = inventory.claims.get(consumer)
-        if old is not None and old.functions == fids:
-            continue
-        if not fids:
-            if old is not None:
-                new = claims.release_claim(new, consumer)
-                changed.append(consumer)
-            continue
-        claim = (dataclasses.replace(old, functions=fids) if old is not None
-                 else model.Claim(consumer=consumer, functions=fids,
-                                  source=CLAIM_SOURCE))
-        new = claims.record_claim(new, claim, boot_id=boot_id)
-        changed.append(consumer)
-    return SyncResult(new, changed, problems)
-
-
-# --------------------------------------------------------------------- edge
 
 class PlacementError(Exception):
     """Placement refused or failed a request; the message says which."""
@@ -778,7 +460,8 @@ class Publisher:
             if known.traits != traits:
                 self._ensure_trait(DEGRADED_TRAIT)
                 self._put_traits(rp_uuid, traits)
-            if _normal(known.inventories or {}) != _normal(inventories):
+            if (normal_inventories(known.inventories or {})
+                    != normal_inventories(inventories)):
                 self._put_inventories(rp_uuid, inventories)
             report.kept.append(known.name)
             return

@@ -6,7 +6,8 @@ refuses one whose functions cannot be given), by the attach worker and by
 
 from __future__ import annotations
 
-from accel_inventory import cache, placement
+from accel_inventory import cache
+from accel_inventory import claim_sync
 from libvirt_hooks import devices, hostview
 
 
@@ -34,7 +35,7 @@ def placement_claim(conf, consumer: str):
     holds nothing)."""
     inv = cache.load(conf.inventory.cache_path)
     claim = inv.claims.get(consumer) if inv is not None else None
-    if claim is None or claim.source != placement.CLAIM_SOURCE:
+    if claim is None or claim.source != claim_sync.CLAIM_SOURCE:
         raise LookupError(f"{consumer} holds no functions assigned by "
                           f"placement in {conf.inventory.cache_path}; "
                           f"nothing to attach or detach")
@@ -60,7 +61,7 @@ def claim_refusals(conf, inv, consumer: str) -> list[str]:
     given to it now. The hook refuses its start for these: nothing is
     given in their place, and nova records the reason."""
     claim = inv.claims.get(consumer)
-    if claim is None or claim.source != placement.CLAIM_SOURCE:
+    if claim is None or claim.source != claim_sync.CLAIM_SOURCE:
         return []
     refusals = []
     for fid in claim.functions:

@@ -37,6 +37,7 @@ from accel_inventory import conf as inventory_conf
 from accel_inventory import inventory as inventory_scan
 from accel_inventory import model
 from accel_inventory import placement
+from accel_inventory import provider_tree
 from accel_inventory import sample
 from accel_inventory.usage import Parser
 
@@ -153,8 +154,9 @@ def replay(inv: model.Inventory, workdir: str, asks: Sequence[Ask], *,
     from nova_accel_weigher import filters, usage, weighers
 
     objects.register_all()
-    region_ids = {placement.provider_uuid(inv.hostname, region.id): region.id
-                  for card in inv.cards for region in card.regions}
+    region_ids = {
+        provider_tree.provider_uuid(inv.hostname, region.id): region.id
+        for card in inv.cards for region in card.regions}
     service = Placement(inv, workdir)
     try:
         accel_filter = filters.AccelTopologyFilter()

@@ -29,6 +29,7 @@ sys.path.insert(0, str(HERE.parent / "unit" / "placement"))
 from accel_inventory import conf as inventory_conf  # noqa: E402
 from accel_inventory import model  # noqa: E402
 from accel_inventory import placement  # noqa: E402
+from accel_inventory import provider_tree  # noqa: E402
 from placement_builders import make_card  # noqa: E402
 
 CARDS, REGIONS, FUNCTIONS = 16, 4, 4
@@ -95,7 +96,7 @@ def measure(label: str, endpoint: str, tmp: str) -> list[str]:
 
     for i in range(ALLOCATED):
         region = inv.cards[i].regions[0]
-        rp = placement.provider_uuid(hostname, region.id)
+        rp = provider_tree.provider_uuid(hostname, region.id)
         response = raw.call("PUT", f"/allocations/{uuid.uuid4()}", {
             "allocations": {rp: {"resources": {region.resource_class: 2}}},
             "project_id": str(uuid.uuid4()), "user_id": str(uuid.uuid4()),

@@ -19,11 +19,12 @@ ROOT = Path(__file__).resolve().parents[2]
 PAGE = ROOT / "doc" / "source" / "admin" / "troubleshooting.rst"
 SOURCES = [
     *(f"libvirt_hooks/{name}.py" for name in (
-        "attach", "bridge", "cli", "decide", "devices", "domain", "guard",
-        "hook", "mdev", "settings", "trust")),
+        "attach", "bridge", "cli", "common", "decide", "devices", "domain",
+        "guard", "hook", "mdev", "resolve", "settings", "trigger",
+        "trust")),
     *(f"accel_inventory/{name}.py" for name in (
-        "agent", "cache", "claims", "cli", "conf", "inventory",
-        "placement")),
+        "agent", "cache", "claim_sync", "claims", "cli", "conf",
+        "inventory", "placement", "provider_tree")),
 ]
 # Exceptions whose message reaches the operator as it is written.
 EXCEPTIONS = {"BridgeError", "CacheError", "ClaimConflict", "ClaimError",

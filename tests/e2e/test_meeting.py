@@ -6,7 +6,8 @@ import time
 
 from e2e_base import FPGA_CLASS, REGION_SIZE, LibvirtE2ETestCase
 
-from accel_inventory import cache, placement
+from accel_inventory import cache
+from accel_inventory import claim_sync, provider_tree
 
 WHOLE_REGION = f"CUSTOM_ACCEL_REGION_SIZE_{REGION_SIZE}"
 
@@ -16,7 +17,7 @@ class TestMeeting(LibvirtE2ETestCase):
     def regions(self):
         """The FPGA card's region providers, by region id."""
         inv = cache.load(self.cache_path)
-        return {placement.provider_uuid(self.nodename, r.id): r
+        return {provider_tree.provider_uuid(self.nodename, r.id): r
                 for c in inv.cards if c.kind == "pci" for r in c.regions}
 
     def test_three_small_servers_share_a_region_two_whole_regions_fit(self):
@@ -47,7 +48,7 @@ class TestMeeting(LibvirtE2ETestCase):
         taken = []
         for server, allocation in zip(servers, held, strict=True):
             claim = self.claim(server)
-            assert claim.source == placement.CLAIM_SOURCE
+            assert claim.source == claim_sync.CLAIM_SOURCE
             by_region = {}
             for fid in claim.functions:
                 region = fid.rsplit("/", 1)[0]

@@ -9,7 +9,8 @@ import fixtures
 from nova_base import NovaAccelTestCase
 from nova.virt.libvirt import config as libvirt_config
 
-from accel_inventory import agent, cache, identity, placement, profiles
+from accel_inventory import agent, cache, identity, profiles
+from accel_inventory import claim_sync, provider_tree
 from accel_inventory import sample, sysfs
 from libvirt_hooks import trigger
 
@@ -28,7 +29,7 @@ class NovaAttachTest(NovaAccelTestCase):
                                    profiles=profiles.load_profiles(None))
         inv, _ = identity.reconcile(None, scanned.cards, HOST)
         cache.save(self.cache_path, inv)
-        self.sticks = {placement.provider_uuid(HOST, r.id): r
+        self.sticks = {provider_tree.provider_uuid(HOST, r.id): r
                        for c in inv.cards if c.kind == "usb"
                        for r in c.regions}
         self.config, self.accel_conf = self.accel_config(
@@ -67,7 +68,7 @@ class NovaAttachTest(NovaAccelTestCase):
         round_ = agent.run_round(self.accel_conf, publisher, rescan=False)
         assert round_.sync.changed == [server["id"]]
         claim = cache.load(self.cache_path).claims[server["id"]]
-        assert claim.source == placement.CLAIM_SOURCE
+        assert claim.source == claim_sync.CLAIM_SOURCE
         assert claim.functions == [f"{self.sticks[held[0]].id}/f0"]
         assert self._domain_started(server["id"])
 

@@ -18,7 +18,7 @@ from accel_inventory import agent
 from accel_inventory import cache
 from accel_inventory import claims
 from accel_inventory import model
-from accel_inventory import placement
+from accel_inventory import provider_tree
 
 sys.path.insert(0, str(pathlib.Path(__file__).parents[1] / "unit"
                        / "placement"))
@@ -49,8 +49,9 @@ class NovaPublishTest(NovaAccelTestCase):
         cache.save(self.cache_path, inv)
         publisher = agent.publisher_from_conf(self.accel_conf)
         agent.run_round(self.accel_conf, publisher, rescan=False)
-        ours = {placement.provider_uuid(HOST, inv.cards[0].id)} | {
-            placement.provider_uuid(HOST, r.id) for r in inv.cards[0].regions}
+        ours = {provider_tree.provider_uuid(HOST, inv.cards[0].id)} | {
+            provider_tree.provider_uuid(HOST, r.id)
+            for r in inv.cards[0].regions}
         tree = self._tree()
         assert ours <= set(tree)
         generations = {u: tree[u]["generation"] for u in ours}
@@ -76,7 +77,7 @@ class NovaPublishTest(NovaAccelTestCase):
         assert round_.sync.changed == [server["id"]]
         saved = cache.load(self.cache_path)
         region = next(r for r in inv.cards[0].regions
-                      if placement.provider_uuid(HOST, r.id) == regions[0])
+                      if provider_tree.provider_uuid(HOST, r.id) == regions[0])
         held = claims.functions_of(saved, server["id"])
         assert held == [f"{region.id}/f0", f"{region.id}/f1"]
         assert saved.claims[server["id"]].source == "placement"

@@ -22,6 +22,7 @@ from accel_inventory import cli
 from accel_inventory import conf as inventory_conf
 from accel_inventory import model
 from accel_inventory import placement
+from accel_inventory import provider_tree
 
 sys.path.insert(0, str(pathlib.Path(__file__).parents[1] / "unit"
                        / "placement"))
@@ -102,12 +103,12 @@ def host(tmp_path):
 
 
 def region_uuid(inv, card=0, region=0):
-    return placement.provider_uuid(
+    return provider_tree.provider_uuid(
         inv.hostname, inv.cards[card].regions[region].id)
 
 
 def card_uuid(inv, card=0):
-    return placement.provider_uuid(inv.hostname, inv.cards[card].id)
+    return provider_tree.provider_uuid(inv.hostname, inv.cards[card].id)
 
 
 def moved(inv, card=0):

@@ -31,6 +31,7 @@ from nova_base import NovaAccelTestCase
 
 from accel_inventory import model
 from accel_inventory import placement
+from accel_inventory import provider_tree
 from nova_accel_weigher import conf as accel_conf
 from nova_accel_weigher import filters
 
@@ -94,7 +95,7 @@ class SchedulerTestBase(NovaAccelTestCase):
         published = publisher.publish(model.Inventory(hostname=host,
                                                       cards=[card]))
         assert not published.failed and not published.skipped
-        return [placement.provider_uuid(host, r.id) for r in card.regions]
+        return [provider_tree.provider_uuid(host, r.id) for r in card.regions]
 
     def flavor(self, functions=0, whole_regions=0):
         """A small flavor asking ``functions`` functions from one region,

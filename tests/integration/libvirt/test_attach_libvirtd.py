@@ -17,7 +17,8 @@ import libvirt
 import pytest
 from lxml import etree
 
-from accel_inventory import agent, cache, claims, identity, model, placement
+from accel_inventory import agent, cache, claims, identity, model
+from accel_inventory import claim_sync
 from accel_inventory import profiles, sample, sysfs
 from libvirt_hooks import bridge, cli
 
@@ -102,7 +103,7 @@ def assign(cache_path, consumer, functions):
     its marker."""
     inv = claims.record_claim(cache.load(cache_path), model.Claim(
         consumer=consumer, functions=functions,
-        source=placement.CLAIM_SOURCE))
+        source=claim_sync.CLAIM_SOURCE))
     cache.save(cache_path, inv)
     agent.write_assigned_markers(cache_path, inv)
 

@@ -16,7 +16,7 @@ from accel_inventory import claims
 from accel_inventory import conf as inventory_conf
 from accel_inventory import model
 from accel_inventory import monitor
-from accel_inventory import placement
+from accel_inventory import provider_tree
 from placement_builders import make_card
 
 RC = "CUSTOM_ACCEL_PCI_1172_5052"
@@ -62,7 +62,7 @@ class Site:
             cards=[make_card(i, regions=2, functions=4) for i in range(2)])
 
     def region(self, inv, card, region):
-        return placement.provider_uuid(self.hostname,
+        return provider_tree.provider_uuid(self.hostname,
                                        inv.cards[card].regions[region].id)
 
     def allocate(self, consumer, rp, amount):

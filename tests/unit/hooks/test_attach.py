@@ -13,7 +13,8 @@ import pytest
 from lxml import etree
 
 from accel_inventory import agent, cache, claims, identity, inventory, model
-from accel_inventory import placement, profiles, sample, sysfs
+from accel_inventory import profiles, sample, sysfs
+from accel_inventory import claim_sync
 from libvirt_hooks import attach, bridge, common, devices, hook, resolve
 from libvirt_hooks import settings, trigger
 from test_hook import domain_xml
@@ -71,7 +72,7 @@ def host(tmp_path, monkeypatch):
 def assign(host, consumer, functions):
     """What the sync records for an instance holding ``functions``."""
     claim = model.Claim(consumer=consumer, functions=functions,
-                        source=placement.CLAIM_SOURCE)
+                        source=claim_sync.CLAIM_SOURCE)
     inv = claims.record_claim(cache.load(host["cache"]), claim)
     cache.save(host["cache"], inv)
     agent.write_assigned_markers(host["cache"], inv)
@@ -551,10 +552,10 @@ def test_claim_outlives_a_stop_and_ends_with_the_allocation(host, conn):
     assert stopped.claims[uuid].running is False
     # The allocation is still there: the sync keeps the claim.
     region = stopped.function_index()[NODE0][1].id
-    kept = placement.assign(stopped, {region: {uuid: 1}}, "boot-1")
+    kept = claim_sync.assign(stopped, {region: {uuid: 1}}, "boot-1")
     assert kept.changed == [] and uuid in kept.inventory.claims
     # The instance is deleted: placement no longer allocates; it ends.
-    ended = placement.assign(stopped, {region: {}}, "boot-1")
+    ended = claim_sync.assign(stopped, {region: {}}, "boot-1")
     assert ended.changed == [uuid] and uuid not in ended.inventory.claims
     agent.write_assigned_markers(host["cache"], ended.inventory)
     assert trigger.assigned_consumer(live, host["config"]) is None

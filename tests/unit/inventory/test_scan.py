@@ -2,8 +2,9 @@
 
 import os
 
-from accel_inventory import (claims, identity, inventory, model, placement,
-                             profiles, sample, sysfs)
+from accel_inventory import (claims, identity, inventory, model, profiles,
+                             sample, sysfs)
+from accel_inventory import provider_tree
 
 PROFILES = profiles.load_profiles()
 FPGA = sample.SAMPLE_FPGA
@@ -347,7 +348,7 @@ def test_a_held_vf_that_vanished_keeps_its_id_without_a_device(tmp_path):
     assert kept.attrs["previous_addresses"] == ["0000:3b:02.1"]
     assert card.vanished(kept)
     # Its region stays in placement, reserved: nothing new lands on it.
-    [inventory_] = placement.region_inventories(card,
+    [inventory_] = provider_tree.region_inventories(card,
                                                 card.regions[1]).values()
     assert (inventory_["total"], inventory_["reserved"]) == (1, 1)
     assert claims.inconsistencies(inv) == []

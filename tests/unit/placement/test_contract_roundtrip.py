@@ -4,7 +4,8 @@ scheduler, read by the filter's own reader."""
 
 import dataclasses
 
-from accel_inventory import contract, identity, model, placement, profiles
+from accel_inventory import contract, identity, model, profiles
+from accel_inventory import provider_tree
 from accel_inventory import sample, sysfs
 from nova_accel_weigher import usage
 
@@ -38,7 +39,7 @@ def test_the_filter_reads_what_the_publisher_wrote(tmp_path):
     lost, numa = inv.cards[0], inv.cards[1]
     lost.status = model.STATUS_LOST
     numa.numa_node = 1
-    specs = placement.desired_tree(inv, ROOT)
+    specs = provider_tree.desired_tree(inv, ROOT)
     uuid_of = {spec.source_id: spec.uuid for spec in specs}
     regions = [(card, region) for card in inv.cards
                for region in card.regions if region.size]
@@ -66,7 +67,7 @@ def test_a_region_degraded_alone_is_read_degraded(tmp_path):
     root = sample.build_sample_host(str(tmp_path))
     scanned = sysfs.scan_cards(root, profiles=profiles.load_profiles(None))
     inv, _ = identity.reconcile(None, scanned.cards, "compute1")
-    specs = placement.desired_tree(inv, ROOT)
+    specs = provider_tree.desired_tree(inv, ROOT)
     region = next(s for s in specs if s.inventories)
     marked = [dataclasses.replace(region, traits=region.traits
                            | {contract.DEGRADED_TRAIT})

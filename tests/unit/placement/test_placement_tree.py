@@ -7,6 +7,7 @@ import pytest
 
 from accel_inventory import model
 from accel_inventory import placement
+from accel_inventory import provider_tree
 from placement_builders import HOST
 from placement_builders import ROOT
 from placement_builders import make_card
@@ -30,21 +31,21 @@ def test_provider_uuid_follows_identity_not_address():
     for region in moved.cards[0].regions:
         for f in region.functions:
             f.address = "0000:b0:00." + f.id[-1]
-    before = [s.uuid for s in placement.desired_tree(inv, ROOT)]
-    after = [s.uuid for s in placement.desired_tree(moved, ROOT)]
+    before = [s.uuid for s in provider_tree.desired_tree(inv, ROOT)]
+    after = [s.uuid for s in provider_tree.desired_tree(moved, ROOT)]
     assert before == after
     card_id = inv.cards[0].id
-    assert before[0] == str(uuid.uuid5(placement.NOVA_ACCEL_NAMESPACE,
+    assert before[0] == str(uuid.uuid5(provider_tree.NOVA_ACCEL_NAMESPACE,
                                        f"{HOST}:{card_id}"))
 
 
 def test_provider_uuid_differs_per_host():
-    assert (placement.provider_uuid("a", "dsn-1")
-            != placement.provider_uuid("b", "dsn-1"))
+    assert (provider_tree.provider_uuid("a", "dsn-1")
+            != provider_tree.provider_uuid("b", "dsn-1"))
 
 
 def test_tree_layout_card_under_root_region_under_card(inventory):
-    specs = placement.desired_tree(inventory, ROOT)
+    specs = provider_tree.desired_tree(inventory, ROOT)
     assert len(specs) == 2 + 4
     card = inventory.cards[1]
     found = by_source(specs)
@@ -61,7 +62,7 @@ def test_tree_layout_card_under_root_region_under_card(inventory):
 def test_region_inventory_and_traits():
     card = make_card(3, regions=1, functions=6, kind="ippcie", numa_node=1)
     inv = model.Inventory(hostname=HOST, cards=[card])
-    spec = by_source(placement.desired_tree(inv, ROOT))[card.regions[0].id]
+    spec = by_source(provider_tree.desired_tree(inv, ROOT))[card.regions[0].id]
     assert spec.inventories == {"CUSTOM_ACCEL_PCI_1172_5052": {
         "total": 6, "reserved": 0, "min_unit": 1, "max_unit": 6,
         "step_size": 1, "allocation_ratio": 1.0}}
@@ -74,7 +75,7 @@ def test_region_inventory_and_traits():
 def test_card_traits():
     card = make_card(3, regions=1)
     card.vendor_id, card.product_id = "10de", "1eb8"
-    spec = by_source(placement.desired_tree(
+    spec = by_source(provider_tree.desired_tree(
         model.Inventory(hostname=HOST, cards=[card]), ROOT))[card.id]
     assert spec.traits == {"CUSTOM_NOVA_ACCEL_MANAGED", "CUSTOM_ACCEL_CARD",
                            "CUSTOM_ACCEL_VENDOR_10DE",
@@ -84,7 +85,7 @@ def test_card_traits():
 def test_unknown_numa_node_gives_no_numa_trait():
     for numa in (None, -1):
         card = make_card(1, regions=1, numa_node=numa)
-        spec = placement.desired_tree(
+        spec = provider_tree.desired_tree(
             model.Inventory(hostname=HOST, cards=[card]), ROOT)[1]
         assert not any(t.startswith("CUSTOM_ACCEL_NUMA_")
                        for t in spec.traits)
@@ -93,7 +94,7 @@ def test_unknown_numa_node_gives_no_numa_trait():
 def test_degraded_card_reserves_everything_and_is_marked():
     for status in model.DEGRADED_STATUSES:
         card = make_card(1, regions=2, functions=4, status=status)
-        specs = placement.desired_tree(
+        specs = provider_tree.desired_tree(
             model.Inventory(hostname=HOST, cards=[card]), ROOT)
         assert all(placement.DEGRADED_TRAIT in s.traits for s in specs)
         for spec in specs[1:]:
@@ -103,57 +104,60 @@ def test_degraded_card_reserves_everything_and_is_marked():
 
 def test_empty_region_has_no_inventory():
     card = make_card(1, regions=1, functions=0)
-    spec = placement.desired_tree(
+    spec = provider_tree.desired_tree(
         model.Inventory(hostname=HOST, cards=[card]), ROOT)[1]
     assert spec.inventories == {}
     assert "CUSTOM_ACCEL_REGION_SIZE_0" in spec.traits
 
 
 def test_long_names_are_shortened_uniquely():
-    a = placement.provider_name(HOST, "path-" + "x" * 300 + "a")
-    b = placement.provider_name(HOST, "path-" + "x" * 300 + "b")
+    a = provider_tree.provider_name(HOST, "path-" + "x" * 300 + "a")
+    b = provider_tree.provider_name(HOST, "path-" + "x" * 300 + "b")
     assert len(a) <= 200 and len(b) <= 200 and a != b
 
 
 def test_invalid_names_are_reported(inventory):
     inventory.cards[0].regions[0].resource_class = "accel-fpga"
-    bad = placement.invalid_names(placement.desired_tree(inventory, ROOT))
+    bad = provider_tree.invalid_names(
+        provider_tree.desired_tree(inventory, ROOT))
     assert bad == {inventory.cards[0].regions[0].id: "accel-fpga"}
 
 
 def state_of(spec, generation=1):
-    return placement.ProviderState(
+    return provider_tree.ProviderState(
         uuid=spec.uuid, name=spec.name, parent_uuid=spec.parent_uuid,
         generation=generation,
         inventories=copy.deepcopy(spec.inventories), traits=spec.traits)
 
 
 def test_diff_nothing_to_do_when_equal(inventory):
-    specs = placement.desired_tree(inventory, ROOT)
-    assert placement.diff(specs, {s.uuid: state_of(s) for s in specs}) == []
+    specs = provider_tree.desired_tree(inventory, ROOT)
+    assert provider_tree.diff(
+        specs, {s.uuid: state_of(s) for s in specs}) == []
 
 
 def test_diff_ignores_int_vs_float_from_placement(inventory):
-    specs = placement.desired_tree(inventory, ROOT)
+    specs = provider_tree.desired_tree(inventory, ROOT)
     actual = {s.uuid: state_of(s) for s in specs}
     for state in actual.values():
         for inv in state.inventories.values():
             inv["allocation_ratio"] = 1
-    assert placement.diff(specs, actual) == []
+    assert provider_tree.diff(specs, actual) == []
 
 
 def test_diff_creates_missing_in_order(inventory):
-    specs = placement.desired_tree(inventory, ROOT)
-    steps = placement.diff(specs, {})
+    specs = provider_tree.desired_tree(inventory, ROOT)
+    steps = provider_tree.diff(specs, {})
     assert [s.action for s in steps] == ["create"] * len(specs)
     assert [s.uuid for s in steps] == [s.uuid for s in specs]
 
 
 def test_diff_updates_degraded_card(inventory):
-    specs = placement.desired_tree(inventory, ROOT)
+    specs = provider_tree.desired_tree(inventory, ROOT)
     actual = {s.uuid: state_of(s) for s in specs}
     inventory.cards[0].status = model.STATUS_LOST
-    steps = placement.diff(placement.desired_tree(inventory, ROOT), actual)
+    steps = provider_tree.diff(
+        provider_tree.desired_tree(inventory, ROOT), actual)
     assert sorted((s.action, s.spec.source_id) for s in steps) == sorted(
         [("traits", inventory.cards[0].id)]
         + [(a, r.id) for r in inventory.cards[0].regions
@@ -161,10 +165,11 @@ def test_diff_updates_degraded_card(inventory):
 
 
 def test_diff_removes_forgotten_card_children_first(inventory):
-    specs = placement.desired_tree(inventory, ROOT)
+    specs = provider_tree.desired_tree(inventory, ROOT)
     actual = {s.uuid: state_of(s) for s in specs}
     inventory.cards.pop(0)
-    steps = placement.diff(placement.desired_tree(inventory, ROOT), actual)
+    steps = provider_tree.diff(
+        provider_tree.desired_tree(inventory, ROOT), actual)
     assert {s.action for s in steps} == {"remove"}
     removed = [s.uuid for s in steps]
     card_uuid = specs[0].uuid
@@ -172,18 +177,18 @@ def test_diff_removes_forgotten_card_children_first(inventory):
 
 
 def test_diff_moves_provider_under_new_root(inventory):
-    specs = placement.desired_tree(inventory, ROOT)
+    specs = provider_tree.desired_tree(inventory, ROOT)
     actual = {s.uuid: state_of(s) for s in specs}
     new_root = "9a1d1b5e-5bd2-4b3a-9f7e-1f9e0c3a2d10"
-    steps = placement.diff(placement.desired_tree(inventory, new_root),
+    steps = provider_tree.diff(provider_tree.desired_tree(inventory, new_root),
                            actual)
     assert [(s.action, s.spec.source_id) for s in steps] == [
         ("move", c.id) for c in inventory.cards]
 
 
 def test_retired_reserves_everything_and_marks_degraded(inventory):
-    spec = placement.desired_tree(inventory, ROOT)[1]
-    inventories, traits = placement.retired(state_of(spec))
+    spec = provider_tree.desired_tree(inventory, ROOT)[1]
+    inventories, traits = provider_tree.retired(state_of(spec))
     (inv,) = inventories.values()
     assert inv["reserved"] == inv["total"] == 4
     assert traits == spec.traits | {placement.DEGRADED_TRAIT}

@@ -1,0 +1,130 @@
+"""Placement's allocations into claims: which concrete functions each
+consumer holds. Pure, beside ``claims``; the agent's sync reads the
+allocations (``placement.Publisher``) and saves the result.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from accel_inventory import claims, model
+from accel_inventory.provider_tree import provider_uuid
+
+# The source of a claim the sync made (the hook's are "hook").
+CLAIM_SOURCE = "placement"
+
+
+def holdings(inventory: model.Inventory,
+             allocations: Mapping[str, Mapping[str, Mapping[str, int]]]
+             ) -> dict[str, dict[str, int]]:
+    """Functions each consumer holds per region, from provider allocations.
+
+    ``allocations`` maps a region provider's UUID to placement's
+    ``{consumer: {resource class: amount}}`` for it. Regions missing from
+    it were not read and are missing from the result too.
+    """
+    by_uuid = {provider_uuid(inventory.hostname, r.id): r
+               for c in inventory.cards for r in c.regions}
+    result: dict[str, dict[str, int]] = {}
+    for rp_uuid, consumers in allocations.items():
+        region = by_uuid.get(rp_uuid)
+        if region is None:
+            continue
+        result[region.id] = {
+            consumer: amounts[region.resource_class]
+            for consumer, amounts in consumers.items()
+            if amounts.get(region.resource_class, 0) > 0}
+    return result
+
+
+@dataclass
+class SyncResult:
+    inventory: model.Inventory
+    changed: list[str]   # consumers whose claim was recorded or released
+    problems: list[str]  # what the operator should look at
+
+
+def assign(inventory: model.Inventory,
+           held: Mapping[str, Mapping[str, int]],
+           boot_id: str | None = None) -> SyncResult:
+    """Give each consumer concrete functions matching its allocations.
+
+    ``held`` is ``holdings()``: per region read, how many functions each
+    consumer holds. Functions a consumer already has stay its own (ids,
+    not addresses, so this survives rescans and re-enumeration); missing
+    ones come from the region's free functions, lowest index first.
+    Claims this sync made (source ``placement``) shrink or go when the
+    allocation does, unless the domain is running in this boot: its
+    devices are attached, and giving them away would hand one function to
+    two guests. Claims made by the hook or an operator are never taken
+    away, only topped up. Regions not in ``held`` are left as they are.
+    """
+    region_of = {fid: region.id
+                 for fid, (_c, region, _f) in
+                 inventory.function_index().items()}
+    regions = {r.id: r for c in inventory.cards for r in c.regions}
+    problems: list[str] = []
+    want = {(consumer, rid): n for rid, per in held.items()
+            for consumer, n in per.items() if rid in regions and n > 0}
+
+    new_functions: dict[str, list[str]] = {}
+    for consumer, claim in inventory.claims.items():
+        kept: list[str] = []
+        for fid in claim.functions:
+            rid = region_of.get(fid)
+            mine = sum(1 for k in kept if region_of.get(k) == rid)
+            if rid not in held or mine < want.get((consumer, rid), 0):
+                kept.append(fid)
+            elif claim.source != CLAIM_SOURCE:
+                kept.append(fid)
+                problems.append(
+                    f"{consumer} holds {fid} by a {claim.source} claim but "
+                    f"placement allocates it fewer functions of {rid}")
+            elif claim.is_running(boot_id):
+                kept.append(fid)
+                problems.append(
+                    f"{consumer} is running with {fid} but placement no "
+                    f"longer allocates it; the function is released when "
+                    f"the domain stops")
+        new_functions[consumer] = kept
+
+    taken = {fid for fids in new_functions.values() for fid in fids}
+    for consumer, rid in sorted(want):
+        fids = new_functions.setdefault(consumer, [])
+        need = want[consumer, rid] - sum(
+            1 for f in fids if region_of.get(f) == rid)
+        if need <= 0:
+            continue
+        free = [f.id for f in regions[rid].functions if f.id not in taken]
+        fids.extend(free[:need])
+        taken.update(free[:need])
+        if len(free) < need:
+            problems.append(
+                f"placement allocates {want[consumer, rid]} functions of "
+                f"{rid} to {consumer} but only {len(free)} more are free on "
+                f"the host; check the claims with 'accel-inventory show'")
+
+    # Shrinking claims first frees what growing ones may take.
+    order = sorted(new_functions, key=lambda c: (
+        not set(new_functions[c]) <= set(claims.functions_of(inventory, c)),
+        c))
+    new = inventory
+    changed = []
+    for consumer in order:
+        fids = new_functions[consumer]
+        old = inventory.claims.get(consumer)
+        if old is not None and old.functions == fids:
+            continue
+        if not fids:
+            if old is not None:
+                new = claims.release_claim(new, consumer)
+                changed.append(consumer)
+            continue
+        claim = (dataclasses.replace(old, functions=fids) if old is not None
+                 else model.Claim(consumer=consumer, functions=fids,
+                                  source=CLAIM_SOURCE))
+        new = claims.record_claim(new, claim, boot_id=boot_id)
+        changed.append(consumer)
+    return SyncResult(new, changed, problems)
