@@ -22,12 +22,11 @@ import logging
 from collections.abc import Iterable, Mapping
 from typing import Any, Protocol
 
+from accel_inventory.contract import DEGRADED_TRAIT, numa_node_of
 from nova_accel_weigher import packing
 
 LOG = logging.getLogger(__name__)
 
-DEGRADED_TRAIT = "CUSTOM_ACCEL_DEGRADED"
-NUMA_TRAIT_PREFIX = "CUSTOM_ACCEL_NUMA_"
 MICROVERSION = "1.34"
 # The RequestSpec attribute that carries a request's RequestPlacement. Not
 # a field: nova never serialises, saves or copies it.
@@ -111,15 +110,6 @@ def claimed_amounts(claimed: Iterable[Mapping[str, Any]],
     return amounts
 
 
-def _numa(traits: Iterable[str]) -> int | None:
-    for trait in traits:
-        if trait.startswith(NUMA_TRAIT_PREFIX):
-            suffix = trait[len(NUMA_TRAIT_PREFIX):]
-            if suffix.isdigit():
-                return int(suffix)
-    return None
-
-
 def usage_from_summaries(summaries: Mapping[str, Any],
                          resource_classes: Iterable[str],
                          providers: Iterable[str] | None = None,
@@ -164,7 +154,7 @@ def usage_from_summaries(summaries: Mapping[str, Any],
             degraded = card_degraded[parent] = DEGRADED_TRAIT in (
                 summaries.get(parent, {}).get("traits") or ())
         usage[rp_uuid] = packing.RegionUsage(
-            int(capacity), int(used), parent, _numa(traits),
+            int(capacity), int(used), parent, _numa_node(traits),
             degraded or DEGRADED_TRAIT in traits)
     return usage
 
@@ -209,3 +199,11 @@ class PlacementUsage:
                         "and placement's health.", exc)
             return None
         return usage_from_summaries(summaries, resource_classes)
+
+
+def _numa_node(traits: Iterable[str]) -> int | None:
+    for trait in traits:
+        node = numa_node_of(trait)
+        if node is not None:
+            return node
+    return None

@@ -12,6 +12,7 @@ from nova.scheduler import filters as nova_filters
 from nova.scheduler import weights as nova_weights
 from nova.tests.unit.scheduler import fakes
 
+from accel_inventory import contract
 from nova_accel_weigher import filters, packing, usage, weighers
 
 sys.path.insert(0, str(pathlib.Path(__file__).parents[2] / "fuzz"))
@@ -49,14 +50,14 @@ def summaries_of(regions, root="root", degraded_cards=()):
         out[r.card] = {
             "resources": {}, "parent_provider_uuid": root,
             "root_provider_uuid": root,
-            "traits": [usage.DEGRADED_TRAIT] if r.card in degraded_cards
+            "traits": [contract.DEGRADED_TRAIT] if r.card in degraded_cards
             else []}
     for rp, r in regions.items():
         traits = ["CUSTOM_ACCEL_REGION"]
         if r.degraded:
-            traits.append(usage.DEGRADED_TRAIT)
+            traits.append(contract.DEGRADED_TRAIT)
         if r.numa_node is not None:
-            traits.append(f"{usage.NUMA_TRAIT_PREFIX}{r.numa_node}")
+            traits.append(contract.numa_trait(r.numa_node))
         out[rp] = {"resources": {RC: {"capacity": r.capacity,
                                       "used": r.used}},
                    "traits": traits, "parent_provider_uuid": r.card,
