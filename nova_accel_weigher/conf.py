@@ -50,8 +50,10 @@ accel_packing_opts = [
                       "by the metadata key accel_packing_weight_multiplier."),
     cfg.FloatOpt("usage_timeout", default=2.0, min=0.1,
                  help="Seconds the filter waits for placement's answer to "
-                      "its one usage call per scheduling request. Past it "
-                      "the filter keeps placement's order and logs once."),
+                      "its own usage call, which it makes only when a "
+                      "request carries no provider summaries of nova's "
+                      "(see the scheduling guide). Past it the filter "
+                      "keeps placement's order and logs once."),
 ]
 
 
