@@ -131,14 +131,8 @@ def main(argv=None, stdin=None, stdout=None, stderr=None) -> int:
     config = config_file()
     if (op, subop) == ("started", "begin"):
         return trigger.on_started(xml, config)
-    # A Nova domain whose flavor asks for our classes is checked at its
-    # start too: the functions the sync assigned it must still be on the
-    # host. Any other domain costs one search of its XML.
-    if not needs_full_path(op, subop, xml, config) and not (
-            ((op, subop) == ("release", "end")
-             or (op, subop) == ("prepare", "begin")
-             and trigger.ACCEL_REQUEST.search(xml))
-            and trigger.assigned_consumer(xml, config)):
+    if not needs_full_path(op, subop, xml, config) and \
+            not trigger.holds_assignment(op, subop, xml, config):
         return 0
     from libvirt_hooks import decide
     return decide.run(name, op, subop, xml, config,

@@ -16,6 +16,7 @@ recorded with its reason and the domain is left as it was)."""
 
 import io
 import os
+import shutil
 import subprocess
 import sys
 import threading
@@ -295,7 +296,7 @@ def unmake_vfs(host, fid):
         vf_dir = os.path.realpath(os.path.join(pf_dir, link))
         os.unlink(os.path.join(host["root"], "bus", "pci", "devices",
                                os.path.basename(vf_dir)))
-        subprocess.run(["rm", "-r", vf_dir], check=True)
+        shutil.rmtree(vf_dir)
         os.unlink(os.path.join(pf_dir, link))
     scanned = sysfs.scan_cards(host["root"],
                                profiles=profiles.load_profiles(None))
