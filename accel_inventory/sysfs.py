@@ -267,7 +267,7 @@ def _pci_card(reader: _Reader, group: list[_Pci],
     profile = profiles_mod.match(profiles, first.vendor, first.device)
     rc = (profile.resource_class if profile else
           contract.default_resource_class("pci", first.vendor,
-                                              first.device))
+                                          first.device))
     regions = []
     for pf in group:
         addresses = _vfs(reader, pf)
@@ -323,7 +323,7 @@ def _mdev_card(reader: _Reader, dev: _Pci,
     addresses = existing + [None] * max(available, 0)
     rc = (profile.resource_class if profile else
           contract.default_resource_class("mdev", dev.vendor,
-                                              dev.device))
+                                          dev.device))
     region = model.Region(
         id=model.region_id(card_id, 0), index=0, resource_class=rc,
         address=dev.bdf,
