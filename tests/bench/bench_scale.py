@@ -65,6 +65,10 @@ import sys  # noqa: E402
 import threading  # noqa: E402
 import time  # noqa: E402
 
+# bench_scheduler loads nova's unit test package, which sets up eventlet's
+# patching: it must be the first of nova's modules to load.
+from tests.bench import bench_scheduler as sched  # noqa: E402
+from tests.integration.placement import pg_placement  # noqa: E402
 from nova import context as nova_context  # noqa: E402
 from nova import objects  # noqa: E402
 from nova.scheduler import filters as nova_filters  # noqa: E402
@@ -73,8 +77,6 @@ from nova.scheduler import weights as nova_weights  # noqa: E402
 from nova.scheduler.client import report  # noqa: E402
 
 from nova_accel_weigher import filters, usage, weighers  # noqa: E402
-from tests.bench import bench_scheduler as sched  # noqa: E402
-from tests.integration.placement import pg_placement  # noqa: E402
 
 RC = sched.RC
 SIZE = sched.FUNCTIONS
