@@ -19,26 +19,22 @@ check the libvirt hook pays at every start), ``load(validate=True)``,
 processes that import the cache module and load once, against
 ``python -c pass``.
 
-Run: ``python tests/bench/bench_cache.py``.
+Run: ``python -m tests.bench.bench_cache``.
 """
 
 from __future__ import annotations
 
 import os
-import pathlib
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
 
-HERE = pathlib.Path(__file__).resolve().parent
-sys.path.insert(0, str(HERE.parent / "unit" / "inventory"))
-
-from accel_inventory import cache  # noqa: E402
-from accel_inventory import claims  # noqa: E402
-from accel_inventory import model  # noqa: E402
-from cache_helpers import make_inventory  # noqa: E402
+from accel_inventory import cache
+from accel_inventory import claims
+from accel_inventory import model
+from tests.common.cache_helpers import make_inventory
 
 CARDS, REGIONS, FUNCTIONS = 25, 4, 5  # 500 functions
 CLAIMED = 100

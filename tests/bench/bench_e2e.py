@@ -18,7 +18,7 @@ the real libvirt driver on the real libvirtd, as ``tox -e e2e`` does (so
 as root, and it installs and starts what the e2e tests do), then prints
 medians. Measures and reports; asserts nothing about time.
 
-    python tests/bench/bench_e2e.py [--runs N]
+    python -m tests.bench.bench_e2e [--runs N]
 """
 
 import argparse

@@ -21,7 +21,7 @@ an allocation read with 8 regions allocated. Against placement over HTTP
 on a real PostgreSQL server (installed and started like the integration
 tests do) and against placement in-process on SQLite.
 
-Run: ``python tests/bench/bench_publish.py`` (as root on a fresh machine:
+Run: ``python -m tests.bench.bench_publish`` (as root on a fresh machine:
 it may apt-get install PostgreSQL).
 """
 
@@ -34,15 +34,11 @@ import tempfile
 import time
 import uuid
 
-HERE = pathlib.Path(__file__).resolve().parent
-sys.path.insert(0, str(HERE.parent / "integration" / "placement"))
-sys.path.insert(0, str(HERE.parent / "unit" / "placement"))
-
-from accel_inventory import conf as inventory_conf  # noqa: E402
-from accel_inventory import model  # noqa: E402
-from accel_inventory import placement  # noqa: E402
-from accel_inventory import provider_tree  # noqa: E402
-from placement_builders import make_card  # noqa: E402
+from accel_inventory import conf as inventory_conf
+from accel_inventory import model
+from accel_inventory import placement
+from accel_inventory import provider_tree
+from tests.common.placement_builders import make_card
 
 CARDS, REGIONS, FUNCTIONS = 16, 4, 4
 ALLOCATED = 8
@@ -132,7 +128,7 @@ def measure(label: str, endpoint: str, tmp: str) -> list[str]:
 
 
 def main() -> int:
-    import pg_placement
+    from tests.integration.placement import pg_placement
     from placement.tests.functional.fixtures import placement as fx
 
     out = []

@@ -44,7 +44,7 @@ here is one process serving one request at a time (wsgiref, as the
 integration tests run it), so concurrent requests queue there alike for
 stock and ours.
 
-Run: ``python tests/bench/bench_scale.py [--hosts 500 2000 10000]
+Run: ``python -m tests.bench.bench_scale [--hosts 500 2000 10000]
 [--repeat 3] [--json out.json] [--plot out.png]`` (root, or PostgreSQL
 installed), or ``tox -e bench-scale`` for N = 500, 2,000 and 10,000.
 """
@@ -65,12 +65,10 @@ import sys  # noqa: E402
 import threading  # noqa: E402
 import time  # noqa: E402
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-sys.path.insert(0, HERE)
-sys.path.insert(0, os.path.join(HERE, os.pardir, "integration", "placement"))
-
-import bench_scheduler as sched  # noqa: E402
-import pg_placement  # noqa: E402
+# bench_scheduler loads nova's unit test package, which sets up eventlet's
+# patching: it must be the first of nova's modules to load.
+from tests.bench import bench_scheduler as sched  # noqa: E402
+from tests.integration.placement import pg_placement  # noqa: E402
 from nova import context as nova_context  # noqa: E402
 from nova import objects  # noqa: E402
 from nova.scheduler import filters as nova_filters  # noqa: E402

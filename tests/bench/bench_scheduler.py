@@ -31,7 +31,7 @@ Measures, and prints (never asserts):
   memory) holding the same 1,000 hosts x 8 regions, half of the regions
   partly used.
 
-Run: ``python tests/bench/bench_scheduler.py [--hosts N] [--repeat N]``.
+Run: ``python -m tests.bench.bench_scheduler [--hosts N] [--repeat N]``.
 """
 
 from __future__ import annotations

@@ -20,7 +20,7 @@ which loads the cluster to about half; then, on a cluster small enough for the
 full scan, the time of the same run with the host index and with a look
 at every host for every request, and whether both gave the same result.
 
-Run: ``python tests/bench/bench_sim.py [--hosts N] [--requests N]
+Run: ``python -m tests.bench.bench_sim [--hosts N] [--requests N]
 [--rates 1,700] [--policies a,b]``. The default policies are those the
 host index serves; the scanned ones (``stock-nova``, ``fgd``,
 ``paper-best-fit``) look at every host for every request, hours here.

@@ -28,7 +28,7 @@ import shutil
 import statistics
 import time
 
-from test_node_lifecycle import NodeServerBase
+from tests.e2e.e2e_base import NodeServerBase
 
 RUNS = int(os.environ.get("NOVA_ACCEL_BENCH_RUNS", "5"))
 OUT = os.environ.get("NOVA_ACCEL_BENCH_OUT")
@@ -56,7 +56,7 @@ class BenchLoop(NodeServerBase):
         report("active_to_attached", seconds)
 
     def test_boot_with_and_without_the_hook(self):
-        import conftest
+        from tests.e2e import conftest
 
         hook = conftest.libvirt_it.HOOK_PATH
         aside = os.path.join(str(self.state), "hook-aside")

@@ -37,7 +37,6 @@ import pytest
 HERE = os.path.dirname(os.path.abspath(__file__))
 TESTS = os.path.dirname(HERE)
 # The nova test base (tests/functional) and the scheduler's test base.
-sys.path.insert(0, os.path.join(TESTS, "functional"))
 
 
 def _load(name, path):

@@ -38,10 +38,10 @@ from lxml import etree
 from nova import context as nova_context
 from nova import objects
 from nova.tests import fixtures as nova_fixtures
-from test_scheduler_packing import SchedulerTestBase
 
 from accel_inventory import agent, cache, identity, profiles, sample, sysfs
-from libvirt_hooks import bridge
+from libvirt_hooks import bridge, hostview
+from tests.common.scheduler_base import SchedulerTestBase
 
 URI = "qemu:///system"
 HOST = "compute1"
@@ -303,3 +303,65 @@ class _OwnLoops:
         import eventlet
 
         return eventlet.spawn(func, *args, **kwargs)
+
+
+class NodeServerBase(LibvirtE2ETestCase):
+
+    def setUp(self):
+        super().setUp()
+        self.node_flavor = self.accel_flavor("node", {
+            f"resources1:{NODE_CLASS}": "1"})
+
+    def boot_node_server(self):
+        """A server holding a node, once its interface is attached; the
+        seconds from ACTIVE to attached."""
+        server = self.boot(self.node_flavor)
+        active = time.time()
+        # The sync's round, as the agent's interval runs it after nova
+        # started the domain (the worker waits for it).
+        self.agent_round()
+        self.assert_node_attached(server, active)
+        return server, self.claim(server).attach["at"] - active
+
+    def boot_node_and_fpga_servers(self, functions):
+        """A node server (attached) and a server holding ``functions`` FPGA
+        functions, once the worker has recorded its attach (the plug itself
+        fails here for want of VFIO)."""
+        node_server, _ = self.boot_node_server()
+        fpga = self.boot(self.accel_flavor(f"fpga-{functions}", {
+            f"resources1:{FPGA_CLASS}": str(functions)}))
+        self.agent_round()
+        self.attach_record(fpga, 0)
+        return node_server, fpga
+
+    def node_of(self, server):
+        """The node function ``server`` holds and its host-side interface
+        now."""
+        [fid] = self.claim(server).functions
+        address = cache.load(self.cache_path).function_index()[fid][2].address
+        return fid, hostview.node_interface(self.fs.root, address)
+
+    def assert_node_attached(self, server, since, also_held_by=()):
+        """After the worker's record newer than ``since``: the running
+        domain has one interface on the node's bridge, the bridge holds
+        the node's interface and that domain's tap only, the persistent
+        definition has none; the cache has claims and markers of this
+        server (and of the consumers ``also_held_by``) only."""
+        record = self.attach_record(server, since)
+        fid, iface = self.node_of(server)
+        assert record.attach["devices"][fid]["state"] in (
+            "attached", "present"), record.attach
+        assert record.running
+        name = node_bridge(fid)
+        live = self.dumpxml(server)
+        assert bridges_of(live) == [name]
+        [tap] = [t.get("dev") for t in live.iterfind(
+            f"devices/interface/source[@bridge='{name}']/../target")]
+        assert bridge_members(name) == sorted([iface, tap])
+        assert os.path.basename(os.path.realpath(
+            f"/sys/class/net/{iface}/master")) == name
+        assert bridges_of(self.dumpxml(server, inactive=True)) == []
+        consumers = sorted([server["id"], *also_held_by])
+        assert sorted(cache.load(self.cache_path).claims) == consumers
+        assert sorted(os.listdir(
+            cache.markers_path(self.cache_path))) == consumers

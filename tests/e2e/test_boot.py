@@ -12,7 +12,7 @@
 
 """A server without accelerators through nova's real libvirt driver."""
 
-from e2e_base import LibvirtE2ETestCase
+from tests.e2e.e2e_base import LibvirtE2ETestCase
 
 
 class TestBoot(LibvirtE2ETestCase):

@@ -16,8 +16,8 @@ bridge goes too."""
 
 import os
 
-from e2e_base import bridge_members, node_bridge
-from test_node_lifecycle import NodeServerBase
+from tests.e2e.e2e_base import bridge_members, node_bridge
+from tests.e2e.e2e_base import NodeServerBase
 
 from accel_inventory import cache
 

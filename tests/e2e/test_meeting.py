@@ -16,7 +16,7 @@ two whole regions gets the other two; all four run."""
 
 import time
 
-from e2e_base import FPGA_CLASS, REGION_SIZE, LibvirtE2ETestCase
+from tests.e2e.e2e_base import FPGA_CLASS, REGION_SIZE, LibvirtE2ETestCase
 
 from accel_inventory import cache
 from accel_inventory import claim_sync, provider_tree

@@ -22,9 +22,9 @@ import shutil
 import subprocess
 import time
 
-from e2e_base import NODE_BDFS, NODE_IFACES
-from e2e_base import VCA_SERIAL, ip, node_bridge, wait_for
-from test_node_lifecycle import NodeServerBase
+from tests.e2e.e2e_base import NODE_BDFS, NODE_IFACES
+from tests.e2e.e2e_base import VCA_SERIAL, ip, node_bridge, wait_for
+from tests.e2e.e2e_base import NodeServerBase
 
 from nova import context as nova_context
 from nova import objects

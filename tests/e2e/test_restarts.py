@@ -15,8 +15,8 @@
 nova-compute restarts: every domain survives with the same qemu, and
 nothing is attached a second time."""
 
-from e2e_base import bridge_members, bridges_of, node_bridge
-from test_node_lifecycle import NodeServerBase
+from tests.e2e.e2e_base import bridge_members, bridges_of, node_bridge
+from tests.e2e.e2e_base import NodeServerBase
 
 from accel_inventory import cache
 

@@ -18,7 +18,7 @@ go when the server is deleted."""
 import os
 
 import fixtures
-from nova_base import NovaAccelTestCase
+from tests.common.nova_base import NovaAccelTestCase
 from nova.virt.libvirt import config as libvirt_config
 
 from accel_inventory import agent, cache, identity, profiles

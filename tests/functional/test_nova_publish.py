@@ -20,11 +20,9 @@ providers, and the allocation sync records it in the cache.
 """
 
 import os
-import pathlib
-import sys
 
 import fixtures
-from nova_base import NovaAccelTestCase
+from tests.common.nova_base import NovaAccelTestCase
 
 from accel_inventory import agent
 from accel_inventory import cache
@@ -32,9 +30,7 @@ from accel_inventory import claims
 from accel_inventory import model
 from accel_inventory import provider_tree
 
-sys.path.insert(0, str(pathlib.Path(__file__).parents[1] / "unit"
-                       / "placement"))
-from placement_builders import make_card  # noqa: E402
+from tests.common.placement_builders import make_card
 
 HOST = "compute1"
 

@@ -42,12 +42,10 @@ from placement import deploy
 from placement.tests.functional.fixtures import placement as placement_fx
 
 from accel_inventory import agent, cache, claims, model, placement
-from test_placement_publish import Host, card_uuid, region_uuid
+from tests.common.placement_builders import make_card, make_inventory
+from tests.common.placement_host import Host, card_uuid, region_uuid
 
-sys.path.insert(0, str(pathlib.Path(__file__).parents[1] / "unit"
-                       / "placement"))
-from placement_builders import make_card, make_inventory  # noqa: E402
-
+ROOT = pathlib.Path(__file__).resolve().parents[2]
 TIMEOUT = 0.5          # what the clients wait for one answer ([placement])
 HANG = TIMEOUT + 0.2   # how long a hung answer takes
 ADMIN = {"X-Auth-Token": "admin", "Content-Type": "application/json",
@@ -208,9 +206,11 @@ class FaultyPlacement:
     thread would starve the client that waits for it."""
 
     def __init__(self):
+        # This module as the child's main, imported from the checkout
+        # where ``tests`` is a package.
         self.proc = subprocess.Popen(
-            [sys.executable, __file__], stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE, text=True)
+            [sys.executable, "-m", __name__], cwd=ROOT,
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
         line = self.proc.stdout.readline()
         if not line.startswith("PORT "):
             self.proc.kill()

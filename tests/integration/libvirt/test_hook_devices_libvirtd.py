@@ -34,7 +34,7 @@ from lxml import etree
 from accel_inventory import cache, identity, inventory, profiles
 from accel_inventory import sysfs as scanner
 from libvirt_hooks import bridge, xmlgen
-from test_hook_libvirtd import domain_xml
+from tests.common.libvirtd import domain_xml
 
 SCHEMA = "/usr/share/libvirt/schemas/domain.rng"
 NODE_BDF = "0000:5f:00.0"

@@ -13,32 +13,16 @@
 """The installed hook under a real libvirtd."""
 
 import os
-import uuid
 
 import libvirt
 import pytest
-from lxml import etree
 
 from accel_inventory import cache, model
 from libvirt_hooks import xmlgen
+from tests.common.libvirtd import domain_xml
 
 FPGA = ("1172", "5000")
 STALE_BDF = "0000:3b:00.1"
-
-
-def domain_xml(name, *devices):
-    dom = etree.Element("domain", type="qemu")
-    etree.SubElement(dom, "name").text = name
-    etree.SubElement(dom, "uuid").text = str(uuid.uuid4())
-    etree.SubElement(dom, "memory", unit="MiB").text = "64"
-    os_ = etree.SubElement(dom, "os")
-    etree.SubElement(os_, "type", arch="x86_64", machine="pc").text = "hvm"
-    devs = etree.SubElement(dom, "devices")
-    etree.SubElement(devs, "graphics", type="vnc", port="-1",
-                     listen="127.0.0.1")
-    for device in devices:
-        devs.append(device)
-    return etree.tostring(dom, encoding="unicode")
 
 
 def write_host(state, vendor_product):

@@ -17,17 +17,11 @@ both torn down at the end); each test gets its own compute node provider
 and cache, so tests do not see each other's providers.
 """
 
-import pathlib
-import sys
 import uuid
 
 import pytest
 
-HERE = pathlib.Path(__file__).parent
-sys.path.insert(0, str(HERE))
-sys.path.insert(0, str(HERE.parents[1] / "unit" / "placement"))
-
-import pg_placement  # noqa: E402
+from tests.integration.placement import pg_placement
 
 
 @pytest.fixture(scope="session")

@@ -29,7 +29,7 @@ from accel_inventory import conf as inventory_conf
 from accel_inventory import model
 from accel_inventory import monitor
 from accel_inventory import provider_tree
-from placement_builders import make_card
+from tests.common.placement_builders import make_card
 
 RC = "CUSTOM_ACCEL_PCI_1172_5052"
 HEADERS = {"x-auth-token": "admin",

@@ -25,10 +25,10 @@ import pytest
 
 from accel_inventory.cache import good_copy_path
 from libvirt_hooks import attach, cli, hook, xmlgen
-import test_hook
-from test_hook import domain_xml
+from tests.common import hooks
+from tests.common.hooks import domain_xml
 
-host = test_hook.host
+host = hooks.host
 HOSTDEV = domain_xml(xmlgen.pci_hostdev("0000:3b:00.1"))
 
 
@@ -118,12 +118,12 @@ def test_hook_refuses_an_accelerator_domain_in_one_line(cached, monkeypatch,
                                                         env, says):
     for variable, value in env.items():
         monkeypatch.setenv(variable, fill(value, cached))
-    rc, out, err = test_hook.call(HOSTDEV)
+    rc, out, err = hooks.call(HOSTDEV)
     assert rc == hook.EXIT_REFUSED and out == ""
     assert err.count("\n") == 1 and fill(says, cached) in err, err
     assert unchanged(cached)
     # A domain without accelerators is never held up by it.
-    assert test_hook.call(domain_xml())[0] == 0
+    assert hooks.call(domain_xml())[0] == 0
 
 
 def run_domain(*argv):

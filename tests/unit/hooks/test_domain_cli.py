@@ -21,13 +21,14 @@ from lxml import etree
 
 from accel_inventory import cache, claims, model
 from libvirt_hooks import bridge, cli, xmlgen
-import test_attach
-from test_attach import NODE0, STICK, TEST_URI, assign, domain_bytes
+from tests.common import attach_host
+from tests.common.attach_host import NODE0, STICK, TEST_URI
+from tests.common.attach_host import assign, domain_bytes
 
 # The fixtures of the attach tests: the sample host cached, and the test
 # driver's host.
-host = test_attach.host
-conn = test_attach.conn
+host = attach_host.host
+conn = attach_host.conn
 
 MOVED_CARD = "dsn-00000000000000aa"
 MOVED_FUNCTION = f"{MOVED_CARD}/r0/f0"

@@ -21,7 +21,6 @@ code in-process. All of them write the cache under its lock.
 
 import io
 import os
-import pathlib
 import subprocess
 import sys
 import threading
@@ -29,15 +28,15 @@ import uuid
 
 from accel_inventory import agent, cache, claims, cli, placement, sample
 from libvirt_hooks import xmlgen
-from test_hook import domain_xml
-
-sys.path.insert(0, str(pathlib.Path(__file__).parents[2] / "functional"))
-from test_placement_publish import host  # noqa: E402,F401 (fixture)
-from test_placement_publish import region_uuid  # noqa: E402
+from tests.common import placement_host
+from tests.common.hooks import domain_xml
+from tests.common.placement_host import region_uuid
 
 DOMAINS = 20
 FPGA = sample.SAMPLE_FPGA
 BIN = os.path.dirname(sys.executable)
+
+host = placement_host.host
 
 
 def card_bdf(i):
@@ -77,8 +76,7 @@ def start_hook(config_file, i):
     return proc
 
 
-def test_hooks_scan_and_publish_at_once_lose_no_claim(
-        host, tmp_path):  # noqa: F811 (the fixture imported above)
+def test_hooks_scan_and_publish_at_once_lose_no_claim(host, tmp_path):
     inv = build_host(host, tmp_path)
     sriov = next(c for c in inv.cards if c.address == "0000:60:00.0")
     publisher = host.publisher()

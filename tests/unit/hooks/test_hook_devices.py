@@ -31,7 +31,7 @@ from accel_inventory import profiles, sample
 from accel_inventory import sysfs as scanner
 from accel_inventory.sample import FakeSysfs
 from libvirt_hooks import bridge, hook, xmlgen
-from test_hook import DOMAIN_UUID, OTHER_UUID, call, domain_xml
+from tests.common.hooks import DOMAIN_UUID, OTHER_UUID, call, domain_xml
 
 NCS2 = ("03e7", "2485")
 BOOTED = ("03e7", "f63b")  # the same stick once its firmware is loaded

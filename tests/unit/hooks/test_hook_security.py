@@ -27,7 +27,7 @@ import pytest
 
 from accel_inventory import cache, model
 from libvirt_hooks import bridge, hook, hostview, mdev, trust, xmlgen
-from test_hook import DOMAIN_UUID, FPGA, add_pci, card, domain_xml
+from tests.common.hooks import DOMAIN_UUID, FPGA, add_pci, card, domain_xml
 
 PACKAGES = [pathlib.Path(__file__).parents[3] / name for name in
             ("accel_inventory", "libvirt_hooks", "nova_accel_weigher")]

@@ -19,7 +19,7 @@ import os
 import subprocess
 import sys
 
-from test_hook import domain_xml
+from tests.common.hooks import domain_xml
 from libvirt_hooks import xmlgen
 
 CONFTEST = os.path.join(

@@ -26,9 +26,9 @@ import pytest
 from accel_inventory import cache
 from accel_inventory import claims
 from accel_inventory import model
-from cache_helpers import assert_valid_cache
-from cache_helpers import every_cache_is_valid  # noqa: F401 (autouse)
-from cache_helpers import make_inventory
+from tests.common.cache_helpers import assert_valid_cache
+from tests.common.cache_helpers import every_cache_is_valid  # noqa: F401 (autouse)
+from tests.common.cache_helpers import make_inventory
 
 FORK = multiprocessing.get_context("fork")
 
@@ -390,36 +390,6 @@ def test_update_that_fails_changes_nothing(path):
     with pytest.raises(TypeError, match="not an Inventory"):
         cache.update(path, lambda inv: None)
     assert cache.load(path) == make_inventory()
-
-
-def _claim_many(path, worker, count, fids):
-    for j in range(count):
-        fid = fids[worker * count + j]
-        cache.update(path, lambda inv, fid=fid, j=j: claims.record_claim(
-            inv, model.Claim(consumer=f"vm-{worker}-{j}", functions=[fid],
-                             source="hook")), timeout=120)
-
-
-def test_concurrent_writers_lose_no_claim(path):
-    workers, count = 8, 50
-    inv = make_inventory(cards=10, regions=5, functions=8)
-    fids = sorted(inv.function_index())
-    assert len(fids) == workers * count
-    cache.save(path, inv)
-    procs = [FORK.Process(target=_claim_many, args=(path, w, count, fids))
-             for w in range(workers)]
-    for p in procs:
-        p.start()
-    for p in procs:
-        p.join(300)
-    assert [p.exitcode for p in procs] == [0] * workers
-    final = cache.load(path, validate=True)
-    assert len(final.claims) == workers * count
-    for w in range(workers):
-        for j in range(count):
-            assert claims.functions_of(final, f"vm-{w}-{j}") == [
-                fids[w * count + j]]
-    assert claims.inconsistencies(final) == []
 
 
 def _claim_until_killed(path, prefix, fids, report):

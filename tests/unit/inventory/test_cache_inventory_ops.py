@@ -17,7 +17,7 @@ import pytest
 from accel_inventory import claims
 from accel_inventory import inventory
 from accel_inventory import model
-from cache_helpers import make_inventory
+from tests.common.cache_helpers import make_inventory
 
 CARD = "dsn-0000000000000001"
 

@@ -16,7 +16,7 @@ import pytest
 
 from accel_inventory import claims
 from accel_inventory import model
-from cache_helpers import make_inventory
+from tests.common.cache_helpers import make_inventory
 
 F0 = "dsn-0000000000000000/r0/f0"
 F1 = "dsn-0000000000000000/r0/f1"

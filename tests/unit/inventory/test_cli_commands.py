@@ -22,8 +22,8 @@ from accel_inventory import claims
 from accel_inventory import cli
 from accel_inventory import inventory
 from accel_inventory import model
-from cache_helpers import every_cache_is_valid  # noqa: F401 (autouse)
-from cache_helpers import make_inventory
+from tests.common.cache_helpers import every_cache_is_valid  # noqa: F401 (autouse)
+from tests.common.cache_helpers import make_inventory
 
 F0 = "dsn-0000000000000000/r0/f0"
 F1 = "dsn-0000000000000000/r0/f1"

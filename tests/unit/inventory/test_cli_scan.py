@@ -20,8 +20,8 @@ from accel_inventory import claims
 from accel_inventory import cli
 from accel_inventory import model
 from accel_inventory import sample
-from cache_helpers import assert_valid_cache
-from cache_helpers import every_cache_is_valid  # noqa: F401 (autouse)
+from tests.common.cache_helpers import assert_valid_cache
+from tests.common.cache_helpers import every_cache_is_valid  # noqa: F401 (autouse)
 
 DSN = 0x0011223344556677
 CARD = f"dsn-{DSN:016x}"

@@ -15,8 +15,6 @@ removals: each instance keeps its id, and its claim, for as long as it
 exists. Each step changes a FakeSysfs GPU the way writing ``create`` or
 ``remove`` does, then runs the real scan, reconcile and keep_claims."""
 
-import pathlib
-import sys
 import tempfile
 
 from hypothesis import given
@@ -25,8 +23,7 @@ from hypothesis import strategies as st
 from accel_inventory import claims, identity, inventory, model, profiles
 from accel_inventory import sample, sysfs
 
-sys.path.insert(0, str(pathlib.Path(__file__).parents[2] / "fuzz"))
-from hypothesis_profiles import examples  # noqa: E402
+from tests.common.hypothesis_profiles import examples
 
 PROFILES = profiles.load_profiles()
 GPU_BDF = "0000:86:00.0"

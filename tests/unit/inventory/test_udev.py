@@ -16,7 +16,7 @@ live /sys, and the scanner's use of them for USB serials."""
 import logging
 import os
 
-from pyusb_backend import FakeBackend, FakeUsbDevice
+from tests.common.pyusb_backend import FakeBackend, FakeUsbDevice
 
 from accel_inventory import conf as conf_mod
 from accel_inventory import identity, inventory, profiles, sample, sysfs

@@ -18,11 +18,11 @@ import logging
 
 import usb.util
 
-from pyusb_backend import (DESC_STRING, GET_DESCRIPTOR, LANGID_EN_US,
-                           FakeBackend, FakeUsbDevice)
-
 from accel_inventory import identity, model, profiles, sample, sysfs
 from accel_inventory import usb as accel_usb
+from tests.common.pyusb_backend import (DESC_STRING, GET_DESCRIPTOR,
+                                        LANGID_EN_US, FakeBackend,
+                                        FakeUsbDevice)
 
 PROFILES = profiles.load_profiles()
 

@@ -19,8 +19,8 @@ import pytest
 from accel_inventory import claims
 from accel_inventory import model
 from accel_inventory import claim_sync, provider_tree
-from placement_builders import HOST
-from placement_builders import make_inventory
+from tests.common.placement_builders import HOST
+from tests.common.placement_builders import make_inventory
 
 A = "aaaaaaaa-0000-4000-8000-000000000001"
 B = "bbbbbbbb-0000-4000-8000-000000000002"

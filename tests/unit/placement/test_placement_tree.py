@@ -20,10 +20,10 @@ import pytest
 from accel_inventory import model
 from accel_inventory import placement
 from accel_inventory import provider_tree
-from placement_builders import HOST
-from placement_builders import ROOT
-from placement_builders import make_card
-from placement_builders import make_inventory
+from tests.common.placement_builders import HOST
+from tests.common.placement_builders import ROOT
+from tests.common.placement_builders import make_card
+from tests.common.placement_builders import make_inventory
 
 
 @pytest.fixture

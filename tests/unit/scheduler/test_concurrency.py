@@ -31,8 +31,7 @@ from nova.scheduler import weights as nova_weights
 from nova.tests.unit.scheduler import fakes
 
 from nova_accel_weigher import filters, packing, usage, weighers
-
-from test_filter_weigher import summaries_of
+from tests.common.scheduler import summaries_of
 
 RC = "CUSTOM_ACCEL_FPGA"
 HOSTS = 40

@@ -12,25 +12,19 @@
 
 """The filter and the weigher through nova's real handlers."""
 
-import pathlib
-import sys
 import uuid
 
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 from nova import objects
-from nova.scheduler import filters as nova_filters
 from nova.scheduler import weights as nova_weights
-from nova.tests.unit.scheduler import fakes
 
-from accel_inventory import contract
 from nova_accel_weigher import filters, packing, usage, weighers
 
-sys.path.insert(0, str(pathlib.Path(__file__).parents[2] / "fuzz"))
-from hypothesis_profiles import examples  # noqa: E402
-
-RC = "CUSTOM_ACCEL_FPGA"
+from tests.common.hypothesis_profiles import examples
+from tests.common.scheduler import RC, candidate, host, run_filter
+from tests.common.scheduler import summaries_of
 
 objects.register_all()
 
@@ -47,43 +41,6 @@ class MemoryUsage:
         return self.regions
 
 
-def candidate(*regions, amount=1):
-    return {"allocations": {r: {"resources": {RC: amount}} for r in regions},
-            "mappings": {"1": list(regions)}}
-
-
-def summaries_of(regions, root="root", degraded_cards=()):
-    """Placement's provider_summaries for one tree: a root, the cards named
-    by ``regions``' RegionUsage.card under it, the regions under those."""
-    out = {root: {"resources": {"VCPU": {"capacity": 16, "used": 2}},
-                  "traits": [], "parent_provider_uuid": None,
-                  "root_provider_uuid": root}}
-    for r in regions.values():
-        out[r.card] = {
-            "resources": {}, "parent_provider_uuid": root,
-            "root_provider_uuid": root,
-            "traits": [contract.DEGRADED_TRAIT] if r.card in degraded_cards
-            else []}
-    for rp, r in regions.items():
-        traits = ["CUSTOM_ACCEL_REGION"]
-        if r.degraded:
-            traits.append(contract.DEGRADED_TRAIT)
-        if r.numa_node is not None:
-            traits.append(contract.numa_trait(r.numa_node))
-        out[rp] = {"resources": {RC: {"capacity": r.capacity,
-                                      "used": r.used}},
-                   "traits": traits, "parent_provider_uuid": r.card,
-                   "root_provider_uuid": root}
-    return out
-
-
-
-def host(name, candidates):
-    return fakes.FakeHostState(name, name, {
-        "allocation_candidates": list(candidates),
-        "aggregates": []})
-
-
 @pytest.fixture
 def region_usage():
     return {f"r{i}": packing.RegionUsage(4, 0, "card1") for i in (1, 2, 3)}
@@ -98,15 +55,6 @@ def accel_filter(region_usage):
 
 def spec():
     return objects.RequestSpec(instance_uuid=str(uuid.uuid4()))
-
-
-def run_filter(accel_filter, hosts, spec_obj):
-    handler = nova_filters.HostFilterHandler()
-    # nova's handler instantiates classes; give it ours, bound to usage.
-    accel_filter_class = type("BoundFilter", (filters.AccelTopologyFilter,),
-                              {"usage_source": accel_filter.usage_source})
-    return list(handler.get_filtered_objects([accel_filter_class()], hosts,
-                                             spec_obj))
 
 
 def claim(region_usage, chosen):

@@ -25,7 +25,8 @@ from nova.scheduler import utils as scheduler_utils
 
 from nova_accel_weigher import filters, packing, usage
 
-from test_filter_weigher import candidate, host, run_filter, summaries_of
+from tests.common.scheduler import candidate, host, run_filter
+from tests.common.scheduler import summaries_of
 
 RC = "CUSTOM_ACCEL_FPGA"
 

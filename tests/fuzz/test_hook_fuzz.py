@@ -32,10 +32,9 @@ from lxml import etree
 
 from accel_inventory import cache, claims, model
 from libvirt_hooks import hook, xmlgen
-from test_hook import FPGA, add_pci, card, domain_xml
+from tests.common.hooks import FPGA, add_pci, card, domain_xml
 
-sys.path.insert(0, str(pathlib.Path(__file__).parents[2] / "fuzz"))
-from hypothesis_profiles import examples  # noqa: E402
+from tests.common.hypothesis_profiles import examples
 
 FULL_PATH_OPS = sorted(hook.FULL_PATH_OPS)
 BDFS = ["0000:3b:00.0", "0000:3b:00.1", "0000:5e:00.0"]

@@ -21,8 +21,6 @@ cache document. The DSN and VPD parsers get arbitrary bytes directly.
 """
 
 import os
-import pathlib
-import sys
 
 import pytest
 from hypothesis import given
@@ -31,8 +29,7 @@ from hypothesis import strategies as st
 from accel_inventory import cache, identity, inventory, profiles, sample
 from accel_inventory import sysfs
 
-sys.path.insert(0, str(pathlib.Path(__file__).parents[2] / "fuzz"))
-from hypothesis_profiles import examples  # noqa: E402
+from tests.common.hypothesis_profiles import examples
 
 PROFILES = profiles.load_profiles()
 # Written by the kernel as numbers; anything else in them is garbage.

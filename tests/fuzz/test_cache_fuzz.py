@@ -19,8 +19,6 @@ schema.
 
 import json
 import os
-import pathlib
-import sys
 import tempfile
 
 from hypothesis import given
@@ -29,10 +27,9 @@ from hypothesis import strategies as st
 from accel_inventory import cache
 from accel_inventory import claims
 from accel_inventory import model
-from cache_helpers import make_inventory
+from tests.common.cache_helpers import make_inventory
 
-sys.path.insert(0, str(pathlib.Path(__file__).parents[2] / "fuzz"))
-from hypothesis_profiles import examples  # noqa: E402
+from tests.common.hypothesis_profiles import examples
 
 GOOD = claims.record_claim(
     make_inventory(cards=1, regions=1, functions=2),

@@ -10,14 +10,16 @@
 # License for the specific language governing permissions and limitations
 # under the License.
 
-"""A cache writer SIGKILLed again and again, for 200 saved claims.
+"""The cache under many writer processes: the suite's slowest tests.
 
-test_cache_file kills a writer twelve times; here the kills go on until
-200 writes have gone through. The writer does nothing but load, change
-and save, so a kill lands inside one of those at a random point. After
-every kill both files on disk (the cache itself, not only the copy a load
-falls back to, and the last good copy) parse and pass the schema, and
-every claim the writer reported saved is still there.
+Eight writers saving 400 claims at once under the lock, and a writer
+SIGKILLed again and again, for 200 saved claims. test_cache_file kills a
+writer twelve times; here the kills go on until 200 writes have gone
+through. The writer does nothing but load, change and save, so a kill
+lands inside one of those at a random point. After every kill both files
+on disk (the cache itself, not only the copy a load falls back to, and
+the last good copy) parse and pass the schema, and every claim the writer
+reported saved is still there.
 """
 
 import multiprocessing
@@ -27,13 +29,44 @@ import signal
 import time
 
 from accel_inventory import cache, claims, model
-from cache_helpers import assert_valid_cache
-from cache_helpers import every_cache_is_valid  # noqa: F401 (autouse)
-from cache_helpers import make_inventory
+from tests.common.cache_helpers import assert_valid_cache
+from tests.common.cache_helpers import every_cache_is_valid  # noqa: F401 (autouse)
+from tests.common.cache_helpers import make_inventory
 
 FORK = multiprocessing.get_context("fork")
 WRITES = 200
 READY = b"ready\n"
+
+
+def _claim_many(path, worker, count, fids):
+    for j in range(count):
+        fid = fids[worker * count + j]
+        cache.update(path, lambda inv, fid=fid, j=j: claims.record_claim(
+            inv, model.Claim(consumer=f"vm-{worker}-{j}", functions=[fid],
+                             source="hook")), timeout=120)
+
+
+def test_concurrent_writers_lose_no_claim(tmp_path):
+    path = str(tmp_path / "inventory.json")
+    workers, count = 8, 50
+    inv = make_inventory(cards=10, regions=5, functions=8)
+    fids = sorted(inv.function_index())
+    assert len(fids) == workers * count
+    cache.save(path, inv)
+    procs = [FORK.Process(target=_claim_many, args=(path, w, count, fids))
+             for w in range(workers)]
+    for p in procs:
+        p.start()
+    for p in procs:
+        p.join(300)
+    assert [p.exitcode for p in procs] == [0] * workers
+    final = cache.load(path, validate=True)
+    assert len(final.claims) == workers * count
+    for w in range(workers):
+        for j in range(count):
+            assert claims.functions_of(final, f"vm-{w}-{j}") == [
+                fids[w * count + j]]
+    assert claims.inconsistencies(final) == []
 
 
 def claim_until_killed(path, prefix, fids, report):
