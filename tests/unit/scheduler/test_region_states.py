@@ -15,21 +15,15 @@ usage.RegionStates reads a tree of provider summaries as
 usage_from_summaries and packing.card_fill would, and usage.ShapeRanker
 ranks a host's candidates as packing.rank does."""
 
-import pathlib
-import sys
-
 from hypothesis import given
 from hypothesis import strategies as st
 
 from accel_inventory import contract
 from nova_accel_weigher import packing, usage
 
-from test_filter_weigher import summaries_of
+from tests.common.hypothesis_profiles import examples
+from tests.common.scheduler import RC, summaries_of
 
-sys.path.insert(0, str(pathlib.Path(__file__).parents[2] / "fuzz"))
-from hypothesis_profiles import examples  # noqa: E402
-
-RC = "CUSTOM_ACCEL_FPGA"
 OTHER_RC = "CUSTOM_ACCEL_GPU"
 
 regions = st.builds(
