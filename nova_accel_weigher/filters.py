@@ -44,7 +44,6 @@ import functools
 import inspect
 import logging
 import threading
-from operator import itemgetter
 
 import nova.conf
 from nova import utils as nova_utils
@@ -72,24 +71,12 @@ def _placement_adapter():
     return nova_utils.get_ksa_adapter("placement")
 
 
-_UNSEEN = object()
-
-
-def _amount(resources, classes) -> int:
-    """Functions one allocation takes of the request's region classes."""
-    total = 0
-    for rc in classes:
-        n = resources.get(rc)
-        if n:
-            total += n
-    return total
-
-
 class _Pass:
     """What one filter pass (one instance being scheduled) works out once
     and reuses on every host: the options, the request's region classes,
-    region usage, each region's state and each score, so that scoring a
-    host costs the same however many hosts placement answered for.
+    the regions' states and each shape's score (usage.RegionStates,
+    usage.ShapeRanker), so that scoring a host costs the same however many
+    hosts placement answered for.
 
     With the request's provider summaries (``request``), a host's regions
     are read from them when the host reaches the filter, tree by tree: a
@@ -100,18 +87,16 @@ class _Pass:
     def __init__(self, key: str, request: usage.RequestPlacement | None):
         opts = CONF.accel_packing
         self.key = key
+        # What a host carries for the weigher until it has a score.
+        self.unscored = (key, None)
         self.request = request
         self.resource_classes = list(opts.resource_classes)
         self.policy = opts.policy
         self.mix = packing.parse_mix(opts.request_mix)
-        # None until the first host with candidates says which classes.
+        # None until the first host with candidates says which classes and
+        # usage is there (None after: no accelerators, or no usage).
         self.classes: tuple[str, ...] | None = None
-        self.regions: dict[str, packing.RegionUsage] | None = None
-        self.fills: dict[str, float] = {}
-        # Per region provider, the number of its state (see _admit).
-        self.states: dict[str, int] = {}
-        self.scores: dict[tuple, packing.Score | None] = {}
-        self._state_ids: dict[tuple, int] = {}
+        self.ranker: usage.ShapeRanker | None = None
         self._claimed: dict[str, dict[str, int]] = {}
         self._trees_read: set[str] = set()
 
@@ -126,21 +111,22 @@ class _Pass:
              for rc in alloc["resources"] if is_accel(rc)}))
         if not self.classes:
             return
+        states = usage.RegionStates()
         if self.request is not None:
             # The summaries predate this request's claims: what its
             # earlier instances took is added back.
             self._claimed = usage.claimed_amounts(self.request.claimed,
                                                   self.classes)
-            self.regions = {}
-            return
-        regions = source()(self.key, self.classes)
-        if regions is None:
-            return
-        self.regions = {}
-        self._admit(regions)
+        else:
+            regions = source()(self.key, self.classes)
+            if regions is None:
+                return
+            states.admit(regions)
+        self.ranker = usage.ShapeRanker(states, self.classes, self.policy,
+                                        self.mix)
 
     def read_trees(self, candidates) -> None:
-        """With summaries: admit the regions of the provider trees this
+        """With summaries: read the regions of the provider trees this
         host's candidates draw from (its own, and any sharing provider's),
         each tree once per pass."""
         request = self.request
@@ -150,67 +136,9 @@ class _Pass:
             root = request.root_of(rp)
             if root is not None and root not in self._trees_read:
                 self._trees_read.add(root)
-                self._admit(usage.usage_from_summaries(
-                    request.summaries, self.classes, request.tree(root),
-                    self._claimed))
-
-    def _admit(self, regions: dict[str, packing.RegionUsage]) -> None:
-        # ``regions`` holds whole cards (a tree, or all), so card fill over
-        # them is each card's own.
-        fills = packing.card_fill(regions)
-        self.regions.update(regions)
-        self.fills.update(fills)
-        # A small number per distinct state of a region (what a score
-        # depends on of it), so that a candidate's shape is a short tuple
-        # of ints, cheap to hash. One sweep here costs less than a lookup
-        # per candidate.
-        ids = self._state_ids
-        for rp, r in regions.items():
-            self.states[rp] = ids.setdefault(
-                (r.capacity, r.used, r.numa_node, r.degraded, fills[r.card]),
-                len(ids))
-
-    def _demand(self, candidate) -> dict[str, int]:
-        demand = {}
-        for rp, alloc in candidate["allocations"].items():
-            if rp in self.states:
-                amount = _amount(alloc["resources"], self.classes)
-                if amount:
-                    demand[rp] = amount
-        return demand
-
-    def rank(self, candidates) -> list[tuple[int, packing.Score]]:
-        """``packing.rank`` of one host's candidates against all usage.
-        Each score is remembered by all it depends on (the amounts and the
-        regions' states, not which regions they are): across a thousand
-        hosts the same few shapes recur, and each is scored once per pass.
-        Providers that are not known regions count for nothing in a score,
-        so they are left out of its shape."""
-        classes, states, scores = self.classes, self.states, self.scores
-        # Most requests ask for one class: one lookup, no call.
-        single = classes[0] if len(classes) == 1 else None
-        scored = []
-        for index, candidate in enumerate(candidates):
-            shape = []
-            for rp, alloc in candidate["allocations"].items():
-                state = states.get(rp)
-                if state is not None:
-                    amount = (alloc["resources"].get(single, 0) if single
-                              else _amount(alloc["resources"], classes))
-                    if amount:
-                        shape.append(state)
-                        shape.append(amount)
-            shape = tuple(shape)
-            score = scores.get(shape, _UNSEEN)
-            if score is _UNSEEN:
-                score = scores[shape] = packing.score(
-                    self._demand(candidate), self.regions,
-                    policy=self.policy, mix=self.mix, fill_by_card=self.fills)
-            if score is not None:
-                scored.append((index, score))
-        # Stable, as packing.rank: equal scores keep placement's order.
-        scored.sort(key=itemgetter(1), reverse=True)
-        return scored
+                self.ranker.states.read_tree(
+                    request.summaries, request.tree(root), self.classes,
+                    self._claimed)
 
 
 class AccelTopologyFilter(filters.BaseHostFilter):
@@ -253,46 +181,44 @@ class AccelTopologyFilter(filters.BaseHostFilter):
         # (or, falling back, asks placement again).
         if not self.RUN_ON_REBUILD and scheduler_utils.request_is_rebuild(
                 spec_obj):
-            yield from filter_obj_list
-            return
+            return filter_obj_list
         this = self._pass(spec_obj)
-        for host_state in filter_obj_list:
-            if self._guarded(host_state, spec_obj, this):
-                yield host_state
+        # A list, not a generator: nova makes one of it at once anyway.
+        return [host_state for host_state in filter_obj_list
+                if self._passes(host_state, this)]
 
     def host_passes(self, host_state, spec_obj):
         # Called alone (not through filter_all), a host is a pass of its own.
-        return self._guarded(host_state, spec_obj, self._pass(spec_obj))
+        return self._passes(host_state, self._pass(spec_obj))
 
-    def _guarded(self, host_state, spec_obj, this):
+    def _passes(self, host_state, this):
         try:
-            return self._host_passes(host_state, this)
+            setattr(host_state, SCORE_ATTR, this.unscored)
+            candidates = host_state.allocation_candidates
+            if not candidates:
+                return True
+            if this.classes is None:
+                this.ask(self._fallback, candidates)
+            ranker = this.ranker
+            if ranker is None:
+                return True  # no accelerators, or no usage: placement's order
+            this.read_trees(candidates)
+            ranked = ranker.rank(candidates)
+            # What nova's CandidateFilterMixin does, without formatting
+            # every candidate for a debug line: keep the acceptable ones,
+            # best first.
+            host_state.allocation_candidates = [candidates[i]
+                                                for i, _ in ranked]
+            if not ranked:
+                LOG.debug("AccelTopologyFilter: no candidate of host %s "
+                          "fits a healthy region", host_state.host)
+                return False
+            setattr(host_state, SCORE_ATTR, (this.key, ranked[0][1]))
+            return True
         except Exception:  # nothing may raise into nova
             LOG.exception("AccelTopologyFilter failed on host %s; keeping "
                           "placement's order", host_state.host)
             return True
-
-    def _host_passes(self, host_state, this):
-        key = this.key
-        setattr(host_state, SCORE_ATTR, (key, None))
-        candidates = host_state.allocation_candidates
-        if not candidates:
-            return True
-        if this.classes is None:
-            this.ask(self._fallback, candidates)
-        if this.regions is None:
-            return True  # no accelerators, or no usage: placement's order
-        this.read_trees(candidates)
-        ranked = this.rank(candidates)
-        # What nova's CandidateFilterMixin does, without formatting every
-        # candidate for a debug line: keep the acceptable ones, best first.
-        host_state.allocation_candidates = [candidates[i] for i, _ in ranked]
-        if not ranked:
-            LOG.debug("AccelTopologyFilter: no candidate of host %s fits "
-                      "a healthy region", host_state.host)
-            return False
-        setattr(host_state, SCORE_ATTR, (key, ranked[0][1]))
-        return True
 
 
 # -- handing nova's provider summaries to the filter
