@@ -367,7 +367,6 @@ SETTINGS = {s.name: s for s in (
     Setting("breadth-1000", "breadth-first", 1000, 1000),
     Setting("breadth-10000", "breadth-first", 10000, 10000),
     Setting("breadth-regions", "breadth-first", 0, 0, per_region=True),
-    Setting("limit-10000", "depth-first", -1, 10000),
 )}
 # Per flavor: functions asked of each region, and how many regions
 # (group_policy=isolate: distinct ones).
