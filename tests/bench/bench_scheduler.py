@@ -133,20 +133,26 @@ def request_spec() -> objects.RequestSpec:
 
 
 def one_pass(filter_objs, weigher_objs, states, spec) -> float:
-    """CPU seconds of one filter and weigher pass. The pass is
-    single-threaded CPU work; CPU time keeps the other load of a shared
-    machine out of the ratio, as wall time does not. The garbage collector
-    waits until the pass is over (as in timeit): a collection of what
-    earlier passes left would land in whichever pass came next."""
+    """CPU seconds of one filter and weigher pass (see weighed_pass)."""
+    return weighed_pass(filter_objs, weigher_objs, states, spec)[0]
+
+
+def weighed_pass(filter_objs, weigher_objs, states, spec):
+    """CPU seconds of one filter and weigher pass, and nova's weighed hosts
+    it gives, best first. The pass is single-threaded CPU work; CPU time
+    keeps the other load of a shared machine out of the ratio, as wall time
+    does not. The garbage collector waits until the pass is over (as in
+    timeit): a collection of what earlier passes left would land in
+    whichever pass came next."""
     gc.collect()
     gc.disable()
     try:
         start = time.process_time()
         passed = list(nova_filters.HostFilterHandler().get_filtered_objects(
             filter_objs, states, spec))
-        nova_weights.HostWeightHandler().get_weighed_objects(
+        weighed = nova_weights.HostWeightHandler().get_weighed_objects(
             weigher_objs, passed, spec)
-        return time.process_time() - start
+        return time.process_time() - start, weighed
     finally:
         gc.enable()
 

@@ -20,16 +20,19 @@ root: initdb refuses root), starts it on a free loopback port and removes
 it all afterwards. ``placement_server(url)`` runs placement's own WSGI app,
 on that database, in a child process serving HTTP on loopback (this file
 run as a script), so that the client side of a test or the benchmark goes
-through a real socket and a real database.
+through a real socket and a real database; ``options`` sets placement.conf
+options there, as an operator's file would.
 
-Run as a script: ``python pg_placement.py DB_URL`` syncs the schema,
-serves on a free port of 127.0.0.1 and prints ``PORT <n>`` when ready.
+Run as a script: ``python pg_placement.py DB_URL [OPTIONS_JSON]`` syncs the
+schema, serves on a free port of 127.0.0.1 and prints ``PORT <n>`` when
+ready; OPTIONS_JSON is ``{"group": {"option": value}}``.
 """
 
 from __future__ import annotations
 
 import contextlib
 import glob
+import json
 import os
 import pwd
 import shutil
@@ -138,11 +141,15 @@ def postgres() -> Iterator[str]:
 
 
 @contextlib.contextmanager
-def placement_server(db_url: str, timeout: float = 60.0) -> Iterator[str]:
+def placement_server(db_url: str, timeout: float = 60.0,
+                     options: dict[str, dict] | None = None
+                     ) -> Iterator[str]:
     """Placement's WSGI app on ``db_url`` served over HTTP in a child
-    process; yields its endpoint URL."""
+    process, with ``options`` ({group: {option: value}}) set in its
+    configuration; yields its endpoint URL."""
     proc = subprocess.Popen([sys.executable, os.path.abspath(__file__),
-                             db_url], stdout=subprocess.PIPE,
+                             db_url, json.dumps(options or {})],
+                            stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True)
     try:
         deadline = time.monotonic() + timeout
@@ -161,7 +168,7 @@ def placement_server(db_url: str, timeout: float = 60.0) -> Iterator[str]:
             proc.wait()
 
 
-def _serve(db_url: str) -> None:
+def _serve(db_url: str, options: dict[str, dict]) -> None:
     import logging
     from wsgiref import simple_server
 
@@ -176,6 +183,9 @@ def _serve(db_url: str) -> None:
     placement_conf.register_opts(conf)
     conf.set_override("connection", db_url, group="placement_database")
     conf.set_override("auth_strategy", "noauth2", group="api")
+    for group, values in options.items():
+        for name, value in values.items():
+            conf.set_override(name, value, group=group)
     conf([], project="placement", default_config_files=[])
     db_api.configure(conf)
     migration.upgrade("head")
@@ -203,4 +213,4 @@ def _serve(db_url: str) -> None:
 
 
 if __name__ == "__main__":
-    _serve(sys.argv[1])
+    _serve(sys.argv[1], json.loads(sys.argv[2]) if len(sys.argv) > 2 else {})
