@@ -24,7 +24,7 @@ from dataclasses import dataclass
 
 from lxml import etree
 
-from accel_inventory import model
+from accel_inventory import kinds, model
 from libvirt_hooks import bridge, guard, xmlgen
 from libvirt_hooks.domain import DomainXMLError, pci_bdf
 from libvirt_hooks.guard import MdevNow, PciIdentity, UsbDevice
@@ -65,7 +65,7 @@ def element_for(card: model.Card, function: model.Function, now: HostNow,
     if card.degraded:
         raise DeviceError(f"card {card.id} is {card.status}; "
                           f"{_rescan_hint(card)}")
-    if card.vanished(function):
+    if kinds.vanished(card, function):
         was = function.attrs.get("previous_addresses") or ["?"]
         raise DeviceError(f"the device of {function.id} (last at {was[-1]}) "
                           f"is gone from the host; if it is a VF, make its "
