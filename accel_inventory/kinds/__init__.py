@@ -51,8 +51,8 @@ def unregister(name: str) -> None:
 
 # mdev parents first: a PCI device that offers mdevs is an mdev card
 # whatever else it is.
-for _kind in (mdev.KIND, pci.KIND, ippcie.KIND, usb.KIND):
-    register(_kind)
+for built_in in (mdev.KIND, pci.KIND, ippcie.KIND, usb.KIND):
+    register(built_in)
 
 
 def names() -> tuple[str, ...]:
