@@ -146,8 +146,7 @@ def _check_structure(document: Any) -> None:
     """The cheap check a load always runs; the schema check is on save.
 
     It catches what a truncated or foreign file looks like (not an object,
-    another version, keys of the wrong type, a card kind no module
-    registers); the dataclass constructors
+    another version, keys of the wrong type); the dataclass constructors
     in ``model.from_dict`` then catch missing and unknown fields.
     """
     if not isinstance(document, dict):
@@ -161,12 +160,6 @@ def _check_structure(document: Any) -> None:
     if not (isinstance(cards, list)
             and all(isinstance(c, dict) for c in cards)):
         raise CacheInvalid("cards is missing or not a list of objects")
-    # Every reader of a card asks its kind (accel_inventory.kinds).
-    unknown = {c.get("kind") for c in cards} - set(kinds.names())
-    if unknown:
-        raise CacheInvalid(f"card kinds {sorted(map(str, unknown))} are none "
-                           f"of the registered kinds "
-                           f"({', '.join(kinds.names())})")
     found = document.get("claims")
     if not (isinstance(found, dict)
             and all(isinstance(c, dict) for c in found.values())):

@@ -133,9 +133,7 @@ def element_for(card: model.Card, function: model.Function, now: HostNow,
                           f"{_rescan_hint(card)}")
     build = _ELEMENTS.get(kinds.of(card).device)
     if build is None:
-        raise DeviceError(f"card {card.id} of kind {card.kind!r} is given "
-                          f"as a {kinds.of(card).device!r} device, which "
-                          f"the hook cannot build")
+        raise DeviceError(f"card {card.id} is of unknown kind {card.kind!r}")
     return build(card, function, now, bridge_prefix)
 
 

@@ -32,7 +32,7 @@ from accel_inventory import cache, contract, identity, kinds, model
 from accel_inventory import profiles, provider_tree, sample, sysfs
 from accel_inventory.kinds.base import (BUS_PCI, DEVICE_PCI, CardKind,
                                         PciDevice, Profile, ScanContext)
-from libvirt_hooks import devices, hook, resolve, xmlgen
+from libvirt_hooks import devices, domain, guard, hook, resolve, xmlgen
 
 # -- the kind module --------------------------------------------------------
 
@@ -104,6 +104,25 @@ def test_a_kind_no_module_registers_is_refused_where_kinds_are_named():
     document = model.to_dict(model.Inventory(hostname="h", cards=[card]))
     assert any(e.startswith("cards/0/kind:")
                for e in cache.schema_errors(document))
+
+
+def test_a_card_of_a_kind_no_module_registers_is_passed_by():
+    """A cache written by a newer version: the hook neither judges nor
+    gives its cards' functions."""
+    function = model.Function(id="c/r0/f0", address=BDF)
+    card = model.Card(id="c", kind=NAME, vendor_id="8086", product_id="0d93",
+                      serial=None, identity_source="path", address=BDF,
+                      status="ok", regions=[model.Region(
+                          id="c/r0", index=0, resource_class="CUSTOM_ACCEL_X",
+                          functions=[function])])
+    inv = model.Inventory(hostname="h", cards=[card])
+    dom = domain.parse(domain_xml(), 1 << 20)
+    host = guard.HostView(pci={BDF: guard.PciIdentity(*CXL, "050210")})
+    verdict = guard.check(dom, inv, host, "boot")
+    assert verdict.allowed and verdict.functions == []
+    with pytest.raises(devices.DeviceError,
+                       match="card c is of unknown kind 'cxl'"):
+        devices.element_for(card, function, devices.HostNow(), "accbr-")
 
 
 def test_a_registered_kind_goes_from_sysfs_to_the_hook(registered, tmp_path,
