@@ -107,10 +107,6 @@ class Reader:
                 self._listed[path] = []
         return self._listed[path]
 
-    @staticmethod
-    def exists(path: str) -> bool:
-        return os.path.exists(path)
-
     def pci_device(self, bdf: str) -> PciDevice:
         if not BDF.match(bdf):
             raise Garbage(f"bus/pci/devices/{bdf}: not a PCI address")

@@ -142,14 +142,14 @@ def _pci_key(source: etree._Element, address: etree._Element | None
     if address is None:
         return None
     try:
-        return ("pci", pci_bdf(address))
+        return (DEVICE_PCI, pci_bdf(address))
     except DomainXMLError:
         return None
 
 
 def _mdev_key(source: etree._Element, address: etree._Element | None
               ) -> tuple[str, ...] | None:
-    return None if address is None else ("mdev", address.get("uuid"))
+    return None if address is None else (DEVICE_MDEV, address.get("uuid"))
 
 
 def _usb_key(source: etree._Element, address: etree._Element | None
@@ -162,11 +162,12 @@ def _usb_key(source: etree._Element, address: etree._Element | None
                       else "" for k in ("bus", "device"))
     except (TypeError, ValueError):
         return None
-    return ("usb", *ids, *where)
+    return (DEVICE_USB, *ids, *where)
 
 
 # The key of a hostdev, by its type.
-_HOSTDEV_KEYS = {"pci": _pci_key, "mdev": _mdev_key, "usb": _usb_key}
+_HOSTDEV_KEYS = {DEVICE_PCI: _pci_key, DEVICE_MDEV: _mdev_key,
+                 DEVICE_USB: _usb_key}
 
 
 def device_key(element: etree._Element) -> tuple[str, ...] | None:
@@ -197,6 +198,6 @@ def devices_by_key(tree: etree._Element) -> dict[tuple[str, ...],
 
 def describe(key: tuple[str, ...]) -> str:
     """A device key as the operator reads it."""
-    if key[0] == "usb":
+    if key[0] == DEVICE_USB:
         return f"usb {key[1]}:{key[2]} bus {key[3]} device {key[4]}"
     return " ".join(key)

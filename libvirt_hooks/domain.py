@@ -25,6 +25,8 @@ from dataclasses import dataclass, field
 
 from lxml import etree
 
+from accel_inventory.kinds.base import (DEVICE_INTERFACE, DEVICE_MDEV,
+                                        DEVICE_PCI, DEVICE_USB)
 from libvirt_hooks import xmlgen
 
 
@@ -40,11 +42,12 @@ class DomainXMLError(Exception):
 class DeviceRef:
     """One accelerator-capable device of a domain, as the XML names it.
 
-    ``kind`` is ``pci``, ``usb``, ``mdev`` or ``interface``; ``address`` a
-    BDF, ``<bus>:<device>`` (None when the XML names only vendor and
-    product), an mdev UUID or the host interface (bridge or device) an
-    ``<interface>`` names; ``index`` its position among the domain's devices
-    of that kind; ``element`` the XML element a rewrite changes.
+    ``kind`` is its device kind: ``pci``, ``usb``, ``mdev`` (hostdevs by
+    type) or ``interface``; ``address`` a BDF, ``<bus>:<device>`` (None
+    when the XML names only vendor and product), an mdev UUID or the host
+    interface (bridge or device) an ``<interface>`` names; ``index`` its
+    position among the domain's devices of that kind; ``element`` the XML
+    element a rewrite changes.
     """
 
     kind: str
@@ -175,8 +178,8 @@ def _usb_hostdev(hostdev: etree._Element, address: etree._Element | None
 # How each hostdev type (a device kind) names what it reaches on the host:
 # its address and the DeviceRef's other fields; None when it names
 # nothing this project reads.
-HOSTDEV_SOURCES = {"pci": _pci_hostdev, "mdev": _mdev_hostdev,
-                   "usb": _usb_hostdev}
+HOSTDEV_SOURCES = {DEVICE_PCI: _pci_hostdev, DEVICE_MDEV: _mdev_hostdev,
+                   DEVICE_USB: _usb_hostdev}
 
 
 def _devices(root: etree._Element):
@@ -199,7 +202,7 @@ def _devices(root: etree._Element):
                                             (None, None))
         source = interface.find(child) if child else None
         if source is not None and source.get(attr):
-            yield ref("interface", source.get(attr), interface)
+            yield ref(DEVICE_INTERFACE, source.get(attr), interface)
 
 
 @dataclass(frozen=True)
@@ -250,7 +253,8 @@ def _move_interface(interface: etree._Element, name: str) -> bool:
 
 
 # How a device of each kind is moved to where its function is now.
-_MOVERS = {"pci": _move_pci, "usb": _move_usb, "interface": _move_interface}
+_MOVERS = {DEVICE_PCI: _move_pci, DEVICE_USB: _move_usb,
+           DEVICE_INTERFACE: _move_interface}
 
 
 def rewrite(domain: Domain, pci: Mapping[int, str],
@@ -260,7 +264,7 @@ def rewrite(domain: Domain, pci: Mapping[int, str],
     ``index``-th PCI hostdev at a new BDF, USB hostdev at a new bus and
     device, interface on a new host interface. None when nothing changes.
     Devices keep their number and order."""
-    moves = {"pci": pci, "usb": usb, "interface": interfaces}
+    moves = {DEVICE_PCI: pci, DEVICE_USB: usb, DEVICE_INTERFACE: interfaces}
     changed = False
     for ref in domain.devices:
         move = moves.get(ref.kind, {}).get(ref.index)
