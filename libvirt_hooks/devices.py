@@ -113,7 +113,7 @@ def _bridge_element(card: model.Card, function: model.Function,
 
 # The element that gives a function, by the device kind its card kind
 # gives functions as (kinds.base.CardKind.device).
-_ELEMENTS = {DEVICE_PCI: _pci_element, DEVICE_USB: _usb_element,
+ELEMENTS = {DEVICE_PCI: _pci_element, DEVICE_USB: _usb_element,
              DEVICE_MDEV: _mdev_element, DEVICE_INTERFACE: _bridge_element}
 
 
@@ -131,7 +131,7 @@ def element_for(card: model.Card, function: model.Function, now: HostNow,
                           f"is gone from the host; if it is a VF, make its "
                           f"PF's VFs again (sriov_numvfs), then "
                           f"{_rescan_hint(card)}")
-    build = _ELEMENTS.get(kinds.of(card).device)
+    build = ELEMENTS.get(kinds.of(card).device)
     if build is None:
         raise DeviceError(f"card {card.id} is of unknown kind {card.kind!r}")
     return build(card, function, now, bridge_prefix)
@@ -166,7 +166,7 @@ def _usb_key(source: etree._Element, address: etree._Element | None
 
 
 # The key of a hostdev, by its type.
-_HOSTDEV_KEYS = {DEVICE_PCI: _pci_key, DEVICE_MDEV: _mdev_key,
+HOSTDEV_KEYS = {DEVICE_PCI: _pci_key, DEVICE_MDEV: _mdev_key,
                  DEVICE_USB: _usb_key}
 
 
@@ -181,7 +181,7 @@ def device_key(element: etree._Element) -> tuple[str, ...] | None:
         return ("bridge", source.get("bridge"))
     if element.tag != "hostdev":
         return None
-    key = _HOSTDEV_KEYS.get(element.get("type"))
+    key = HOSTDEV_KEYS.get(element.get("type"))
     return key(source, source.find("address")) if key else None
 
 

@@ -253,7 +253,7 @@ def _move_interface(interface: etree._Element, name: str) -> bool:
 
 
 # How a device of each kind is moved to where its function is now.
-_MOVERS = {DEVICE_PCI: _move_pci, DEVICE_USB: _move_usb,
+MOVERS = {DEVICE_PCI: _move_pci, DEVICE_USB: _move_usb,
            DEVICE_INTERFACE: _move_interface}
 
 
@@ -269,7 +269,7 @@ def rewrite(domain: Domain, pci: Mapping[int, str],
     for ref in domain.devices:
         move = moves.get(ref.kind, {}).get(ref.index)
         if move is not None:
-            changed |= _MOVERS[ref.kind](ref.element, move)
+            changed |= MOVERS[ref.kind](ref.element, move)
     if not changed:
         return None
     return etree.tostring(domain.tree, encoding="utf-8")

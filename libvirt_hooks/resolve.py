@@ -25,7 +25,7 @@ from libvirt_hooks import devices, hostview
 # What the host has now at a function's address, by the device kind its
 # card kind gives it as; a device kind not here reads nothing (a node's
 # bridge: the attach worker reads its interface, node_interface).
-_NOW = {
+NOW_READERS = {
     DEVICE_PCI: lambda root, address: devices.HostNow(
         pci=hostview.pci_identity(root, address)),
     DEVICE_USB: lambda root, address: devices.HostNow(usb=next(
@@ -39,7 +39,7 @@ _NOW = {
 def host_now(sysfs_root: str, card, function):
     """What sysfs has now for ``function`` of ``card`` (``devices.HostNow``),
     read through the hook's own readers: only that device's files."""
-    read = _NOW.get(kinds.of(card).device)
+    read = NOW_READERS.get(kinds.of(card).device)
     if function.address is None or read is None:
         return devices.HostNow()
     return read(sysfs_root, function.address)

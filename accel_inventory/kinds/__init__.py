@@ -38,8 +38,9 @@ _KINDS: dict[str, CardKind] = {}
 
 
 def register(kind: CardKind) -> None:
-    """Add ``kind``; the scanner lists cards kind by kind, in the order of
-    registration."""
+    """Add ``kind``. The scanner asks the kinds whether a device is theirs
+    in the order of registration (the default kind last) and lists cards
+    kind by kind in that order."""
     if kind.name in _KINDS:
         raise ValueError(f"card kind {kind.name!r} is registered already")
     _KINDS[kind.name] = kind

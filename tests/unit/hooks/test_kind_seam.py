@@ -30,7 +30,8 @@ from lxml import etree
 
 from accel_inventory import cache, contract, identity, kinds, model
 from accel_inventory import profiles, provider_tree, sample, sysfs
-from accel_inventory.kinds.base import (BUS_PCI, DEVICE_PCI, CardKind,
+from accel_inventory.kinds.base import (BUS_PCI, DEVICE_INTERFACE,
+                                        DEVICE_PCI, CardKind,
                                         PciDevice, Profile, ScanContext)
 from libvirt_hooks import devices, domain, guard, hook, resolve, xmlgen
 
@@ -167,3 +168,14 @@ def test_a_registered_kind_goes_from_sysfs_to_the_hook(registered, tmp_path,
         devices.element_for(cxl, function,
                             resolve.host_now(fake.root, cxl, function),
                             "accbr-")
+
+
+def test_every_kind_is_given_as_a_device_kind_the_hook_builds():
+    """What a newcomer's kind may name as its ``device`` without touching
+    the hook: the device kinds the hook's tables have rows for."""
+    hostdevs = set(domain.HOSTDEV_SOURCES)
+    for kind in kinds.registered():
+        assert kind.device in devices.ELEMENTS, kind.name
+        assert kind.device in hostdevs | {DEVICE_INTERFACE}, kind.name
+        assert kind.device in resolve.NOW_READERS or kind.device == \
+            DEVICE_INTERFACE, kind.name
