@@ -52,7 +52,7 @@ import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
-from accel_inventory import claims
+from accel_inventory import claims, kinds
 from accel_inventory import model
 
 LOG = logging.getLogger(__name__)
@@ -94,13 +94,15 @@ def markers_path(path: str) -> str:
     return path + ASSIGNED_SUFFIX
 
 
-@functools.lru_cache(maxsize=1)
-def _validator() -> Any:
+@functools.lru_cache(maxsize=2)
+def _validator(card_kinds: tuple[str, ...]) -> Any:
     # Imported here: the hook's loads must not pay for jsonschema.
     import jsonschema
 
     with open(SCHEMA_FILE, encoding="utf-8") as f:
         schema = json.load(f)
+    # A card's kind is one the registry holds, which the file cannot list.
+    schema["$defs"]["card"]["properties"]["kind"] = {"enum": list(card_kinds)}
     cls = jsonschema.validators.validator_for(schema)
     cls.check_schema(schema)
     return cls(_inline_refs(schema, schema.get("$defs", {})))
@@ -127,7 +129,7 @@ def schema_errors(document: Any) -> list[str]:
     """Every way ``document`` breaks the cache schema, one line each."""
     return [f"{'/'.join(str(p) for p in e.absolute_path) or '(top)'}: "
             f"{e.message}"
-            for e in _validator().iter_errors(document)]
+            for e in _validator(kinds.names()).iter_errors(document)]
 
 
 def validate_document(document: Any) -> None:

@@ -26,16 +26,14 @@ import struct
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from accel_inventory import model
+from accel_inventory import kinds, model
+from accel_inventory.kinds.base import BUS_MDEV, BUS_PCI
 
 DSN_CAP_ID = 0x0003
 EXT_CAP_START = 0x100
 VPD_ID_STRING = 0x82
 VPD_READ_ONLY = 0x90
 VPD_END = 0x78
-# Kinds whose functions have PCI addresses (an mdev's is a UUID, a
-# stick's a port).
-BUS_KINDS = ("pci", "ippcie")
 
 
 def device_serial_number(config: bytes) -> int | None:
@@ -177,11 +175,9 @@ def reconcile(previous: model.Inventory | None, scanned: list[model.Card],
             cards.append(card)
             continue
         old = before.get(card.id)
-        if old is not None and card.kind == "mdev":
-            keep_mdev_function_ids(old, card)
-        if old is not None and card.kind in BUS_KINDS:
-            _remember_function_addresses(old, card)
-            keep_vanished_functions(old, card, held)
+        carry_over = _CARRY_OVER.get(kinds.of(card).function_bus)
+        if old is not None and carry_over is not None:
+            carry_over(old, card, held)
         if old is None:
             card.status = model.STATUS_ADDED
             changes.append(Change(card.id, card.status, None, card.address,
@@ -214,6 +210,14 @@ def reconcile(previous: model.Inventory | None, scanned: list[model.Card],
         hostname=hostname, cards=cards,
         claims=copy.deepcopy(previous.claims) if previous else {})
     return inventory, changes
+
+
+def _keep_pci_functions(old: model.Card, card: model.Card,
+                        held: set[str]) -> None:
+    """Functions at PCI addresses follow a renumbered bus: each remembers
+    where it was, and one a claim holds stays when its device is gone."""
+    _remember_function_addresses(old, card)
+    keep_vanished_functions(old, card, held)
 
 
 def keep_mdev_function_ids(old: model.Card, card: model.Card) -> None:
@@ -249,6 +253,14 @@ def keep_mdev_function_ids(old: model.Card, card: model.Card) -> None:
             function.id = model.function_id(card.id, region.index, index)
         region.functions = [f for _, f in sorted(numbered,
                                                  key=lambda p: p[0])]
+
+
+# What a card keeps from its cached self, by where its functions sit (a
+# stick's one function has nothing to keep).
+_CARRY_OVER = {
+    BUS_PCI: _keep_pci_functions,
+    BUS_MDEV: lambda old, card, held: keep_mdev_function_ids(old, card),
+}
 
 
 def _indices(card_id: str, region: model.Region

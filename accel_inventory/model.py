@@ -25,8 +25,6 @@ from typing import Any
 
 CACHE_VERSION = 1
 
-KINDS = ("pci", "mdev", "usb", "ippcie")
-
 # Strongest first; ``path`` is weak: it follows the slot a card sits in, not
 # the card itself.
 IDENTITY_SOURCES = ("dsn", "vpd", "usb_serial", "slot", "path")
@@ -115,12 +113,6 @@ class Card:
 
     def functions(self) -> list[Function]:
         return [f for r in self.regions for f in r.functions]
-
-    def vanished(self, function: Function) -> bool:
-        """Whether ``function`` is kept only for its holder, its device
-        gone (identity.keep_vanished_functions). Only an mdev without an
-        address can still be given: the hook creates it."""
-        return function.address is None and self.kind != "mdev"
 
 
 @dataclass

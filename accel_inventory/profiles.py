@@ -28,7 +28,7 @@ import os
 import re
 from dataclasses import dataclass
 
-from accel_inventory import model
+from accel_inventory import kinds
 from accel_inventory.contract import RESOURCE_CLASS
 
 LOG = logging.getLogger(__name__)
@@ -54,7 +54,7 @@ def parse(document: dict, source: str) -> Profile:
         profile = Profile(
             name=str(document["name"]),
             match=tuple(str(m).lower() for m in document["match"]),
-            kind=str(document.get("kind", "pci")),
+            kind=str(document.get("kind", kinds.DEFAULT)),
             resource_class=str(document["resource_class"]),
             functions_per_region=document.get("functions_per_region"))
     except (KeyError, TypeError) as exc:
@@ -63,9 +63,9 @@ def parse(document: dict, source: str) -> Profile:
         raise ProfileError(f"{source}: resource_class "
                            f"{profile.resource_class!r} must match "
                            f"{RESOURCE_CLASS.pattern}")
-    if profile.kind not in model.KINDS:
+    if profile.kind not in kinds.names():
         raise ProfileError(f"{source}: kind {profile.kind!r} is not one of "
-                           f"{', '.join(model.KINDS)}")
+                           f"{', '.join(kinds.names())}")
     bad = [m for m in profile.match if not ID.match(m)]
     if bad:
         raise ProfileError(f"{source}: match entries {bad} are not "

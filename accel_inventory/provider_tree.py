@@ -30,7 +30,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from accel_inventory import contract, model
+from accel_inventory import contract, kinds, model
 from accel_inventory.contract import (CARD_TRAIT, DEGRADED_TRAIT, OWNER_TRAIT,
                                      REGION_TRAIT)
 
@@ -93,7 +93,7 @@ def region_inventories(card: model.Card,
     return {region.resource_class: {
         "total": region.size,
         "reserved": region.size if card.degraded else sum(
-            card.vanished(f) for f in region.functions),
+            kinds.vanished(card, f) for f in region.functions),
         "min_unit": 1, "max_unit": region.size, "step_size": 1,
         "allocation_ratio": 1.0}}
 

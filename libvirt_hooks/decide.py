@@ -23,7 +23,8 @@ import logging
 import signal
 from types import SimpleNamespace
 
-from accel_inventory import cache, claims, model
+from accel_inventory import cache, claims, kinds, model
+from accel_inventory.kinds.base import BUS_USB, DEVICE_MDEV, DEVICE_USB
 from accel_inventory.inventory import current_boot_id
 from libvirt_hooks import domain as domain_xml
 from libvirt_hooks import bridge, guard, hostview, mdev, resolve, settings
@@ -51,8 +52,8 @@ def syslog_reachable(address: str) -> bool:
     error), so the socket is probed first."""
     import socket
 
-    for kind in (socket.SOCK_DGRAM, socket.SOCK_STREAM):
-        with socket.socket(socket.AF_UNIX, kind) as sock:
+    for sock_type in (socket.SOCK_DGRAM, socket.SOCK_STREAM):
+        with socket.socket(socket.AF_UNIX, sock_type) as sock:
             try:
                 sock.connect(address)
                 return True
@@ -141,13 +142,14 @@ def _refuse(stderr, name: str, reason: str) -> int:
 
 def policy(conf: SimpleNamespace, dom: domain_xml.Domain) -> guard.Policy:
     usb_types = {}
-    if any(ref.kind == "usb" for ref in dom.devices):
+    if dom.refs(DEVICE_USB):
         # Only USB needs the profiles: they say which product ids are one
         # stick before and after its firmware loads.
         from accel_inventory import profiles
         usb_types = {ids: profile.name for profile in
                      profiles.load_profiles(conf.inventory.profiles_dir)
-                     if profile.kind == "usb" for ids in profile.match}
+                     if kinds.get(profile.kind).function_bus == BUS_USB
+                     for ids in profile.match}
     return guard.Policy(
         strict_identity=conf.libvirt_hooks.strict_identity,
         bridge_prefix=conf.libvirt_hooks.bridge_prefix,
@@ -233,7 +235,7 @@ def _claim_for(current: model.Inventory, dom: domain_xml.Domain,
     source, its attach record and the functions the XML does not name.
     """
     previous = current.claims.get(dom.uuid)
-    uses = {ref.address for ref in dom.devices if ref.kind == "mdev"}
+    uses = {ref.address for ref in dom.refs(DEVICE_MDEV)}
     ours = [uuid for uuid in (previous.created_mdevs if previous else [])
             if uuid in uses and uuid not in created] + created
     claim = model.Claim(consumer=dom.uuid, functions=list(functions),

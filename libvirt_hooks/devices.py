@@ -24,7 +24,9 @@ from dataclasses import dataclass
 
 from lxml import etree
 
-from accel_inventory import model
+from accel_inventory import kinds, model
+from accel_inventory.kinds.base import (DEVICE_INTERFACE, DEVICE_MDEV,
+                                        DEVICE_PCI, DEVICE_USB)
 from libvirt_hooks import bridge, guard, xmlgen
 from libvirt_hooks.domain import DomainXMLError, pci_bdf
 from libvirt_hooks.guard import MdevNow, PciIdentity, UsbDevice
@@ -57,6 +59,64 @@ def _require_same(where: str, card: model.Card, *, held: tuple,
                           f"{_rescan_hint(card)}")
 
 
+def _addressed(card: model.Card, function: model.Function) -> str:
+    if function.address is None:
+        raise DeviceError(f"{function.id} has no address on the host "
+                          f"(an mdev not created yet); "
+                          f"{_rescan_hint(card)}")
+    return function.address
+
+
+def _pci_element(card: model.Card, function: model.Function, now: HostNow,
+                 bridge_prefix: str) -> etree._Element:
+    address = _addressed(card, function)
+    if now.pci is None:
+        raise DeviceError(f"no PCI device at {address} now; "
+                          f"{_rescan_hint(card)}")
+    _require_same(f"PCI address {address}", card,
+                  held=(now.pci.vendor_id, now.pci.product_id),
+                  given=guard.expected_ids(card, function))
+    return xmlgen.pci_hostdev(address)
+
+
+def _usb_element(card: model.Card, function: model.Function, now: HostNow,
+                 bridge_prefix: str) -> etree._Element:
+    address = _addressed(card, function)
+    if now.usb is None:
+        raise DeviceError(f"no USB device at port {address} now; "
+                          f"{_rescan_hint(card)}")
+    # A stick is known by its serial: its product id changes when its
+    # firmware loads.
+    _require_same(f"USB port {address}", card,
+                  held=(now.usb.vendor_id, now.usb.serial),
+                  given=(card.vendor_id, card.serial))
+    return xmlgen.usb_hostdev(now.usb.vendor_id, now.usb.product_id,
+                              bus=now.usb.busnum, device=now.usb.devnum)
+
+
+def _mdev_element(card: model.Card, function: model.Function, now: HostNow,
+                  bridge_prefix: str) -> etree._Element:
+    address = _addressed(card, function)
+    if now.mdev is None:
+        raise DeviceError(f"mdev {address} does not exist on the host now; "
+                          f"{_rescan_hint(card)}")
+    return xmlgen.mdev_hostdev(address)
+
+
+def _bridge_element(card: model.Card, function: model.Function,
+                    now: HostNow, bridge_prefix: str) -> etree._Element:
+    """A node is reached through its stable bridge, which the attach
+    worker fills with the node's interface of now."""
+    return xmlgen.bridge_interface(bridge.bridge_name(bridge_prefix,
+                                                      function.id))
+
+
+# The element that gives a function, by the device kind its card kind
+# gives functions as (kinds.base.CardKind.device).
+ELEMENTS = {DEVICE_PCI: _pci_element, DEVICE_USB: _usb_element,
+             DEVICE_MDEV: _mdev_element, DEVICE_INTERFACE: _bridge_element}
+
+
 def element_for(card: model.Card, function: model.Function, now: HostNow,
                 bridge_prefix: str) -> etree._Element:
     """The device that gives ``function`` of ``card`` to a domain, at the
@@ -65,44 +125,49 @@ def element_for(card: model.Card, function: model.Function, now: HostNow,
     if card.degraded:
         raise DeviceError(f"card {card.id} is {card.status}; "
                           f"{_rescan_hint(card)}")
-    if card.vanished(function):
+    if kinds.vanished(card, function):
         was = function.attrs.get("previous_addresses") or ["?"]
         raise DeviceError(f"the device of {function.id} (last at {was[-1]}) "
                           f"is gone from the host; if it is a VF, make its "
                           f"PF's VFs again (sriov_numvfs), then "
                           f"{_rescan_hint(card)}")
-    if card.kind == "ippcie":
-        return xmlgen.bridge_interface(bridge.bridge_name(bridge_prefix,
-                                                          function.id))
-    if function.address is None:
-        raise DeviceError(f"{function.id} has no address on the host "
-                          f"(an mdev not created yet); "
-                          f"{_rescan_hint(card)}")
-    if card.kind == "pci":
-        if now.pci is None:
-            raise DeviceError(f"no PCI device at {function.address} now; "
-                              f"{_rescan_hint(card)}")
-        _require_same(f"PCI address {function.address}", card,
-                      held=(now.pci.vendor_id, now.pci.product_id),
-                      given=guard.expected_ids(card, function))
-        return xmlgen.pci_hostdev(function.address)
-    if card.kind == "usb":
-        if now.usb is None:
-            raise DeviceError(f"no USB device at port {function.address} "
-                              f"now; {_rescan_hint(card)}")
-        # A stick is known by its serial: its product id changes when its
-        # firmware loads.
-        _require_same(f"USB port {function.address}", card,
-                      held=(now.usb.vendor_id, now.usb.serial),
-                      given=(card.vendor_id, card.serial))
-        return xmlgen.usb_hostdev(now.usb.vendor_id, now.usb.product_id,
-                                  bus=now.usb.busnum, device=now.usb.devnum)
-    if card.kind == "mdev":
-        if now.mdev is None:
-            raise DeviceError(f"mdev {function.address} does not exist on "
-                              f"the host now; {_rescan_hint(card)}")
-        return xmlgen.mdev_hostdev(function.address)
-    raise DeviceError(f"card {card.id} is of unknown kind {card.kind!r}")
+    build = ELEMENTS.get(kinds.of(card).device)
+    if build is None:
+        raise DeviceError(f"card {card.id} is of unknown kind {card.kind!r}")
+    return build(card, function, now, bridge_prefix)
+
+
+def _pci_key(source: etree._Element, address: etree._Element | None
+             ) -> tuple[str, ...] | None:
+    if address is None:
+        return None
+    try:
+        return (DEVICE_PCI, pci_bdf(address))
+    except DomainXMLError:
+        return None
+
+
+def _mdev_key(source: etree._Element, address: etree._Element | None
+              ) -> tuple[str, ...] | None:
+    return None if address is None else (DEVICE_MDEV, address.get("uuid"))
+
+
+def _usb_key(source: etree._Element, address: etree._Element | None
+             ) -> tuple[str, ...] | None:
+    vendor, product = source.find("vendor"), source.find("product")
+    try:
+        ids = tuple(f"{int(node.get('id'), 0):04x}" if node is not None
+                    else "" for node in (vendor, product))
+        where = tuple(str(int(address.get(k), 0)) if address is not None
+                      else "" for k in ("bus", "device"))
+    except (TypeError, ValueError):
+        return None
+    return (DEVICE_USB, *ids, *where)
+
+
+# The key of a hostdev, by its type.
+HOSTDEV_KEYS = {DEVICE_PCI: _pci_key, DEVICE_MDEV: _mdev_key,
+                 DEVICE_USB: _usb_key}
 
 
 def device_key(element: etree._Element) -> tuple[str, ...] | None:
@@ -116,26 +181,8 @@ def device_key(element: etree._Element) -> tuple[str, ...] | None:
         return ("bridge", source.get("bridge"))
     if element.tag != "hostdev":
         return None
-    kind = element.get("type")
-    address = source.find("address")
-    try:
-        if kind == "pci" and address is not None:
-            return ("pci", pci_bdf(address))
-    except DomainXMLError:
-        return None
-    if kind == "mdev" and address is not None:
-        return ("mdev", address.get("uuid"))
-    if kind == "usb":
-        vendor, product = source.find("vendor"), source.find("product")
-        try:
-            ids = tuple(f"{int(node.get('id'), 0):04x}" if node is not None
-                        else "" for node in (vendor, product))
-            where = tuple(str(int(address.get(k), 0)) if address is not None
-                          else "" for k in ("bus", "device"))
-        except (TypeError, ValueError):
-            return None
-        return ("usb", *ids, *where)
-    return None
+    key = HOSTDEV_KEYS.get(element.get("type"))
+    return key(source, source.find("address")) if key else None
 
 
 def devices_by_key(tree: etree._Element) -> dict[tuple[str, ...],
@@ -151,6 +198,6 @@ def devices_by_key(tree: etree._Element) -> dict[tuple[str, ...],
 
 def describe(key: tuple[str, ...]) -> str:
     """A device key as the operator reads it."""
-    if key[0] == "usb":
+    if key[0] == DEVICE_USB:
         return f"usb {key[1]}:{key[2]} bus {key[3]} device {key[4]}"
     return " ".join(key)

@@ -25,6 +25,8 @@ from dataclasses import dataclass, field
 
 from lxml import etree
 
+from accel_inventory.kinds.base import (DEVICE_INTERFACE, DEVICE_MDEV,
+                                        DEVICE_PCI, DEVICE_USB)
 from libvirt_hooks import xmlgen
 
 
@@ -40,11 +42,12 @@ class DomainXMLError(Exception):
 class DeviceRef:
     """One accelerator-capable device of a domain, as the XML names it.
 
-    ``kind`` is ``pci``, ``usb``, ``mdev`` or ``interface``; ``address`` a
-    BDF, ``<bus>:<device>`` (None when the XML names only vendor and
-    product), an mdev UUID or the host interface (bridge or device) an
-    ``<interface>`` names; ``index`` its position among the domain's devices
-    of that kind; ``element`` the XML element a rewrite changes.
+    ``kind`` is its device kind: ``pci``, ``usb``, ``mdev`` (hostdevs by
+    type) or ``interface``; ``address`` a BDF, ``<bus>:<device>`` (None
+    when the XML names only vendor and product), an mdev UUID or the host
+    interface (bridge or device) an ``<interface>`` names; ``index`` its
+    position among the domain's devices of that kind; ``element`` the XML
+    element a rewrite changes.
     """
 
     kind: str
@@ -68,6 +71,16 @@ class Domain:
     uuid: str
     devices: tuple[DeviceRef, ...]
     tree: etree._Element
+
+    def refs(self, kind: str) -> list[DeviceRef]:
+        """The devices of one device kind, in XML order."""
+        return self.by_kind().get(kind, [])
+
+    def by_kind(self) -> dict[str, list[DeviceRef]]:
+        grouped: dict[str, list[DeviceRef]] = {}
+        for ref in self.devices:
+            grouped.setdefault(ref.kind, []).append(ref)
+        return grouped
 
 
 def _parser() -> etree.XMLParser:
@@ -128,6 +141,47 @@ def usb_address(text: str) -> int:
     return int(text, 16) if text.startswith("0x") else int(text, 10)
 
 
+def _pci_hostdev(hostdev: etree._Element, address: etree._Element | None
+                 ) -> tuple[str, dict] | None:
+    return None if address is None else (pci_bdf(address), {})
+
+
+def _mdev_hostdev(hostdev: etree._Element, address: etree._Element | None
+                  ) -> tuple[str, dict] | None:
+    if address is None:
+        return None
+    uuid = (address.get("uuid") or "").lower()
+    if not UUID.match(uuid):
+        # It becomes a sysfs path: never let it be anything else.
+        raise DomainXMLError(f"mdev address {uuid!r} is not a UUID")
+    return uuid, {}
+
+
+def _usb_hostdev(hostdev: etree._Element, address: etree._Element | None
+                 ) -> tuple[str | None, dict]:
+    vendor = hostdev.find("source/vendor")
+    product = hostdev.find("source/product")
+    where = None
+    if address is not None:
+        try:
+            where = (f"{usb_address(address.get('bus', ''))}:"
+                     f"{usb_address(address.get('device', ''))}")
+        except ValueError:
+            raise DomainXMLError(f"USB address {dict(address.attrib)} is not "
+                                 f"numeric") from None
+    return where, {
+        "vendor_id": _hex(vendor.get("id") if vendor is not None else None),
+        "product_id": _hex(product.get("id") if product is not None
+                           else None)}
+
+
+# How each hostdev type (a device kind) names what it reaches on the host:
+# its address and the DeviceRef's other fields; None when it names
+# nothing this project reads.
+HOSTDEV_SOURCES = {DEVICE_PCI: _pci_hostdev, DEVICE_MDEV: _mdev_hostdev,
+                   DEVICE_USB: _usb_hostdev}
+
+
 def _devices(root: etree._Element):
     counts: dict[str, int] = {}
 
@@ -138,38 +192,17 @@ def _devices(root: etree._Element):
 
     for hostdev in root.iterfind("devices/hostdev"):
         kind = hostdev.get("type")
-        address = hostdev.find("source/address")
-        if kind == "pci" and address is not None:
-            yield ref("pci", pci_bdf(address), hostdev)
-        elif kind == "mdev" and address is not None:
-            uuid = (address.get("uuid") or "").lower()
-            if not UUID.match(uuid):
-                # It becomes a sysfs path: never let it be anything else.
-                raise DomainXMLError(f"mdev address {uuid!r} is not a UUID")
-            yield ref("mdev", uuid, hostdev)
-        elif kind == "usb":
-            vendor = hostdev.find("source/vendor")
-            product = hostdev.find("source/product")
-            where = None
-            if address is not None:
-                try:
-                    where = (f"{usb_address(address.get('bus', ''))}:"
-                             f"{usb_address(address.get('device', ''))}")
-                except ValueError:
-                    raise DomainXMLError(
-                        f"USB address {dict(address.attrib)} is not "
-                        f"numeric") from None
-            yield ref("usb", where, hostdev,
-                      vendor_id=_hex(vendor.get("id") if vendor is not None
-                                     else None),
-                      product_id=_hex(product.get("id") if product is not None
-                                      else None))
+        source = HOSTDEV_SOURCES.get(kind)
+        found = (source(hostdev, hostdev.find("source/address"))
+                 if source else None)
+        if found is not None:
+            yield ref(kind, found[0], hostdev, **found[1])
     for interface in root.iterfind("devices/interface"):
         child, attr = INTERFACE_SOURCES.get(interface.get("type"),
                                             (None, None))
         source = interface.find(child) if child else None
         if source is not None and source.get(attr):
-            yield ref("interface", source.get(attr), interface)
+            yield ref(DEVICE_INTERFACE, source.get(attr), interface)
 
 
 @dataclass(frozen=True)
@@ -206,6 +239,24 @@ def _move_usb(hostdev: etree._Element, move: UsbMove) -> bool:
     return changed
 
 
+def _move_pci(hostdev: etree._Element, bdf: str) -> bool:
+    address = hostdev.find("source/address")
+    if pci_bdf(address) == bdf:
+        return False
+    address.attrib.update(xmlgen.pci_address_attrs(bdf))
+    return True
+
+
+def _move_interface(interface: etree._Element, name: str) -> bool:
+    child, attr = INTERFACE_SOURCES[interface.get("type")]
+    return _set(interface.find(child), attr, name)
+
+
+# How a device of each kind is moved to where its function is now.
+MOVERS = {DEVICE_PCI: _move_pci, DEVICE_USB: _move_usb,
+           DEVICE_INTERFACE: _move_interface}
+
+
 def rewrite(domain: Domain, pci: Mapping[int, str],
             usb: Mapping[int, UsbMove],
             interfaces: Mapping[int, str]) -> bytes | None:
@@ -213,20 +264,12 @@ def rewrite(domain: Domain, pci: Mapping[int, str],
     ``index``-th PCI hostdev at a new BDF, USB hostdev at a new bus and
     device, interface on a new host interface. None when nothing changes.
     Devices keep their number and order."""
+    moves = {DEVICE_PCI: pci, DEVICE_USB: usb, DEVICE_INTERFACE: interfaces}
     changed = False
     for ref in domain.devices:
-        if ref.kind == "pci" and ref.index in pci:
-            address = ref.element.find("source/address")
-            if pci_bdf(address) != pci[ref.index]:
-                address.attrib.update(
-                    xmlgen.pci_address_attrs(pci[ref.index]))
-                changed = True
-        elif ref.kind == "usb" and ref.index in usb:
-            changed |= _move_usb(ref.element, usb[ref.index])
-        elif ref.kind == "interface" and ref.index in interfaces:
-            child, attr = INTERFACE_SOURCES[ref.element.get("type")]
-            changed |= _set(ref.element.find(child), attr,
-                            interfaces[ref.index])
+        move = moves.get(ref.kind, {}).get(ref.index)
+        if move is not None:
+            changed |= MOVERS[ref.kind](ref.element, move)
     if not changed:
         return None
     return etree.tostring(domain.tree, encoding="utf-8")

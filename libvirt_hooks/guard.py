@@ -34,13 +34,14 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-from accel_inventory import claims, model
+from accel_inventory import claims, kinds, model
+from accel_inventory.kinds.base import (BUS_MDEV, BUS_PCI, BUS_USB,
+                                        DEVICE_INTERFACE, DEVICE_MDEV,
+                                        DEVICE_PCI, DEVICE_USB)
 from libvirt_hooks import bridge
 from libvirt_hooks.domain import DeviceRef, Domain, UsbMove
 
 Entry = tuple[model.Card, model.Region, model.Function]
-
-PCI_KINDS = ("pci", "ippcie")
 
 
 @dataclass(frozen=True)
@@ -167,7 +168,13 @@ def expected_ids(card: model.Card,
 def _type_of(entry: Entry, policy: Policy) -> str:
     card, _region, function = entry
     key = ":".join(expected_ids(card, function))
-    return policy.usb_types.get(key, key) if card.kind == "usb" else key
+    if kinds.of(card).function_bus == BUS_USB:
+        return policy.usb_types.get(key, key)
+    return key
+
+
+def _on_bus(entries, bus: str) -> list[Entry]:
+    return [e for e in entries if kinds.of(e[0]).function_bus == bus]
 
 
 class _Judge:
@@ -277,17 +284,20 @@ def _given(domain: Domain, inv: model.Inventory,
     claim = inv.claims.get(domain.uuid)
     held = [index[fid] for fid in (claim.functions if claim else [])
             if fid in index and fid not in bridged]
-    count = {kind: sum(1 for ref in domain.devices if ref.kind == kind)
-             for kind in ("pci", "usb", "mdev")}
-    pci = [e for e in held if e[0].kind in PCI_KINDS]
+    refs = domain.by_kind()
+    count = {device: len(refs.get(device, []))
+             for device in (DEVICE_PCI, DEVICE_USB, DEVICE_MDEV)}
+    pci = _on_bus(held, BUS_PCI)
     given: dict[str, list[Entry] | None] = {
-        "pci": (pci[:count["pci"]]
-                if 0 <= len(pci) - count["pci"] <= raw else None),
-        "interface": (pci[count["pci"]:]
-                      if len(pci) - count["pci"] == raw else None)}
-    for kind in ("usb", "mdev"):
-        mine = [e for e in held if e[0].kind == kind]
-        given[kind] = mine if len(mine) == count[kind] else None
+        DEVICE_PCI: (pci[:count[DEVICE_PCI]]
+                     if 0 <= len(pci) - count[DEVICE_PCI] <= raw else None),
+        DEVICE_INTERFACE: (pci[count[DEVICE_PCI]:]
+                           if len(pci) - count[DEVICE_PCI] == raw
+                           else None)}
+    # A function on the USB (mdev) bus is given as a USB (mdev) hostdev.
+    for device, bus in ((DEVICE_USB, BUS_USB), (DEVICE_MDEV, BUS_MDEV)):
+        mine = _on_bus(held, bus)
+        given[device] = mine if len(mine) == count[device] else None
     return given
 
 
@@ -303,35 +313,45 @@ def check(domain: Domain, inv: model.Inventory, host: HostView,
     index = inv.function_index()
     nodes_by_bridge = {
         bridge.bridge_name(policy.bridge_prefix, f.id): (c, r, f)
-        for c in inv.cards if c.kind == "ippcie"
-        for r in c.regions for f in r.functions}
-    bridged = {nodes_by_bridge[ref.address][2].id for ref in domain.devices
-               if ref.kind == "interface" and ref.address in nodes_by_bridge}
+        for c in _node_cards(inv) for r in c.regions for f in r.functions}
+    bridged = {nodes_by_bridge[ref.address][2].id
+               for ref in domain.refs(DEVICE_INTERFACE)
+               if ref.address in nodes_by_bridge}
     raw = _node_interface_refs(domain, inv, host, policy)
     given = _given(domain, inv, index, bridged, len(raw))
-    _check_pci(judge, host, given["pci"])
-    _check_usb(judge, host, given["usb"])
-    _check_mdev(judge, host, given["mdev"])
-    for ref in _refs(domain, "interface"):
+    _check_pci(judge, host, given[DEVICE_PCI])
+    _check_usb(judge, host, given[DEVICE_USB])
+    _check_mdev(judge, host, given[DEVICE_MDEV])
+    for ref in domain.refs(DEVICE_INTERFACE):
         if ref.address.startswith(policy.bridge_prefix):
             _check_bridge(judge, host, ref.address,
                           nodes_by_bridge.get(ref.address))
-    _check_node_interfaces(judge, host, raw, given["interface"])
+    _check_node_interfaces(judge, host, raw, given[DEVICE_INTERFACE])
     return judge.verdict
 
 
-def _present_at(inv: model.Inventory, kinds: tuple[str, ...]
-                ) -> dict[str, Entry]:
-    """The functions of cards of ``kinds`` by their address now. A lost
-    card keeps its last address, which another card may hold now: that is
-    history, and never shadows the card that is there."""
-    return {f.address: (c, r, f) for c in inv.cards
-            if c.kind in kinds and c.status != model.STATUS_LOST
+def _node_cards(inv: model.Inventory) -> list[model.Card]:
+    """Cards of nodes: their functions are given as interfaces."""
+    return [c for c in inv.cards
+            if kinds.of(c).device == DEVICE_INTERFACE]
+
+
+def _cards_on(inv: model.Inventory, function_bus: str) -> list[model.Card]:
+    return [c for c in inv.cards
+            if kinds.of(c).function_bus == function_bus]
+
+
+def _present_at(cards: list[model.Card]) -> dict[str, Entry]:
+    """The functions of ``cards`` by their address now. A lost card keeps
+    its last address, which another card may hold now: that is history,
+    and never shadows the card that is there."""
+    return {f.address: (c, r, f) for c in cards
+            if c.status != model.STATUS_LOST
             for r in c.regions for f in r.functions if f.address}
 
 
 def _nodes_at(inv: model.Inventory) -> dict[str, Entry]:
-    return _present_at(inv, ("ippcie",))
+    return _present_at(_node_cards(inv))
 
 
 def _node_interface_refs(domain: Domain, inv: model.Inventory,
@@ -341,7 +361,7 @@ def _node_interface_refs(domain: Domain, inv: model.Inventory,
     networks (bridges, taps, a NIC's macvtap) are none of them."""
     nodes = _nodes_at(inv)
     recorded = {e[2].attrs.get("interface") for e in nodes.values()}
-    return [ref for ref in _refs(domain, "interface")
+    return [ref for ref in domain.refs(DEVICE_INTERFACE)
             if not ref.address.startswith(policy.bridge_prefix)
             and (host.net.get(ref.address) in nodes
                  or ref.address in recorded)]
@@ -351,15 +371,11 @@ def _paired(given: list[Entry] | None, position: int) -> Entry | None:
     return given[position] if given is not None else None
 
 
-def _refs(domain: Domain, kind: str) -> list[DeviceRef]:
-    return [ref for ref in domain.devices if ref.kind == kind]
-
-
 def _check_pci(judge: _Judge, host: HostView,
                given: list[Entry] | None) -> None:
-    at = _present_at(judge.inv, PCI_KINDS)
+    at = _present_at(_cards_on(judge.inv, BUS_PCI))
     held = _held_at(judge.inv)
-    for position, ref in enumerate(_refs(judge.domain, "pci")):
+    for position, ref in enumerate(judge.domain.refs(DEVICE_PCI)):
         wanted = _paired(given, position)
         where_now = ""
         if wanted is not None and wanted[2].address != ref.address:
@@ -395,14 +411,15 @@ def _held_at(inv: model.Inventory) -> dict[str, _Held]:
     held: dict[str, _Held] = {}
     past: list[tuple[str, _Held]] = []
     for card in inv.cards:
-        if card.kind == "usb":
+        kind = kinds.of(card)
+        if kind.bus != BUS_PCI:
             continue
         present = card.status != model.STATUS_LOST
         ids = (card.vendor_id, card.product_id)
         mine = [(card.address, ids, present)]
         mine += [(a, ids, False) for a in card.previous_addresses]
         mine += [(r.address, ids, present) for r in card.regions]
-        if card.kind in PCI_KINDS:
+        if kind.function_bus == BUS_PCI:
             for function in card.functions():
                 fids = expected_ids(card, function)
                 mine.append((function.address, fids, present))
@@ -460,9 +477,7 @@ def _check_held(judge: _Judge, address: str, now: PciIdentity | None,
 def _usb_entry(inv: model.Inventory, device: UsbDevice) -> Entry | None:
     """The inventory's stick that ``device`` is: by serial for a stick that
     has one (it keeps it across re-enumeration), else by its port."""
-    for card in inv.cards:
-        if card.kind != "usb":
-            continue
+    for card in _cards_on(inv, BUS_USB):
         if (device.serial != card.serial if card.serial is not None
                 else card.status == model.STATUS_LOST
                 or card.address != device.name):
@@ -485,7 +500,7 @@ def _usb_now(host: HostView, entry: Entry) -> UsbDevice | None:
 def _check_usb(judge: _Judge, host: HostView,
                given: list[Entry] | None) -> None:
     policy = judge.policy
-    for position, ref in enumerate(_refs(judge.domain, "usb")):
+    for position, ref in enumerate(judge.domain.refs(DEVICE_USB)):
         wanted = _paired(given, position)
         if ref.address is not None:
             bus, device = (int(n) for n in ref.address.split(":"))
@@ -551,11 +566,11 @@ def _parent(entry: Entry) -> str | None:
 
 def _check_mdev(judge: _Judge, host: HostView,
                 given: list[Entry] | None) -> None:
-    inv = judge.inv
-    by_uuid = _present_at(inv, ("mdev",))
-    cards_at = {c.address: c for c in inv.cards if c.kind == "mdev"
-                and c.status != model.STATUS_LOST}
-    for position, ref in enumerate(_refs(judge.domain, "mdev")):
+    parents = _cards_on(judge.inv, BUS_MDEV)
+    by_uuid = _present_at(parents)
+    cards_at = {c.address: c for c in parents
+                if c.status != model.STATUS_LOST}
+    for position, ref in enumerate(judge.domain.refs(DEVICE_MDEV)):
         wanted = _paired(given, position)
         label = f"mdev {ref.address}"
         live = host.mdevs.get(ref.address)

@@ -23,8 +23,10 @@ from __future__ import annotations
 import os
 import re
 
-from accel_inventory import model
+from accel_inventory import kinds, model
 from accel_inventory.contract import BDF, USB_NAME
+from accel_inventory.kinds.base import (DEVICE_INTERFACE, DEVICE_MDEV,
+                                        DEVICE_PCI, DEVICE_USB)
 from libvirt_hooks.domain import UUID, Domain
 from libvirt_hooks.guard import HostView, MdevNow, PciIdentity, UsbDevice
 
@@ -132,19 +134,23 @@ def node_interface(sysfs_root: str, bdf: str) -> str | None:
 
 
 def read(sysfs_root: str, domain: Domain, inv: model.Inventory) -> HostView:
-    """What the guard needs to judge ``domain``, read from sysfs."""
-    kinds = {ref.kind for ref in domain.devices}
-    nodes = [f.address for card in inv.cards if card.kind == "ippcie"
-             for f in card.functions() if f.address] \
-        if "interface" in kinds else []
-    pci_addresses = {ref.address for ref in domain.devices
-                     if ref.kind == "pci"} | set(nodes)
+    """What the guard needs to judge ``domain``, read from sysfs: at the
+    address of each device of the XML, by its device kind; for an
+    interface, every function given as one (a node: the interface may be
+    its bridge, or name its host-side interface)."""
+    refs = domain.by_kind()
+    interfaces = refs.get(DEVICE_INTERFACE, [])
+    nodes = [f.address for card in inv.cards
+             if kinds.of(card).device == DEVICE_INTERFACE
+             for f in card.functions() if f.address] if interfaces else []
+    pci_addresses = ({ref.address for ref in refs.get(DEVICE_PCI, [])}
+                     | set(nodes))
     return HostView(
         pci={bdf: pci_identity(sysfs_root, bdf) for bdf in pci_addresses},
-        usb=usb_devices(sysfs_root) if "usb" in kinds else (),
+        usb=usb_devices(sysfs_root) if DEVICE_USB in refs else (),
         mdevs={ref.address: mdev_now(sysfs_root, ref.address)
-               for ref in domain.devices if ref.kind == "mdev"},
+               for ref in refs.get(DEVICE_MDEV, [])},
         net={ref.address: interface_device(sysfs_root, ref.address)
-             for ref in domain.devices if ref.kind == "interface"},
+             for ref in interfaces},
         node_interfaces={bdf: node_interface(sysfs_root, bdf)
                          for bdf in nodes})

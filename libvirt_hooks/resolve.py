@@ -18,27 +18,31 @@ refuses one whose functions cannot be given), by the attach worker and by
 
 from __future__ import annotations
 
-from accel_inventory import cache
-from accel_inventory import claim_sync
+from accel_inventory import cache, claim_sync, kinds
+from accel_inventory.kinds.base import DEVICE_MDEV, DEVICE_PCI, DEVICE_USB
 from libvirt_hooks import devices, hostview
+
+# What the host has now at a function's address, by the device kind its
+# card kind gives it as; a device kind not here reads nothing (a node's
+# bridge: the attach worker reads its interface, node_interface).
+NOW_READERS = {
+    DEVICE_PCI: lambda root, address: devices.HostNow(
+        pci=hostview.pci_identity(root, address)),
+    DEVICE_USB: lambda root, address: devices.HostNow(usb=next(
+        (usb for usb in hostview.usb_devices(root) if usb.name == address),
+        None)),
+    DEVICE_MDEV: lambda root, address: devices.HostNow(
+        mdev=hostview.mdev_now(root, address)),
+}
 
 
 def host_now(sysfs_root: str, card, function):
     """What sysfs has now for ``function`` of ``card`` (``devices.HostNow``),
     read through the hook's own readers: only that device's files."""
-    if function.address is None:
+    read = NOW_READERS.get(kinds.of(card).device)
+    if function.address is None or read is None:
         return devices.HostNow()
-    if card.kind == "pci":
-        return devices.HostNow(pci=hostview.pci_identity(sysfs_root,
-                                                         function.address))
-    if card.kind == "usb":
-        return devices.HostNow(usb=next(
-            (usb for usb in hostview.usb_devices(sysfs_root)
-             if usb.name == function.address), None))
-    if card.kind == "mdev":
-        return devices.HostNow(mdev=hostview.mdev_now(sysfs_root,
-                                                      function.address))
-    return devices.HostNow()
+    return read(sysfs_root, function.address)
 
 
 def placement_claim(conf, consumer: str):

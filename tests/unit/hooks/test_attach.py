@@ -27,7 +27,7 @@ from lxml import etree
 
 from accel_inventory import agent, cache, claims, identity, inventory, model
 from accel_inventory import profiles, sysfs
-from accel_inventory import claim_sync
+from accel_inventory import claim_sync, kinds
 from libvirt_hooks import attach, bridge, common, devices, hook, resolve
 from libvirt_hooks import settings, trigger
 from tests.common import attach_host
@@ -269,7 +269,7 @@ def test_start_is_refused_when_a_function_it_was_given_is_gone(host):
     # Its id is kept for it, with no device: the PF is not handed out in
     # its place, and nothing else gets the id.
     card, _region, function = cache.load(host["cache"]).function_index()[VF]
-    assert function.address is None and card.vanished(function)
+    assert function.address is None and kinds.vanished(card, function)
     rc, out, err = call_hook(xml, "prepare", "begin")
     assert (rc, out) == (1, "")
     [line] = err.splitlines()

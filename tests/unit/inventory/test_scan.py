@@ -16,7 +16,7 @@ import os
 
 from accel_inventory import (claims, identity, inventory, model, profiles,
                              sample, sysfs)
-from accel_inventory import provider_tree
+from accel_inventory import kinds, provider_tree
 
 PROFILES = profiles.load_profiles()
 FPGA = sample.SAMPLE_FPGA
@@ -358,7 +358,7 @@ def test_a_held_vf_that_vanished_keeps_its_id_without_a_device(tmp_path):
     [kept] = card.regions[1].functions  # the unheld f0 is gone
     assert (kept.id, kept.address, kept.claimed_by) == (held, None, "vm-1")
     assert kept.attrs["previous_addresses"] == ["0000:3b:02.1"]
-    assert card.vanished(kept)
+    assert kinds.vanished(card, kept)
     # Its region stays in placement, reserved: nothing new lands on it.
     [inventory_] = provider_tree.region_inventories(card,
                                                 card.regions[1]).values()
@@ -372,4 +372,5 @@ def test_a_held_vf_that_vanished_keeps_its_id_without_a_device(tmp_path):
     assert [(f.id, f.address) for f in inv.cards[0].regions[1].functions] \
         == [("dsn-000000000000000a/r1/f0", "0000:3b:02.0"),
             (held, "0000:3b:02.1")]
-    assert not any(inv.cards[0].vanished(f) for f in inv.cards[0].functions())
+    assert not any(kinds.vanished(inv.cards[0], f)
+               for f in inv.cards[0].functions())

@@ -1,0 +1,153 @@
+# Licensed under the Apache License, Version 2.0 (the "License"); you may
+# not use this file except in compliance with the License. You may obtain
+# a copy of the License at
+#
+#      http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS, WITHOUT
+# WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied. See the
+# License for the specific language governing permissions and limitations
+# under the License.
+
+"""What a card kind is: the facts and the scan step every other module
+asks a kind for, instead of testing its name.
+
+A card kind (``pci``, ``mdev``, ``usb``, ``ippcie``) says how its cards
+are found and modelled; the domain device that gives one of its
+functions to a domain (a hostdev of type ``pci``, ``usb`` or ``mdev``, or
+an ``interface``) is its ``device``, a *device kind*: several card kinds
+may share one (an SR-IOV NIC's VFs and an FPGA's are both PCI hostdevs).
+
+Nothing here reads sysfs: a kind's scan step asks the scanner's reader
+(``accel_inventory.sysfs``) for the files it needs.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import ClassVar, Protocol
+
+from accel_inventory import model
+
+# The sysfs bus a card or a function sits on, which is the shape of its
+# address: a PCI BDF, a USB ``<bus>-<port path>``, an mdev UUID.
+BUS_PCI = "pci"
+BUS_USB = "usb"
+BUS_MDEV = "mdev"
+
+# The domain devices a function is given as (domain XML): hostdevs by
+# their type, and <interface>.
+DEVICE_PCI = "pci"
+DEVICE_USB = "usb"
+DEVICE_MDEV = "mdev"
+DEVICE_INTERFACE = "interface"
+
+
+class Garbage(Exception):
+    """A device's sysfs entries cannot be read as the kernel writes them."""
+
+
+@dataclass(frozen=True)
+class PciDevice:
+    """A PCI function as sysfs shows it; ``real`` is its directory."""
+
+    bus: ClassVar[str] = BUS_PCI
+    bdf: str
+    real: str
+    vendor: str
+    device: str
+    klass: str
+    numa: int | None
+
+    @property
+    def product(self) -> str:
+        return self.device
+
+
+@dataclass(frozen=True)
+class UsbDevice:
+    """A USB device as sysfs shows it; ``name`` is ``<bus>-<port>``."""
+
+    bus: ClassVar[str] = BUS_USB
+    name: str
+    real: str
+    vendor: str
+    product: str
+
+
+class Profile(Protocol):
+    """What a kind reads of the operator profile matching a device
+    (``accel_inventory.profiles.Profile``)."""
+
+    name: str
+    kind: str
+    resource_class: str
+    functions_per_region: int | None
+
+
+class SysfsReader(Protocol):
+    """What a kind's scan step may ask of sysfs (``sysfs.Reader``); every
+    read is bounded to the sysfs root and raises Garbage on bad data."""
+
+    root: str
+
+    def text(self, path: str) -> str: ...
+
+    def hex_id(self, path: str, digits: int) -> str: ...
+
+    def inside(self, path: str) -> str: ...
+
+    def listdir(self, path: str) -> list[str]: ...
+
+    def pci_device(self, bdf: str) -> PciDevice: ...
+
+    def pci_identity(self, dev: PciDevice, slot: str | None
+                     ) -> tuple[str, str, str | None]: ...
+
+    def usb_identity(self, device: UsbDevice, busnum: int, devnum: int
+                     ) -> tuple[str, str, str | None]: ...
+
+
+@dataclass
+class ScanContext:
+    """One scan: the reader, the profiles, and what the scanner read once
+    for every kind (each PCI device by BDF, the firmware's slot names)."""
+
+    reader: SysfsReader
+    profile_for: Callable[[str, str], Profile | None]
+    pci: Mapping[str, PciDevice] = field(default_factory=dict)
+    slots: Mapping[str, str] = field(default_factory=dict)
+    # "vendor:product" -> the mdev type to offer ([inventory] mdev_types).
+    mdev_types: Mapping[str, str] = field(default_factory=dict)
+
+
+# A device the scanner found: a PciDevice or a UsbDevice.
+Device = PciDevice | UsbDevice
+
+
+@dataclass(frozen=True)
+class CardKind:
+    """One card kind, as the registry (``accel_inventory.kinds``) holds it.
+
+    ``bus`` is where the card itself sits (the shape of ``card.address``
+    and the regions' addresses), ``function_bus`` where its functions sit
+    (the shape of ``function.address``), ``device`` the domain device that
+    gives a function to a domain.
+
+    The scan: of the devices on ``bus`` (PCI functions other than VFs, USB
+    devices; ``device.bus`` says which), a kind takes those that
+    ``takes(device, profile, context)`` says are its; ``group(device)``
+    names the card a device belongs to, and ``build(context, devices)``
+    makes that card (None: not an accelerator after all), raising Garbage
+    when sysfs holds garbage.
+    """
+
+    name: str
+    bus: str
+    function_bus: str
+    device: str
+    takes: Callable[[Device, Profile | None, ScanContext], bool]
+    group: Callable[[Device], str]
+    build: Callable[[ScanContext, Sequence[Device]], model.Card | None]

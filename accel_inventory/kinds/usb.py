@@ -1,0 +1,67 @@
+# Licensed under the Apache License, Version 2.0 (the "License"); you may
+# not use this file except in compliance with the License. You may obtain
+# a copy of the License at
+#
+#      http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS, WITHOUT
+# WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied. See the
+# License for the specific language governing permissions and limitations
+# under the License.
+
+"""The ``usb`` kind: a USB stick (Movidius), one card of one region of
+one function, named by its serial (its product id changes when its
+firmware loads). Given as a USB hostdev.
+
+A USB device is of this kind when its profile says so.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+
+from accel_inventory import model
+from accel_inventory.kinds.base import (BUS_USB, DEVICE_USB, CardKind,
+                                        Garbage, Profile, ScanContext,
+                                        UsbDevice)
+
+NAME = "usb"
+
+
+def _takes(device: UsbDevice, profile: Profile | None,
+           context: ScanContext) -> bool:
+    return profile is not None and profile.kind == NAME
+
+
+def _port(device: UsbDevice) -> str:
+    return device.name
+
+
+def _build(context: ScanContext, group: Sequence[UsbDevice]) -> model.Card:
+    reader, (device,) = context.reader, group
+    try:
+        busnum = int(reader.text(os.path.join(device.real, "busnum")))
+        devnum = int(reader.text(os.path.join(device.real, "devnum")))
+    except ValueError:
+        raise Garbage(f"{device.real}: busnum/devnum are not "
+                      f"numbers") from None
+    card_id, source, serial = reader.usb_identity(device, busnum, devnum)
+    profile = context.profile_for(device.vendor, device.product)
+    function = model.Function(
+        id=model.function_id(card_id, 0, 0), address=device.name,
+        attrs={"busnum": busnum, "devnum": devnum,
+               "product_id": device.product})
+    return model.Card(
+        id=card_id, kind=NAME, vendor_id=device.vendor,
+        product_id=device.product, serial=serial, identity_source=source,
+        address=device.name,
+        regions=[model.Region(id=model.region_id(card_id, 0), index=0,
+                              resource_class=profile.resource_class,
+                              address=device.name, functions=[function])],
+        profile=profile.name)
+
+
+KIND = CardKind(name=NAME, bus=BUS_USB, function_bus=BUS_USB,
+                device=DEVICE_USB, takes=_takes, group=_port, build=_build)
