@@ -49,6 +49,7 @@ from dataclasses import dataclass, field
 from typing import TextIO
 
 from nova_accel_weigher import baselines, packing
+from nova_accel_weigher import conf as accel_conf
 
 SCORED_POLICIES = {"best-fit": packing.POLICY_BEST_FIT,
                    "fragmentation": packing.POLICY_FRAGMENTATION}
@@ -148,19 +149,18 @@ class Request:
         return packing.TaskKind(
             self.cpu, self.memory, self.functions,
             self.whole_regions or (1 if self.functions else 0),
-            self.gpu_spec, weight)
+            self.gpu_spec, weight, bool(self.whole_regions))
 
 
-def task_kinds(requests: Sequence[Request]
-               ) -> tuple[tuple[packing.TaskKind, ...], float]:
-    """The mix as ``packing.host_score`` reads it: the most popular kinds
-    that make up 95% of the requests (FGD's typical tasks), and the CPU
-    asked per function asked by requests with accelerators."""
+def task_mix(requests: Sequence[Request]) -> packing.TaskMix:
+    """The mix ``host-fragmentation`` is configured with, as an operator
+    would write it from what the cloud is asked: the most popular kinds
+    that make up 95% of the requests (FGD's typical tasks)."""
     kinds = baselines.typical_types(r.kind() for r in requests)
-    asked = sum(r.asked for r in requests)
-    cpu = sum(r.cpu for r in requests if r.functions)
-    return (tuple(dataclasses.replace(k, weight=w) for k, w in kinds),
-            cpu / asked if asked else 0.0)
+    if not kinds:
+        return packing.task_mix([packing.TaskKind(0, 0, 0, 0)])
+    return packing.task_mix(dataclasses.replace(k, weight=w)
+                            for k, w in kinds)
 
 
 # -- clusters ---------------------------------------------------------------
@@ -437,10 +437,17 @@ class Policy:
     typical: tuple[tuple[baselines.TaskType, float], ...] = ()
     unit: int = MILLI_PER_GPU
     seed: int = 1
-    # ``task_kinds`` of the workload, for host-fragmentation
-    kinds: tuple[tuple[packing.TaskKind, ...], float] = ((), 0.0)
+    # host-fragmentation: the configured task mix (``task_mix`` of the
+    # workload; without it, that of ``mix``, as the option's default) and
+    # our weigher's multiplier
+    task_mix: packing.TaskMix | None = None
+    multiplier: float = accel_conf.DEFAULT_WEIGHT_MULTIPLIER
     _fgd: dict[tuple, tuple[int, tuple[int, ...]]] = field(
         default_factory=dict, repr=False)
+
+    def __post_init__(self):
+        if self.task_mix is None and self.name == "host-fragmentation":
+            self.task_mix = packing.mix_of_shapes(self.mix)
 
     def scans(self, request: Request) -> bool:
         """Whether ``choose`` looks at every host for this request (as
@@ -517,37 +524,61 @@ class Policy:
                    for h in feasible]
             return self._draw(feasible, baselines.normalize_scores(raw),
                               None, request)
-        best = feasible[baselines.stock_nova_best(
+        best = feasible[baselines.nova_best(
             [h.memory - h.memory_used for h in feasible],
             [h.cpu - h.cpu_used for h in feasible])]
         return best, placement_order(best, request, self.seed)[0]
 
     def _host_fragmentation(self, feasible: list[Host], request: Request
                             ) -> tuple[Host, dict[str, int]] | None:
-        """``packing.host_score`` on every host that fits, the first best
-        in host order; scores remembered by all they depend on."""
-        kinds, cpu_per_unit = self.kinds
-        kind = request.kind()
-        best = None
+        """What nova does with our filter and weigher under
+        ``host-fragmentation``: on each host the filter puts first the
+        candidate ``packing.rank_placements`` ranks best (placement's
+        order among equals), the weigher gives ``packing.decisive_weights``
+        of those scores, and nova adds them, times the multiplier, to its
+        default weighers' (``baselines.nova_best``). Scores are remembered
+        by all they depend on."""
+        ask = (request.cpu, request.memory, request.functions,
+               request.whole_regions)
+        scores: list[int | None] = []
+        firsts: list[int | None] = []
         for host in feasible:
             room = packing.HostRoom(
                 host.cpu - host.cpu_used, host.memory - host.memory_used,
                 tuple(r.free for r in host.regions),
                 tuple(r.capacity for r in host.regions), host.model)
-            key = ("host", kind, room)
+            key = ("host", ask, room)
             found = self._fgd.get(key)
             if found is None:
                 if len(self._fgd) > 2_000_000:
                     self._fgd.clear()
-                found = self._fgd[key] = packing.host_score(
-                    room, kind, kinds, self.unit, cpu_per_unit)
-            if found is not None and (best is None or found[0] > best[0]):
-                best = (found[0], host, found[1])
-        if best is None:
-            return None
-        _, host, taken = best
-        return host, {host.regions[i].name: request.functions
-                      for i in taken}
+                found = self._fgd[key] = self._rank_host(host, room, request)
+            scores.append(found[0])
+            firsts.append(found[1])
+        weights = packing.decisive_weights(scores, [h.name for h in feasible])
+        best = baselines.nova_best(
+            [h.memory - h.memory_used for h in feasible],
+            [h.cpu - h.cpu_used for h in feasible],
+            ((self.multiplier, weights),))
+        if firsts[best] is None:
+            return None  # the filter turned every host down
+        host = feasible[best]
+        return host, accel_candidates(host, request)[firsts[best]]
+
+    def _rank_host(self, host: Host, room: packing.HostRoom,
+                   request: Request) -> tuple[int | None, int | None]:
+        """The filter on one host: its best candidate's score and index in
+        ``accel_candidates``, (None, None) if none fits. Hosts in the same
+        room get the same answer."""
+        index = {r.name: i for i, r in enumerate(host.regions)}
+        ranked = packing.rank_placements(
+            room, [packing.Placement(request.cpu, request.memory, {
+                index[name]: amount for name, amount in c.items()})
+                for c in accel_candidates(host, request)], self.task_mix)
+        if not ranked:
+            return None, None
+        first, score = ranked[0]
+        return score, first
 
     def _fgd_score(self, host: Host, task: baselines.TaskType
                    ) -> tuple[int, tuple[int, ...]]:
@@ -829,7 +860,7 @@ def simulate(cluster_spec: str, requests: Sequence[Request], policy: str,
                      typical=baselines.typical_types(
                          r.task_type for r in requests),
                      unit=max(set(sizes), key=sizes.count), seed=seed,
-                     kinds=task_kinds(requests))
+                     task_mix=task_mix(requests))
     index = HostIndex(hosts, policy_) if indexed else None
     result = Result()
     if mode == "fill":

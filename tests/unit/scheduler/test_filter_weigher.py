@@ -189,7 +189,7 @@ region_states = st.builds(
                       min_size=1, max_size=6),
        amounts=st.lists(st.integers(1, 3), min_size=1, max_size=4),
        offered=st.integers(1, 4), pairs=st.booleans(),
-       policy=st.sampled_from(packing.POLICIES),
+       policy=st.sampled_from(packing.REGION_POLICIES),
        via_summaries=st.booleans())
 def test_each_host_is_ranked_as_packing_rank_ranks_it_against_all_usage(
         hosts, amounts, offered, pairs, policy, via_summaries):
