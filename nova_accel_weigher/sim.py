@@ -416,6 +416,14 @@ def emptiest(host: Host, cands: Sequence[dict[str, int]]) -> dict[str, int]:
     return max(cands, key=lambda c: sum(free[n] for n in c))
 
 
+def host_room(host: Host) -> packing.HostRoom:
+    """What ``host-fragmentation`` sees of a host."""
+    return packing.HostRoom(
+        host.cpu - host.cpu_used, host.memory - host.memory_used,
+        tuple(r.free for r in host.regions),
+        tuple(r.capacity for r in host.regions), host.model)
+
+
 def placement_order(host: Host, request: Request, seed: int
                     ) -> list[dict[str, int]]:
     """``candidates`` in an order that packing knows nothing of, fixed for
@@ -536,49 +544,44 @@ class Policy:
         candidate ``packing.rank_placements`` ranks best (placement's
         order among equals), the weigher gives ``packing.decisive_weights``
         of those scores, and nova adds them, times the multiplier, to its
-        default weighers' (``baselines.nova_best``). Scores are remembered
-        by all they depend on."""
+        default weighers' (``baselines.nova_best``). A host's best score
+        is remembered by all it depends on (its room and the ask), so
+        hosts in one state share it."""
         ask = (request.cpu, request.memory, request.functions,
                request.whole_regions)
         scores: list[int | None] = []
-        firsts: list[int | None] = []
         for host in feasible:
-            room = packing.HostRoom(
-                host.cpu - host.cpu_used, host.memory - host.memory_used,
-                tuple(r.free for r in host.regions),
-                tuple(r.capacity for r in host.regions), host.model)
+            room = host_room(host)
             key = ("host", ask, room)
-            found = self._fgd.get(key)
-            if found is None:
+            found = self._fgd.get(key, self)
+            if found is self:
                 if len(self._fgd) > 2_000_000:
                     self._fgd.clear()
-                found = self._fgd[key] = self._rank_host(host, room, request)
-            scores.append(found[0])
-            firsts.append(found[1])
+                ranked = self._rank_host(host, room, request,
+                                         accel_candidates(host, request))
+                found = self._fgd[key] = ranked[0][1] if ranked else None
+            scores.append(found)
         weights = packing.decisive_weights(scores, [h.name for h in feasible])
-        best = baselines.nova_best(
+        host = feasible[baselines.nova_best(
             [h.memory - h.memory_used for h in feasible],
             [h.cpu - h.cpu_used for h in feasible],
-            ((self.multiplier, weights),))
-        if firsts[best] is None:
+            ((self.multiplier, weights),))]
+        cands = placement_order(host, request, self.seed)
+        ranked = self._rank_host(host, host_room(host), request, cands)
+        if not ranked:
             return None  # the filter turned every host down
-        host = feasible[best]
-        return host, accel_candidates(host, request)[firsts[best]]
+        return host, cands[ranked[0][0]]
 
     def _rank_host(self, host: Host, room: packing.HostRoom,
-                   request: Request) -> tuple[int | None, int | None]:
-        """The filter on one host: its best candidate's score and index in
-        ``accel_candidates``, (None, None) if none fits. Hosts in the same
-        room get the same answer."""
+                   request: Request, cands: Sequence[dict[str, int]]
+                   ) -> list[tuple[int, int]]:
+        """The filter on one host: ``packing.rank_placements`` of
+        ``cands``."""
         index = {r.name: i for i, r in enumerate(host.regions)}
-        ranked = packing.rank_placements(
+        return packing.rank_placements(
             room, [packing.Placement(request.cpu, request.memory, {
                 index[name]: amount for name, amount in c.items()})
-                for c in accel_candidates(host, request)], self.task_mix)
-        if not ranked:
-            return None, None
-        first, score = ranked[0]
-        return score, first
+                for c in cands], self.task_mix)
 
     def _fgd_score(self, host: Host, task: baselines.TaskType
                    ) -> tuple[int, tuple[int, ...]]:
