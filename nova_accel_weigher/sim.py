@@ -852,8 +852,11 @@ def fill_order(requests: Sequence[Request], target: float, seed: int
 
 def simulate(cluster_spec: str, requests: Sequence[Request], policy: str,
              mode: str, fill_to: float, seed: int, *, indexed: bool = True,
-             progress: Progress | None = None) -> Result:
-    """Replay ``requests`` under ``policy``. ``indexed`` chooses through a
+             progress: Progress | None = None,
+             multiplier: float = accel_conf.DEFAULT_WEIGHT_MULTIPLIER
+             ) -> Result:
+    """Replay ``requests`` under ``policy``; ``multiplier`` is our
+    weigher's under ``host-fragmentation``. ``indexed`` chooses through a
     ``HostIndex``; without it every host is looked at for every request
     (the same choices, far slower on large clusters)."""
     hosts = build_cluster(cluster_spec)
@@ -863,7 +866,7 @@ def simulate(cluster_spec: str, requests: Sequence[Request], policy: str,
                      typical=baselines.typical_types(
                          r.task_type for r in requests),
                      unit=max(set(sizes), key=sizes.count), seed=seed,
-                     task_mix=task_mix(requests))
+                     task_mix=task_mix(requests), multiplier=multiplier)
     index = HostIndex(hosts, policy_) if indexed else None
     result = Result()
     if mode == "fill":
@@ -1027,6 +1030,16 @@ def _share(text: str) -> float:
 _share.__name__ = f"share (> 0, at most {MAX_FILL:g})"
 
 
+def _multiplier(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):
+        raise ValueError(text)
+    return value
+
+
+_multiplier.__name__ = "finite number"
+
+
 def check_plot_target(path: str) -> None:
     """Refuse before the run what would fail after it."""
     folder = os.path.dirname(path) or "."
@@ -1064,8 +1077,17 @@ def build_parser() -> argparse.ArgumentParser:
                         help="comma-separated, from: " + ", ".join(POLICIES)
                         + " (stock-nova: nova's default weighers and "
                         "placement's order; placement-order: first fit; "
-                        "best-fit, fragmentation: the filter's policies; "
-                        "fgd, paper-best-fit: the FGD paper's)")
+                        "host-fragmentation (the default), fragmentation, "
+                        "best-fit: the filter's policies, the first with "
+                        "our weigher among nova's; fgd, paper-best-fit: "
+                        "the FGD paper's)")
+    parser.add_argument("--weight-multiplier", type=_multiplier,
+                        default=accel_conf.DEFAULT_WEIGHT_MULTIPLIER,
+                        help="host-fragmentation: our weigher's multiplier "
+                             "beside nova's RAM and CPU weighers (1.0 "
+                             "each); above their 2.0 it decides "
+                             "([accel_packing] weight_multiplier, default "
+                             "%(default)s)")
     parser.add_argument("--json", action="store_true",
                         help="print the results as one JSON document")
     parser.add_argument("--plot", metavar="FILE.png",
@@ -1111,7 +1133,8 @@ def main(argv: Sequence[str] | None = None, out=None) -> int:
         results[name] = simulate(
             args.cluster, requests, name, args.mode, args.fill_to, args.seed,
             indexed=args.indexed,
-            progress=Progress(name, sys.stderr) if draw else None)
+            progress=Progress(name, sys.stderr) if draw else None,
+            multiplier=args.weight_multiplier)
     if args.json:
         json.dump({"policies": {n: r.metrics for n, r in results.items()}},
                   out, indent=1, sort_keys=True)
