@@ -109,9 +109,10 @@ class _Pass:
         self.rooms: rooms.HostRooms | None = None
         if self.policy == packing.POLICY_HOST_FRAGMENTATION:
             self.policy = packing.POLICY_FRAGMENTATION
-            if request is not None:
+            mix = rooms.mix_from(opts)
+            if request is not None and mix is not None:
                 self.rooms = rooms.HostRooms(request, self.resource_classes,
-                                             rooms.mix_from(opts))
+                                             mix)
         # None until the first host with candidates says which classes.
         self.classes: tuple[str, ...] | None = None
         self.regions: dict[str, packing.RegionUsage] | None = None

@@ -10,22 +10,32 @@
 # License for the specific language governing permissions and limitations
 # under the License.
 
-"""How well an allocation candidate packs: the one scoring function.
+"""How well an allocation candidate packs: the scoring functions.
 
-The filter orders a host's allocation candidates with it, the weigher ranks
-hosts with the best candidate's score, and the simulator replays workloads
-through it. It is pure: usage comes in as data, a score goes out.
+The filter orders a host's allocation candidates with them, the weigher
+ranks hosts with the best candidate's score, and the simulator replays
+workloads through them. They are pure: usage comes in as data, a score
+goes out.
 
-Two policies share one shape of score (higher is better):
+``host-fragmentation`` (the default; ``placement_score``)
+    FGD (Weng et al., USENIX ATC 2023) over the whole host: the free
+    accelerator capacity the expected task mix could no longer use, its
+    CPU, memory and all its regions counted, plus the capacity its CPU
+    can no longer feed; a candidate scores how little it grows that, and
+    the weigher names the best host for every request, requests without
+    accelerators too (``decisive_weights``).
+
+Two region policies share one shape of score (higher is better), over the
+regions one candidate touches (``score``):
 
 ``best-fit``
     Never open a fresh region while a used one fits, then leave the least
     free in the regions touched, then prefer the fuller card, then the
     instance's NUMA node.
 ``fragmentation``
-    In the spirit of FGD (Weng et al., USENIX ATC 2023): prefer the
-    placement that least grows the free capacity the expected request mix
-    can no longer use; ties fall back to best fit.
+    In the spirit of FGD: prefer the placement that least grows the free
+    capacity the expected request mix can no longer use; ties fall back
+    to best fit.
 """
 
 from __future__ import annotations
@@ -258,10 +268,9 @@ def parse_mix(spec: Mapping[str, str] | Iterable[str]
 
 
 # -- host level ---------------------------------------------------------------
-# The ``host-fragmentation`` policy: FGD's fragmentation over a whole host
-# (all its regions, its CPU and memory left), plus the capacity its CPU can
-# no longer feed. The filter orders a host's candidates with
-# ``rank_placements``, the weigher names the host with ``decisive_weights``
+# The ``host-fragmentation`` policy. The filter orders a host's candidates
+# with ``rank_placements`` (rooms.py reads the host from the request's
+# provider summaries), the weigher names the host with ``decisive_weights``
 # (requests without accelerators too), and the simulator goes through both.
 
 

@@ -28,11 +28,14 @@ Per request (a local of a filter or weigher pass), never shared.
 from __future__ import annotations
 
 import functools
+import logging
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from accel_inventory.contract import DEGRADED_TRAIT
 from nova_accel_weigher import packing, usage
+
+LOG = logging.getLogger(__name__)
 
 CPU_CLASS = "VCPU"
 MEMORY_CLASS = "MEMORY_MB"
@@ -41,17 +44,23 @@ MEMORY_CLASS = "MEMORY_MB"
 @functools.lru_cache(maxsize=8)
 def configured_mix(task_mix: tuple[str, ...],
                    request_mix: tuple[tuple[str, str], ...]
-                   ) -> packing.TaskMix:
+                   ) -> packing.TaskMix | None:
     """``[accel_packing] task_mix``, or without it the shapes of
-    ``request_mix`` (no CPU or memory). Remembered: the options rarely
-    change and every pass asks."""
-    if task_mix:
-        return packing.parse_task_mix(task_mix)
-    return packing.mix_of_shapes(packing.parse_mix(dict(request_mix)))
+    ``request_mix`` (no CPU or memory); None, logged once, if it does not
+    parse. Remembered: the options rarely change and every pass asks."""
+    try:
+        if task_mix:
+            return packing.parse_task_mix(task_mix)
+        return packing.mix_of_shapes(packing.parse_mix(dict(request_mix)))
+    except ValueError as exc:
+        LOG.error("[accel_packing] %s; host-fragmentation falls back to "
+                  "fragmentation until it is fixed.", exc)
+        return None
 
 
-def mix_from(opts) -> packing.TaskMix:
-    """The mix of the ``[accel_packing]`` options ``opts``."""
+def mix_from(opts) -> packing.TaskMix | None:
+    """The mix of the ``[accel_packing]`` options ``opts``; None if they
+    do not give one."""
     return configured_mix(tuple(opts.task_mix),
                           tuple(sorted(opts.request_mix.items())))
 

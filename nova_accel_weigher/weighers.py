@@ -72,9 +72,11 @@ class AccelPackingWeigher(weights.BaseHostWeigher):
             setattr(weighed.obj, MULTIPLIER_ATTR,
                     _multiplier(weighed.obj, configured))
         request = usage.request_placement(weight_properties)
-        if (opts.policy == packing.POLICY_HOST_FRAGMENTATION
-                and request is not None):
-            return _host_weights(weighed_obj_list, request, key, opts)
+        if opts.policy == packing.POLICY_HOST_FRAGMENTATION:
+            mix = rooms.mix_from(opts)
+            if request is not None and mix is not None:
+                return _host_weights(weighed_obj_list, request, key, opts,
+                                     mix)
         return [_weight(weighed.obj, key) for weighed in weighed_obj_list]
 
     def _weigh_object(self, host_state, weight_properties):
@@ -89,10 +91,9 @@ def _multiplier(host_state, configured: float) -> float:
 
 
 def _host_weights(weighed_obj_list, request: usage.RequestPlacement,
-                  key: str, opts) -> list[float]:
+                  key: str, opts, mix: packing.TaskMix) -> list[float]:
     try:
-        host_rooms = rooms.HostRooms(request, opts.resource_classes,
-                                     rooms.mix_from(opts))
+        host_rooms = rooms.HostRooms(request, opts.resource_classes, mix)
         scores = []
         for weighed in weighed_obj_list:
             host_state = weighed.obj

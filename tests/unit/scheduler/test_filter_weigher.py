@@ -430,3 +430,25 @@ def test_host_fragmentation_ranks_a_hosts_candidates_on_its_whole_room():
     # Filling GPU 1 ends the 500 the whole-GPU kind could not use: a
     # gradient of -250 (half the mix), score int(100 / (1 + e^-0.25)).
     assert getattr(state, filters.SCORE_ATTR) == (request.instance_uuid, 56)
+
+
+def test_a_bad_task_mix_falls_back_to_fragmentation_and_says_so(caplog):
+    regions = {"a1": packing.RegionUsage(4, 0, "ca"),
+               "b1": packing.RegionUsage(4, 2, "cb")}
+    request = spec()
+    usage.carry(request, {**summaries_of({"a1": regions["a1"]}, root="ra"),
+                          **summaries_of({"b1": regions["b1"]}, root="rb")})
+    fresh, used = host("fresh", [candidate("a1")]), host("used",
+                                                         [candidate("b1")])
+    conf = filters.CONF
+    conf.set_override("task_mix", ["half:2"], "accel_packing")
+    try:
+        assert run_filter(filters.AccelTopologyFilter(), [fresh, used],
+                          request) == [fresh, used]
+        ranked = weigh([fresh, used], request)
+    finally:
+        conf.clear_override("task_mix", "accel_packing")
+    assert [w.obj.host for w in ranked] == ["used", "fresh"]
+    # fragmentation's scores, not host-fragmentation's 0-100.
+    assert isinstance(getattr(used, filters.SCORE_ATTR)[1], packing.Score)
+    assert "bad task mix entry 'half:2'" in caplog.text
