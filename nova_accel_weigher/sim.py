@@ -12,10 +12,15 @@
 
 """``accel-sim``: replay accelerator requests on a simulated cloud.
 
-Every policy that scores (``best-fit``, ``fragmentation``) goes through
-``packing.rank`` and ``Score.value``, the very functions the filter and
-the weigher call, so what the simulator shows is what the scheduler does
-(requests without accelerators never reach them: nova's weighers place
+Our policies go through the very functions the filter and the weigher
+call, so what the simulator shows is what the scheduler does.
+``host-fragmentation`` (the default) is nova with both:
+``packing.rank_placements`` orders each host's candidates,
+``packing.decisive_weights`` is our weigher's say, added to nova's RAM and
+CPU weighers' as nova adds them (``baselines.nova_best``), for every
+request, requests without accelerators too. ``best-fit`` and
+``fragmentation`` go through ``packing.rank`` and ``Score.value``
+(requests without accelerators weigh alike there: nova's weighers place
 those, as ``stock-nova`` does). The others model what nova does without
 us: ``stock-nova`` its default weighers and placement's arbitrary
 candidate order (``baselines``), ``placement-order`` first fit (the first
