@@ -465,8 +465,8 @@ class Policy:
     def scans(self, request: Request) -> bool:
         """Whether ``choose`` looks at every host for this request (as
         opposed to through a ``HostIndex``). A request without
-        accelerators weighs 0 in our weigher, so under our policies nova's
-        own weighers place it, as under stock nova."""
+        accelerators weighs 0 in our weigher under the region policies, so
+        nova's own weighers place it there, as under stock nova."""
         return self.name in SCANNED_POLICIES or (
             self.name in SCORED_POLICIES and not request.functions)
 
@@ -1082,7 +1082,8 @@ def build_parser() -> argparse.ArgumentParser:
                         help="comma-separated, from: " + ", ".join(POLICIES)
                         + " (stock-nova: nova's default weighers and "
                         "placement's order; placement-order: first fit; "
-                        "host-fragmentation (the default), fragmentation, "
+                        "host-fragmentation (the scheduler's default), "
+                        "fragmentation, "
                         "best-fit: the filter's policies, the first with "
                         "our weigher among nova's; fgd, paper-best-fit: "
                         "the FGD paper's)")
