@@ -25,7 +25,8 @@ Measures, and prints (never asserts):
   hands them over (every host's tree, as placement answers nova), and
   again with usage injected as the filter's ``usage_source`` (regions
   ready-made, as before the summaries); the added cost as a ratio to
-  stock, all in the same run;
+  stock, all in the same run; and the same for a request without
+  accelerators (under host-fragmentation the weigher weighs it too);
 - the filter's one placement call (GET /allocation_candidates with
   provider summaries) against placement in-process (real code, SQLite in
   memory) holding the same 1,000 hosts x 8 regions, half of the regions
@@ -175,14 +176,34 @@ def scheduling_passes(hosts: list[Host], repeat: int):
         usage.carry(spec, summaries)
         return spec
 
-    runs = {"stock": (stock_filters, stock_weighers, request_spec),
-            "summaries": (ours_filters, ours_weighers, with_summaries),
-            "injected": (injected_filters, ours_weighers, request_spec)}
+    # A request without accelerators: placement's one candidate per host
+    # takes the root's VCPU, MEMORY_MB and DISK_GB only. Our filter lets
+    # it pass; under host-fragmentation our weigher weighs it too.
+    cpu_only = {h.root: [{"allocations": {h.root: {"resources": {
+        "VCPU": 1, "MEMORY_MB": 512, "DISK_GB": 1}}},
+        "mappings": {"": [h.root]}}] for h in hosts}
+
+    def accel_states():
+        return host_states(hosts)
+
+    def cpu_only_states():
+        return host_states(hosts, cpu_only)
+
+    runs = {"stock": (stock_filters, stock_weighers, request_spec,
+                      accel_states),
+            "summaries": (ours_filters, ours_weighers, with_summaries,
+                          accel_states),
+            "injected": (injected_filters, ours_weighers, request_spec,
+                         accel_states),
+            "stock, no accelerator": (stock_filters, stock_weighers,
+                                      request_spec, cpu_only_states),
+            "ours, no accelerator": (ours_filters, ours_weighers,
+                                     with_summaries, cpu_only_states)}
     seconds = {name: [] for name in runs}
     for _ in range(repeat):
-        for name, (filter_objs, weigher_objs, spec) in runs.items():
+        for name, (filter_objs, weigher_objs, spec, states) in runs.items():
             seconds[name].append(one_pass(filter_objs, weigher_objs,
-                                          host_states(hosts), spec()))
+                                          states(), spec()))
     return seconds
 
 
@@ -366,6 +387,12 @@ def main(argv=None) -> int:
         ratio = statistics.median(seconds[name]) / stock
         print(f"  + ours, {label} (CPU) {describe(seconds[name])}  "
               f"{ratio:.2f}x")
+    bare = statistics.median(seconds["stock, no accelerator"])
+    print(f"  a request without accelerators, stock    (CPU) "
+          f"{describe(seconds['stock, no accelerator'])}")
+    ratio = statistics.median(seconds["ours, no accelerator"]) / bare
+    print(f"  + ours (host-fragmentation weighs it)   (CPU) "
+          f"{describe(seconds['ours, no accelerator'])}  {ratio:.2f}x")
     if args.skip_placement:
         return 0
     fill, seconds, regions, nova_seconds = placement_call(hosts, args.repeat)
