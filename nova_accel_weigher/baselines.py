@@ -202,18 +202,32 @@ def nova_normalize(weights: Sequence[float]) -> list[float]:
     return [w / high for w in clamped]
 
 
-def stock_nova_best(free_ram: Sequence[float], free_cpu: Sequence[float]
-                    ) -> int:
-    """The index of the host nova's default weighers put first."""
+def nova_best(free_ram: Sequence[float], free_cpu: Sequence[float],
+              others: Sequence[tuple[float, Sequence[float]]] = ()) -> int:
+    """The index of the host nova's default weighers put first, with
+    ``others`` (a multiplier and raw weights per host, min-max normalised
+    as nova's weighers without ``minval``/``maxval`` are) after them."""
     if len(free_ram) <= 1:
         return 0
     totals = [0.0] * len(free_ram)
     # The order nova adds them in (all_weighers lists CPU before RAM).
-    for raw in (free_cpu, free_ram):
-        for i, w in enumerate(nova_normalize(raw)):
-            totals[i] += 1.0 * w
+    for multiplier, weights in ((1.0, nova_normalize(free_cpu)),
+                                (1.0, nova_normalize(free_ram)),
+                                *((m, min_max_normalize(w))
+                                  for m, w in others)):
+        for i, w in enumerate(weights):
+            totals[i] += multiplier * w
     best = 0
     for i, total in enumerate(totals):
         if total > totals[best]:
             best = i
     return best
+
+
+def min_max_normalize(weights: Sequence[float]) -> list[float]:
+    """``nova.weights.normalize`` without bounds: to [0, 1] between the
+    smallest and the largest; all 0 when they are equal."""
+    low, high = min(weights, default=0.0), max(weights, default=0.0)
+    if high == low:
+        return [0.0] * len(weights)
+    return [(w - low) / (high - low) for w in weights]

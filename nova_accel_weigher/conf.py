@@ -20,6 +20,8 @@ from oslo_config import cfg
 
 from nova_accel_weigher import packing
 
+DEFAULT_WEIGHT_MULTIPLIER = 10.0
+
 accel_packing_group = cfg.OptGroup(
     "accel_packing", title="Accelerator packing",
     help="AccelTopologyFilter orders each host's allocation candidates so "
@@ -34,32 +36,66 @@ accel_packing_opts = [
                      "classes here "
                      "to pack VF requests across the PFs of nova's PCI "
                      "providers too."),
-    cfg.StrOpt("policy", default=packing.POLICY_FRAGMENTATION,
+    cfg.StrOpt("policy", default=packing.POLICY_HOST_FRAGMENTATION,
                choices=packing.POLICIES,
-               help="fragmentation (the default, the winner in "
-                    "BENCHMARKS.rst): choose the placement that least grows "
-                    "the free capacity the request mix cannot use "
-                    "(FGD-like), ties by best fit. "
+               help="host-fragmentation (the default, the winner in "
+                    "BENCHMARKS.rst): FGD's fragmentation over the whole "
+                    "host (all its regions, its CPU and memory left, as "
+                    "the request's provider summaries give them) against "
+                    "task_mix, plus the accelerator capacity its CPU can "
+                    "no longer feed; the weigher names the host that "
+                    "grows it least for every request, requests without "
+                    "accelerators too. Without the request's summaries "
+                    "(see the scheduling guide) the filter falls back to "
+                    "fragmentation. "
+                    "fragmentation: choose the region placement that "
+                    "least grows the free capacity request_mix cannot "
+                    "use (FGD-like, one candidate's regions only), ties "
+                    "by best fit. "
                     "best-fit: fill partially used regions first, leave the "
                     "least free, prefer the fuller card, then the "
                     "instance's NUMA node."),
     cfg.DictOpt("request_mix", default={"1": "0.4", "2": "0.2",
                                         "region4": "0.4"},
-                help="Expected request mix for the fragmentation policy: "
+                help="Expected request mix for the fragmentation policy "
+                     "(and host-fragmentation without task_mix): "
                      "functions-per-request (or regionN for a whole region "
                      "of N functions) to relative weight."),
-    cfg.FloatOpt("weight_multiplier", default=10.0,
-                 help="Multiplier of AccelPackingWeigher. Positive packs "
-                      "hosts (prefers the host whose region is partly "
-                      "used); negative spreads. Nova normalises every "
-                      "weigher to [0, 1] before multiplying, and its RAM, "
-                      "CPU and disk weighers (1.0 each by default) spread, "
-                      "so packing decides between hosts only when this "
-                      "exceeds the sum of their multipliers. Requests "
-                      "without accelerators, and hosts whose best "
-                      "candidates score alike, weigh the same here "
-                      "whatever the multiplier. Overridable per aggregate "
-                      "by the metadata key accel_packing_weight_multiplier."),
+    cfg.ListOpt("task_mix", default=[],
+                help="Expected mix of requests for host-fragmentation, "
+                     "requests without accelerators included, as "
+                     "WEIGHT:SHAPE[:VCPU[:MEMORY_MB[:CLASS|CLASS]]] "
+                     "entries: SHAPE is N (N functions of one region), "
+                     "regionN (a whole region of N functions), KxregionN "
+                     "(K whole regions) or 0 (no accelerator); VCPU and "
+                     "MEMORY_MB what it asks of the host (in placement's "
+                     "units); the classes, the accelerator resource "
+                     "classes it may use (any when left out). Weights are "
+                     "relative. Write it from the flavors' demand: the "
+                     "CPU asked per function by the accelerator kinds "
+                     "says how much of a host's accelerator capacity its "
+                     "CPU can still feed. Empty: request_mix's shapes, "
+                     "without CPU or memory. Example: "
+                     "0.5:2:4:8192,0.3:1xregion4:8:16384,0.2:0:2:4096"),
+    cfg.FloatOpt("weight_multiplier", default=DEFAULT_WEIGHT_MULTIPLIER,
+                 help="Multiplier of AccelPackingWeigher. Nova normalises "
+                      "every weigher's weights to [0, 1] and adds them "
+                      "times their multipliers; its RAM and CPU weighers "
+                      "(1.0 each by default; disk, I/O and the others "
+                      "when hosts differ in them) spread. Under "
+                      "host-fragmentation the weigher gives 1 to the host "
+                      "it names and 0 to the others, so it decides "
+                      "whenever this exceeds the sum of the multipliers "
+                      "of the weighers whose weights differ between hosts "
+                      "(the default 10 exceeds nova's 6 of RAM, CPU, "
+                      "disk, I/O, hypervisor version and PCI). Under the "
+                      "region policies it gives the best candidate's "
+                      "score, so packing decides only between hosts whose "
+                      "scores differ enough; requests without "
+                      "accelerators weigh the same everywhere there. "
+                      "Positive packs; negative spreads. Overridable per "
+                      "aggregate by the metadata key "
+                      "accel_packing_weight_multiplier."),
     cfg.FloatOpt("usage_timeout", default=2.0, min=0.1,
                  help="Seconds the filter waits for placement's answer to "
                       "its own usage call, which it makes only when a "

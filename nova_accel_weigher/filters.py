@@ -52,7 +52,7 @@ from nova.scheduler import manager as scheduler_manager
 from nova.scheduler import utils as scheduler_utils
 
 from nova_accel_weigher import conf as accel_conf
-from nova_accel_weigher import packing, usage
+from nova_accel_weigher import packing, rooms, usage
 
 LOG = logging.getLogger(__name__)
 CONF = nova.conf.CONF
@@ -93,6 +93,15 @@ class _Pass:
         self.resource_classes = list(opts.resource_classes)
         self.policy = opts.policy
         self.mix = packing.parse_mix(opts.request_mix)
+        # host-fragmentation reads whole hosts from the request's
+        # summaries; without them it scores regions (fragmentation).
+        self.rooms: rooms.HostRooms | None = None
+        if self.policy == packing.POLICY_HOST_FRAGMENTATION:
+            self.policy = packing.POLICY_FRAGMENTATION
+            mix = rooms.mix_from(opts)
+            if request is not None and mix is not None:
+                self.rooms = rooms.HostRooms(request, self.resource_classes,
+                                             mix)
         # None until the first host with candidates says which classes and
         # usage is there (None after: no accelerators, or no usage).
         self.classes: tuple[str, ...] | None = None
@@ -202,8 +211,11 @@ class AccelTopologyFilter(filters.BaseHostFilter):
             ranker = this.ranker
             if ranker is None:
                 return True  # no accelerators, or no usage: placement's order
-            this.read_trees(candidates)
-            ranked = ranker.rank(candidates)
+            if this.rooms is not None:
+                ranked = this.rooms.rank(candidates)
+            else:
+                this.read_trees(candidates)
+                ranked = ranker.rank(candidates)
             # What nova's CandidateFilterMixin does, without formatting
             # every candidate for a debug line: keep the acceptable ones,
             # best first.

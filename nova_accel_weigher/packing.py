@@ -10,35 +10,49 @@
 # License for the specific language governing permissions and limitations
 # under the License.
 
-"""How well an allocation candidate packs: the one scoring function.
+"""How well an allocation candidate packs: the scoring functions.
 
-The filter orders a host's allocation candidates with it, the weigher ranks
-hosts with the best candidate's score, and the simulator replays workloads
-through it. It is pure: usage comes in as data, a score goes out.
+The filter orders a host's allocation candidates with them, the weigher
+ranks hosts with the best candidate's score, and the simulator replays
+workloads through them. They are pure: usage comes in as data, a score
+goes out.
 
-Two policies share one shape of score (higher is better):
+``host-fragmentation`` (the default; ``placement_score``)
+    FGD (Weng et al., USENIX ATC 2023) over the whole host: the free
+    accelerator capacity the expected task mix could no longer use, its
+    CPU, memory and all its regions counted, plus the capacity its CPU
+    can no longer feed; a candidate scores how little it grows that, and
+    the weigher names the best host for every request, requests without
+    accelerators too (``decisive_weights``).
+
+Two region policies share one shape of score (higher is better), over the
+regions one candidate touches (``score``):
 
 ``best-fit``
     Never open a fresh region while a used one fits, then leave the least
     free in the regions touched, then prefer the fuller card, then the
     instance's NUMA node.
 ``fragmentation``
-    In the spirit of FGD (Weng et al., USENIX ATC 2023): prefer the
-    placement that least grows the free capacity the expected request mix
-    can no longer use; ties fall back to best fit.
+    In the spirit of FGD: prefer the placement that least grows the free
+    capacity the expected request mix can no longer use; ties fall back
+    to best fit.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from operator import methodcaller
+from operator import itemgetter, methodcaller
 from typing import Any, NamedTuple
 
 POLICY_BEST_FIT = "best-fit"
 POLICY_FRAGMENTATION = "fragmentation"
-POLICIES = (POLICY_BEST_FIT, POLICY_FRAGMENTATION)
+POLICY_HOST_FRAGMENTATION = "host-fragmentation"
+# Scored by ``score``, one candidate's regions at a time.
+REGION_POLICIES = (POLICY_BEST_FIT, POLICY_FRAGMENTATION)
+POLICIES = REGION_POLICIES + (POLICY_HOST_FRAGMENTATION,)
 
 ACCEL_CLASS_PREFIX = "CUSTOM_ACCEL_"
 
@@ -175,8 +189,8 @@ def score(demand: Mapping[str, int],
     ``fill_by_card`` may be passed in when many candidates of one host are
     scored against the same usage.
     """
-    if policy not in POLICIES:
-        raise ValueError(f"unknown packing policy {policy!r}")
+    if policy not in REGION_POLICIES:
+        raise ValueError(f"unknown region packing policy {policy!r}")
     if fill_by_card is None:
         fill_by_card = card_fill(usage)
     fresh = 0
@@ -254,32 +268,54 @@ def parse_mix(spec: Mapping[str, str] | Iterable[str]
 
 
 # -- host level ---------------------------------------------------------------
-# FGD's fragmentation over a whole host (its regions, CPU and memory left),
-# plus the capacity its CPU can no longer feed. The simulator's
-# ``host-fragmentation`` policy; the filter cannot use it yet, as it sees
-# neither a host's CPU and memory left nor its regions outside the
-# candidates, and requests without accelerators never reach it.
+# The ``host-fragmentation`` policy. The filter orders a host's candidates
+# with ``rank_placements`` (rooms.py reads the host from the request's
+# provider summaries), the weigher names the host with ``decisive_weights``
+# (requests without accelerators too), and the simulator goes through both.
 
 
 @dataclass(frozen=True)
 class TaskKind:
     """One kind of request in the expected mix, as a host sees it:
     ``amount`` from each of ``regions`` regions (0 regions: no
-    accelerator), ``models`` the accelerator models it may use (empty:
-    any), ``weight`` its share of the mix."""
+    accelerator), whole regions of exactly ``amount`` when ``whole``;
+    ``models`` the region models (resource classes in nova) it may use,
+    empty for any; ``weight`` its share of the mix."""
 
     cpu: int
     memory: int
     amount: int
     regions: int
-    models: frozenset[str]
-    weight: float
+    models: frozenset[str] = frozenset()
+    weight: float = 1.0
+    whole: bool = False
+
+    def uses(self, free: int, capacity: int) -> bool:
+        """Whether one region with ``free`` of ``capacity`` can serve one
+        of this kind's regions."""
+        if self.whole:
+            return free == capacity == self.amount
+        return free >= self.amount
+
+
+@dataclass(frozen=True)
+class TaskMix:
+    """The expected mix and what is derived from it alone: ``unit``, the
+    largest amount a kind asks of one region (one GPU's capacity in the
+    openb traces), scales a gradient; ``cpu_per_unit``, the CPU the
+    accelerator kinds ask per unit of accelerator, says how much free
+    capacity a host's CPU can still feed."""
+
+    kinds: tuple[TaskKind, ...]
+    unit: int
+    cpu_per_unit: float
 
 
 @dataclass(frozen=True)
 class HostRoom:
     """What a host has left: CPU, memory, each region's free capacity and
-    its capacity (in a fixed order) and its accelerator model."""
+    its capacity (in a fixed order) and its model (the regions' resource
+    class in nova). A degraded region is given as having nothing free."""
 
     cpu: int
     memory: int
@@ -288,68 +324,155 @@ class HostRoom:
     model: str = ""
 
 
-def host_fragmentation(room: HostRoom, kinds: Sequence[TaskKind],
-                       cpu_per_unit: float) -> float:
+def task_mix(kinds: Iterable[TaskKind]) -> TaskMix:
+    """The mix of ``kinds``, weights normalised to sum to 1."""
+    kinds = tuple(kinds)
+    total = sum(k.weight for k in kinds)
+    if not kinds or total <= 0:
+        raise ValueError("the task mix needs at least one positive weight")
+    kinds = tuple(dataclasses.replace(k, weight=k.weight / total)
+                  for k in kinds)
+    accel = [k for k in kinds if k.regions]
+    asked = sum(k.weight * k.amount * k.regions for k in accel)
+    cpu = sum(k.weight * k.cpu for k in accel)
+    return TaskMix(kinds, max((k.amount for k in accel), default=1),
+                   cpu / asked if asked else 0.0)
+
+
+def host_fragmentation(room: HostRoom, mix: TaskMix) -> float:
     """Free capacity the mix cannot use, expected over its kinds: all of
-    it for a kind that cannot run on the host now, else the regions with
-    less free than the kind asks of one (FGD's definition, memory checked
-    too); plus the free capacity beyond what the host's CPU can feed at
-    ``cpu_per_unit`` CPU per unit of capacity (the mix's ratio), which
-    FGD's one-task look misses when CPU runs out before the regions."""
+    it for a kind that cannot run on the host now (no accelerator asked,
+    another model, too little CPU or memory, too few regions it can use),
+    else the free capacity of the regions it cannot use (FGD's
+    definition, memory checked too); plus the free capacity beyond what
+    the host's CPU can feed at the mix's CPU per unit, which FGD's
+    one-task look misses when CPU runs out before the regions."""
     idle = sum(room.free)
     total = 0.0
-    for kind in kinds:
-        runs = (kind.regions and (not kind.models or room.model in kind.models)
-                and room.cpu >= kind.cpu and room.memory >= kind.memory
-                and sum(1 for f in room.free if f >= kind.amount)
-                >= kind.regions)
-        total += kind.weight * (
-            sum(f for f in room.free if f < kind.amount) if runs else idle)
-    if cpu_per_unit > 0:
-        total += max(0.0, idle - room.cpu / cpu_per_unit)
+    for kind in mix.kinds:
+        lost = idle
+        if (kind.regions and room.cpu >= kind.cpu
+                and room.memory >= kind.memory
+                and (not kind.models or room.model in kind.models)):
+            usable = 0
+            unusable_free = 0
+            for free, capacity in zip(room.free, room.capacity, strict=True):
+                if kind.uses(free, capacity):
+                    usable += 1
+                else:
+                    unusable_free += free
+            if usable >= kind.regions:
+                lost = unusable_free
+        total += kind.weight * lost
+    if mix.cpu_per_unit > 0:
+        total += max(0.0, idle - room.cpu / mix.cpu_per_unit)
     return total
 
 
-def host_score(room: HostRoom, request: TaskKind, kinds: Sequence[TaskKind],
-               unit: int, cpu_per_unit: float
-               ) -> tuple[int, tuple[int, ...]] | None:
-    """The host's score for ``request`` (higher is better) and the regions
-    it takes there; None if it does not fit. The score is FGD's
-    ``int(sigmoid(gradient / unit) * 100)``: the rounding makes hosts of
-    near gradients tie, and ties filled in a fixed host order keep whole
-    hosts free (without it FGD loses 2.5 points on the openb trace). A
-    request for one region tries each that fits and keeps the first best;
-    a request for whole regions takes the first wholly free ones."""
-    if (room.cpu < request.cpu or room.memory < request.memory
-            or (request.regions and request.models
-                and room.model not in request.models)):
-        return None
-    before = host_fragmentation(room, kinds, cpu_per_unit)
+# A gradient of this many units already scores 0 or 100.
+_STEEPEST = 50.0
 
-    def scored(taken: tuple[int, ...]) -> int:
-        free = list(room.free)
-        for index in taken:
-            free[index] -= request.amount
-        after = host_fragmentation(
-            HostRoom(room.cpu - request.cpu, room.memory - request.memory,
-                     tuple(free), room.capacity, room.model), kinds,
-            cpu_per_unit)
-        return int(100 / (1 + math.exp((after - before) / unit)))
 
-    if not request.regions:
-        return scored(()), ()
-    if request.regions == 1 and request.amount < unit:
-        best = None
-        for index, free in enumerate(room.free):
-            if free >= request.amount:
-                s = scored((index,))
-                if best is None or s > best[0]:
-                    best = (s, (index,))
-        return best
-    whole = tuple(i for i, (f, c) in enumerate(
-        zip(room.free, room.capacity, strict=True))
-        if f == c == request.amount)
-    if len(whole) < request.regions:
+class Placement(NamedTuple):
+    """What one allocation candidate takes of a host: CPU, memory and an
+    amount from each region it touches, by the region's index."""
+
+    cpu: int
+    memory: int
+    taken: Mapping[int, int]
+
+
+def placement_score(room: HostRoom, placement: Placement, mix: TaskMix,
+                    before: float | None = None) -> int | None:
+    """The policy: how well ``placement`` packs the host, higher is
+    better; None if it does not fit. FGD's ``int(sigmoid(-gradient /
+    unit) * 100)``: the rounding makes placements of near gradients tie,
+    and ties filled in a fixed host order keep whole hosts free (without
+    it FGD loses 2.5 points on the openb trace). ``before`` (the room's
+    ``host_fragmentation``) may be passed in when many placements on one
+    host are scored."""
+    if room.cpu < placement.cpu or room.memory < placement.memory:
         return None
-    taken = whole[:request.regions]
-    return scored(taken), taken
+    free = list(room.free)
+    for index, amount in placement.taken.items():
+        if amount > free[index]:
+            return None
+        free[index] -= amount
+    if before is None:
+        before = host_fragmentation(room, mix)
+    after = host_fragmentation(HostRoom(
+        room.cpu - placement.cpu, room.memory - placement.memory,
+        tuple(free), room.capacity, room.model), mix)
+    gradient = max(-_STEEPEST, min(_STEEPEST, (after - before) / mix.unit))
+    return int(100 / (1 + math.exp(gradient)))
+
+
+def rank_placements(room: HostRoom, placements: Sequence[Placement],
+                    mix: TaskMix) -> list[tuple[int, int]]:
+    """Indexes of the placements that fit, best first, with their scores;
+    the sort is stable, so equal scores keep the given order."""
+    before = host_fragmentation(room, mix)
+    scored = []
+    for index, placement in enumerate(placements):
+        s = placement_score(room, placement, mix, before)
+        if s is not None:
+            scored.append((index, s))
+    scored.sort(key=itemgetter(1), reverse=True)
+    return scored
+
+
+def decisive_weights(scores: Sequence[float | None], names: Sequence[str]
+                     ) -> list[float]:
+    """The weigher's weights: 1.0 for the host with the best score (the
+    first by name among equals, a fixed order that fills equal hosts one
+    after another), 0.0 for the others and for those without a score.
+    Nova normalises each weigher's weights to [0, 1] and adds them times
+    their multipliers: this one decides whenever its multiplier exceeds
+    the sum of the others' (2.0 from RAM and CPU, the weighers that differ
+    between hosts by default), whatever their weights."""
+    best = None
+    for index, s in enumerate(scores):
+        if s is not None and (best is None or s > scores[best] or (
+                s == scores[best] and names[index] < names[best])):
+            best = index
+    return [1.0 if index == best else 0.0 for index in range(len(scores))]
+
+
+def parse_task_mix(entries: Iterable[str]) -> TaskMix:
+    """Parse ``[accel_packing] task_mix``: entries
+    ``WEIGHT:SHAPE[:VCPU[:MEMORY_MB[:CLASS|CLASS...]]]``, SHAPE being
+    ``N`` (N functions of one region), ``regionN`` (a whole region of N),
+    ``KxregionN`` (K whole regions of N) or ``0`` (no accelerator)."""
+    kinds = []
+    for entry in entries:
+        fields = entry.strip().split(":")
+        try:
+            if not 2 <= len(fields) <= 5:
+                raise ValueError
+            weight = float(fields[0])
+            count, x, shape = fields[1].strip().partition("x")
+            whole = (shape if x else count).startswith("region")
+            amount = int((shape if x else count).removeprefix("region"))
+            regions = int(count) if x else (1 if amount else 0)
+            cpu, memory = (int(f) for f in (fields[2:4] + ["0", "0"])[:2])
+            models = frozenset(m.strip() for m in (
+                fields[4] if len(fields) > 4 else "").split("|")
+                if m.strip())
+            if (weight < 0 or amount < 0 or regions < 0 or cpu < 0
+                    or memory < 0 or bool(amount) != bool(regions)
+                    or (x and not whole)):
+                raise ValueError
+        except ValueError:
+            raise ValueError(
+                f"bad task mix entry {entry!r}; expected WEIGHT:SHAPE"
+                f"[:VCPU[:MEMORY_MB[:CLASS|CLASS]]], SHAPE one of N, "
+                f"regionN, KxregionN, 0") from None
+        kinds.append(TaskKind(cpu, memory, amount, regions, models, weight,
+                              whole))
+    return task_mix(kinds)
+
+
+def mix_of_shapes(shapes: Iterable[RequestShape]) -> TaskMix:
+    """The host-level mix of a ``request_mix`` (no CPU or memory)."""
+    return task_mix(TaskKind(0, 0, s.functions, 1, frozenset(), s.weight,
+                             s.whole_region) for s in shapes)

@@ -12,10 +12,15 @@
 
 """``accel-sim``: replay accelerator requests on a simulated cloud.
 
-Every policy that scores (``best-fit``, ``fragmentation``) goes through
-``packing.rank`` and ``Score.value``, the very functions the filter and
-the weigher call, so what the simulator shows is what the scheduler does
-(requests without accelerators never reach them: nova's weighers place
+Our policies go through the very functions the filter and the weigher
+call, so what the simulator shows is what the scheduler does.
+``host-fragmentation`` (the default) is nova with both:
+``packing.rank_placements`` orders each host's candidates,
+``packing.decisive_weights`` is our weigher's say, added to nova's RAM and
+CPU weighers' as nova adds them (``baselines.nova_best``), for every
+request, requests without accelerators too. ``best-fit`` and
+``fragmentation`` go through ``packing.rank`` and ``Score.value``
+(requests without accelerators weigh alike there: nova's weighers place
 those, as ``stock-nova`` does). The others model what nova does without
 us: ``stock-nova`` its default weighers and placement's arbitrary
 candidate order (``baselines``), ``placement-order`` first fit (the first
@@ -49,6 +54,7 @@ from dataclasses import dataclass, field
 from typing import TextIO
 
 from nova_accel_weigher import baselines, packing
+from nova_accel_weigher import conf as accel_conf
 
 SCORED_POLICIES = {"best-fit": packing.POLICY_BEST_FIT,
                    "fragmentation": packing.POLICY_FRAGMENTATION}
@@ -148,19 +154,18 @@ class Request:
         return packing.TaskKind(
             self.cpu, self.memory, self.functions,
             self.whole_regions or (1 if self.functions else 0),
-            self.gpu_spec, weight)
+            self.gpu_spec, weight, bool(self.whole_regions))
 
 
-def task_kinds(requests: Sequence[Request]
-               ) -> tuple[tuple[packing.TaskKind, ...], float]:
-    """The mix as ``packing.host_score`` reads it: the most popular kinds
-    that make up 95% of the requests (FGD's typical tasks), and the CPU
-    asked per function asked by requests with accelerators."""
+def task_mix(requests: Sequence[Request]) -> packing.TaskMix:
+    """The mix ``host-fragmentation`` is configured with, as an operator
+    would write it from what the cloud is asked: the most popular kinds
+    that make up 95% of the requests (FGD's typical tasks)."""
     kinds = baselines.typical_types(r.kind() for r in requests)
-    asked = sum(r.asked for r in requests)
-    cpu = sum(r.cpu for r in requests if r.functions)
-    return (tuple(dataclasses.replace(k, weight=w) for k, w in kinds),
-            cpu / asked if asked else 0.0)
+    if not kinds:
+        return packing.task_mix([packing.TaskKind(0, 0, 0, 0)])
+    return packing.task_mix(dataclasses.replace(k, weight=w)
+                            for k, w in kinds)
 
 
 # -- clusters ---------------------------------------------------------------
@@ -416,6 +421,14 @@ def emptiest(host: Host, cands: Sequence[dict[str, int]]) -> dict[str, int]:
     return max(cands, key=lambda c: sum(free[n] for n in c))
 
 
+def host_room(host: Host) -> packing.HostRoom:
+    """What ``host-fragmentation`` sees of a host."""
+    return packing.HostRoom(
+        host.cpu - host.cpu_used, host.memory - host.memory_used,
+        tuple(r.free for r in host.regions),
+        tuple(r.capacity for r in host.regions), host.model)
+
+
 def placement_order(host: Host, request: Request, seed: int
                     ) -> list[dict[str, int]]:
     """``candidates`` in an order that packing knows nothing of, fixed for
@@ -437,16 +450,23 @@ class Policy:
     typical: tuple[tuple[baselines.TaskType, float], ...] = ()
     unit: int = MILLI_PER_GPU
     seed: int = 1
-    # ``task_kinds`` of the workload, for host-fragmentation
-    kinds: tuple[tuple[packing.TaskKind, ...], float] = ((), 0.0)
+    # host-fragmentation: the configured task mix (``task_mix`` of the
+    # workload; without it, that of ``mix``, as the option's default) and
+    # our weigher's multiplier
+    task_mix: packing.TaskMix | None = None
+    multiplier: float = accel_conf.DEFAULT_WEIGHT_MULTIPLIER
     _fgd: dict[tuple, tuple[int, tuple[int, ...]]] = field(
         default_factory=dict, repr=False)
+
+    def __post_init__(self):
+        if self.task_mix is None and self.name == "host-fragmentation":
+            self.task_mix = packing.mix_of_shapes(self.mix)
 
     def scans(self, request: Request) -> bool:
         """Whether ``choose`` looks at every host for this request (as
         opposed to through a ``HostIndex``). A request without
-        accelerators weighs 0 in our weigher, so under our policies nova's
-        own weighers place it, as under stock nova."""
+        accelerators weighs 0 in our weigher under the region policies, so
+        nova's own weighers place it there, as under stock nova."""
         return self.name in SCANNED_POLICIES or (
             self.name in SCORED_POLICIES and not request.functions)
 
@@ -517,37 +537,56 @@ class Policy:
                    for h in feasible]
             return self._draw(feasible, baselines.normalize_scores(raw),
                               None, request)
-        best = feasible[baselines.stock_nova_best(
+        best = feasible[baselines.nova_best(
             [h.memory - h.memory_used for h in feasible],
             [h.cpu - h.cpu_used for h in feasible])]
         return best, placement_order(best, request, self.seed)[0]
 
     def _host_fragmentation(self, feasible: list[Host], request: Request
                             ) -> tuple[Host, dict[str, int]] | None:
-        """``packing.host_score`` on every host that fits, the first best
-        in host order; scores remembered by all they depend on."""
-        kinds, cpu_per_unit = self.kinds
-        kind = request.kind()
-        best = None
+        """What nova does with our filter and weigher under
+        ``host-fragmentation``: on each host the filter puts first the
+        candidate ``packing.rank_placements`` ranks best (placement's
+        order among equals), the weigher gives ``packing.decisive_weights``
+        of those scores, and nova adds them, times the multiplier, to its
+        default weighers' (``baselines.nova_best``). A host's best score
+        is remembered by all it depends on (its room and the ask), so
+        hosts in one state share it."""
+        ask = (request.cpu, request.memory, request.functions,
+               request.whole_regions)
+        scores: list[int | None] = []
         for host in feasible:
-            room = packing.HostRoom(
-                host.cpu - host.cpu_used, host.memory - host.memory_used,
-                tuple(r.free for r in host.regions),
-                tuple(r.capacity for r in host.regions), host.model)
-            key = ("host", kind, room)
-            found = self._fgd.get(key)
-            if found is None:
+            room = host_room(host)
+            key = ("host", ask, room)
+            found = self._fgd.get(key, self)
+            if found is self:
                 if len(self._fgd) > 2_000_000:
                     self._fgd.clear()
-                found = self._fgd[key] = packing.host_score(
-                    room, kind, kinds, self.unit, cpu_per_unit)
-            if found is not None and (best is None or found[0] > best[0]):
-                best = (found[0], host, found[1])
-        if best is None:
-            return None
-        _, host, taken = best
-        return host, {host.regions[i].name: request.functions
-                      for i in taken}
+                ranked = self._rank_host(host, room, request,
+                                         accel_candidates(host, request))
+                found = self._fgd[key] = ranked[0][1] if ranked else None
+            scores.append(found)
+        weights = packing.decisive_weights(scores, [h.name for h in feasible])
+        host = feasible[baselines.nova_best(
+            [h.memory - h.memory_used for h in feasible],
+            [h.cpu - h.cpu_used for h in feasible],
+            ((self.multiplier, weights),))]
+        cands = placement_order(host, request, self.seed)
+        ranked = self._rank_host(host, host_room(host), request, cands)
+        if not ranked:
+            return None  # the filter turned every host down
+        return host, cands[ranked[0][0]]
+
+    def _rank_host(self, host: Host, room: packing.HostRoom,
+                   request: Request, cands: Sequence[dict[str, int]]
+                   ) -> list[tuple[int, int]]:
+        """The filter on one host: ``packing.rank_placements`` of
+        ``cands``."""
+        index = {r.name: i for i, r in enumerate(host.regions)}
+        return packing.rank_placements(
+            room, [packing.Placement(request.cpu, request.memory, {
+                index[name]: amount for name, amount in c.items()})
+                for c in cands], self.task_mix)
 
     def _fgd_score(self, host: Host, task: baselines.TaskType
                    ) -> tuple[int, tuple[int, ...]]:
@@ -818,8 +857,11 @@ def fill_order(requests: Sequence[Request], target: float, seed: int
 
 def simulate(cluster_spec: str, requests: Sequence[Request], policy: str,
              mode: str, fill_to: float, seed: int, *, indexed: bool = True,
-             progress: Progress | None = None) -> Result:
-    """Replay ``requests`` under ``policy``. ``indexed`` chooses through a
+             progress: Progress | None = None,
+             multiplier: float = accel_conf.DEFAULT_WEIGHT_MULTIPLIER
+             ) -> Result:
+    """Replay ``requests`` under ``policy``; ``multiplier`` is our
+    weigher's under ``host-fragmentation``. ``indexed`` chooses through a
     ``HostIndex``; without it every host is looked at for every request
     (the same choices, far slower on large clusters)."""
     hosts = build_cluster(cluster_spec)
@@ -829,7 +871,7 @@ def simulate(cluster_spec: str, requests: Sequence[Request], policy: str,
                      typical=baselines.typical_types(
                          r.task_type for r in requests),
                      unit=max(set(sizes), key=sizes.count), seed=seed,
-                     kinds=task_kinds(requests))
+                     task_mix=task_mix(requests), multiplier=multiplier)
     index = HostIndex(hosts, policy_) if indexed else None
     result = Result()
     if mode == "fill":
@@ -993,6 +1035,16 @@ def _share(text: str) -> float:
 _share.__name__ = f"share (> 0, at most {MAX_FILL:g})"
 
 
+def _multiplier(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):
+        raise ValueError(text)
+    return value
+
+
+_multiplier.__name__ = "finite number"
+
+
 def check_plot_target(path: str) -> None:
     """Refuse before the run what would fail after it."""
     folder = os.path.dirname(path) or "."
@@ -1030,8 +1082,18 @@ def build_parser() -> argparse.ArgumentParser:
                         help="comma-separated, from: " + ", ".join(POLICIES)
                         + " (stock-nova: nova's default weighers and "
                         "placement's order; placement-order: first fit; "
-                        "best-fit, fragmentation: the filter's policies; "
-                        "fgd, paper-best-fit: the FGD paper's)")
+                        "host-fragmentation (the scheduler's default), "
+                        "fragmentation, "
+                        "best-fit: the filter's policies, the first with "
+                        "our weigher among nova's; fgd, paper-best-fit: "
+                        "the FGD paper's)")
+    parser.add_argument("--weight-multiplier", type=_multiplier,
+                        default=accel_conf.DEFAULT_WEIGHT_MULTIPLIER,
+                        help="host-fragmentation: our weigher's multiplier "
+                             "beside nova's RAM and CPU weighers (1.0 "
+                             "each); above their 2.0 it decides "
+                             "([accel_packing] weight_multiplier, default "
+                             "%(default)s)")
     parser.add_argument("--json", action="store_true",
                         help="print the results as one JSON document")
     parser.add_argument("--plot", metavar="FILE.png",
@@ -1077,7 +1139,8 @@ def main(argv: Sequence[str] | None = None, out=None) -> int:
         results[name] = simulate(
             args.cluster, requests, name, args.mode, args.fill_to, args.seed,
             indexed=args.indexed,
-            progress=Progress(name, sys.stderr) if draw else None)
+            progress=Progress(name, sys.stderr) if draw else None,
+            multiplier=args.weight_multiplier)
     if args.json:
         json.dump({"policies": {n: r.metrics for n, r in results.items()}},
                   out, indent=1, sort_keys=True)

@@ -13,19 +13,35 @@
 """AccelPackingWeigher: prefer the host whose best candidate packs best.
 
 AccelTopologyFilter already put each host's best candidate first and left
-its score on the host state; this weigher ranks hosts by that score, so a
+its score on the host state.
+
+Under ``host-fragmentation`` the weigher names one host for every request,
+requests without accelerators too (nova calls every weigher for every
+request): the one whose candidate nova would claim (the filter's score,
+or for a request the filter did not score, the first candidate scored
+here on the host's room from the request's provider summaries) grows the
+host's fragmentation least, the first by name among equals
+(``packing.decisive_weights``): 1 for it, 0 for the others. Without the
+request's summaries it weighs as under ``fragmentation``, the filter's
+fallback then.
+
+Under the region policies it ranks hosts by the filter's score, so a
 request lands on a host whose region is partly used rather than opening a
-whole region elsewhere. Requests without accelerators weigh 0 everywhere.
+whole region elsewhere; requests without accelerators weigh 0 everywhere.
 A negative multiplier spreads instead.
 """
+
+import logging
 
 import nova.conf
 from nova.scheduler import utils
 from nova.scheduler import weights
 
 from nova_accel_weigher import conf as accel_conf
+from nova_accel_weigher import packing, rooms, usage
 from nova_accel_weigher.filters import SCORE_ATTR, request_key
 
+LOG = logging.getLogger(__name__)
 CONF = nova.conf.CONF
 accel_conf.register_opts(CONF)
 
@@ -50,14 +66,18 @@ class AccelPackingWeigher(weights.BaseHostWeigher):
         # each host right after this, on the same (per-request) host
         # states: the multiplier is left on them.
         key = request_key(weight_properties)
-        configured = CONF.accel_packing.weight_multiplier
-        weights_ = []
+        opts = CONF.accel_packing
+        configured = opts.weight_multiplier
         for weighed in weighed_obj_list:
-            host_state = weighed.obj
-            setattr(host_state, MULTIPLIER_ATTR,
-                    _multiplier(host_state, configured))
-            weights_.append(_weight(host_state, key))
-        return weights_
+            setattr(weighed.obj, MULTIPLIER_ATTR,
+                    _multiplier(weighed.obj, configured))
+        request = usage.request_placement(weight_properties)
+        if opts.policy == packing.POLICY_HOST_FRAGMENTATION:
+            mix = rooms.mix_from(opts)
+            if request is not None and mix is not None:
+                return _host_weights(weighed_obj_list, request, key, opts,
+                                     mix)
+        return [_weight(weighed.obj, key) for weighed in weighed_obj_list]
 
     def _weigh_object(self, host_state, weight_properties):
         return _weight(host_state, request_key(weight_properties))
@@ -70,8 +90,32 @@ def _multiplier(host_state, configured: float) -> float:
     return utils.get_weight_multiplier(host_state, MULTIPLIER_KEY, configured)
 
 
+def _host_weights(weighed_obj_list, request: usage.RequestPlacement,
+                  key: str, opts, mix: packing.TaskMix) -> list[float]:
+    try:
+        host_rooms = rooms.HostRooms(request, opts.resource_classes, mix)
+        scores = []
+        for weighed in weighed_obj_list:
+            host_state = weighed.obj
+            owner, score = getattr(host_state, SCORE_ATTR, (None, None))
+            if owner != key or score is None:
+                candidates = host_state.allocation_candidates
+                score = None
+                if candidates:
+                    ranked = host_rooms.rank(candidates[:1])
+                    score = ranked[0][1] if ranked else None
+            scores.append(score)
+        return packing.decisive_weights(
+            scores, [weighed.obj.host for weighed in weighed_obj_list])
+    except Exception:  # nothing may raise into nova
+        LOG.exception("AccelPackingWeigher failed; every host weighs 0 for "
+                      "this request")
+        return [0.0] * len(weighed_obj_list)
+
+
 def _weight(host_state, key: str) -> float:
     owner, score = getattr(host_state, SCORE_ATTR, (None, None))
     if score is None or owner != key:
         return 0.0
-    return score.value
+    # An int when the filter scored under host-fragmentation.
+    return score.value if isinstance(score, packing.Score) else float(score)

@@ -25,7 +25,8 @@ Measures, and prints (never asserts):
   hands them over (every host's tree, as placement answers nova), and
   again with usage injected as the filter's ``usage_source`` (regions
   ready-made, as before the summaries); the added cost as a ratio to
-  stock, all in the same run;
+  stock, all in the same run; and the same for a request without
+  accelerators (under host-fragmentation the weigher weighs it too);
 - the filter's one placement call (GET /allocation_candidates with
   provider summaries) against placement in-process (real code, SQLite in
   memory) holding the same 1,000 hosts x 8 regions, half of the regions
@@ -181,14 +182,45 @@ def scheduling_passes(hosts: list[Host], repeat: int):
         usage.carry(spec, summaries)
         return spec
 
-    runs = {"stock": (stock_filters, stock_weighers, request_spec),
-            "summaries": (ours_filters, ours_weighers, with_summaries),
-            "injected": (injected_filters, ours_weighers, request_spec)}
+    # A request without accelerators: placement's one candidate per host
+    # takes the root's VCPU, MEMORY_MB and DISK_GB only. Our filter lets
+    # it pass; under host-fragmentation our weigher weighs it too.
+    cpu_only = {h.root: [{"allocations": {h.root: {"resources": {
+        "VCPU": 1, "MEMORY_MB": 512, "DISK_GB": 1}}},
+        "mappings": {"": [h.root]}}] for h in hosts}
+
+    def accel_states():
+        return host_states(hosts)
+
+    def cpu_only_states():
+        return host_states(hosts, cpu_only)
+
+    # Each run: filters, weighers, its request, its host states and the
+    # packing policy it runs under (None: the default).
+    runs = {"stock": (stock_filters, stock_weighers, request_spec,
+                      accel_states, None),
+            "summaries": (ours_filters, ours_weighers, with_summaries,
+                          accel_states, None),
+            "summaries, fragmentation": (
+                ours_filters, ours_weighers, with_summaries, accel_states,
+                packing.POLICY_FRAGMENTATION),
+            "injected": (injected_filters, ours_weighers, request_spec,
+                         accel_states, packing.POLICY_FRAGMENTATION),
+            "stock, no accelerator": (stock_filters, stock_weighers,
+                                      request_spec, cpu_only_states, None),
+            "ours, no accelerator": (ours_filters, ours_weighers,
+                                     with_summaries, cpu_only_states, None)}
     seconds = {name: [] for name in runs}
     for _ in range(repeat):
-        for name, (filter_objs, weigher_objs, spec) in runs.items():
+        for name, (filter_objs, weigher_objs, spec, states,
+                   policy) in runs.items():
+            if policy is None:
+                filters.CONF.clear_override("policy", "accel_packing")
+            else:
+                filters.CONF.set_override("policy", policy, "accel_packing")
             seconds[name].append(one_pass(filter_objs, weigher_objs,
-                                          host_states(hosts), spec()))
+                                          states(), spec()))
+    filters.CONF.clear_override("policy", "accel_packing")
     return seconds
 
 
@@ -367,11 +399,20 @@ def main(argv=None) -> int:
           f"candidates per host")
     print(f"  stock nova filters + all_weighers (CPU) "
           f"{describe(seconds['stock'])}")
-    for name, label in (("summaries", "on the request's summaries"),
-                        ("injected", "on injected usage       ")):
+    for name, label in (
+            ("summaries", "on the request's summaries, default policy"),
+            ("summaries, fragmentation",
+             "on the request's summaries, fragmentation  "),
+            ("injected", "on injected usage, fragmentation           ")):
         ratio = statistics.median(seconds[name]) / stock
         print(f"  + ours, {label} (CPU) {describe(seconds[name])}  "
               f"{ratio:.2f}x")
+    bare = statistics.median(seconds["stock, no accelerator"])
+    print(f"  a request without accelerators, stock    (CPU) "
+          f"{describe(seconds['stock, no accelerator'])}")
+    ratio = statistics.median(seconds["ours, no accelerator"]) / bare
+    print(f"  + ours (host-fragmentation weighs it)   (CPU) "
+          f"{describe(seconds['ours, no accelerator'])}  {ratio:.2f}x")
     if args.skip_placement:
         return 0
     fill, seconds, regions, nova_seconds = placement_call(hosts, args.repeat)

@@ -19,6 +19,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 from nova import objects
 from nova.scheduler import weights as nova_weights
+from nova.tests.unit.scheduler import fakes
 
 from nova_accel_weigher import filters, packing, usage, weighers
 
@@ -137,7 +138,7 @@ region_states = st.builds(
                       min_size=1, max_size=6),
        amounts=st.lists(st.integers(1, 3), min_size=1, max_size=4),
        offered=st.integers(1, 4), pairs=st.booleans(),
-       policy=st.sampled_from(packing.POLICIES),
+       policy=st.sampled_from(packing.REGION_POLICIES),
        via_summaries=st.booleans())
 def test_each_host_is_ranked_as_packing_rank_ranks_it_against_all_usage(
         hosts, amounts, offered, pairs, policy, via_summaries):
@@ -268,3 +269,135 @@ def test_aggregate_multiplier_overrides_the_option():
         id=1, name="a", hosts=["h1"],
         metadata={"accel_packing_weight_multiplier": "-2.0"})]
     assert weighers.AccelPackingWeigher().weight_multiplier(h) == -2.0
+
+
+# -- host-fragmentation: every request, CPU-only ones too
+
+GPU = "CUSTOM_ACCEL_GPU"
+
+
+def gpu_host_tree(root, vcpus, vcpus_used, free_gpus, gpus=4):
+    """One host's provider summaries: VCPU and MEMORY_MB on the root, a
+    card of ``gpus`` regions of 1000 under it, the first ``free_gpus``
+    of them free and the others full."""
+    out = {root: {"resources": {
+        "VCPU": {"capacity": vcpus, "used": vcpus_used},
+        "MEMORY_MB": {"capacity": 262144, "used": 0}},
+        "traits": [], "parent_provider_uuid": None,
+        "root_provider_uuid": root}}
+    out[f"{root}-card"] = {"resources": {}, "traits": [],
+                           "parent_provider_uuid": root,
+                           "root_provider_uuid": root}
+    for g in range(gpus):
+        out[f"{root}-gpu{g}"] = {
+            "resources": {GPU: {"capacity": 1000,
+                                "used": 0 if g < free_gpus else 1000}},
+            "traits": [], "parent_provider_uuid": f"{root}-card",
+            "root_provider_uuid": root}
+    return out
+
+
+def nova_host(name, vcpus, vcpus_used, free_ram_mb):
+    """The HostState nova's RAM and CPU weighers read, with the one
+    candidate placement gives a request for 8 VCPUs and no accelerator."""
+    return fakes.FakeHostState(name, name, {
+        "uuid": name, "free_ram_mb": free_ram_mb, "vcpus_total": vcpus,
+        "vcpus_used": vcpus_used, "cpu_allocation_ratio": 1.0,
+        "ram_allocation_ratio": 1.0, "free_disk_mb": 1024 * 1024,
+        "disk_allocation_ratio": 1.0, "num_io_ops": 0, "num_instances": 0,
+        "failed_builds": 0, "hypervisor_version": 9000000,
+        "aggregates": [], "metrics": [], "pci_stats": None,
+        "allocation_candidates": [{"allocations": {name: {"resources": {
+            "VCPU": 8, "MEMORY_MB": 1024}}}, "mappings": {}}]})
+
+
+@pytest.mark.parametrize("multiplier,expected", [(10.0, "busy"),
+                                                 (1.0, "roomy")])
+def test_a_cpu_only_request_goes_where_its_cpu_strands_no_gpu(
+        multiplier, expected):
+    """A whole GPU comes with 8 VCPUs in the mix (8 per 1000 units).
+    ``roomy`` has 20 VCPUs left for 4 free GPUs: 8 more VCPUs taken leave
+    12, which feed 1500 of its 4000 free units instead of 2500, a
+    gradient of +1000 (score int(100 / (1 + e)) = 26). ``busy`` has no
+    GPU free, so the request strands nothing there (score 50). Nova's own
+    weighers prefer roomy (more free RAM and VCPUs; the others weigh both
+    alike): roomy 1 + 1, busy 8/20 + 16384/262144 = 0.46. Ours names
+    busy: at the default multiplier it decides (10.46 against 2), at 1.0
+    it does not (1.46 against 2)."""
+    request = objects.RequestSpec(instance_uuid=str(uuid.uuid4()),
+                                  instance_group=None, image=None,
+                                  pci_requests=None)
+    usage.carry(request, {**gpu_host_tree("roomy", 24, 4, 4),
+                          **gpu_host_tree("busy", 24, 16, 0)})
+    hosts = [nova_host("roomy", 24, 4, 262144),
+             nova_host("busy", 24, 16, 16384)]
+    handler = nova_weights.HostWeightHandler()
+    all_weighers = [cls() for cls in handler.get_matching_classes(
+        ["nova.scheduler.weights.all_weighers"])]
+    conf = weighers.CONF
+    conf.set_override("task_mix", ["1:region1000:8", "1:0:8"],
+                      "accel_packing")
+    conf.set_override("weight_multiplier", multiplier, "accel_packing")
+    try:
+        assert weighers.AccelPackingWeigher().weigh_objects(
+            [nova_weights.WeighedHost(h, 0.0) for h in hosts],
+            request) == [0.0, 1.0]
+        weighed = handler.get_weighed_objects(
+            [*all_weighers, weighers.AccelPackingWeigher()], hosts, request)
+    finally:
+        conf.clear_override("task_mix", "accel_packing")
+        conf.clear_override("weight_multiplier", "accel_packing")
+    assert weighed[0].obj.host == expected
+    # Stock nova alone (all_weighers) takes roomy.
+    assert handler.get_weighed_objects(
+        all_weighers, hosts, request)[0].obj.host == "roomy"
+
+
+def test_host_fragmentation_ranks_a_hosts_candidates_on_its_whole_room():
+    """The filter orders candidates by the host's room, not the regions
+    they touch alone: half a GPU goes to the GPU already half used, and
+    the score left for the weigher is the best one's."""
+    tree = gpu_host_tree("h1", 64, 0, 4)
+    tree["h1-gpu1"]["resources"][GPU]["used"] = 500
+    request = spec()
+    usage.carry(request, tree)
+    cands = [{"allocations": {
+        "h1": {"resources": {"VCPU": 4, "MEMORY_MB": 1024}},
+        f"h1-gpu{g}": {"resources": {GPU: 500}}}, "mappings": {}}
+        for g in range(4)]
+    state = host("h1", cands)
+    conf = filters.CONF
+    conf.set_override("task_mix", ["1:500:4", "1:region1000:8"],
+                      "accel_packing")
+    try:
+        assert run_filter(filters.AccelTopologyFilter(), [state],
+                          request) == [state]
+    finally:
+        conf.clear_override("task_mix", "accel_packing")
+    assert list(state.allocation_candidates[0]["allocations"]) == [
+        "h1", "h1-gpu1"]
+    # Filling GPU 1 ends the 500 the whole-GPU kind could not use: a
+    # gradient of -250 (half the mix), score int(100 / (1 + e^-0.25)).
+    assert getattr(state, filters.SCORE_ATTR) == (request.instance_uuid, 56)
+
+
+def test_a_bad_task_mix_falls_back_to_fragmentation_and_says_so(caplog):
+    regions = {"a1": packing.RegionUsage(4, 0, "ca"),
+               "b1": packing.RegionUsage(4, 2, "cb")}
+    request = spec()
+    usage.carry(request, {**summaries_of({"a1": regions["a1"]}, root="ra"),
+                          **summaries_of({"b1": regions["b1"]}, root="rb")})
+    fresh, used = host("fresh", [candidate("a1")]), host("used",
+                                                         [candidate("b1")])
+    conf = filters.CONF
+    conf.set_override("task_mix", ["half:2"], "accel_packing")
+    try:
+        assert run_filter(filters.AccelTopologyFilter(), [fresh, used],
+                          request) == [fresh, used]
+        ranked = weigh([fresh, used], request)
+    finally:
+        conf.clear_override("task_mix", "accel_packing")
+    assert [w.obj.host for w in ranked] == ["used", "fresh"]
+    # fragmentation's scores, not host-fragmentation's 0-100.
+    assert isinstance(getattr(used, filters.SCORE_ATTR)[1], packing.Score)
+    assert "bad task mix entry 'half:2'" in caplog.text

@@ -116,7 +116,7 @@ allocation = st.tuples(
        candidates=st.lists(st.lists(allocation, min_size=1, max_size=3),
                            min_size=1, max_size=8),
        classes=st.sampled_from([(RC,), (RC, OTHER_RC)]),
-       policy=st.sampled_from(packing.POLICIES))
+       policy=st.sampled_from(packing.REGION_POLICIES))
 def test_shape_ranker_ranks_as_packing_rank(usage_all, candidates, classes,
                                             policy):
     """Each shape is scored once and remembered; no order or score may

@@ -101,14 +101,14 @@ def test_stock_nova_divides_by_the_largest_as_nova_does():
     # 1, 0.6, 0.5 (not min-max's 1, 0.2, 0); free CPU 10, 20, 30 is 1/3,
     # 2/3, 1. Sums 1.33, 1.27, 1.5: host 2 (min-max would tie 0 and 2).
     assert baselines.nova_normalize([100, 60, 50]) == [1.0, 0.6, 0.5]
-    assert baselines.stock_nova_best([100, 60, 50], [10, 20, 30]) == 2
+    assert baselines.nova_best([100, 60, 50], [10, 20, 30]) == 2
     # Negative weights are clamped to 0 first; all 0 normalises to 0.
     assert baselines.nova_normalize([-5, 10]) == [0.0, 1.0]
     assert baselines.nova_normalize([0, 0]) == [0.0, 0.0]
     # Equal sums: the first in host order wins (nova's sort is stable).
-    assert baselines.stock_nova_best([20, 10], [10, 20]) == 0
-    assert baselines.stock_nova_best([10, 10], [4, 4]) == 0
-    assert baselines.stock_nova_best([7], [1]) == 0
+    assert baselines.nova_best([20, 10], [10, 20]) == 0
+    assert baselines.nova_best([10, 10], [4, 4]) == 0
+    assert baselines.nova_best([7], [1]) == 0
 
 
 @pytest.mark.parametrize("policy", ["fgd", "paper-best-fit"])

@@ -63,6 +63,9 @@ def refused(capsys, *argv):
     (["--fill-to", "inf"], "--fill-to"),
     (["--fill-to", "1e9"], "invalid share (> 0, at most 10) value"),
     (["--fill-to", "nan"], "--fill-to"),
+    (["--weight-multiplier", "nan"], "argument --weight-multiplier: "
+     "invalid finite number value: 'nan'"),
+    (["--weight-multiplier", "x"], "--weight-multiplier"),
     (["--policies", "random,,fgd"], "unknown policies: (empty); expected"),
     (["--seed", "x"], "argument --seed: invalid int value"),
     (["--mode", "drain"], "argument --mode: invalid choice"),

@@ -10,19 +10,35 @@
 # License for the specific language governing permissions and limitations
 # under the License.
 
-"""packing.host_score, the simulator's host-fragmentation policy, on
-cases checked by hand: FGD's formula over the whole host, plus the
-capacity the host's CPU can no longer feed."""
+"""packing.placement_score, the host-fragmentation policy, on cases
+checked by hand: FGD's formula over the whole host, plus the capacity the
+host's CPU can no longer feed."""
 
 import math
 
+import pytest
+
 from nova_accel_weigher import baselines, packing
-from nova_accel_weigher.packing import HostRoom, TaskKind
+from nova_accel_weigher.packing import HostRoom, Placement, TaskKind
 
 SHARE = TaskKind(1000, 0, 500, 1, frozenset(), 0.5)  # half a GPU
 WHOLE = TaskKind(2000, 0, 1000, 1, frozenset(), 0.5)
 KINDS = (SHARE, WHOLE)
 GPUS = (1000, 1000, 1000)
+
+
+def mix(cpu_per_unit):
+    return packing.TaskMix(KINDS, 1000, cpu_per_unit)
+
+
+def best(room, kind, cpu_per_unit):
+    """The best region for ``kind`` (one region), the first among equals,
+    with its score."""
+    placements = [Placement(kind.cpu, kind.memory, {i: kind.amount})
+                  for i in range(len(room.free))]
+    index, score = packing.rank_placements(room, placements,
+                                           mix(cpu_per_unit))[0]
+    return score, (index,)
 
 
 def points(gradient):
@@ -34,44 +50,83 @@ def test_without_the_cpu_term_it_is_fgd():
     node = baselines.NodeState(10_000, (1000, 600, 200), "T4")
     typical = tuple((baselines.TaskType(k.cpu, k.amount, k.regions,
                                         k.models), k.weight) for k in KINDS)
-    assert packing.host_fragmentation(room, KINDS, 0) == \
+    assert packing.host_fragmentation(room, mix(0)) == \
         baselines.fragmentation(node, typical) == 500
     # As the hand-checked FGD case: GPU 1 (600 -> 100) scores 54.
-    assert packing.host_score(room, SHARE, KINDS, 1000, 0) == \
+    assert best(room, SHARE, 0) == \
         baselines.fgd_score(node, typical[0][0], typical, 1000) == (54, (1,))
 
 
 def test_capacity_the_cpu_cannot_feed_counts_as_lost():
     tight = HostRoom(2500, 65_536, (1000, 1000), GPUS[:2])
     # At 2 milli-CPU per milli-GPU, 2500 CPU feeds 1250 of the 2000 free.
-    assert packing.host_fragmentation(tight, KINDS, 2) == 750
+    assert packing.host_fragmentation(tight, mix(2)) == 750
     # SHARE on GPU 0 leaves 1500 CPU: WHOLE cannot run (0.5 x 1500 lost)
     # and 1500 CPU feeds 750 of the 1500 free (750 lost): 1500 after, a
     # gradient of -750.
-    assert packing.host_score(tight, SHARE, KINDS, 1000, 2) == (
+    assert best(tight, SHARE, 2) == (
         points(-750), (0,)) == (32, (0,))
     roomy = HostRoom(10_000, 65_536, (1000, 1000), GPUS[:2])
     # 9000 CPU left feeds all; only WHOLE loses the 500 left on GPU 0.
-    assert packing.host_score(roomy, SHARE, KINDS, 1000, 2) == (43, (0,))
+    assert best(roomy, SHARE, 2) == (43, (0,))
 
 
 def test_cpu_only_requests_go_where_no_gpu_is_stranded():
-    cpu_only = TaskKind(1000, 0, 0, 0, frozenset(), 1.0)
+    cpu_only = Placement(1000, 0, {})
     full = HostRoom(2500, 65_536, (0, 0), GPUS[:2])
     free = HostRoom(2500, 65_536, (1000, 1000), GPUS[:2])
-    assert packing.host_score(full, cpu_only, KINDS, 1000, 0) == (50, ())
+    assert packing.placement_score(full, cpu_only, mix(0)) == 50
     # 1500 CPU left: WHOLE cannot run, 0.5 x 2000 lost.
-    assert packing.host_score(free, cpu_only, KINDS, 1000, 0) == (
-        points(-1000), ()) == (26, ())
+    assert packing.placement_score(free, cpu_only, mix(0)) == \
+        points(-1000) == 26
 
 
-def test_what_does_not_fit_is_none_and_whole_takes_the_first_free():
+def test_what_does_not_fit_is_none():
     room = HostRoom(10_000, 1024, (300, 1000, 1000), GPUS, "T4")
-    two = TaskKind(0, 0, 1000, 2, frozenset(), 1.0)
-    assert packing.host_score(room, two, KINDS, 1000, 0)[1] == (1, 2)
-    assert packing.host_score(room, TaskKind(0, 2048, 500, 1, frozenset(),
-                                             1.0), KINDS, 1000, 0) is None
-    assert packing.host_score(room, TaskKind(0, 0, 500, 1, frozenset(
-        {"A10"}), 1.0), KINDS, 1000, 0) is None
-    assert packing.host_score(room, TaskKind(0, 0, 1000, 3, frozenset(),
-                                             1.0), KINDS, 1000, 0) is None
+    assert packing.placement_score(room, Placement(0, 2048, {1: 500}),
+                                   mix(0)) is None
+    assert packing.placement_score(room, Placement(0, 0, {0: 500}),
+                                   mix(0)) is None
+    assert packing.placement_score(room, Placement(20_000, 0, {}),
+                                   mix(0)) is None
+
+
+def test_a_whole_kind_uses_only_wholly_free_regions_of_its_size():
+    whole4 = TaskKind(0, 0, 4, 1, frozenset(), 1.0, whole=True)
+    one = packing.task_mix([whole4])
+    # A region of 8 never serves a whole region of 4: all its free is lost
+    # to the kind; the wholly free region of 4 loses nothing.
+    assert packing.host_fragmentation(
+        HostRoom(0, 0, (8, 4, 3), (8, 4, 4)), one) == 8 + 3
+
+
+def test_the_mix_gives_the_unit_and_the_cpu_per_unit():
+    m = packing.task_mix([TaskKind(4000, 0, 500, 1, weight=3),
+                          TaskKind(8000, 0, 1000, 2, weight=1, whole=True),
+                          TaskKind(2000, 0, 0, 0, weight=4)])
+    assert m.unit == 1000
+    # Accelerator kinds: CPU 3/8 x 4000 + 1/8 x 8000 = 2500 per
+    # 3/8 x 500 + 1/8 x 2000 = 437.5 units asked.
+    assert m.cpu_per_unit == pytest.approx(2500 / 437.5)
+    assert [k.weight for k in m.kinds] == [0.375, 0.125, 0.5]
+
+
+def test_the_task_mix_option_parses_and_refuses_bad_entries():
+    m = packing.parse_task_mix(["3:500:4000:8192:T4|A10",
+                                "1:2xregion1000:8000", "4:0:2000"])
+    assert m.kinds[0] == TaskKind(4000, 8192, 500, 1,
+                                  frozenset({"T4", "A10"}), 0.375)
+    assert m.kinds[1] == TaskKind(8000, 0, 1000, 2, frozenset(), 0.125,
+                                  True)
+    assert m.kinds[2] == TaskKind(2000, 0, 0, 0, frozenset(), 0.5)
+    for bad in ("x:1", "1", "1:2x4", "-1:2", "1:region", "1:2:a",
+                "1:2:3:4:5:6"):
+        with pytest.raises(ValueError, match="bad task mix entry"):
+            packing.parse_task_mix([bad])
+
+
+def test_the_weigher_names_the_best_host_first_by_name_among_equals():
+    assert packing.decisive_weights([40, 55, None, 55], ["d", "c", "a",
+                                                         "b"]) == [
+        0.0, 0.0, 0.0, 1.0]
+    assert packing.decisive_weights([None, None], ["a", "b"]) == [0.0, 0.0]

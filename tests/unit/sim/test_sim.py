@@ -14,8 +14,10 @@
 
 import io
 import json
+import math
+import random
 
-from nova_accel_weigher import sim
+from nova_accel_weigher import packing, sim
 
 
 def run(*argv):
@@ -139,3 +141,47 @@ def test_poisson_rate_scales_arrivals_not_shapes():
     fast = sim.build_workload("poisson:200:50", 4, 4)
     assert fast[-1].arrival < slow[-1].arrival / 20
     assert [r.functions for r in fast] == [r.functions for r in slow]
+
+
+def test_host_fragmentation_decides_only_above_novas_weighers():
+    """Our weigher names one host; nova's RAM and CPU weighers (1.0 each)
+    spread. At multiplier 0 nova's weighers alone choose: stock nova's
+    host. At the default ours decides: the host ``decisive_weights``
+    names. Between, it depends on how far apart nova's weighers put the
+    two."""
+    rng = random.Random(3)
+    hosts = [sim._host(f"n{i:02d}", [(1, 1000)] * rng.choice((2, 4, 8)),
+                       rng.choice((32, 64, 96)) * 1000,
+                       rng.choice((128, 256)) * 1024) for i in range(12)]
+    mix = sim.task_mix([sim.Request(0, math.inf, 500, cpu=4000),
+                        sim.Request(0, math.inf, 1000, 1, cpu=8000),
+                        sim.Request(0, math.inf, 0, cpu=8000)])
+    by = {m: sim.Policy("host-fragmentation", (), random.Random(1),
+                        task_mix=mix, multiplier=m) for m in (0.0, 1.0, 10.0)}
+    stock = sim.Policy("stock-nova", (), random.Random(1))
+    differ = {1.0: 0, 10.0: 0}
+    placed = 0
+    for _ in range(200):
+        request = sim.Request(0, math.inf, *rng.choice(
+            [(500, 0), (300, 0), (1000, 1), (1000, 2), (0, 0)]),
+            cpu=rng.choice((2, 4, 8)) * 1000, memory=1024)
+        choices = {m: p.choose(hosts, request) for m, p in by.items()}
+        if choices[10.0] is None:
+            break
+        assert choices[0.0][0] is stock.choose(hosts, request)[0]
+        feasible = [h for h in hosts
+                    if h.has_room(request) and sim.fits(h, request)]
+        scores = [by[10.0]._rank_host(h, sim.host_room(h), request,
+                                      sim.accel_candidates(h, request))
+                  for h in feasible]
+        weights = packing.decisive_weights(
+            [s[0][1] if s else None for s in scores],
+            [h.name for h in feasible])
+        assert choices[10.0][0] is feasible[weights.index(1.0)]
+        for m in differ:
+            differ[m] += choices[m][0] is not choices[0.0][0]
+        sim._apply(choices[10.0], request, +1)
+        placed += 1
+    assert placed > 60
+    # Ours overrides nova's weighers more often the more it weighs.
+    assert 0 < differ[1.0] < differ[10.0]
