@@ -65,6 +65,9 @@ POLICIES = ("placement-order", "random", "spread", "best-fit",
             "fragmentation") + SCANNED_POLICIES
 DEFAULT_FUNCTIONS_PER_GPU = 4
 MILLI_PER_GPU = 1000
+# Events of a replay, ordered so that at one instant a departure frees
+# its capacity before an arrival asks for it.
+DEPARTURE, ARRIVAL = -1, 0
 
 
 @dataclass
@@ -246,10 +249,10 @@ CLUSTERS = ("meeting | homogeneous:HOSTS:RxF | mixed:HOSTS | openb:NODES.csv "
 
 
 def build_cluster(spec: str) -> list[Host]:
-    kind, _, arg = spec.partition(":")
-    if kind == "meeting" and not arg:
+    family, _, arg = spec.partition(":")
+    if family == "meeting" and not arg:
         return [_host("host1", [(3, 4)])]
-    if kind == "homogeneous":
+    if family == "homogeneous":
         hosts, sep, shape = arg.partition(":")
         regions, x, functions = shape.lower().partition("x")
         if not (sep and x):
@@ -259,13 +262,13 @@ def build_cluster(spec: str) -> list[Host]:
         card = (_count(regions, "R (regions)", spec, MAX_REGIONS),
                 _count(functions, "F (functions)", spec, MAX_FUNCTIONS))
         return [_host(f"host{i}", [card]) for i in range(count)]
-    if kind == "mixed":
+    if family == "mixed":
         shapes = [(1, 4), (2, 4), (3, 4), (4, 2)]
         return [_host(f"host{i}", [shapes[i % 4], shapes[(i + 1) % 4],
                                    (1, 1), (1, 8)])
                 for i in range(_count(arg, "HOSTS", spec, MAX_HOSTS))]
-    if kind in ("openb", "openb-milli") and arg:
-        size = (MILLI_PER_GPU if kind == "openb-milli"
+    if family in ("openb", "openb-milli") and arg:
+        size = (MILLI_PER_GPU if family == "openb-milli"
                 else DEFAULT_FUNCTIONS_PER_GPU)
         rows = _read_csv(arg, ("sn", "cpu_milli", "memory_mib", "gpu"),
                          "openb node list")
@@ -287,12 +290,12 @@ def build_workload(spec: str, seed: int, region_size: int, *,
                    timed: bool = True) -> list[Request]:
     """``timed=False`` (fill mode) needs no arrival times or lifetimes:
     every request arrives at 0 and stays."""
-    kind, _, arg = spec.partition(":")
-    if kind == "meeting" and not arg:
+    family, _, arg = spec.partition(":")
+    if family == "meeting" and not arg:
         return [Request(0, math.inf, 1), Request(1, math.inf, 2),
                 Request(2, math.inf, 1),
                 Request(3, math.inf, region_size, whole_regions=2)]
-    if kind == "poisson":
+    if family == "poisson":
         # poisson:N[:RATE]: N arrivals, RATE a second (1 by default), each
         # staying 400 s on average, so about 400 x RATE at once.
         count, _, rate = arg.partition(":")
@@ -313,7 +316,7 @@ def build_workload(spec: str, seed: int, region_size: int, *,
             requests.append(Request(now, rng.expovariate(1 / 400.0),
                                     shape[0], shape[1]))
         return requests
-    if kind == "csv" and arg:
+    if family == "csv" and arg:
         times = ("arrival", "duration") if timed else ()
         return [Request(
             _field(r, "arrival", arg, line, float) if timed else 0.0,
@@ -322,7 +325,7 @@ def build_workload(spec: str, seed: int, region_size: int, *,
             _field(r, "whole_region", arg, line, default="0"))
             for line, r in _read_csv(arg, times + ("functions",),
                                      "csv workload")]
-    if kind == "openb" and arg:
+    if family == "openb" and arg:
         return _openb_pods(arg, region_size, timed)
     raise SpecError(f"unknown workload {spec!r}; expected {WORKLOADS}")
 
@@ -875,21 +878,21 @@ def simulate(cluster_spec: str, requests: Sequence[Request], policy: str,
     index = HostIndex(hosts, policy_) if indexed else None
     result = Result()
     if mode == "fill":
-        events = [(0.0, 0, r) for r in fill_order(
+        events = [(0.0, ARRIVAL, r) for r in fill_order(
             requests, fill_to * capacity, seed)]
     else:
         events = sorted(
-            [(r.arrival, 0, r) for r in requests]
-            + [(r.arrival + r.duration, -1, r) for r in requests
+            [(r.arrival, ARRIVAL, r) for r in requests]
+            + [(r.arrival + r.duration, DEPARTURE, r) for r in requests
                if math.isfinite(r.duration)],
             key=lambda e: (e[0], e[1]))
     held: dict[int, tuple[Host, dict[str, int]]] = {}
     samples: list[dict[str, float]] = []
     every = max(len(events) // 200, 1)
-    for step, (when, kind, request) in enumerate(events):
+    for step, (when, event, request) in enumerate(events):
         if progress:
             progress.update(step, len(events))
-        if kind == -1:
+        if event == DEPARTURE:
             placed = held.pop(id(request), None)
             if placed:
                 _apply(placed, request, -1, index)
