@@ -30,7 +30,7 @@ CARD_TRAIT = ACCEL_PREFIX + "CARD"
 REGION_TRAIT = ACCEL_PREFIX + "REGION"
 _NUMA_TRAIT = ACCEL_PREFIX + "NUMA_"
 
-RESOURCE_CLASS = re.compile(r"^CUSTOM_ACCEL_[A-Z0-9_]+$")
+RESOURCE_CLASS = re.compile(rf"^{ACCEL_PREFIX}[A-Z0-9_]+$")
 # A PCI function as sysfs names it, and a USB device (bus-port path).
 BDF = re.compile(r"^[0-9a-f]{4}:[0-9a-f]{2}:[0-9a-f]{2}\.[0-7]$")
 USB_NAME = re.compile(r"^\d+-[\d.]+$")

@@ -47,14 +47,14 @@ from dataclasses import dataclass
 from operator import itemgetter, methodcaller
 from typing import Any, NamedTuple
 
+from accel_inventory.contract import ACCEL_PREFIX
+
 POLICY_BEST_FIT = "best-fit"
 POLICY_FRAGMENTATION = "fragmentation"
 POLICY_HOST_FRAGMENTATION = "host-fragmentation"
 # Scored by ``score``, one candidate's regions at a time.
 REGION_POLICIES = (POLICY_BEST_FIT, POLICY_FRAGMENTATION)
 POLICIES = REGION_POLICIES + (POLICY_HOST_FRAGMENTATION,)
-
-ACCEL_CLASS_PREFIX = "CUSTOM_ACCEL_"
 
 
 @dataclass(frozen=True)
@@ -124,7 +124,7 @@ def accel_class_test(configured: Sequence[str] | None = None
     class of every candidate of every host."""
     if configured:
         return frozenset(configured).__contains__
-    return methodcaller("startswith", ACCEL_CLASS_PREFIX)
+    return methodcaller("startswith", ACCEL_PREFIX)
 
 
 def is_accel_class(resource_class: str,
