@@ -107,19 +107,31 @@ def room_state(summaries: Mapping[str, Any], providers: Sequence[str],
         resources = summary.get("resources")
         if not resources:
             continue
-        taken = claimed.get(rp, _NOTHING) if claimed else _NOTHING
         region_capacity = region_used = 0
         region_class = None
+        # Placement's summaries hold integers, read as they are (as
+        # usage.RegionStates reads them).
         for rc, r in resources.items():
             if rc == CPU_CLASS:
-                cpu += int(r["capacity"]) - int(r["used"]) - taken.get(rc, 0)
+                cpu += r["capacity"] - r["used"]
             elif rc == MEMORY_CLASS:
-                memory += (int(r["capacity"]) - int(r["used"])
-                           - taken.get(rc, 0))
+                memory += r["capacity"] - r["used"]
             elif is_accel(rc):
-                region_capacity += int(r["capacity"])
-                region_used += int(r["used"]) + taken.get(rc, 0)
+                region_capacity += r["capacity"]
+                region_used += r["used"]
                 region_class = rc
+        taken = claimed.get(rp) if claimed else None
+        if taken:
+            # Only what the provider has: a claim was drawn from it.
+            for rc, amount in taken.items():
+                if rc not in resources:
+                    continue
+                if rc == CPU_CLASS:
+                    cpu -= amount
+                elif rc == MEMORY_CLASS:
+                    memory -= amount
+                elif is_accel(rc):
+                    region_used += amount
         if region_class is None:
             continue
         parent = summary.get("parent_provider_uuid") or rp
