@@ -17,12 +17,13 @@ Placement's summaries hold every provider of each tree in its answer
 (``_build_provider_summaries`` reads the usage of whole trees by their
 roots), for requests without accelerators too: a host's CPU and memory
 left are its root's VCPU and MEMORY_MB, its regions every provider of an
-accelerator class in the tree. ``HostRooms`` turns them into
-``packing.HostRoom`` once per host and pass, with what the request's
-earlier instances claimed taken off, and scores allocation candidates
-with ``packing.rank_placements``: the filter orders each host's
-candidates with it, the weigher scores the candidate nova will claim.
-Per request (a local of a filter or weigher pass), never shared.
+accelerator class in the tree. ``HostRooms`` reads each host's room
+once per pass (``room_state``), with what the request's earlier
+instances claimed taken off, and scores allocation candidates as
+``packing.rank_placements`` does, each distinct room and placement shape
+once: the filter orders each host's candidates with it, the weigher
+scores the candidate nova will claim. Per request (a local of a filter
+or weigher pass), never shared.
 """
 
 from __future__ import annotations
