@@ -17,12 +17,13 @@ Placement's summaries hold every provider of each tree in its answer
 (``_build_provider_summaries`` reads the usage of whole trees by their
 roots), for requests without accelerators too: a host's CPU and memory
 left are its root's VCPU and MEMORY_MB, its regions every provider of an
-accelerator class in the tree. ``HostRooms`` turns them into
-``packing.HostRoom`` once per host and pass, with what the request's
-earlier instances claimed taken off, and scores allocation candidates
-with ``packing.rank_placements``: the filter orders each host's
-candidates with it, the weigher scores the candidate nova will claim.
-Per request (a local of a filter or weigher pass), never shared.
+accelerator class in the tree. ``HostRooms`` reads each host's room
+once per pass (``room_state``), with what the request's earlier
+instances claimed taken off, and scores allocation candidates as
+``packing.rank_placements`` does, each distinct room and placement shape
+once: the filter orders each host's candidates with it, the weigher
+scores the candidate nova will claim. Per request (a local of a filter
+or weigher pass), never shared.
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ from __future__ import annotations
 import functools
 import logging
 from collections.abc import Callable, Mapping, Sequence
+from operator import itemgetter
 from typing import Any
 
 from accel_inventory.contract import DEGRADED_TRAIT
@@ -78,49 +80,89 @@ def claimed_by_provider(claimed: Sequence[Mapping[str, Any]]
     return amounts
 
 
-def room_of(summaries: Mapping[str, Any], providers: Sequence[str],
-            is_accel: Callable[[str], bool],
-            claimed: Mapping[str, Mapping[str, int]]
-            ) -> tuple[packing.HostRoom, dict[str, int]]:
-    """One tree's room, and each region provider's index in it. A region
-    is a provider with inventory of an accelerator class; its model is
-    that class; a degraded region (or card) has nothing free."""
+# What a provider nothing was claimed from has claimed.
+_NOTHING: Mapping[str, int] = {}
+
+
+def room_state(summaries: Mapping[str, Any], providers: Sequence[str],
+               is_accel: Callable[[str], bool],
+               claimed: Mapping[str, Mapping[str, int]]
+               ) -> tuple[tuple, dict[str, int]]:
+    """One tree's room as the fields of a ``packing.HostRoom`` (CPU,
+    memory, each region's free capacity and capacity, model), and each
+    region provider's index in it. A region is a provider with inventory
+    of an accelerator class; its model is that class; a degraded region
+    (or card) has nothing free. A plain tuple, no object: the filter reads
+    every host that reaches it, and across them the same few rooms recur
+    (``HostRooms`` numbers them)."""
     cpu = memory = 0
     free: list[int] = []
     capacity: list[int] = []
     index: dict[str, int] = {}
     model = ""
+    # The last card read, and whether it is degraded: a card's regions
+    # mostly follow each other.
+    card, card_degraded = None, False
     for rp in providers:
         summary = summaries[rp]
-        taken = claimed.get(rp, {})
+        resources = summary.get("resources")
+        if not resources:
+            continue
         region_capacity = region_used = 0
         region_class = None
-        for rc, r in (summary.get("resources") or {}).items():
-            left = int(r["capacity"]) - int(r["used"]) - taken.get(rc, 0)
+        # Placement's summaries hold integers, read as they are (as
+        # usage.RegionStates reads them).
+        for rc, r in resources.items():
             if rc == CPU_CLASS:
-                cpu += left
+                cpu += r["capacity"] - r["used"]
             elif rc == MEMORY_CLASS:
-                memory += left
+                memory += r["capacity"] - r["used"]
             elif is_accel(rc):
-                region_capacity += int(r["capacity"])
-                region_used += int(r["used"]) + taken.get(rc, 0)
+                region_capacity += r["capacity"]
+                region_used += r["used"]
                 region_class = rc
+        taken = claimed.get(rp) if claimed else None
+        if taken:
+            # Only what the provider has: a claim was drawn from it.
+            for rc, amount in taken.items():
+                if rc not in resources:
+                    continue
+                if rc == CPU_CLASS:
+                    cpu -= amount
+                elif rc == MEMORY_CLASS:
+                    memory -= amount
+                elif is_accel(rc):
+                    region_used += amount
         if region_class is None:
             continue
         parent = summary.get("parent_provider_uuid") or rp
-        degraded = (DEGRADED_TRAIT in (summary.get("traits") or ())
-                    or DEGRADED_TRAIT in (summaries.get(parent, {}).get(
-                        "traits") or ()))
+        if parent != card:
+            card = parent
+            card_degraded = DEGRADED_TRAIT in (
+                summaries.get(parent, _NOTHING).get("traits") or ())
         index[rp] = len(free)
         capacity.append(region_capacity)
-        free.append(0 if degraded else max(region_capacity - region_used, 0))
+        free.append(0 if card_degraded
+                    or DEGRADED_TRAIT in (summary.get("traits") or ())
+                    else max(region_capacity - region_used, 0))
         model = model or region_class
-    return packing.HostRoom(max(cpu, 0), max(memory, 0), tuple(free),
-                            tuple(capacity), model), index
+    return (max(cpu, 0), max(memory, 0), tuple(free), tuple(capacity),
+            model), index
 
 
 class HostRooms:
-    """One pass's rooms and scores under ``host-fragmentation``."""
+    """One pass's rooms and scores under ``host-fragmentation``.
+
+    Across a thousand hosts the same few rooms recur: each distinct room
+    (``room_state``) gets a number, its ``host_fragmentation`` is worked
+    out once, and each placement's score is remembered by the room's
+    number and the placement's shape (CPU, memory, and the amount taken
+    from each region by the region's index), as is each host's ranking by
+    the room and its candidates' shapes. Scores and order are those of
+    ``packing.rank_placements`` on the room."""
+
+    __slots__ = ("request", "mix", "_is_accel", "_claimed", "_hosts",
+                 "_numbers", "_rooms", "_before", "_scores", "_ranks")
 
     def __init__(self, request: usage.RequestPlacement,
                  resource_classes: Sequence[str], mix: packing.TaskMix):
@@ -128,24 +170,42 @@ class HostRooms:
         self.mix = mix
         self._is_accel = packing.accel_class_test(resource_classes)
         self._claimed = claimed_by_provider(request.claimed)
-        self._rooms: dict[str, tuple[packing.HostRoom, dict[str, int]]] = {}
+        # Per root: its room's number and its regions' indexes.
+        self._hosts: dict[str, tuple[int, dict[str, int]]] = {}
+        # Per room state, its number; per number, the room and its
+        # host_fragmentation.
+        self._numbers: dict[tuple, int] = {}
+        self._rooms: list[packing.HostRoom] = []
+        self._before: list[float] = []
+        # Per (room number, placement shape), its placement_score; per
+        # (room number, candidates' shapes), rank_placements' answer.
+        self._scores: dict[tuple, int | None] = {}
         self._ranks: dict[tuple, list[tuple[int, int]]] = {}
 
-    def room(self, root: str) -> tuple[packing.HostRoom, dict[str, int]]:
-        found = self._rooms.get(root)
+    def _host(self, root: str) -> tuple[int, dict[str, int]]:
+        found = self._hosts.get(root)
         if found is None:
-            found = self._rooms[root] = room_of(
+            state, index = room_state(
                 self.request.summaries, self.request.tree(root),
                 self._is_accel, self._claimed)
+            number = self._numbers.get(state)
+            if number is None:
+                number = self._numbers[state] = len(self._rooms)
+                room = packing.HostRoom(*state)
+                self._rooms.append(room)
+                self._before.append(
+                    packing.host_fragmentation(room, self.mix))
+            found = self._hosts[root] = (number, index)
         return found
 
     def root(self, candidate: Mapping[str, Any]) -> str | None:
         """The root of the host's tree: that of the provider the candidate
         takes CPU, memory or accelerators from (not a sharing one's)."""
+        is_accel = self._is_accel
         for rp, alloc in candidate["allocations"].items():
-            if any(rc in (CPU_CLASS, MEMORY_CLASS) or self._is_accel(rc)
-                   for rc in alloc["resources"]):
-                return self.request.root_of(rp)
+            for rc in alloc["resources"]:
+                if rc == CPU_CLASS or rc == MEMORY_CLASS or is_accel(rc):
+                    return self.request.root_of(rp)
         return None
 
     def rank(self, candidates: Sequence[Mapping[str, Any]]
@@ -153,28 +213,55 @@ class HostRooms:
         """``packing.rank_placements`` of one host's candidates: indexes
         of those that fit, best first, with their scores (none when the
         summaries do not hold the host). Hosts in the same room with
-        candidates of the same shape share the answer."""
+        candidates of the same shapes share the answer."""
         root = self.root(candidates[0]) if candidates else None
         if root is None:
             return []
-        room, index = self.room(root)
-        placements = []
+        number, index = self._host(root)
+        is_accel = self._is_accel
+        shapes = []
         for candidate in candidates:
+            # What placement_score reads of the candidate: CPU and memory
+            # from any provider, accelerators from the host's regions.
             cpu = memory = 0
-            taken: dict[int, int] = {}
+            taken: tuple[int, ...] = ()
             for rp, alloc in candidate["allocations"].items():
-                for rc, amount in alloc["resources"].items():
+                resources = alloc["resources"]
+                region = index.get(rp)
+                if region is None:
+                    cpu += resources.get(CPU_CLASS, 0)
+                    memory += resources.get(MEMORY_CLASS, 0)
+                    continue
+                amount = 0
+                for rc, n in resources.items():
                     if rc == CPU_CLASS:
-                        cpu += amount
+                        cpu += n
                     elif rc == MEMORY_CLASS:
-                        memory += amount
-                    elif rp in index and self._is_accel(rc):
-                        taken[index[rp]] = taken.get(index[rp], 0) + amount
-            placements.append(packing.Placement(cpu, memory, taken))
-        key = (room, tuple((p.cpu, p.memory, tuple(sorted(p.taken.items())))
-                           for p in placements))
+                        memory += n
+                    elif is_accel(rc):
+                        amount += n
+                taken += (region, amount)
+            shapes.append((cpu, memory) + taken)
+        key = (number, tuple(shapes))
         ranked = self._ranks.get(key)
         if ranked is None:
-            ranked = self._ranks[key] = packing.rank_placements(
-                room, placements, self.mix)
+            ranked = []
+            for i, shape in enumerate(shapes):
+                s = self._score(number, shape)
+                if s is not None:
+                    ranked.append((i, s))
+            ranked.sort(key=itemgetter(1), reverse=True)
+            self._ranks[key] = ranked
         return ranked
+
+    def _score(self, number: int, shape: tuple[int, ...]) -> int | None:
+        key = (number, shape)
+        try:
+            return self._scores[key]
+        except KeyError:
+            pass
+        taken = dict(zip(shape[2::2], shape[3::2], strict=True))
+        s = self._scores[key] = packing.placement_score(
+            self._rooms[number], packing.Placement(shape[0], shape[1], taken),
+            self.mix, self._before[number])
+        return s
