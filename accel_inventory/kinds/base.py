@@ -151,3 +151,14 @@ class CardKind:
     takes: Callable[[Device, Profile | None, ScanContext], bool]
     group: Callable[[Device], str]
     build: Callable[[ScanContext, Sequence[Device]], model.Card | None]
+
+
+def named_by_profile(
+        name: str) -> Callable[[Device, Profile | None, ScanContext], bool]:
+    """A kind's ``takes`` when nothing in sysfs tells its devices apart
+    (a VCA card's node functions, a USB stick): a device is the kind's
+    when its profile names the kind."""
+    def takes(device: Device, profile: Profile | None,
+              context: ScanContext) -> bool:
+        return profile is not None and profile.kind == name
+    return takes

@@ -26,15 +26,12 @@ from collections.abc import Sequence
 from accel_inventory import model
 from accel_inventory.contract import BDF
 from accel_inventory.kinds.base import (BUS_PCI, DEVICE_INTERFACE, CardKind,
-                                        PciDevice, Profile, ScanContext,
+                                        named_by_profile,
+                                        PciDevice, ScanContext,
                                         SysfsReader)
 
 NAME = "ippcie"
 
-
-def _takes(dev: PciDevice, profile: Profile | None,
-           context: ScanContext) -> bool:
-    return profile is not None and profile.kind == NAME
 
 
 def _upstream_port(dev: PciDevice) -> str:
@@ -79,5 +76,5 @@ def _build(context: ScanContext, nodes: Sequence[PciDevice]) -> model.Card:
 
 
 KIND = CardKind(name=NAME, bus=BUS_PCI, function_bus=BUS_PCI,
-                device=DEVICE_INTERFACE, takes=_takes, group=_upstream_port,
-                build=_build)
+                device=DEVICE_INTERFACE, takes=named_by_profile(NAME),
+                group=_upstream_port, build=_build)

@@ -24,15 +24,12 @@ from collections.abc import Sequence
 
 from accel_inventory import model
 from accel_inventory.kinds.base import (BUS_USB, DEVICE_USB, CardKind,
-                                        Garbage, Profile, ScanContext,
+                                        named_by_profile,
+                                        Garbage, ScanContext,
                                         UsbDevice)
 
 NAME = "usb"
 
-
-def _takes(device: UsbDevice, profile: Profile | None,
-           context: ScanContext) -> bool:
-    return profile is not None and profile.kind == NAME
 
 
 def _port(device: UsbDevice) -> str:
@@ -64,4 +61,5 @@ def _build(context: ScanContext, group: Sequence[UsbDevice]) -> model.Card:
 
 
 KIND = CardKind(name=NAME, bus=BUS_USB, function_bus=BUS_USB,
-                device=DEVICE_USB, takes=_takes, group=_port, build=_build)
+                device=DEVICE_USB, takes=named_by_profile(NAME),
+                group=_port, build=_build)

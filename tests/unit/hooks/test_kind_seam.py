@@ -31,18 +31,14 @@ from lxml import etree
 from accel_inventory import cache, contract, identity, kinds, model
 from accel_inventory import profiles, provider_tree, sample, sysfs
 from accel_inventory.kinds.base import (BUS_PCI, DEVICE_INTERFACE,
-                                        DEVICE_PCI, CardKind,
-                                        PciDevice, Profile, ScanContext)
+                                        DEVICE_PCI, CardKind, named_by_profile,
+                                        PciDevice, ScanContext)
 from libvirt_hooks import devices, domain, guard, hook, resolve, xmlgen
 
 # -- the kind module --------------------------------------------------------
 
 NAME = "cxl"
 
-
-def _takes(dev: PciDevice, profile: Profile | None,
-           context: ScanContext) -> bool:
-    return profile is not None and profile.kind == NAME
 
 
 def _build(context: ScanContext, group: Sequence[PciDevice]) -> model.Card:
@@ -62,7 +58,7 @@ def _build(context: ScanContext, group: Sequence[PciDevice]) -> model.Card:
 
 
 KIND = CardKind(name=NAME, bus=BUS_PCI, function_bus=BUS_PCI,
-                device=DEVICE_PCI, takes=_takes,
+                device=DEVICE_PCI, takes=named_by_profile(NAME),
                 group=lambda dev: dev.bdf, build=_build)
 
 # -- the tests --------------------------------------------------------------
