@@ -91,10 +91,42 @@ def host_state(host):
         "pci_stats": None, "cell_uuid": str(uuid.uuid4())})
 
 
-def refresh(state, host, placed):
-    state.free_ram_mb = host.memory - host.memory_used
-    state.vcpus_used = host.cpu_used
-    state.num_instances = placed
+class NovaRun:
+    """A sampled run as nova places it: the simulated hosts hold what
+    nova chose (so that a disagreement with the model does not carry
+    over), nova's host states follow them, and beyond ``limit`` held
+    requests one held at random leaves before the next arrives."""
+
+    def __init__(self, hosts, rng, limit):
+        self.hosts = hosts
+        self.rng = rng
+        self.limit = limit
+        self.states = {h.name: host_state(h) for h in hosts}
+        self.placed = dict.fromkeys(self.states, 0)
+        self.held = []
+
+    def feasible(self, request, candidates_of):
+        """The hosts that can take ``request`` now, their states refreshed
+        and holding ``candidates_of(host, request)`` (after a held request
+        left, if the run holds ``limit``)."""
+        if len(self.held) >= self.limit:
+            gone = self.held.pop(self.rng.randrange(len(self.held)))
+            sim._apply(gone[1:], gone[0], -1)
+            self.placed[gone[1].name] -= 1
+        feasible = [h for h in self.hosts
+                    if h.has_room(request) and sim.fits(h, request)]
+        for h in feasible:
+            state = self.states[h.name]
+            state.free_ram_mb = h.memory - h.memory_used
+            state.vcpus_used = h.cpu_used
+            state.num_instances = self.placed[h.name]
+            state.allocation_candidates = candidates_of(h, request)
+        return feasible
+
+    def place(self, request, host, demand):
+        sim._apply((host, demand), request, +1)
+        self.placed[host.name] += 1
+        self.held.append((request, host, demand))
 
 
 def as_candidates(host, demands):
@@ -115,39 +147,26 @@ def test_stock_nova_model_chooses_what_nova_weighers_choose():
     weighers = [cls() for cls in handler.get_matching_classes(
         ["nova.scheduler.weights.all_weighers"])]
     assert len(weighers) >= 10  # RAM, CPU, disk and the rest
-    states = {h.name: host_state(h) for h in hosts}
-    placed = dict.fromkeys(states, 0)
-    held = []
+    run = NovaRun(hosts, rng, HELD)
     compared = agreed = contested = 0
     for request in requests:
-        if len(held) >= HELD:
-            gone = held.pop(rng.randrange(len(held)))
-            sim._apply(gone[1:], gone[0], -1)
-            placed[gone[1].name] -= 1
-        feasible = [h for h in hosts
-                    if h.has_room(request) and sim.fits(h, request)]
+        feasible = run.feasible(request, lambda h, r: as_candidates(
+            h, sim.placement_order(h, r, SEED)))
         if not feasible:
             continue
         chosen = model.choose(hosts, request)
-        for h in feasible:
-            refresh(states[h.name], h, placed[h.name])
-            states[h.name].allocation_candidates = as_candidates(
-                h, sim.placement_order(h, request, SEED))
         spec = objects.RequestSpec(instance_uuid=str(uuid.uuid4()),
                                    instance_group=None, image=None,
                                    pci_requests=None)
         weighed = handler.get_weighed_objects(
-            weighers, [states[h.name] for h in feasible], spec)
+            weighers, [run.states[h.name] for h in feasible], spec)
         top = weighed[0].obj
         nova_host = next(h for h in feasible if h.name == top.host)
         nova_demand = {rp: a["resources"]["CUSTOM_ACCEL_GPU"] for rp, a in
                        top.allocation_candidates[0]["allocations"].items()}
         compared += 1
         agreed += chosen == (nova_host, nova_demand)
-        # Go on as nova went, so that a disagreement does not carry over.
-        sim._apply((nova_host, nova_demand), request, +1)
-        placed[nova_host.name] += 1
-        held.append((request, nova_host, nova_demand))
+        run.place(request, nova_host, nova_demand)
         contested += len(feasible) > 1
     # Thousands of requests are compared, nearly all with a choice to make
     # (min-max normalisation instead of nova's agreed on 83% here).
@@ -228,31 +247,21 @@ def test_host_fragmentation_model_chooses_what_nova_with_ours_chooses():
         weighers_.append(weighers.AccelPackingWeigher())
         accel_filter = filters.AccelTopologyFilter()
         filter_handler = nova_filters.HostFilterHandler()
-        states = {h.name: host_state(h) for h in hosts}
-        placed = dict.fromkeys(states, 0)
-        held = []
+        run = NovaRun(hosts, rng, HELD // 4)
         compared = agreed = cpu_only = 0
         for request in requests:
-            if len(held) >= HELD // 4:
-                gone = held.pop(rng.randrange(len(held)))
-                sim._apply(gone[1:], gone[0], -1)
-                placed[gone[1].name] -= 1
-            feasible = [h for h in hosts
-                        if h.has_room(request) and sim.fits(h, request)]
+            feasible = run.feasible(request, lambda h, r: [
+                with_host(d, h, r) for d in sim.placement_order(h, r, SEED)])
             if not feasible:
                 continue
             chosen = model.choose(hosts, request)
-            for h in feasible:
-                refresh(states[h.name], h, placed[h.name])
-                states[h.name].allocation_candidates = [
-                    with_host(d, h, request)
-                    for d in sim.placement_order(h, request, SEED)]
             spec = objects.RequestSpec(instance_uuid=str(uuid.uuid4()),
                                        instance_group=None, image=None,
                                        pci_requests=None)
             usage.carry(spec, summaries(feasible))
             passed = list(filter_handler.get_filtered_objects(
-                [accel_filter], [states[h.name] for h in feasible], spec))
+                [accel_filter], [run.states[h.name] for h in feasible],
+                spec))
             if not passed:
                 assert chosen is None
                 continue
@@ -266,9 +275,7 @@ def test_host_fragmentation_model_chooses_what_nova_with_ours_chooses():
             compared += 1
             cpu_only += not request.functions
             agreed += chosen == (nova_host, nova_demand)
-            sim._apply((nova_host, nova_demand), request, +1)
-            placed[nova_host.name] += 1
-            held.append((request, nova_host, nova_demand))
+            run.place(request, nova_host, nova_demand)
     finally:
         conf.clear_override("task_mix", "accel_packing")
     # Most requests had a choice to make, and the 1,000,000 of nova's
