@@ -118,7 +118,7 @@ class _Pass:
         self.classes = tuple(sorted(
             {rc for alloc in candidates[0]["allocations"].values()
              for rc in alloc["resources"] if is_accel(rc)}))
-        if not self.classes:
+        if not self.classes or self.rooms is not None:
             return
         states = usage.RegionStates()
         if self.request is not None:
@@ -208,14 +208,15 @@ class AccelTopologyFilter(filters.BaseHostFilter):
                 return True
             if this.classes is None:
                 this.ask(self._fallback, candidates)
-            ranker = this.ranker
-            if ranker is None:
-                return True  # no accelerators, or no usage: placement's order
+            if not this.classes:
+                return True  # no accelerators: placement's order
             if this.rooms is not None:
                 ranked = this.rooms.rank(candidates)
+            elif this.ranker is None:
+                return True  # no usage: placement's order
             else:
                 this.read_trees(candidates)
-                ranked = ranker.rank(candidates)
+                ranked = this.ranker.rank(candidates)
             # What nova's CandidateFilterMixin does, without formatting
             # every candidate for a debug line: keep the acceptable ones,
             # best first.

@@ -346,27 +346,67 @@ def host_fragmentation(room: HostRoom, mix: TaskMix) -> float:
     else the free capacity of the regions it cannot use (FGD's
     definition, memory checked too); plus the free capacity beyond what
     the host's CPU can feed at the mix's CPU per unit, which FGD's
-    one-task look misses when CPU runs out before the regions."""
-    idle = sum(room.free)
-    total = 0.0
+    one-task look misses when CPU runs out before the regions.
+
+    Worked out in three parts (``region_losses``, ``kinds_fit``,
+    ``fragmentation``) so that the filter can remember the regions' part
+    across hosts whose CPU and memory differ."""
+    idle, losses = region_losses(room.free, room.capacity, room.model, mix)
+    return fragmentation(idle, losses, kinds_fit(room.cpu, room.memory, mix),
+                         room.cpu, mix)
+
+
+def region_losses(free: tuple[int, ...], capacity: tuple[int, ...],
+                  model: str, mix: TaskMix) -> tuple[int, tuple[int, ...]]:
+    """The regions' part of ``host_fragmentation``: the free capacity in
+    all, and per kind of the mix what of it the kind cannot use when CPU
+    and memory let it run (all of it if the regions do not)."""
+    idle = sum(free)
+    losses = []
     for kind in mix.kinds:
         lost = idle
-        if (kind.regions and room.cpu >= kind.cpu
-                and room.memory >= kind.memory
-                and (not kind.models or room.model in kind.models)):
+        if kind.regions and (not kind.models or model in kind.models):
             usable = 0
             unusable_free = 0
-            for free, capacity in zip(room.free, room.capacity, strict=True):
-                if kind.uses(free, capacity):
+            for f, c in zip(free, capacity, strict=True):
+                if kind.uses(f, c):
                     usable += 1
                 else:
-                    unusable_free += free
+                    unusable_free += f
             if usable >= kind.regions:
                 lost = unusable_free
-        total += kind.weight * lost
-    if mix.cpu_per_unit > 0:
-        total += max(0.0, idle - room.cpu / mix.cpu_per_unit)
+        losses.append(lost)
+    return idle, tuple(losses)
+
+
+def kinds_fit(cpu: int, memory: int, mix: TaskMix) -> tuple[bool, ...]:
+    """Per kind of the mix, whether ``cpu`` and ``memory`` let it run."""
+    return tuple(cpu >= kind.cpu and memory >= kind.memory
+                 for kind in mix.kinds)
+
+
+def fragmentation(idle: int, losses: tuple[int, ...], fit: tuple[bool, ...],
+                  cpu: int, mix: TaskMix) -> float:
+    """``host_fragmentation`` from its parts: ``kinds_loss`` and the free
+    capacity ``cpu`` cannot feed."""
+    return kinds_loss(idle, losses, fit, mix) + cpu_shortfall(idle, cpu, mix)
+
+
+def kinds_loss(idle: int, losses: tuple[int, ...], fit: tuple[bool, ...],
+               mix: TaskMix) -> float:
+    """What the kinds lose of ``idle``, weighted: their region loss where
+    CPU and memory let them run, all of it where not."""
+    total = 0.0
+    for kind, lost, fits in zip(mix.kinds, losses, fit, strict=True):
+        total += kind.weight * (lost if fits else idle)
     return total
+
+
+def cpu_shortfall(idle: int, cpu: int, mix: TaskMix) -> float:
+    """Free accelerator capacity beyond what ``cpu`` can feed."""
+    if mix.cpu_per_unit > 0:
+        return max(0.0, idle - cpu / mix.cpu_per_unit)
+    return 0.0
 
 
 # A gradient of this many units already scores 0 or 100.
@@ -403,6 +443,12 @@ def placement_score(room: HostRoom, placement: Placement, mix: TaskMix,
     after = host_fragmentation(HostRoom(
         room.cpu - placement.cpu, room.memory - placement.memory,
         tuple(free), room.capacity, room.model), mix)
+    return gradient_score(before, after, mix)
+
+
+def gradient_score(before: float, after: float, mix: TaskMix) -> int:
+    """``placement_score`` of a placement that takes the host's
+    fragmentation from ``before`` to ``after``."""
     gradient = max(-_STEEPEST, min(_STEEPEST, (after - before) / mix.unit))
     return int(100 / (1 + math.exp(gradient)))
 

@@ -17,13 +17,13 @@ Placement's summaries hold every provider of each tree in its answer
 (``_build_provider_summaries`` reads the usage of whole trees by their
 roots), for requests without accelerators too: a host's CPU and memory
 left are its root's VCPU and MEMORY_MB, its regions every provider of an
-accelerator class in the tree. ``HostRooms`` reads each host's room
-once per pass (``room_state``), with what the request's earlier
-instances claimed taken off, and scores allocation candidates as
-``packing.rank_placements`` does, each distinct room and placement shape
-once: the filter orders each host's candidates with it, the weigher
-scores the candidate nova will claim. Per request (a local of a filter
-or weigher pass), never shared.
+accelerator class in the tree. ``HostRooms`` reads every host's room in
+one pass (``read_rooms``), with what the request's earlier instances
+claimed taken off, and scores allocation candidates as
+``packing.rank_placements`` does, remembering what the regions' states
+alone decide: the filter orders each host's candidates with it, the
+weigher scores the candidate nova will claim. Per request (a local of a
+filter or weigher pass), never shared.
 """
 
 from __future__ import annotations
@@ -84,53 +84,54 @@ def claimed_by_provider(claimed: Sequence[Mapping[str, Any]]
 _NOTHING: Mapping[str, int] = {}
 
 
-def room_state(summaries: Mapping[str, Any], providers: Sequence[str],
-               is_accel: Callable[[str], bool],
+def read_rooms(summaries: Mapping[str, Any], is_accel: Callable[[str], bool],
                claimed: Mapping[str, Mapping[str, int]]
-               ) -> tuple[tuple, dict[str, int]]:
-    """One tree's room as the fields of a ``packing.HostRoom`` (CPU,
-    memory, each region's free capacity and capacity, model), and each
-    region provider's index in it. A region is a provider with inventory
-    of an accelerator class; its model is that class; a degraded region
-    (or card) has nothing free. A plain tuple, no object: the filter reads
-    every host that reaches it, and across them the same few rooms recur
-    (``HostRooms`` numbers them)."""
-    cpu = memory = 0
-    free: list[int] = []
-    capacity: list[int] = []
-    index: dict[str, int] = {}
-    model = ""
-    # The last card read, and whether it is degraded: a card's regions
-    # mostly follow each other.
+               ) -> dict[str, tuple[int, int, tuple, dict[str, int]]]:
+    """Every tree's room, in one pass over the summaries: per root, its
+    CPU and memory left, its regions' state (each region's free capacity,
+    their capacities, their model) and each region provider's index in
+    it. A region is a provider with inventory of an accelerator class;
+    its model is that class; a degraded region (or card) has nothing
+    free; ``claimed`` (see claimed_by_provider) is taken off. One pass
+    over some 10,000 providers at 1,000 hosts: plain loops, no call per
+    provider."""
+    # Per root: CPU, memory, free, capacity, model and region indexes,
+    # filled as its providers come (a tree's providers mostly follow each
+    # other: the last root read is kept at hand).
+    reading: dict[str, list] = {}
+    last_root = room = None
     card, card_degraded = None, False
-    for rp in providers:
-        summary = summaries[rp]
+    for rp, summary in summaries.items():
         resources = summary.get("resources")
         if not resources:
             continue
+        root = summary.get("root_provider_uuid") or rp
+        if root != last_root:
+            last_root = root
+            room = reading.get(root)
+            if room is None:
+                room = reading[root] = [0, 0, [], [], "", {}]
         region_capacity = region_used = 0
         region_class = None
-        # Placement's summaries hold integers, read as they are (as
-        # usage.RegionStates reads them).
+        # Placement's summaries hold integers, read as they are.
         for rc, r in resources.items():
             if rc == CPU_CLASS:
-                cpu += r["capacity"] - r["used"]
+                room[0] += r["capacity"] - r["used"]
             elif rc == MEMORY_CLASS:
-                memory += r["capacity"] - r["used"]
+                room[1] += r["capacity"] - r["used"]
             elif is_accel(rc):
                 region_capacity += r["capacity"]
                 region_used += r["used"]
                 region_class = rc
-        taken = claimed.get(rp) if claimed else None
-        if taken:
+        if claimed:
             # Only what the provider has: a claim was drawn from it.
-            for rc, amount in taken.items():
+            for rc, amount in claimed.get(rp, _NOTHING).items():
                 if rc not in resources:
                     continue
                 if rc == CPU_CLASS:
-                    cpu -= amount
+                    room[0] -= amount
                 elif rc == MEMORY_CLASS:
-                    memory -= amount
+                    room[1] -= amount
                 elif is_accel(rc):
                     region_used += amount
         if region_class is None:
@@ -140,29 +141,35 @@ def room_state(summaries: Mapping[str, Any], providers: Sequence[str],
             card = parent
             card_degraded = DEGRADED_TRAIT in (
                 summaries.get(parent, _NOTHING).get("traits") or ())
-        index[rp] = len(free)
-        capacity.append(region_capacity)
+        free = room[2]
+        room[5][rp] = len(free)
         free.append(0 if card_degraded
                     or DEGRADED_TRAIT in (summary.get("traits") or ())
                     else max(region_capacity - region_used, 0))
-        model = model or region_class
-    return (max(cpu, 0), max(memory, 0), tuple(free), tuple(capacity),
-            model), index
+        room[3].append(region_capacity)
+        if not room[4]:
+            room[4] = region_class
+    return {root: (max(cpu, 0), max(memory, 0),
+                   (tuple(free), tuple(capacity), model), index)
+            for root, (cpu, memory, free, capacity, model, index)
+            in reading.items()}
 
 
 class HostRooms:
     """One pass's rooms and scores under ``host-fragmentation``.
 
-    Across a thousand hosts the same few rooms recur: each distinct room
-    (``room_state``) gets a number, its ``host_fragmentation`` is worked
-    out once, and each placement's score is remembered by the room's
-    number and the placement's shape (CPU, memory, and the amount taken
-    from each region by the region's index), as is each host's ranking by
-    the room and its candidates' shapes. Scores and order are those of
-    ``packing.rank_placements`` on the room."""
+    The rooms of every tree are read at the first question
+    (``read_rooms``). Hosts differ in CPU and memory left, but across a
+    thousand hosts the same few states of the regions recur: each gets a
+    number, and what ``packing.placement_score`` works out of it alone
+    (``packing.region_losses``, the regions after a placement) is
+    remembered by it, as is a host's ranking by all it depends on (see
+    ``rank``). Scores and order are those of ``packing.rank_placements``
+    on the host's room."""
 
     __slots__ = ("request", "mix", "_is_accel", "_claimed", "_hosts",
-                 "_numbers", "_rooms", "_before", "_scores", "_ranks")
+                 "_cpu_blind", "_numbers", "_regions", "_losses", "_after",
+                 "_kinds_loss", "_ranks")
 
     def __init__(self, request: usage.RequestPlacement,
                  resource_classes: Sequence[str], mix: packing.TaskMix):
@@ -170,33 +177,38 @@ class HostRooms:
         self.mix = mix
         self._is_accel = packing.accel_class_test(resource_classes)
         self._claimed = claimed_by_provider(request.claimed)
-        # Per root: its room's number and its regions' indexes.
-        self._hosts: dict[str, tuple[int, dict[str, int]]] = {}
-        # Per room state, its number; per number, the room and its
-        # host_fragmentation.
+        self._hosts: dict[str, tuple] | None = None
+        # Whether the mix asks no CPU or memory: a host's CPU and memory
+        # then only say which placements fit.
+        self._cpu_blind = mix.cpu_per_unit <= 0 and not any(
+            kind.cpu or kind.memory for kind in mix.kinds)
+        # Per regions' state, its number; per number, the state and its
+        # region_losses; per (number, regions taken), the number after.
         self._numbers: dict[tuple, int] = {}
-        self._rooms: list[packing.HostRoom] = []
-        self._before: list[float] = []
-        # Per (room number, placement shape), its placement_score; per
-        # (room number, candidates' shapes), rank_placements' answer.
-        self._scores: dict[tuple, int | None] = {}
+        self._regions: list[tuple] = []
+        self._losses: list[tuple[int, tuple[int, ...]]] = []
+        self._after: dict[tuple, int | None] = {}
+        # Per (number, kinds that fit), kinds_loss; per host context and
+        # candidates' shapes, the ranking.
+        self._kinds_loss: dict[tuple, float] = {}
         self._ranks: dict[tuple, list[tuple[int, int]]] = {}
 
-    def _host(self, root: str) -> tuple[int, dict[str, int]]:
-        found = self._hosts.get(root)
-        if found is None:
-            state, index = room_state(
-                self.request.summaries, self.request.tree(root),
-                self._is_accel, self._claimed)
-            number = self._numbers.get(state)
-            if number is None:
-                number = self._numbers[state] = len(self._rooms)
-                room = packing.HostRoom(*state)
-                self._rooms.append(room)
-                self._before.append(
-                    packing.host_fragmentation(room, self.mix))
-            found = self._hosts[root] = (number, index)
-        return found
+    def _number(self, regions: tuple) -> int:
+        number = self._numbers.get(regions)
+        if number is None:
+            number = self._numbers[regions] = len(self._regions)
+            self._regions.append(regions)
+            self._losses.append(packing.region_losses(*regions, self.mix))
+        return number
+
+    def _read(self) -> dict[str, tuple]:
+        number = self._number
+        self._hosts = {
+            root: (cpu, memory, number(regions), index)
+            for root, (cpu, memory, regions, index) in read_rooms(
+                self.request.summaries, self._is_accel,
+                self._claimed).items()}
+        return self._hosts
 
     def root(self, candidate: Mapping[str, Any]) -> str | None:
         """The root of the host's tree: that of the provider the candidate
@@ -212,56 +224,108 @@ class HostRooms:
              ) -> list[tuple[int, int]]:
         """``packing.rank_placements`` of one host's candidates: indexes
         of those that fit, best first, with their scores (none when the
-        summaries do not hold the host). Hosts in the same room with
-        candidates of the same shapes share the answer."""
+        summaries do not hold the host). Hosts whose regions are in the
+        same state, with candidates of the same shapes, share the answer
+        when their CPU and memory cannot tell them apart: under a mix
+        that asks none, when both cover every candidate."""
         root = self.root(candidates[0]) if candidates else None
-        if root is None:
+        hosts = self._hosts if self._hosts is not None else self._read()
+        found = hosts.get(root) if root is not None else None
+        if found is None:
             return []
-        number, index = self._host(root)
+        cpu, memory, number, index = found
         is_accel = self._is_accel
         shapes = []
+        most_cpu = most_memory = 0
         for candidate in candidates:
             # What placement_score reads of the candidate: CPU and memory
             # from any provider, accelerators from the host's regions.
-            cpu = memory = 0
+            taken_cpu = taken_memory = 0
             taken: tuple[int, ...] = ()
             for rp, alloc in candidate["allocations"].items():
                 resources = alloc["resources"]
                 region = index.get(rp)
                 if region is None:
-                    cpu += resources.get(CPU_CLASS, 0)
-                    memory += resources.get(MEMORY_CLASS, 0)
+                    taken_cpu += resources.get(CPU_CLASS, 0)
+                    taken_memory += resources.get(MEMORY_CLASS, 0)
                     continue
                 amount = 0
                 for rc, n in resources.items():
                     if rc == CPU_CLASS:
-                        cpu += n
+                        taken_cpu += n
                     elif rc == MEMORY_CLASS:
-                        memory += n
+                        taken_memory += n
                     elif is_accel(rc):
                         amount += n
                 taken += (region, amount)
-            shapes.append((cpu, memory) + taken)
-        key = (number, tuple(shapes))
+            if taken_cpu > most_cpu:
+                most_cpu = taken_cpu
+            if taken_memory > most_memory:
+                most_memory = taken_memory
+            shapes.append((taken_cpu, taken_memory, taken))
+        if self._cpu_blind:
+            # Only ``cpu >= taken`` is asked of them.
+            cpu, memory = min(cpu, most_cpu), min(memory, most_memory)
+        key = (number, cpu, memory, tuple(shapes))
         ranked = self._ranks.get(key)
         if ranked is None:
-            ranked = []
-            for i, shape in enumerate(shapes):
-                s = self._score(number, shape)
-                if s is not None:
-                    ranked.append((i, s))
-            ranked.sort(key=itemgetter(1), reverse=True)
-            self._ranks[key] = ranked
+            ranked = self._ranks[key] = self._rank(number, cpu, memory,
+                                                   shapes)
         return ranked
 
-    def _score(self, number: int, shape: tuple[int, ...]) -> int | None:
-        key = (number, shape)
+    def _rank(self, number: int, cpu: int, memory: int,
+              shapes: Sequence[tuple]) -> list[tuple[int, int]]:
+        mix = self.mix
+        idle = self._losses[number][0]
+        before = (self._loss(number, cpu, memory)
+                  + packing.cpu_shortfall(idle, cpu, mix))
+        ranked = []
+        for i, (taken_cpu, taken_memory, taken) in enumerate(shapes):
+            if cpu < taken_cpu or memory < taken_memory:
+                continue
+            after = self._after_placement(number, taken)
+            if after is None:
+                continue
+            cpu_left = cpu - taken_cpu
+            ranked.append((i, packing.gradient_score(
+                before,
+                self._loss(after, cpu_left, memory - taken_memory)
+                + packing.cpu_shortfall(self._losses[after][0], cpu_left,
+                                        mix),
+                mix)))
+        ranked.sort(key=itemgetter(1), reverse=True)
+        return ranked
+
+    def _loss(self, number: int, cpu: int, memory: int) -> float:
+        """packing.kinds_loss of regions' state ``number`` with ``cpu``
+        and ``memory`` left."""
+        fit = packing.kinds_fit(cpu, memory, self.mix)
+        key = (number, fit)
+        loss = self._kinds_loss.get(key)
+        if loss is None:
+            idle, losses = self._losses[number]
+            loss = self._kinds_loss[key] = packing.kinds_loss(
+                idle, losses, fit, self.mix)
+        return loss
+
+    def _after_placement(self, number: int, taken: tuple[int, ...]
+                         ) -> int | None:
+        """The number of the regions' state once ``taken`` (region index,
+        amount, ...) is taken from state ``number``; None if it does not
+        fit."""
+        key = (number, taken)
         try:
-            return self._scores[key]
+            return self._after[key]
         except KeyError:
             pass
-        taken = dict(zip(shape[2::2], shape[3::2], strict=True))
-        s = self._scores[key] = packing.placement_score(
-            self._rooms[number], packing.Placement(shape[0], shape[1], taken),
-            self.mix, self._before[number])
-        return s
+        free, capacity, model = self._regions[number]
+        left = list(free)
+        after = None
+        for region, amount in zip(taken[0::2], taken[1::2], strict=True):
+            if amount > left[region]:
+                break
+            left[region] -= amount
+        else:
+            after = self._number((tuple(left), capacity, model))
+        self._after[key] = after
+        return after

@@ -19,14 +19,17 @@ Measures, and prints (never asserts):
   (ComputeCapabilities, ImageProperties, the two server-group filters) and
   ``all_weighers``, through nova's real HostFilterHandler and
   HostWeightHandler, on 1,000 hosts with one card of 8 regions each and 8
-  allocation candidates per host (one per region);
+  allocation candidates per host (one per region), half of the regions
+  partly used and each host's CPU and memory in use its own;
 - ours: the same pass plus AccelTopologyFilter and AccelPackingWeigher,
   the filter reading the request's provider summaries as nova's scheduler
-  hands them over (every host's tree, as placement answers nova), and
-  again with usage injected as the filter's ``usage_source`` (regions
-  ready-made, as before the summaries); the added cost as a ratio to
-  stock, all in the same run; and the same for a request without
-  accelerators (under host-fragmentation the weigher weighs it too);
+  hands them over (every host's tree, as placement answers nova), under
+  the default options and under a ``task_mix`` that asks CPU and memory,
+  and again under ``fragmentation`` and with usage injected as the
+  filter's ``usage_source`` (regions ready-made, as before the
+  summaries); the added cost as a ratio to stock, all in the same run;
+  and the same for a request without accelerators (under
+  host-fragmentation the weigher weighs it too);
 - the filter's one placement call (GET /allocation_candidates with
   provider summaries) against placement in-process (real code, SQLite in
   memory) holding the same 1,000 hosts x 8 regions, half of the regions
@@ -54,6 +57,16 @@ from nova_accel_weigher import filters, packing, usage, weighers
 RC = "CUSTOM_ACCEL_FPGA"
 REGIONS = 8
 FUNCTIONS = 4
+VCPUS = 16
+CPU_RATIO = 4.0
+MEMORY_MB = 65536
+# A task mix that asks CPU and memory (as an operator writes it from the
+# flavors, install/scheduler.rst): a host's CPU and memory then enter
+# every score.
+CPU_TASK_MIX = ["0.5:1:2:2048", "0.2:2:4:4096",
+                f"0.2:region{FUNCTIONS}:8:16384", "0.1:0:4:8192"]
+# The [accel_packing] options a run may set.
+OPTIONS = ("policy", "task_mix")
 STOCK_FILTERS = ("ComputeCapabilitiesFilter", "ImagePropertiesFilter",
                  "ServerGroupAntiAffinityFilter", "ServerGroupAffinityFilter")
 
@@ -73,6 +86,10 @@ class Host:
         # Half the regions partly used, in a pattern that differs by host.
         self.used = [(index + r) % FUNCTIONS if r % 2 else 0
                      for r in range(REGIONS)]
+        # CPU and memory in use differ from host to host, as in a cloud:
+        # hosts whose regions are alike still differ in what is left.
+        self.cpu_used = 1 + (index * 7) % 40
+        self.memory_used = 512 * (1 + (index * 5) % 100)
 
     def candidates(self) -> list[dict]:
         return [{"allocations": {
@@ -87,8 +104,10 @@ class Host:
         tree = {"root_provider_uuid": self.root}
         out = {self.root: {**tree, "parent_provider_uuid": None, "traits": [],
                            "resources": {
-                               "VCPU": {"capacity": 64, "used": 1},
-                               "MEMORY_MB": {"capacity": 65536, "used": 512},
+                               "VCPU": {"capacity": int(VCPUS * CPU_RATIO),
+                                        "used": self.cpu_used},
+                               "MEMORY_MB": {"capacity": MEMORY_MB,
+                                             "used": self.memory_used},
                                "DISK_GB": {"capacity": 1000, "used": 1}}},
                self.card: {**tree, "parent_provider_uuid": self.root,
                            "traits": [], "resources": {}}}
@@ -114,9 +133,9 @@ def host_states(hosts: list[Host], candidates=None
         "uuid": h.root,
         "allocation_candidates": (h.candidates() if candidates is None
                                   else list(candidates[h.root])),
-        "free_ram_mb": 8192 - 512 * (i % 7), "free_disk_mb": 100_000,
-        "vcpus_total": 16, "vcpus_used": i % 5, "num_io_ops": i % 3,
-        "cpu_allocation_ratio": 4.0, "ram_allocation_ratio": 1.0,
+        "free_ram_mb": MEMORY_MB - h.memory_used, "free_disk_mb": 100_000,
+        "vcpus_total": VCPUS, "vcpus_used": h.cpu_used, "num_io_ops": i % 3,
+        "cpu_allocation_ratio": CPU_RATIO, "ram_allocation_ratio": 1.0,
         "disk_allocation_ratio": 1.0,
         "num_instances": i % 4, "hypervisor_version": 9_000_000,
         "cell_uuid": "cell1", "aggregates": [], "failed_builds": 0})
@@ -196,31 +215,38 @@ def scheduling_passes(hosts: list[Host], repeat: int):
         return host_states(hosts, cpu_only)
 
     # Each run: filters, weighers, its request, its host states and the
-    # packing policy it runs under (None: the default).
+    # [accel_packing] options it runs under (the others at their default).
+    fragmentation = {"policy": packing.POLICY_FRAGMENTATION}
     runs = {"stock": (stock_filters, stock_weighers, request_spec,
-                      accel_states, None),
+                      accel_states, {}),
             "summaries": (ours_filters, ours_weighers, with_summaries,
-                          accel_states, None),
+                          accel_states, {}),
+            "summaries, CPU task mix": (
+                ours_filters, ours_weighers, with_summaries, accel_states,
+                {"task_mix": CPU_TASK_MIX}),
             "summaries, fragmentation": (
                 ours_filters, ours_weighers, with_summaries, accel_states,
-                packing.POLICY_FRAGMENTATION),
+                fragmentation),
             "injected": (injected_filters, ours_weighers, request_spec,
-                         accel_states, packing.POLICY_FRAGMENTATION),
+                         accel_states, fragmentation),
             "stock, no accelerator": (stock_filters, stock_weighers,
-                                      request_spec, cpu_only_states, None),
+                                      request_spec, cpu_only_states, {}),
             "ours, no accelerator": (ours_filters, ours_weighers,
-                                     with_summaries, cpu_only_states, None)}
+                                     with_summaries, cpu_only_states, {})}
     seconds = {name: [] for name in runs}
     for _ in range(repeat):
         for name, (filter_objs, weigher_objs, spec, states,
-                   policy) in runs.items():
-            if policy is None:
-                filters.CONF.clear_override("policy", "accel_packing")
-            else:
-                filters.CONF.set_override("policy", policy, "accel_packing")
+                   options) in runs.items():
+            for option in OPTIONS:
+                if option in options:
+                    filters.CONF.set_override(option, options[option],
+                                              "accel_packing")
+                else:
+                    filters.CONF.clear_override(option, "accel_packing")
             seconds[name].append(one_pass(filter_objs, weigher_objs,
                                           states(), spec()))
-    filters.CONF.clear_override("policy", "accel_packing")
+    for option in OPTIONS:
+        filters.CONF.clear_override(option, "accel_packing")
     return seconds
 
 
@@ -401,6 +427,8 @@ def main(argv=None) -> int:
           f"{describe(seconds['stock'])}")
     for name, label in (
             ("summaries", "on the request's summaries, default policy"),
+            ("summaries, CPU task mix",
+             "on the request's summaries, a CPU task_mix "),
             ("summaries, fragmentation",
              "on the request's summaries, fragmentation  "),
             ("injected", "on injected usage, fragmentation           ")):

@@ -30,6 +30,9 @@ OTHER_RC = "CUSTOM_ACCEL_GPU"
 MIX = packing.parse_task_mix([
     "0.2:1:2:1024", f"0.5:region4:0:0:{RC}", "0.1:2xregion2",
     "0.2:0:4:2048"])
+# No CPU or memory asked: hosts' CPU and memory only say what fits.
+CPU_BLIND_MIX = packing.parse_task_mix(["0.6:1", f"0.3:region4:0:0:{RC}",
+                                        "0.1:2xregion2"])
 
 
 def plain_room(summaries, root, claimed):
@@ -66,7 +69,7 @@ def plain_room(summaries, root, claimed):
                             tuple(capacity), model), index
 
 
-def plain_rank(summaries, root, claimed, candidates):
+def plain_rank(summaries, root, claimed, candidates, mix):
     room, index = plain_room(summaries, root, claimed)
     placements = []
     for candidate in candidates:
@@ -81,7 +84,7 @@ def plain_rank(summaries, root, claimed, candidates):
                 elif rp in index and rc.startswith("CUSTOM_ACCEL_"):
                     taken[index[rp]] = taken.get(index[rp], 0) + amount
         placements.append(packing.Placement(cpu, memory, taken))
-    return packing.rank_placements(room, placements, MIX)
+    return packing.rank_placements(room, placements, mix)
 
 
 # Regions left whole often: the mix's whole-region kinds can use them.
@@ -91,8 +94,8 @@ region = st.fixed_dictionaries({
     "degraded": st.sampled_from([False, False, True]),
     "other_class": st.booleans()})
 tree = st.fixed_dictionaries({
-    "cpu_used": st.sampled_from([0, 14, 16]),
-    "memory_used": st.sampled_from([0, 3072, 4096]),
+    "cpu_used": st.sampled_from([0, 3, 13, 14, 15, 16]),
+    "memory_used": st.sampled_from([0, 1024, 3072, 4000, 4096]),
     "card_degraded": st.booleans(),
     "regions": st.lists(region, min_size=0, max_size=4)})
 allocation = st.tuples(
@@ -143,30 +146,32 @@ def candidates_of(t, specs):
 
 
 @examples(80)
-@given(trees=st.lists(tree, min_size=1, max_size=5),
+@given(mix=st.sampled_from([MIX, CPU_BLIND_MIX]),
+       trees=st.lists(tree, min_size=1, max_size=5),
        candidate_specs=st.lists(host_candidates, min_size=5, max_size=5),
        claims=st.lists(st.tuples(st.integers(0, 30), st.sampled_from(
            [RC, OTHER_RC, "VCPU", "MEMORY_MB"]), st.integers(1, 2)),
            max_size=4))
 def test_host_rooms_rank_as_rank_placements_on_the_plain_room(
-        trees, candidate_specs, claims):
-    """Rooms, host_fragmentation before, scores and rankings are each
-    remembered (by room state and placement shape); no order or score may
-    differ from working everything out afresh for every host."""
+        mix, trees, candidate_specs, claims):
+    """The regions' states, what they alone decide of a score, and
+    rankings are each remembered (by regions' state, placement shape and
+    what the mix reads of CPU and memory); no order or score may differ
+    from working everything out afresh for every host."""
     summaries = summaries_of(trees)
     request = usage.RequestPlacement(summaries)
     names = sorted(summaries)
     request.claimed = [{"allocations": {names[i % len(names)]: {
         "resources": {rc: n}}}} for i, rc, n in claims]
     claimed = rooms.claimed_by_provider(request.claimed)
-    host_rooms = rooms.HostRooms(request, [], MIX)
+    host_rooms = rooms.HostRooms(request, [], mix)
     # Hosts often share a room and candidates' shapes: every host is
     # ranked twice, and hosts again with another's candidates shape.
     for _ in range(2):
         for t in range(len(trees)):
             candidates = candidates_of(t, candidate_specs[t])
             assert host_rooms.rank(candidates) == plain_rank(
-                summaries, f"h{t}", claimed, candidates)
+                summaries, f"h{t}", claimed, candidates, mix)
 
 
 def test_a_candidate_on_no_known_host_ranks_nothing():
