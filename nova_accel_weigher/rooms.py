@@ -276,10 +276,13 @@ class HostRooms:
     def _rank(self, number: int, cpu: int, memory: int,
               shapes: Sequence[tuple]) -> list[tuple[int, int]]:
         mix = self.mix
-        idle = self._losses[number][0]
-        before = (self._loss(number, cpu, memory)
-                  + packing.cpu_shortfall(idle, cpu, mix))
+        losses = self._losses
+        before = (self._loss(number, packing.kinds_fit(cpu, memory, mix))
+                  + packing.cpu_shortfall(losses[number][0], cpu, mix))
         ranked = []
+        # A host's candidates mostly take the same CPU and memory: what
+        # the kinds can still run after them is worked out once.
+        last_taken, fit = None, ()
         for i, (taken_cpu, taken_memory, taken) in enumerate(shapes):
             if cpu < taken_cpu or memory < taken_memory:
                 continue
@@ -287,19 +290,21 @@ class HostRooms:
             if after is None:
                 continue
             cpu_left = cpu - taken_cpu
+            if (taken_cpu, taken_memory) != last_taken:
+                last_taken = (taken_cpu, taken_memory)
+                fit = packing.kinds_fit(cpu_left, memory - taken_memory,
+                                        mix)
             ranked.append((i, packing.gradient_score(
                 before,
-                self._loss(after, cpu_left, memory - taken_memory)
-                + packing.cpu_shortfall(self._losses[after][0], cpu_left,
-                                        mix),
+                self._loss(after, fit)
+                + packing.cpu_shortfall(losses[after][0], cpu_left, mix),
                 mix)))
         ranked.sort(key=itemgetter(1), reverse=True)
         return ranked
 
-    def _loss(self, number: int, cpu: int, memory: int) -> float:
-        """packing.kinds_loss of regions' state ``number`` with ``cpu``
-        and ``memory`` left."""
-        fit = packing.kinds_fit(cpu, memory, self.mix)
+    def _loss(self, number: int, fit: tuple[bool, ...]) -> float:
+        """packing.kinds_loss of regions' state ``number`` when the kinds
+        that ``fit`` can run."""
         key = (number, fit)
         loss = self._kinds_loss.get(key)
         if loss is None:

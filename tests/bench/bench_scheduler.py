@@ -29,7 +29,13 @@ Measures, and prints (never asserts):
   filter's ``usage_source`` (regions ready-made, as before the
   summaries); the added cost as a ratio to stock, all in the same run;
   and the same for a request without accelerators (under
-  host-fragmentation the weigher weighs it too);
+  host-fragmentation the weigher weighs it too); and both again with the
+  host states handed over as nova's scheduler hands them, each host's
+  candidates deep-copied as the filters pull it (SchedulerManager's
+  ``hosts_with_alloc_reqs``), which is part of nova's own pass; and the
+  least any filter that scores every candidate must add: one that only
+  reads the summaries and the candidates once, beside a weigher that
+  weighs nothing;
 - the filter's one placement call (GET /allocation_candidates with
   provider summaries) against placement in-process (real code, SQLite in
   memory) holding the same 1,000 hosts x 8 regions, half of the regions
@@ -41,6 +47,7 @@ Run: ``python -m tests.bench.bench_scheduler [--hosts N] [--repeat N]``.
 from __future__ import annotations
 
 import argparse
+import copy
 import gc
 import statistics
 import sys
@@ -87,9 +94,11 @@ class Host:
         self.used = [(index + r) % FUNCTIONS if r % 2 else 0
                      for r in range(REGIONS)]
         # CPU and memory in use differ from host to host, as in a cloud:
-        # hosts whose regions are alike still differ in what is left.
-        self.cpu_used = 1 + (index * 7) % 40
-        self.memory_used = 512 * (1 + (index * 5) % 100)
+        # hosts whose regions are alike still differ in what is left (the
+        # periods, 37 and 53, are prime, so no two of 1,000 hosts have the
+        # same CPU, memory and regions' use).
+        self.cpu_used = 1 + index % 37
+        self.memory_used = 512 * (1 + index % 53)
 
     def candidates(self) -> list[dict]:
         return [{"allocations": {
@@ -177,6 +186,34 @@ def weighed_pass(filter_objs, weigher_objs, states, spec):
         gc.enable()
 
 
+class ReadingOnly(nova_filters.BaseHostFilter):
+    """The least a filter that scores every candidate exactly must do:
+    read each provider's usage in the request's summaries and each
+    candidate's allocations once, computing nothing. Beside stock, it
+    says what is left of a budget for the work itself."""
+
+    def filter_all(self, filter_obj_list, spec_obj):
+        for summary in usage.request_placement(spec_obj).summaries.values():
+            for resource in summary["resources"].values():
+                resource["used"]
+        hosts = list(filter_obj_list)
+        for host in hosts:
+            for candidate in host.allocation_candidates:
+                for allocation in candidate["allocations"].values():
+                    allocation["resources"]
+        return hosts
+
+
+class WeighsNothing(nova_weights.BaseHostWeigher):
+    """One more weigher that nova calls and normalises: its own cost."""
+
+    def weigh_objects(self, weighed_obj_list, weight_properties):
+        return [0.0] * len(weighed_obj_list)
+
+    def _weigh_object(self, host_state, weight_properties):
+        return 0.0
+
+
 def scheduling_passes(hosts: list[Host], repeat: int):
     """Stock, ours on summaries and ours on injected usage, alternated so
     all see the same machine load; the candidate lists are rebuilt outside
@@ -214,6 +251,19 @@ def scheduling_passes(hosts: list[Host], repeat: int):
     def cpu_only_states():
         return host_states(hosts, cpu_only)
 
+    by_root = {h.root: h.candidates() for h in hosts}
+
+    def states_as_nova_hands_them():
+        # SchedulerManager._schedule hands the filters a generator that
+        # deep-copies each host's candidates as the host is pulled
+        # (hosts_with_alloc_reqs): that copy is part of nova's own pass.
+        def pulled(states):
+            for state in states:
+                state.allocation_candidates = copy.deepcopy(
+                    by_root[state.uuid])
+                yield state
+        return pulled(host_states(hosts))
+
     # Each run: filters, weighers, its request, its host states and the
     # [accel_packing] options it runs under (the others at their default).
     fragmentation = {"policy": packing.POLICY_FRAGMENTATION}
@@ -224,6 +274,12 @@ def scheduling_passes(hosts: list[Host], repeat: int):
             "summaries, CPU task mix": (
                 ours_filters, ours_weighers, with_summaries, accel_states,
                 {"task_mix": CPU_TASK_MIX}),
+            "stock, candidates copied": (
+                stock_filters, stock_weighers, request_spec,
+                states_as_nova_hands_them, {}),
+            "summaries, candidates copied": (
+                ours_filters, ours_weighers, with_summaries,
+                states_as_nova_hands_them, {}),
             "summaries, fragmentation": (
                 ours_filters, ours_weighers, with_summaries, accel_states,
                 fragmentation),
@@ -231,6 +287,9 @@ def scheduling_passes(hosts: list[Host], repeat: int):
                          accel_states, fragmentation),
             "stock, no accelerator": (stock_filters, stock_weighers,
                                       request_spec, cpu_only_states, {}),
+            "reading only": ([*stock_filters, ReadingOnly()],
+                             [*stock_weighers, WeighsNothing()],
+                             with_summaries, accel_states, {}),
             "ours, no accelerator": (ours_filters, ours_weighers,
                                      with_summaries, cpu_only_states, {})}
     seconds = {name: [] for name in runs}
@@ -435,6 +494,17 @@ def main(argv=None) -> int:
         ratio = statistics.median(seconds[name]) / stock
         print(f"  + ours, {label} (CPU) {describe(seconds[name])}  "
               f"{ratio:.2f}x")
+    ratio = statistics.median(seconds["reading only"]) / stock
+    print(f"  + a filter that only reads the summaries and candidates once "
+          f"and a weigher that weighs nothing (CPU) "
+          f"{describe(seconds['reading only'])}  {ratio:.2f}x")
+    copied = statistics.median(seconds["stock, candidates copied"])
+    print(f"  stock, with nova's copy of every host's candidates in the "
+          f"pass (CPU) {describe(seconds['stock, candidates copied'])}")
+    ratio = statistics.median(seconds["summaries, candidates copied"]) / copied
+    print(f"  + ours, default policy, on that pass    (CPU) "
+          f"{describe(seconds['summaries, candidates copied'])}  "
+          f"{ratio:.2f}x")
     bare = statistics.median(seconds["stock, no accelerator"])
     print(f"  a request without accelerators, stock    (CPU) "
           f"{describe(seconds['stock, no accelerator'])}")
