@@ -365,9 +365,11 @@ def insert_hosts(conn, hosts: list[Host]) -> None:
             {"id": card_id, "uuid": h.card, "name": f"{h.name}:card",
              "generation": 1, "root_provider_id": root_id,
              "parent_provider_id": root_id}]
-        for name, total in (("VCPU", 16), ("MEMORY_MB", 65536),
-                            ("DISK_GB", 1000)):
-            inventories.append(_inventory(root_id, standard[name], total))
+        for name, total, ratio in (("VCPU", VCPUS, CPU_RATIO),
+                                   ("MEMORY_MB", MEMORY_MB, 1.0),
+                                   ("DISK_GB", 1000, 1.0)):
+            inventories.append(_inventory(root_id, standard[name], total,
+                                          ratio))
         traits += [{"resource_provider_id": root_id,
                     "trait_id": trait_ids[t]} for t in ROOT_TRAITS]
         for r, region in enumerate(h.regions):
@@ -384,17 +386,20 @@ def insert_hosts(conn, hosts: list[Host]) -> None:
     conn.execute(sa.insert(models.ResourceProvider.__table__), providers)
     conn.execute(sa.insert(models.Inventory.__table__), inventories)
     conn.execute(sa.insert(models.ResourceProviderTrait.__table__), traits)
-    _allocate(conn, models, hosts, providers, rc_id)
+    _allocate(conn, models, hosts, providers, rc_id, standard)
 
 
-def _inventory(rp_id: int, rc_id: int, total: int) -> dict:
+def _inventory(rp_id: int, rc_id: int, total: int,
+               allocation_ratio: float = 1.0) -> dict:
     return {"resource_provider_id": rp_id, "resource_class_id": rc_id,
             "total": total, "reserved": 0, "min_unit": 1,
-            "max_unit": total, "step_size": 1, "allocation_ratio": 1.0}
+            "max_unit": total, "step_size": 1,
+            "allocation_ratio": allocation_ratio}
 
 
-def _allocate(conn, models, hosts, providers, rc_id) -> None:
-    """One consumer per used region, holding its used functions."""
+def _allocate(conn, models, hosts, providers, rc_id, standard) -> None:
+    """One consumer per used region, holding its used functions, and one
+    per host holding the CPU and memory its root has in use."""
     import sqlalchemy as sa
 
     conn.execute(sa.insert(models.Project.__table__),
@@ -413,6 +418,15 @@ def _allocate(conn, models, hosts, providers, rc_id) -> None:
             allocations.append({"resource_provider_id": ids[region],
                                 "consumer_id": consumer,
                                 "resource_class_id": rc_id, "used": used})
+        consumer = str(uuid.uuid5(uuid.NAMESPACE_DNS, f"{h.root}/c"))
+        consumers.append({"uuid": consumer, "project_id": 1, "user_id": 1,
+                          "generation": 1})
+        allocations += [
+            {"resource_provider_id": ids[h.root], "consumer_id": consumer,
+             "resource_class_id": standard["VCPU"], "used": h.cpu_used},
+            {"resource_provider_id": ids[h.root], "consumer_id": consumer,
+             "resource_class_id": standard["MEMORY_MB"],
+             "used": h.memory_used}]
     conn.execute(sa.insert(models.Consumer.__table__), consumers)
     conn.execute(sa.insert(models.Allocation.__table__), allocations)
 
