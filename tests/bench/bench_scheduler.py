@@ -481,6 +481,30 @@ def placement_call(hosts: list[Host], repeat: int):
         service.cleanUp()
 
 
+# What main prints of the passes: a label, the run, and the run it is a
+# ratio to (None: none).
+REPORT = (
+    ("stock nova filters + all_weighers", "stock", None),
+    ("+ ours, on the request's summaries, default policy", "summaries",
+     "stock"),
+    ("+ ours, on the request's summaries, a CPU task_mix",
+     "summaries, CPU task mix", "stock"),
+    ("+ ours, on the request's summaries, fragmentation",
+     "summaries, fragmentation", "stock"),
+    ("+ ours, on injected usage, fragmentation", "injected", "stock"),
+    ("+ a weigher that weighs nothing", "weighs nothing", "stock"),
+    ("+ that, and a filter that only reads summaries and candidates",
+     "reading only", "stock"),
+    ("stock, with nova's copy of each host's candidates", "stock, "
+     "candidates copied", None),
+    ("+ ours, default policy, on that pass",
+     "summaries, candidates copied", "stock, candidates copied"),
+    ("a request without accelerators, stock", "stock, no accelerator",
+     None),
+    ("+ ours (host-fragmentation weighs it)", "ours, no accelerator",
+     "stock, no accelerator"))
+
+
 def describe(seconds: list[float]) -> str:
     return (f"median {statistics.median(seconds) * 1000:8.1f} ms  "
             f"(min {min(seconds) * 1000:.1f}, max {max(seconds) * 1000:.1f},"
@@ -497,41 +521,15 @@ def main(argv=None) -> int:
     hosts = [Host(i) for i in range(args.hosts)]
 
     seconds = scheduling_passes(hosts, args.repeat)
-    stock = statistics.median(seconds["stock"])
     print(f"{args.hosts} hosts x {REGIONS} regions, {REGIONS} allocation "
           f"candidates per host")
-    print(f"  stock nova filters + all_weighers (CPU) "
-          f"{describe(seconds['stock'])}")
-    for name, label in (
-            ("summaries", "on the request's summaries, default policy"),
-            ("summaries, CPU task mix",
-             "on the request's summaries, a CPU task_mix "),
-            ("summaries, fragmentation",
-             "on the request's summaries, fragmentation  "),
-            ("injected", "on injected usage, fragmentation           ")):
-        ratio = statistics.median(seconds[name]) / stock
-        print(f"  + ours, {label} (CPU) {describe(seconds[name])}  "
-              f"{ratio:.2f}x")
-    ratio = statistics.median(seconds["weighs nothing"]) / stock
-    print(f"  + a weigher that weighs nothing           (CPU) "
-          f"{describe(seconds['weighs nothing'])}  {ratio:.2f}x")
-    ratio = statistics.median(seconds["reading only"]) / stock
-    print(f"  + that, and a filter that only reads the summaries and the "
-          f"candidates once (CPU) {describe(seconds['reading only'])}  "
-          f"{ratio:.2f}x")
-    copied = statistics.median(seconds["stock, candidates copied"])
-    print(f"  stock, with nova's copy of every host's candidates in the "
-          f"pass (CPU) {describe(seconds['stock, candidates copied'])}")
-    ratio = statistics.median(seconds["summaries, candidates copied"]) / copied
-    print(f"  + ours, default policy, on that pass    (CPU) "
-          f"{describe(seconds['summaries, candidates copied'])}  "
-          f"{ratio:.2f}x")
-    bare = statistics.median(seconds["stock, no accelerator"])
-    print(f"  a request without accelerators, stock    (CPU) "
-          f"{describe(seconds['stock, no accelerator'])}")
-    ratio = statistics.median(seconds["ours, no accelerator"]) / bare
-    print(f"  + ours (host-fragmentation weighs it)   (CPU) "
-          f"{describe(seconds['ours, no accelerator'])}  {ratio:.2f}x")
+    for label, name, base in REPORT:
+        line = f"  {label:<61} (CPU) {describe(seconds[name])}"
+        if base is not None:
+            ratio = statistics.median(seconds[name]) / statistics.median(
+                seconds[base])
+            line += f"  {ratio:.2f}x"
+        print(line)
     if args.skip_placement:
         return 0
     fill, seconds, regions, nova_seconds = placement_call(hosts, args.repeat)
