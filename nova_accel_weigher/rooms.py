@@ -229,8 +229,10 @@ class HostRooms:
         when their CPU and memory cannot tell them apart: under a mix
         that asks none, when both cover every candidate."""
         root = self.root(candidates[0]) if candidates else None
+        if root is None:
+            return []
         hosts = self._hosts if self._hosts is not None else self._read()
-        found = hosts.get(root) if root is not None else None
+        found = hosts.get(root)
         if found is None:
             return []
         cpu, memory, number, index = found
