@@ -100,8 +100,8 @@ class _Pass:
             self.policy = packing.POLICY_FRAGMENTATION
             mix = rooms.mix_from(opts)
             if request is not None and mix is not None:
-                self.rooms = rooms.HostRooms(request, self.resource_classes,
-                                             mix)
+                self.rooms = rooms.for_request(
+                    request, self.resource_classes, mix)
         # None until the first host with candidates says which classes and
         # usage is there (None after: no accelerators, or no usage).
         self.classes: tuple[str, ...] | None = None
@@ -211,7 +211,11 @@ class AccelTopologyFilter(filters.BaseHostFilter):
             if not this.classes:
                 return True  # no accelerators: placement's order
             if this.rooms is not None:
-                ranked = this.rooms.rank(candidates)
+                try:
+                    ranked = this.rooms.rank(candidates)
+                except rooms.UnreadableSummaries:  # said once, by rooms
+                    this.rooms = None  # the next hosts: placement's order
+                    return True
             elif this.ranker is None:
                 return True  # no usage: placement's order
             else:

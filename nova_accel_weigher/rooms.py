@@ -155,6 +155,23 @@ def read_rooms(summaries: Mapping[str, Any], is_accel: Callable[[str], bool],
             in reading.items()}
 
 
+class UnreadableSummaries(ValueError):
+    """The request's provider summaries are not as placement gives them."""
+
+
+def for_request(request: usage.RequestPlacement,
+                resource_classes: Sequence[str], mix: packing.TaskMix
+                ) -> HostRooms:
+    """The HostRooms of the instance of ``request`` being placed: the
+    filter's and the weigher's passes over it share one reading of the
+    summaries (and one word if they cannot be read); the next instance
+    of a multi-create, with one more claim, gets its own."""
+    key = (tuple(resource_classes), mix, len(request.claimed))
+    if request.rooms is None or request.rooms[0] != key:
+        request.rooms = (key, HostRooms(request, resource_classes, mix))
+    return request.rooms[1]
+
+
 class HostRooms:
     """One pass's rooms and scores under ``host-fragmentation``.
 
@@ -168,8 +185,8 @@ class HostRooms:
     on the host's room."""
 
     __slots__ = ("request", "mix", "_is_accel", "_claimed", "_hosts",
-                 "_cpu_blind", "_numbers", "_regions", "_losses", "_after",
-                 "_kinds_loss", "_ranks")
+                 "_unreadable", "_cpu_blind", "_numbers", "_regions",
+                 "_losses", "_after", "_kinds_loss", "_ranks")
 
     def __init__(self, request: usage.RequestPlacement,
                  resource_classes: Sequence[str], mix: packing.TaskMix):
@@ -178,6 +195,9 @@ class HostRooms:
         self._is_accel = packing.accel_class_test(resource_classes)
         self._claimed = claimed_by_provider(request.claimed)
         self._hosts: dict[str, tuple] | None = None
+        # Why the summaries could not be read, once found: every later
+        # question gets the same answer without reading them again.
+        self._unreadable: UnreadableSummaries | None = None
         # Whether the mix asks no CPU or memory: a host's CPU and memory
         # then only say which placements fit.
         self._cpu_blind = mix.cpu_per_unit <= 0 and not any(
@@ -202,12 +222,23 @@ class HostRooms:
         return number
 
     def _read(self) -> dict[str, tuple]:
+        if self._unreadable is not None:
+            raise self._unreadable
         number = self._number
-        self._hosts = {
-            root: (cpu, memory, number(regions), index)
-            for root, (cpu, memory, regions, index) in read_rooms(
-                self.request.summaries, self._is_accel,
-                self._claimed).items()}
+        try:
+            self._hosts = {
+                root: (cpu, memory, number(regions), index)
+                for root, (cpu, memory, regions, index) in read_rooms(
+                    self.request.summaries, self._is_accel,
+                    self._claimed).items()}
+        except (AttributeError, KeyError, TypeError, ValueError) as exc:
+            self._unreadable = UnreadableSummaries(
+                f"the request's provider summaries are not as placement "
+                f"gives them ({type(exc).__name__}: {exc})")
+            LOG.warning("%s; AccelTopologyFilter keeps placement's order and "
+                        "AccelPackingWeigher weighs every host 0 for this "
+                        "request.", self._unreadable)
+            raise self._unreadable from None
         return self._hosts
 
     def root(self, candidate: Mapping[str, Any]) -> str | None:
@@ -224,7 +255,8 @@ class HostRooms:
              ) -> list[tuple[int, int]]:
         """``packing.rank_placements`` of one host's candidates: indexes
         of those that fit, best first, with their scores (none when the
-        summaries do not hold the host). Hosts whose regions are in the
+        summaries do not hold the host); UnreadableSummaries if the
+        summaries cannot be read. Hosts whose regions are in the
         same state, with candidates of the same shapes, share the answer
         when their CPU and memory cannot tell them apart: under a mix
         that asks none, when both cover every candidate."""

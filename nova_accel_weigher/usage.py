@@ -56,12 +56,15 @@ class RequestPlacement:
     provider summaries of its candidates and the allocation requests it
     has claimed so far, one per instance already placed."""
 
-    __slots__ = ("summaries", "claimed", "_trees")
+    __slots__ = ("summaries", "claimed", "_trees", "rooms")
 
     def __init__(self, summaries: Mapping[str, Any]):
         self.summaries = summaries
         self.claimed: list[Mapping[str, Any]] = []
         self._trees: dict[str, list[str]] | None = None
+        # What rooms.for_request read of the summaries for the instance
+        # being placed, so that the weigher's pass reuses the filter's.
+        self.rooms: tuple[tuple, Any] | None = None
 
     def tree(self, root_uuid: str) -> list[str]:
         """The providers of the tree rooted at ``root_uuid``. The index is

@@ -93,7 +93,7 @@ def _multiplier(host_state, configured: float) -> float:
 def _host_weights(weighed_obj_list, request: usage.RequestPlacement,
                   key: str, opts, mix: packing.TaskMix) -> list[float]:
     try:
-        host_rooms = rooms.HostRooms(request, opts.resource_classes, mix)
+        host_rooms = rooms.for_request(request, opts.resource_classes, mix)
         scores = []
         for weighed in weighed_obj_list:
             host_state = weighed.obj
@@ -107,6 +107,8 @@ def _host_weights(weighed_obj_list, request: usage.RequestPlacement,
             scores.append(score)
         return packing.decisive_weights(
             scores, [weighed.obj.host for weighed in weighed_obj_list])
+    except rooms.UnreadableSummaries:  # said once, by rooms
+        return [0.0] * len(weighed_obj_list)
     except Exception:  # nothing may raise into nova
         LOG.exception("AccelPackingWeigher failed; every host weighs 0 for "
                       "this request")

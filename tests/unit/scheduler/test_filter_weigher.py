@@ -21,7 +21,7 @@ from nova import objects
 from nova.scheduler import weights as nova_weights
 from nova.tests.unit.scheduler import fakes
 
-from nova_accel_weigher import filters, packing, usage, weighers
+from nova_accel_weigher import filters, packing, rooms, usage, weighers
 
 from tests.common.hypothesis_profiles import examples
 from tests.common.scheduler import RC, candidate, host, run_filter
@@ -401,3 +401,43 @@ def test_a_bad_task_mix_falls_back_to_fragmentation_and_says_so(caplog):
     # fragmentation's scores, not host-fragmentation's 0-100.
     assert isinstance(getattr(used, filters.SCORE_ATTR)[1], packing.Score)
     assert "bad task mix entry 'half:2'" in caplog.text
+
+
+@pytest.mark.parametrize("corrupt", [
+    lambda summaries: summaries["b1"]["resources"][RC].pop("used"),
+    lambda summaries: summaries["b1"].update(resources=[RC]),
+    lambda summaries: summaries.update(rb=None),
+])
+def test_summaries_not_as_placement_gives_them_keep_placements_order(
+        monkeypatch, caplog, corrupt):
+    """The filter reads every tree at once: a provider it cannot read
+    costs the request its packing (placement's order, every host kept,
+    every weight 0), one warning, and no second reading, never a
+    traceback per host."""
+    regions = {"a1": packing.RegionUsage(4, 0, "ca"),
+               "a2": packing.RegionUsage(4, 2, "ca"),
+               "b1": packing.RegionUsage(4, 2, "cb")}
+    summaries = {
+        **summaries_of({r: regions[r] for r in ("a1", "a2")}, root="ra"),
+        **summaries_of({"b1": regions["b1"]}, root="rb")}
+    corrupt(summaries)
+    reads = []
+    read_rooms = rooms.read_rooms
+    monkeypatch.setattr(rooms, "read_rooms",
+                        lambda *args: reads.append(1) or read_rooms(*args))
+    request = spec()
+    usage.carry(request, summaries)
+    order = [candidate("a1"), candidate("a2")]
+    hosts = [host("a", order), host("b", [candidate("b1")])]
+
+    assert run_filter(filters.AccelTopologyFilter(), hosts,
+                      request) == hosts
+    weighed = weigh(hosts, request)
+
+    assert hosts[0].allocation_candidates == order
+    assert len(weighed) == 2
+    assert len(reads) == 1  # the weigher reuses the filter's reading
+    warnings = [r for r in caplog.records if "not as placement gives them"
+                in r.getMessage()]
+    assert [r.levelname for r in warnings] == ["WARNING"]
+    assert not any(r.exc_info for r in caplog.records)
