@@ -130,6 +130,30 @@ def claimed_amounts(claimed: Iterable[Mapping[str, Any]],
     return amounts
 
 
+def region_load(resources: Mapping[str, Any] | None,
+                resource_classes: Iterable[str],
+                taken: Mapping[str, int] | None) -> tuple[int, int] | None:
+    """A provider's capacity and use of ``resource_classes`` from its
+    summary's ``resources``, with what claims made since the summaries
+    ``taken`` from it added; None if it has none of those classes (it is
+    not a region)."""
+    if not resources:
+        return None
+    capacity = used = 0
+    found = False
+    for rc in resource_classes:
+        r = resources.get(rc)
+        if r is not None:
+            capacity += r["capacity"]
+            used += r["used"]
+            found = True
+    if not found:
+        return None
+    if taken:
+        used += sum(taken.get(rc, 0) for rc in resource_classes)
+    return capacity, used
+
+
 def usage_from_summaries(summaries: Mapping[str, Any],
                          resource_classes: Iterable[str],
                          providers: Iterable[str] | None = None,
@@ -153,20 +177,11 @@ def usage_from_summaries(summaries: Mapping[str, Any],
     usage = {}
     for rp_uuid in summaries if providers is None else providers:
         summary = summaries[rp_uuid]
-        resources = summary.get("resources") or {}
-        capacity = used = 0
-        found = False
-        for rc in classes:
-            r = resources.get(rc)
-            if r is not None:
-                capacity += r["capacity"]
-                used += r["used"]
-                found = True
-        if not found:
+        load = region_load(summary.get("resources"), classes,
+                           claimed.get(rp_uuid))
+        if load is None:
             continue
-        taken = claimed.get(rp_uuid)
-        if taken:
-            used += sum(taken.get(rc, 0) for rc in classes)
+        capacity, used = load
         traits = summary.get("traits") or ()
         parent = summary.get("parent_provider_uuid") or rp_uuid
         degraded = card_degraded.get(parent)
@@ -239,23 +254,11 @@ class RegionStates:
         traits_read, last_traits, last_read = self._traits, None, None
         for rp_uuid in providers:
             summary = summaries[rp_uuid]
-            resources = summary.get("resources")
-            if not resources:
+            load = region_load(summary.get("resources"), resource_classes,
+                               claimed.get(rp_uuid) if claimed else None)
+            if load is None:
                 continue
-            capacity = used = 0
-            found = False
-            for rc in resource_classes:
-                r = resources.get(rc)
-                if r is not None:
-                    capacity += r["capacity"]
-                    used += r["used"]
-                    found = True
-            if not found:
-                continue
-            if claimed:
-                taken = claimed.get(rp_uuid)
-                if taken:
-                    used += sum(taken.get(rc, 0) for rc in resource_classes)
+            capacity, used = load
             # Regions of a card mostly carry the same traits: comparing
             # with the last list (in C) is the cheap way to know.
             traits = summary.get("traits") or ()
