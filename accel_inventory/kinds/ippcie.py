@@ -33,7 +33,6 @@ from accel_inventory.kinds.base import (BUS_PCI, DEVICE_INTERFACE, CardKind,
 NAME = "ippcie"
 
 
-
 def _upstream_port(dev: PciDevice) -> str:
     return os.path.dirname(dev.real)
 

@@ -31,7 +31,6 @@ from accel_inventory.kinds.base import (BUS_USB, DEVICE_USB, CardKind,
 NAME = "usb"
 
 
-
 def _port(device: UsbDevice) -> str:
     return device.name
 
