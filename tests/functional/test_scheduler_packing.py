@@ -20,10 +20,6 @@ fallback asks placement through the keystoneauth adapter nova.conf's
 ``[placement]`` gives it). Only the hardware is made up.
 """
 
-import json
-import os
-import subprocess
-import sys
 import threading
 import uuid
 
@@ -34,13 +30,9 @@ from nova import monkey_patch
 from nova import objects
 from nova.scheduler.client import report
 
+from tests.common.nova_child import record, run_child
 from tests.common.scheduler_base import HOST, OTHER_HOST, RC, REGION_SIZE
 from tests.common.scheduler_base import WHOLE_REGION, SchedulerTestBase
-
-# The checkout, where ``tests`` is a package: the child process imports
-# this module from there.
-ROOT = os.path.dirname(os.path.dirname(os.path.dirname(
-    os.path.abspath(__file__))))
 
 
 class TestMeetingScenario(SchedulerTestBase):
@@ -195,13 +187,12 @@ class TestFallback(SchedulerTestBase):
 # per fixed seed; the filter's own tests above hold under any seed.
 
 SMALL_REQUESTS = (1, 2, 1)
-RESULT_ENV = "NOVA_ACCEL_MEETING_RESULT"
 
 
 class MeetingRecording(SchedulerTestBase):
-    """The meeting scenario, recorded to the JSON file named by
-    NOVA_ACCEL_MEETING_RESULT; run by test_stock_nova_scatters_... in a
-    child process, not collected here."""
+    """The meeting scenario, recorded (tests.common.nova_child); run by
+    test_stock_nova_scatters_... in a child process, not collected
+    here."""
 
     __test__ = False
 
@@ -217,10 +208,8 @@ class MeetingRecording(SchedulerTestBase):
                 "landed": regions.index(landed),
                 "placement_first": regions.index(
                     self.first_region_for(HOST, given[-1]))})
-        with open(os.environ[RESULT_ENV], "a") as f:
-            f.write(json.dumps({
-                "accel": self.with_accel, "steps": steps,
-                "whole_region_pairs": self.whole_region_pairs()}) + "\n")
+        record({"accel": self.with_accel, "steps": steps,
+                "whole_region_pairs": self.whole_region_pairs()})
 
     def whole_region_pairs(self):
         """How many pairs of whole regions placement could still give.
@@ -248,32 +237,8 @@ class AccelMeetingRecording(MeetingRecording):
     with_accel = True
 
 
-_CHILD = """
-import importlib, sys, unittest
-# nova decides at its first import whether eventlet patches threading (not
-# with OS_NOVA_DISABLE_EVENTLET_PATCHING=1): its test package first.
-import nova.tests.functional
-t = importlib.import_module(sys.argv[1])
-suite = unittest.TestSuite(
-    unittest.defaultTestLoader.loadTestsFromTestCase(getattr(t, name))
-    for name in sys.argv[2:])
-sys.exit(not unittest.TextTestRunner().run(suite).wasSuccessful())
-"""
-
-
-def run_child(result, cases, **env):
-    """Run the recording ``cases`` in a child process; what they wrote to
-    ``result`` (one JSON object a line)."""
-    env = dict(os.environ, **{RESULT_ENV: str(result)}, **env)
-    child = subprocess.run(
-        [sys.executable, "-c", _CHILD, __name__, *cases], cwd=ROOT,
-        env=env, capture_output=True, text=True, timeout=600)
-    assert child.returncode == 0, child.stderr[-3000:]
-    return [json.loads(line) for line in result.read_text().splitlines()]
-
-
 def record_meeting(seed, tmp_path):
-    runs = run_child(tmp_path / f"meeting-{seed}.jsonl",
+    runs = run_child(tmp_path / f"meeting-{seed}.jsonl", __name__,
                      ["StockMeetingRecording", "AccelMeetingRecording"],
                      PYTHONHASHSEED=str(seed))
     return {r["accel"]: r for r in runs}
@@ -316,7 +281,7 @@ CONCURRENT = 3
 class ConcurrentRequests(SchedulerTestBase):
     """Requests given to nova's real scheduler at once, in native threads,
     each held after placement's answer until all have theirs, so that their
-    passes overlap; recorded to NOVA_ACCEL_MEETING_RESULT. Run by
+    passes overlap; recorded (tests.common.nova_child). Run by
     test_concurrent_requests_... in a child process, not collected here."""
 
     __test__ = False
@@ -371,9 +336,7 @@ class ConcurrentRequests(SchedulerTestBase):
             t.start()
         for t in threads:
             t.join(timeout=120)
-        with open(os.environ[RESULT_ENV], "a") as f:
-            f.write(json.dumps({
-                "native": not monkey_patch.is_patched(),
+        record({"native": not monkey_patch.is_patched(),
                 "errors": errors,
                 "partly": partly,
                 "landed": [self.regions_of({"id": s.instance_uuid})
@@ -381,12 +344,13 @@ class ConcurrentRequests(SchedulerTestBase):
                 "calls": calls,
                 "expected_calls": sorted(
                     self.stock_calls({"id": s.instance_uuid})
-                    for s in specs)}) + "\n")
+                    for s in specs)})
 
 
 def test_concurrent_requests_in_native_threads_pack_without_calls(
         tmp_path):
-    [run] = run_child(tmp_path / "concurrent.jsonl", ["ConcurrentRequests"],
+    [run] = run_child(tmp_path / "concurrent.jsonl", __name__,
+                      ["ConcurrentRequests"],
                       OS_NOVA_DISABLE_EVENTLET_PATCHING="1")
     assert run["native"] and not run["errors"]
     assert run["landed"] == [{run["partly"]: 1}] * CONCURRENT
