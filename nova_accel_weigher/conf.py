@@ -22,6 +22,24 @@ from nova_accel_weigher import packing
 
 DEFAULT_WEIGHT_MULTIPLIER = 10.0
 
+# What the weigher does with a request that asks no accelerator.
+PREFER_PLAIN_HOSTS = "prefer-plain-hosts"
+STRANDING = "stranding"
+IGNORE = "ignore"
+PLAIN_REQUESTS = (
+    (PREFER_PLAIN_HOSTS,
+     "hosts without accelerators first, nova's weighers deciding among "
+     "them; where only hosts with accelerators can take the server, the "
+     "one where its CPU and memory strand the least accelerator capacity "
+     "(as PCIWeigher keeps plain servers off PCI hosts)"),
+    (STRANDING,
+     "every host by the accelerator capacity the server's CPU and memory "
+     "would strand there (hosts without accelerators strand nothing and "
+     "tie with hosts where it strands nothing; nova's weighers decide "
+     "among those)"),
+    (IGNORE, "no weight: nova's weighers alone place such servers"),
+)
+
 accel_packing_group = cfg.OptGroup(
     "accel_packing", title="Accelerator packing",
     help="AccelTopologyFilter orders each host's allocation candidates so "
@@ -55,12 +73,16 @@ accel_packing_opts = [
                     "best-fit: fill partially used regions first, leave the "
                     "least free, prefer the fuller card, then the "
                     "instance's NUMA node."),
-    cfg.DictOpt("request_mix", default={"1": "0.4", "2": "0.2",
-                                        "region4": "0.4"},
+    cfg.DictOpt("request_mix", default={},
                 help="Expected request mix for the fragmentation policy "
                      "(and host-fragmentation without task_mix): "
                      "functions-per-request (or regionN for a whole region "
-                     "of N functions) to relative weight."),
+                     "of N functions) to relative weight, e.g. "
+                     "1:0.4,2:0.2,region4:0.4. Empty (the default): the "
+                     "cloud's own, 1 function 0.4, 2 functions 0.2 and a "
+                     "whole region of every region size the request's "
+                     "provider summaries hold, 0.4 shared between the "
+                     "sizes."),
     cfg.ListOpt("task_mix", default=[],
                 help="Expected mix of requests for host-fragmentation, "
                      "requests without accelerators included, as "
@@ -77,21 +99,35 @@ accel_packing_opts = [
                      "CPU can still feed. Empty: request_mix's shapes, "
                      "without CPU or memory. Example: "
                      "0.5:2:4:8192,0.3:1xregion4:8:16384,0.2:0:2:4096"),
+    cfg.StrOpt("plain_requests", default=PREFER_PLAIN_HOSTS,
+               choices=PLAIN_REQUESTS,
+               help="What AccelPackingWeigher does, under "
+                    "host-fragmentation, with a request that asks no "
+                    "accelerator. Under the region policies such "
+                    "requests get no weight from it."),
     cfg.FloatOpt("weight_multiplier", default=DEFAULT_WEIGHT_MULTIPLIER,
                  help="Multiplier of AccelPackingWeigher. Nova normalises "
                       "every weigher's weights to [0, 1] and adds them "
                       "times their multipliers; its RAM and CPU weighers "
                       "(1.0 each by default; disk, I/O and the others "
                       "when hosts differ in them) spread. Under "
-                      "host-fragmentation the weigher gives 1 to the host "
-                      "it names and 0 to the others, so it decides "
-                      "whenever this exceeds the sum of the multipliers "
-                      "of the weighers whose weights differ between hosts "
-                      "(the default 10 exceeds nova's 6 of RAM, CPU, "
-                      "disk, I/O, hypervisor version and PCI). Under the "
-                      "region policies it gives the best candidate's "
-                      "score, so packing decides only between hosts whose "
-                      "scores differ enough; requests without "
+                      "host-fragmentation the weigher gives 1 to every "
+                      "host whose best candidate scores best and 0 to "
+                      "the others (the same to all where scores do not "
+                      "differ: nova's weighers then decide), so it "
+                      "decides whenever this exceeds what the other "
+                      "weighers can add between two hosts: the sum of "
+                      "their multipliers times their normalised "
+                      "difference (the default 10 exceeds nova's 6 of "
+                      "RAM, CPU, disk, I/O, hypervisor version and PCI; "
+                      "BuildFailureWeigher and CrossCellWeigher, 1000000, "
+                      "keep deciding, as does any weigher raised above "
+                      "it). For a request in a soft-affinity or "
+                      "soft-anti-affinity server group it weighs only "
+                      "among the hosts nova's hint weighers put first. "
+                      "Under the region policies it gives the best "
+                      "candidate's score, so packing decides only between "
+                      "hosts whose scores differ enough; requests without "
                       "accelerators weigh the same everywhere there. "
                       "Positive packs; negative spreads. Overridable per "
                       "aggregate by the metadata key "

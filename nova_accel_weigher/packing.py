@@ -21,9 +21,10 @@ goes out.
     FGD (Weng et al., USENIX ATC 2023) over the whole host: the free
     accelerator capacity the expected task mix could no longer use, its
     CPU, memory and all its regions counted, plus the capacity its CPU
-    can no longer feed; a candidate scores how little it grows that, and
-    the weigher names the best host for every request, requests without
-    accelerators too (``decisive_weights``).
+    can no longer feed; a candidate scores how little it grows that,
+    best fit breaking ties (``best_fit``), and the weigher gives the
+    same weight to every host that scores best (``decisive_weights``),
+    so that where the scores do not differ nova's own weighers decide.
 
 Two region policies share one shape of score (higher is better), over the
 regions one candidate touches (``score``):
@@ -82,8 +83,8 @@ class RequestShape:
     """One kind of request in the expected mix.
 
     ``whole_region`` shapes need a region of exactly ``functions`` functions
-    with nothing used; the others need ``functions`` free functions in one
-    region.
+    (of any size when ``functions`` is ``ANY_SIZE``) with nothing used; the
+    others need ``functions`` free functions in one region.
     """
 
     functions: int
@@ -91,10 +92,17 @@ class RequestShape:
     weight: float
 
 
+# A whole-region shape of every region's own size: what listing every
+# region size the cloud has as a whole-region shape comes to when regions
+# are scored one at a time (``fragment``).
+ANY_SIZE = 0
+# What a cloud is asked when the operator says nothing: one function, two,
+# and whole regions (of every size the cloud has; ``cloud_mix``).
+FUNCTION_SHAPES = ((1, 0.4), (2, 0.2))
+WHOLE_REGIONS_WEIGHT = 0.4
 DEFAULT_MIX: tuple[RequestShape, ...] = (
-    RequestShape(1, False, 0.4),
-    RequestShape(2, False, 0.2),
-    RequestShape(4, True, 0.4),
+    *(RequestShape(n, False, w) for n, w in FUNCTION_SHAPES),
+    RequestShape(ANY_SIZE, True, WHOLE_REGIONS_WEIGHT),
 )
 
 
@@ -154,7 +162,8 @@ def fragment(capacity: int, free: int,
     total = 0.0
     for shape in mix:
         if shape.whole_region:
-            usable = free == capacity == shape.functions
+            usable = free == capacity and shape.functions in (ANY_SIZE,
+                                                               capacity)
             total += shape.weight * (0 if usable else free)
         else:
             total += shape.weight * (free % shape.functions)
@@ -248,7 +257,10 @@ def rank(demands: Sequence[Mapping[str, int]],
 def parse_mix(spec: Mapping[str, str] | Iterable[str]
               ) -> tuple[RequestShape, ...]:
     """Parse ``{'1': '0.4', '2': '0.2', 'region4': '0.4'}`` (an oslo.config
-    DictOpt) into request shapes; weights are normalised to sum to 1."""
+    DictOpt) into request shapes; weights are normalised to sum to 1.
+    Empty: ``DEFAULT_MIX``."""
+    if not spec:
+        return DEFAULT_MIX
     items = spec.items() if isinstance(spec, Mapping) else (
         entry.split(":", 1) for entry in spec)
     shapes = []
@@ -270,8 +282,9 @@ def parse_mix(spec: Mapping[str, str] | Iterable[str]
 # -- host level ---------------------------------------------------------------
 # The ``host-fragmentation`` policy. The filter orders a host's candidates
 # with ``rank_placements`` (rooms.py reads the host from the request's
-# provider summaries), the weigher names the host with ``decisive_weights``
-# (requests without accelerators too), and the simulator goes through both.
+# provider summaries), the weigher weighs the best hosts with
+# ``decisive_weights`` (``plain_host_weights`` for requests without
+# accelerators, when so configured), and the simulator goes through them.
 
 
 @dataclass(frozen=True)
@@ -453,35 +466,76 @@ def gradient_score(before: float, after: float, mix: TaskMix) -> int:
     return int(100 / (1 + math.exp(gradient)))
 
 
+# What best_fit says of a placement that takes no accelerator: nothing.
+NO_FIT = (0, 0, 0, 0)
+
+
+def best_fit(room: HostRoom, placement: Placement) -> tuple[int, ...]:
+    """What breaks ties between placements ``placement_score`` rates
+    alike, higher is better: the least left free in the regions taken
+    from (the smallest region that fits), the most already used in them
+    (the fuller region), the smallest of them, then the least accelerator
+    capacity left on the host (the fuller host), so that where packing's
+    outcome differs, placement's arbitrary order never decides. A
+    placement that takes no accelerator has no opinion (``NO_FIT``)."""
+    left = used = size = taken = 0
+    for index, amount in placement.taken.items():
+        if not amount:
+            continue
+        free, capacity = room.free[index], room.capacity[index]
+        left += free - amount
+        used += capacity - free
+        size += capacity
+        taken += amount
+    if not taken:
+        return NO_FIT
+    return (-left, used, -size, taken - sum(room.free))
+
+
 def rank_placements(room: HostRoom, placements: Sequence[Placement],
-                    mix: TaskMix) -> list[tuple[int, int]]:
-    """Indexes of the placements that fit, best first, with their scores;
-    the sort is stable, so equal scores keep the given order."""
+                    mix: TaskMix) -> list[tuple[int, tuple[int, ...]]]:
+    """Indexes of the placements that fit, best first, with their scores:
+    ``placement_score`` then ``best_fit``, compared as a tuple. Equal
+    scores keep the given order (the sort is stable); they pack alike."""
     before = host_fragmentation(room, mix)
     scored = []
     for index, placement in enumerate(placements):
         s = placement_score(room, placement, mix, before)
         if s is not None:
-            scored.append((index, s))
+            scored.append((index, (s, *best_fit(room, placement))))
     scored.sort(key=itemgetter(1), reverse=True)
     return scored
 
 
-def decisive_weights(scores: Sequence[float | None], names: Sequence[str]
-                     ) -> list[float]:
-    """The weigher's weights: 1.0 for the host with the best score (the
-    first by name among equals, a fixed order that fills equal hosts one
-    after another), 0.0 for the others and for those without a score.
-    Nova normalises each weigher's weights to [0, 1] and adds them times
-    their multipliers: this one decides whenever its multiplier exceeds
-    the sum of the others' (2.0 from RAM and CPU, the weighers that differ
-    between hosts by default), whatever their weights."""
-    best = None
-    for index, s in enumerate(scores):
-        if s is not None and (best is None or s > scores[best] or (
-                s == scores[best] and names[index] < names[best])):
-            best = index
-    return [1.0 if index == best else 0.0 for index in range(len(scores))]
+def decisive_weights(scores: Sequence[Any]) -> list[float]:
+    """The weigher's weights: 1.0 for every host whose score is the best,
+    0.0 for the others and for those without a score. Nova normalises
+    each weigher's weights to [0, 1] and adds them times their
+    multipliers: where every host scores alike the weights are equal and
+    normalise to 0, so nova's own weighers decide exactly as without
+    this one (among equally best hosts too); else the best hosts gain the
+    multiplier, which decides whenever it exceeds what the other
+    weighers' multipliers can add between hosts (RAM and CPU: 2.0 by
+    default)."""
+    best = max((s for s in scores if s is not None), default=None)
+    if best is None:
+        return [0.0] * len(scores)
+    return [1.0 if s is not None and s == best else 0.0 for s in scores]
+
+
+def plain_host_weights(scores: Sequence[Any], accelerated: Sequence[bool]
+                       ) -> list[float]:
+    """``prefer-plain-hosts``: the weights for a request without
+    accelerators. Hosts without accelerators weigh 1.0 (nova's weighers
+    decide among them); hosts with accelerators weigh half their
+    ``decisive_weights`` among themselves, so that where no plain host
+    is left the server goes where it strands the least."""
+    among = decisive_weights([s for s, a in zip(scores, accelerated,
+                                                strict=True) if a])
+    weights = []
+    for has_accelerators in accelerated:
+        weights.append(among.pop(0) / 2 if has_accelerators else 1.0)
+    return weights
 
 
 def parse_task_mix(entries: Iterable[str]) -> TaskMix:
@@ -522,3 +576,17 @@ def mix_of_shapes(shapes: Iterable[RequestShape]) -> TaskMix:
     """The host-level mix of a ``request_mix`` (no CPU or memory)."""
     return task_mix(TaskKind(0, 0, s.functions, 1, frozenset(), s.weight,
                              s.whole_region) for s in shapes)
+
+
+def cloud_mix(sizes: Iterable[int]) -> TaskMix:
+    """The host-level mix when the operator configures none: one and two
+    functions, and a whole region of every size in ``sizes`` (the regions
+    the request's provider summaries hold), the whole regions sharing
+    their weight equally, so that a request for two functions leaves a
+    2-function region's neighbours of 4 and 8 whole."""
+    whole = sorted({size for size in sizes if size > 0})
+    return task_mix([
+        *(TaskKind(0, 0, n, 1, frozenset(), w) for n, w in FUNCTION_SHAPES),
+        *(TaskKind(0, 0, size, 1, frozenset(),
+                   WHOLE_REGIONS_WEIGHT / len(whole), True)
+          for size in whole)])

@@ -30,7 +30,8 @@ from __future__ import annotations
 
 import functools
 import logging
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from operator import itemgetter
 from typing import Any
 
@@ -43,24 +44,42 @@ CPU_CLASS = "VCPU"
 MEMORY_CLASS = "MEMORY_MB"
 
 
+@dataclass(frozen=True)
+class MixRule:
+    """The task mix a pass scores with: the operator's (``fixed``), or
+    without one the cloud's own, ``packing.cloud_mix`` of the region
+    sizes the request's provider summaries hold."""
+
+    fixed: packing.TaskMix | None = None
+
+    def of(self, sizes: Iterable[int]) -> packing.TaskMix:
+        if self.fixed is not None:
+            return self.fixed
+        return packing.cloud_mix(sizes)
+
+
 @functools.lru_cache(maxsize=8)
 def configured_mix(task_mix: tuple[str, ...],
                    request_mix: tuple[tuple[str, str], ...]
-                   ) -> packing.TaskMix | None:
+                   ) -> MixRule | None:
     """``[accel_packing] task_mix``, or without it the shapes of
-    ``request_mix`` (no CPU or memory); None, logged once, if it does not
-    parse. Remembered: the options rarely change and every pass asks."""
+    ``request_mix`` (no CPU or memory), or without either the cloud's;
+    None, logged once, if it does not parse. Remembered: the options
+    rarely change and every pass asks."""
     try:
         if task_mix:
-            return packing.parse_task_mix(task_mix)
-        return packing.mix_of_shapes(packing.parse_mix(dict(request_mix)))
+            return MixRule(packing.parse_task_mix(task_mix))
+        if request_mix:
+            return MixRule(packing.mix_of_shapes(
+                packing.parse_mix(dict(request_mix))))
+        return MixRule()
     except ValueError as exc:
         LOG.error("[accel_packing] %s; host-fragmentation falls back to "
                   "fragmentation until it is fixed.", exc)
         return None
 
 
-def mix_from(opts) -> packing.TaskMix | None:
+def mix_from(opts) -> MixRule | None:
     """The mix of the ``[accel_packing]`` options ``opts``; None if they
     do not give one."""
     return configured_mix(tuple(opts.task_mix),
@@ -160,7 +179,7 @@ class UnreadableSummaries(ValueError):
 
 
 def for_request(request: usage.RequestPlacement,
-                resource_classes: Sequence[str], mix: packing.TaskMix
+                resource_classes: Sequence[str], mix: MixRule
                 ) -> HostRooms:
     """The HostRooms of the instance of ``request`` being placed: the
     filter's and the weigher's passes over it share one reading of the
@@ -176,22 +195,25 @@ class HostRooms:
     """One pass's rooms and scores under ``host-fragmentation``.
 
     The rooms of every tree are read at the first question
-    (``read_rooms``). Hosts differ in CPU and memory left, but across a
-    thousand hosts the same few states of the regions recur: each gets a
-    number, and what ``packing.placement_score`` works out of it alone
-    (``packing.region_losses``, the regions after a placement) is
-    remembered by it, as is a host's ranking by all it depends on (see
-    ``rank``). Scores and order are those of ``packing.rank_placements``
-    on the host's room."""
+    (``read_rooms``), and with them the mix when it is the cloud's.
+    Hosts differ in CPU and memory left, but across a thousand hosts the
+    same few states of the regions recur: each gets a number, and what
+    ``packing.placement_score`` works out of it alone
+    (``packing.region_losses``, the regions after a placement and its
+    ``packing.best_fit``) is remembered by it, as is a host's ranking by
+    all it depends on (see ``rank``). Scores and order are those of
+    ``packing.rank_placements`` on the host's room."""
 
-    __slots__ = ("request", "mix", "_is_accel", "_claimed", "_hosts",
-                 "_unreadable", "_cpu_blind", "_numbers", "_regions",
-                 "_losses", "_after", "_kinds_loss", "_ranks")
+    __slots__ = ("request", "mix", "_rule", "_is_accel", "_claimed",
+                 "_hosts", "_unreadable", "_cpu_blind", "_numbers",
+                 "_regions", "_losses", "_after", "_kinds_loss", "_ranks")
 
     def __init__(self, request: usage.RequestPlacement,
-                 resource_classes: Sequence[str], mix: packing.TaskMix):
+                 resource_classes: Sequence[str], mix: MixRule):
         self.request = request
-        self.mix = mix
+        self._rule = mix
+        # Known once the summaries are read.
+        self.mix: packing.TaskMix | None = None
         self._is_accel = packing.accel_class_test(resource_classes)
         self._claimed = claimed_by_provider(request.claimed)
         self._hosts: dict[str, tuple] | None = None
@@ -200,10 +222,10 @@ class HostRooms:
         self._unreadable: UnreadableSummaries | None = None
         # Whether the mix asks no CPU or memory: a host's CPU and memory
         # then only say which placements fit.
-        self._cpu_blind = mix.cpu_per_unit <= 0 and not any(
-            kind.cpu or kind.memory for kind in mix.kinds)
+        self._cpu_blind = False
         # Per regions' state, its number; per number, the state and its
-        # region_losses; per (number, regions taken), the number after.
+        # region_losses; per (number, regions taken), the number after
+        # and the placement's best fit.
         self._numbers: dict[tuple, int] = {}
         self._regions: list[tuple] = []
         self._losses: list[tuple[int, tuple[int, ...]]] = []
@@ -226,11 +248,8 @@ class HostRooms:
             raise self._unreadable
         number = self._number
         try:
-            self._hosts = {
-                root: (cpu, memory, number(regions), index)
-                for root, (cpu, memory, regions, index) in read_rooms(
-                    self.request.summaries, self._is_accel,
-                    self._claimed).items()}
+            rooms = read_rooms(self.request.summaries, self._is_accel,
+                               self._claimed)
         except (AttributeError, KeyError, TypeError, ValueError) as exc:
             self._unreadable = UnreadableSummaries(
                 f"the request's provider summaries are not as placement "
@@ -239,7 +258,31 @@ class HostRooms:
                         "AccelPackingWeigher weighs every host 0 for this "
                         "request.", self._unreadable)
             raise self._unreadable from None
+        self._know_mix(rooms.values())
+        self._hosts = {
+            root: (cpu, memory, number(regions), index)
+            for root, (cpu, memory, regions, index) in rooms.items()}
         return self._hosts
+
+    def _know_mix(self, rooms: Iterable[tuple]) -> None:
+        capacities = {regions[1] for _, _, regions, _ in rooms}
+        mix = self.mix = self._rule.of(
+            size for sizes in capacities for size in sizes)
+        self._cpu_blind = mix.cpu_per_unit <= 0 and not any(
+            kind.cpu or kind.memory for kind in mix.kinds)
+
+    def accelerated(self, candidates: Sequence[Mapping[str, Any]]
+                    ) -> bool | None:
+        """Whether the host of ``candidates`` has regions; None when the
+        summaries do not hold it."""
+        root = self.root(candidates[0]) if candidates else None
+        if root is None:
+            return None
+        hosts = self._hosts if self._hosts is not None else self._read()
+        found = hosts.get(root)
+        if found is None:
+            return None
+        return bool(self._regions[found[2]][1])
 
     def root(self, candidate: Mapping[str, Any]) -> str | None:
         """The root of the host's tree: that of the provider the candidate
@@ -252,7 +295,7 @@ class HostRooms:
         return None
 
     def rank(self, candidates: Sequence[Mapping[str, Any]]
-             ) -> list[tuple[int, int]]:
+             ) -> list[tuple[int, tuple[int, ...]]]:
         """``packing.rank_placements`` of one host's candidates: indexes
         of those that fit, best first, with their scores (none when the
         summaries do not hold the host); UnreadableSummaries if the
@@ -308,7 +351,7 @@ class HostRooms:
         return ranked
 
     def _rank(self, number: int, cpu: int, memory: int,
-              shapes: Sequence[tuple]) -> list[tuple[int, int]]:
+              shapes: Sequence[tuple]) -> list[tuple[int, tuple[int, ...]]]:
         mix = self.mix
         losses = self._losses
         before = (self._loss(number, packing.kinds_fit(cpu, memory, mix))
@@ -320,19 +363,20 @@ class HostRooms:
         for i, (taken_cpu, taken_memory, taken) in enumerate(shapes):
             if cpu < taken_cpu or memory < taken_memory:
                 continue
-            after = self._after_placement(number, taken)
-            if after is None:
+            placed = self._after_placement(number, taken)
+            if placed is None:
                 continue
+            after, best_fit = placed
             cpu_left = cpu - taken_cpu
             if (taken_cpu, taken_memory) != last_taken:
                 last_taken = (taken_cpu, taken_memory)
                 fit = packing.kinds_fit(cpu_left, memory - taken_memory,
                                         mix)
-            ranked.append((i, packing.gradient_score(
+            ranked.append((i, (packing.gradient_score(
                 before,
                 self._loss(after, fit)
                 + packing.cpu_shortfall(losses[after][0], cpu_left, mix),
-                mix)))
+                mix), *best_fit)))
         ranked.sort(key=itemgetter(1), reverse=True)
         return ranked
 
@@ -348,10 +392,10 @@ class HostRooms:
         return loss
 
     def _after_placement(self, number: int, taken: tuple[int, ...]
-                         ) -> int | None:
+                         ) -> tuple[int, tuple[int, ...]] | None:
         """The number of the regions' state once ``taken`` (region index,
-        amount, ...) is taken from state ``number``; None if it does not
-        fit."""
+        amount, ...) is taken from state ``number``, and the placement's
+        ``packing.best_fit``; None if it does not fit."""
         key = (number, taken)
         try:
             return self._after[key]
@@ -359,12 +403,19 @@ class HostRooms:
             pass
         free, capacity, model = self._regions[number]
         left = list(free)
-        after = None
+        placed = None
         for region, amount in zip(taken[0::2], taken[1::2], strict=True):
             if amount > left[region]:
                 break
             left[region] -= amount
         else:
-            after = self._number((tuple(left), capacity, model))
-        self._after[key] = after
-        return after
+            amounts: dict[int, int] = {}
+            for region, amount in zip(taken[0::2], taken[1::2],
+                                      strict=True):
+                amounts[region] = amounts.get(region, 0) + amount
+            placed = (self._number((tuple(left), capacity, model)),
+                      packing.best_fit(packing.HostRoom(
+                          0, 0, free, capacity, model),
+                          packing.Placement(0, 0, amounts)))
+        self._after[key] = placed
+        return placed

@@ -245,11 +245,31 @@ def _field(row: dict[str, str], column: str, path: str, line: int,
 
 CLUSTERS = ("meeting | homogeneous:HOSTS:RxF | mixed:HOSTS | openb:NODES.csv "
             "(a GPU is 4 functions, the vGPU view) | openb-milli:NODES.csv "
-            "(a GPU is 1000 milli-GPU, the FGD paper's view)")
+            "(a GPU is 1000 milli-GPU, the FGD paper's view) | "
+            "plain:HOSTS:MILLI_CPU:MEMORY_MIB (hosts without accelerators); "
+            "join several with + (e.g. openb-milli:NODES.csv+plain:100:"
+            "96000:393216)")
 
 
 def build_cluster(spec: str) -> list[Host]:
+    if "+" in spec:
+        hosts = [h for part in spec.split("+") for h in build_cluster(part)]
+        names = [h.name for h in hosts]
+        if len(set(names)) != len(names):
+            raise SpecError(f"cluster {spec!r} names a host twice; join "
+                            f"clusters whose host names differ")
+        return hosts
     family, _, arg = spec.partition(":")
+    if family == "plain":
+        fields = arg.split(":")
+        if len(fields) != 3:
+            raise SpecError(f"cluster {spec!r}: expected plain:HOSTS:"
+                            f"MILLI_CPU:MEMORY_MIB (e.g. plain:100:96000:"
+                            f"393216)")
+        count = _count(fields[0], "HOSTS", spec, MAX_HOSTS)
+        cpu = _count(fields[1], "MILLI_CPU", spec, MAX_FUNCTIONS * 1000)
+        memory = _count(fields[2], "MEMORY_MIB", spec, MAX_FUNCTIONS * 1000)
+        return [_host(f"plain{i}", [], cpu, memory) for i in range(count)]
     if family == "meeting" and not arg:
         return [_host("host1", [(3, 4)])]
     if family == "homogeneous":
@@ -458,6 +478,8 @@ class Policy:
     # our weigher's multiplier
     task_mix: packing.TaskMix | None = None
     multiplier: float = accel_conf.DEFAULT_WEIGHT_MULTIPLIER
+    # host-fragmentation: ``[accel_packing] plain_requests``
+    plain_requests: str = accel_conf.PREFER_PLAIN_HOSTS
     _fgd: dict[tuple, tuple[int, tuple[int, ...]]] = field(
         default_factory=dict, repr=False)
 
@@ -551,13 +573,15 @@ class Policy:
         ``host-fragmentation``: on each host the filter puts first the
         candidate ``packing.rank_placements`` ranks best (placement's
         order among equals), the weigher gives ``packing.decisive_weights``
-        of those scores, and nova adds them, times the multiplier, to its
-        default weighers' (``baselines.nova_best``). A host's best score
-        is remembered by all it depends on (its room and the ask), so
-        hosts in one state share it."""
+        of those scores (for a request without accelerators what
+        ``plain_requests`` says), and nova adds them, times the
+        multiplier, to its default weighers' (``baselines.nova_best``),
+        which decide among equally weighted hosts. A host's best score is
+        remembered by all it depends on (its room and the ask), so hosts
+        in one state share it."""
         ask = (request.cpu, request.memory, request.functions,
                request.whole_regions)
-        scores: list[int | None] = []
+        scores: list[tuple[int, ...] | None] = []
         for host in feasible:
             room = host_room(host)
             key = ("host", ask, room)
@@ -569,7 +593,15 @@ class Policy:
                                          accel_candidates(host, request))
                 found = self._fgd[key] = ranked[0][1] if ranked else None
             scores.append(found)
-        weights = packing.decisive_weights(scores, [h.name for h in feasible])
+        if request.functions:
+            weights = packing.decisive_weights(scores)
+        elif self.plain_requests == accel_conf.IGNORE:
+            weights = [0.0] * len(feasible)
+        elif self.plain_requests == accel_conf.PREFER_PLAIN_HOSTS:
+            weights = packing.plain_host_weights(
+                scores, [bool(h.regions) for h in feasible])
+        else:
+            weights = packing.decisive_weights(scores)
         host = feasible[baselines.nova_best(
             [h.memory - h.memory_used for h in feasible],
             [h.cpu - h.cpu_used for h in feasible],
@@ -582,7 +614,7 @@ class Policy:
 
     def _rank_host(self, host: Host, room: packing.HostRoom,
                    request: Request, cands: Sequence[dict[str, int]]
-                   ) -> list[tuple[int, int]]:
+                   ) -> list[tuple[int, tuple[int, ...]]]:
         """The filter on one host: ``packing.rank_placements`` of
         ``cands``."""
         index = {r.name: i for i, r in enumerate(host.regions)}
@@ -861,10 +893,12 @@ def fill_order(requests: Sequence[Request], target: float, seed: int
 def simulate(cluster_spec: str, requests: Sequence[Request], policy: str,
              mode: str, fill_to: float, seed: int, *, indexed: bool = True,
              progress: Progress | None = None,
-             multiplier: float = accel_conf.DEFAULT_WEIGHT_MULTIPLIER
+             multiplier: float = accel_conf.DEFAULT_WEIGHT_MULTIPLIER,
+             plain_requests: str = accel_conf.PREFER_PLAIN_HOSTS
              ) -> Result:
-    """Replay ``requests`` under ``policy``; ``multiplier`` is our
-    weigher's under ``host-fragmentation``. ``indexed`` chooses through a
+    """Replay ``requests`` under ``policy``; ``multiplier`` and
+    ``plain_requests`` are our weigher's under ``host-fragmentation``
+    (``[accel_packing]`` options). ``indexed`` chooses through a
     ``HostIndex``; without it every host is looked at for every request
     (the same choices, far slower on large clusters)."""
     hosts = build_cluster(cluster_spec)
@@ -874,7 +908,8 @@ def simulate(cluster_spec: str, requests: Sequence[Request], policy: str,
                      typical=baselines.typical_types(
                          r.task_type for r in requests),
                      unit=max(set(sizes), key=sizes.count), seed=seed,
-                     task_mix=task_mix(requests), multiplier=multiplier)
+                     task_mix=task_mix(requests), multiplier=multiplier,
+                     plain_requests=plain_requests)
     index = HostIndex(hosts, policy_) if indexed else None
     result = Result()
     if mode == "fill":
@@ -1097,6 +1132,13 @@ def build_parser() -> argparse.ArgumentParser:
                              "each); above their 2.0 it decides "
                              "([accel_packing] weight_multiplier, default "
                              "%(default)s)")
+    parser.add_argument("--plain-requests",
+                        choices=[c for c, _ in accel_conf.PLAIN_REQUESTS],
+                        default=accel_conf.PREFER_PLAIN_HOSTS,
+                        help="host-fragmentation: what our weigher does with "
+                             "a request that asks no accelerator "
+                             "([accel_packing] plain_requests, default "
+                             "%(default)s)")
     parser.add_argument("--json", action="store_true",
                         help="print the results as one JSON document")
     parser.add_argument("--plot", metavar="FILE.png",
@@ -1143,7 +1185,8 @@ def main(argv: Sequence[str] | None = None, out=None) -> int:
             args.cluster, requests, name, args.mode, args.fill_to, args.seed,
             indexed=args.indexed,
             progress=Progress(name, sys.stderr) if draw else None,
-            multiplier=args.weight_multiplier)
+            multiplier=args.weight_multiplier,
+            plain_requests=args.plain_requests)
     if args.json:
         json.dump({"policies": {n: r.metrics for n, r in results.items()}},
                   out, indent=1, sort_keys=True)

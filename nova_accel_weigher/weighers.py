@@ -15,13 +15,19 @@
 AccelTopologyFilter already put each host's best candidate first and left
 its score on the host state.
 
-Under ``host-fragmentation`` the weigher names one host for every request,
-requests without accelerators too (nova calls every weigher for every
-request): the one whose candidate nova would claim (the filter's score,
-or for a request the filter did not score, the first candidate scored
-here on the host's room from the request's provider summaries) grows the
-host's fragmentation least, the first by name among equals
-(``packing.decisive_weights``): 1 for it, 0 for the others. Without the
+Under ``host-fragmentation`` the weigher scores, on every host, the
+candidate nova would claim (the filter's score, or for a request the
+filter did not score, the first candidate scored here on the host's room
+from the request's provider summaries): how little it grows the host's
+fragmentation, best fit breaking ties. Every host with the best score
+weighs 1, the others 0 (``packing.decisive_weights``): where the scores
+do not differ (hosts without accelerators, identical hosts, ties), every
+host weighs the same and nova's own weighers decide, exactly as without
+this one; never the host's name. A request that asks no accelerator is
+weighed as ``[accel_packing] plain_requests`` says. A member of a
+soft-affinity or soft-anti-affinity group is weighed only among the hosts
+nova's hint weigher puts first (``hints``): the user's hint wins across
+hosts, packing still chooses the region inside each. Without the
 request's summaries it weighs as under ``fragmentation``, the filter's
 fallback then.
 
@@ -38,7 +44,7 @@ from nova.scheduler import utils
 from nova.scheduler import weights
 
 from nova_accel_weigher import conf as accel_conf
-from nova_accel_weigher import packing, rooms, usage
+from nova_accel_weigher import hints, packing, rooms, usage
 from nova_accel_weigher.filters import SCORE_ATTR, request_key
 
 LOG = logging.getLogger(__name__)
@@ -71,13 +77,27 @@ class AccelPackingWeigher(weights.BaseHostWeigher):
         for weighed in weighed_obj_list:
             setattr(weighed.obj, MULTIPLIER_ATTR,
                     _multiplier(weighed.obj, configured))
+        hosts = [weighed.obj for weighed in weighed_obj_list]
+        first = _hint_leaders(hosts, weight_properties)
         request = usage.request_placement(weight_properties)
         if opts.policy == packing.POLICY_HOST_FRAGMENTATION:
             mix = rooms.mix_from(opts)
             if request is not None and mix is not None:
-                return _host_weights(weighed_obj_list, request, key, opts,
-                                     mix)
-        return [_weight(weighed.obj, key) for weighed in weighed_obj_list]
+                if first is None:
+                    return _host_weights(hosts, request, key, opts, mix)
+                # Decided among the hosts the hint puts first only.
+                among = iter(_host_weights(
+                    [h for h, lead in zip(hosts, first, strict=True)
+                     if lead], request, key, opts, mix))
+                return [next(among) if lead else 0.0 for lead in first]
+        weights = [_weight(host, key) for host in hosts]
+        if first is None:
+            return weights
+        # No host the hint does not put first weighs more than one it does.
+        floor = min(w for w, lead in zip(weights, first, strict=True)
+                    if lead)
+        return [w if lead else min(w, floor)
+                for w, lead in zip(weights, first, strict=True)]
 
     def _weigh_object(self, host_state, weight_properties):
         return _weight(host_state, request_key(weight_properties))
@@ -90,29 +110,51 @@ def _multiplier(host_state, configured: float) -> float:
     return utils.get_weight_multiplier(host_state, MULTIPLIER_KEY, configured)
 
 
-def _host_weights(weighed_obj_list, request: usage.RequestPlacement,
-                  key: str, opts, mix: packing.TaskMix) -> list[float]:
+def _host_weights(hosts, request: usage.RequestPlacement, key: str, opts,
+                  mix: rooms.MixRule) -> list[float]:
     try:
         host_rooms = rooms.for_request(request, opts.resource_classes, mix)
         scores = []
-        for weighed in weighed_obj_list:
-            host_state = weighed.obj
+        asks_accelerators = False
+        for host_state in hosts:
+            candidates = host_state.allocation_candidates
+            if candidates and not asks_accelerators:
+                asks_accelerators = bool(packing.region_demand(
+                    candidates[0], opts.resource_classes))
             owner, score = getattr(host_state, SCORE_ATTR, (None, None))
             if owner != key or score is None:
-                candidates = host_state.allocation_candidates
                 score = None
                 if candidates:
                     ranked = host_rooms.rank(candidates[:1])
                     score = ranked[0][1] if ranked else None
             scores.append(score)
-        return packing.decisive_weights(
-            scores, [weighed.obj.host for weighed in weighed_obj_list])
+        if asks_accelerators:
+            return packing.decisive_weights(scores)
+        if opts.plain_requests == accel_conf.IGNORE:
+            return [0.0] * len(hosts)
+        if opts.plain_requests == accel_conf.PREFER_PLAIN_HOSTS:
+            return packing.plain_host_weights(scores, [
+                host_rooms.accelerated(host.allocation_candidates) is True
+                for host in hosts])
+        return packing.decisive_weights(scores)
     except rooms.UnreadableSummaries:  # said once, by rooms
-        return [0.0] * len(weighed_obj_list)
+        return [0.0] * len(hosts)
     except Exception:  # nothing may raise into nova
         LOG.exception("AccelPackingWeigher failed; every host weighs 0 for "
                       "this request")
-        return [0.0] * len(weighed_obj_list)
+        return [0.0] * len(hosts)
+
+
+def _hint_leaders(hosts, spec_obj) -> list[bool] | None:
+    """``hints.leaders``, None too when the hint puts every host first
+    (it then says nothing between them)."""
+    try:
+        first = hints.leaders(hosts, spec_obj)
+    except Exception:  # nothing may raise into nova
+        LOG.exception("AccelPackingWeigher could not read the request's "
+                      "server group; weighing as without one")
+        return None
+    return None if first is None or all(first) else first
 
 
 def _weight(host_state, key: str) -> float:

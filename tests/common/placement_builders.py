@@ -24,14 +24,17 @@ ROOT = "4f1d1b5e-5bd2-4b3a-9f7e-1f9e0c3a2d10"
 
 def make_card(serial: int, regions: int = 2, functions: int = 4, *,
               kind: str = "pci", numa_node: int | None = 0,
-              status: str = model.STATUS_OK) -> model.Card:
+              status: str = model.STATUS_OK,
+              sizes: tuple[int, ...] = ()) -> model.Card:
+    """A card of ``regions`` regions of ``functions`` functions, or of one
+    region per entry of ``sizes`` with that many functions."""
     card_id = f"dsn-{serial:016x}"
     card = model.Card(
         id=card_id, kind=kind, vendor_id="1172", product_id="5052",
         serial=f"{serial:016x}", identity_source="dsn",
         address=f"0000:{0x10 + serial:02x}:00.0", numa_node=numa_node,
         status=status)
-    for r in range(regions):
+    for r, size in enumerate(sizes or (functions,) * regions):
         region = model.Region(
             id=model.region_id(card_id, r), index=r,
             resource_class="CUSTOM_ACCEL_PCI_1172_5052",
@@ -39,7 +42,7 @@ def make_card(serial: int, regions: int = 2, functions: int = 4, *,
         region.functions = [
             model.Function(id=model.function_id(card_id, r, f),
                            address=f"0000:{0x40 + serial:02x}:{r:02x}.{f}")
-            for f in range(functions)]
+            for f in range(size)]
         card.regions.append(region)
     return card
 

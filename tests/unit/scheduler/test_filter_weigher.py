@@ -18,6 +18,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 from nova import objects
+from nova import weights as nova_base_weights
 from nova.scheduler import weights as nova_weights
 from nova.tests.unit.scheduler import fakes
 
@@ -339,9 +340,12 @@ def test_a_cpu_only_request_goes_where_its_cpu_strands_no_gpu(
                       "accel_packing")
     conf.set_override("weight_multiplier", multiplier, "accel_packing")
     try:
-        assert weighers.AccelPackingWeigher().weigh_objects(
-            [nova_weights.WeighedHost(h, 0.0) for h in hosts],
-            request) == [0.0, 1.0]
+        # As nova normalises them (both hosts have accelerators: half
+        # weights under prefer-plain-hosts, the same once normalised).
+        assert list(nova_base_weights.normalize(
+            weighers.AccelPackingWeigher().weigh_objects(
+                [nova_weights.WeighedHost(h, 0.0) for h in hosts],
+                request))) == [0.0, 1.0]
         weighed = handler.get_weighed_objects(
             [*all_weighers, weighers.AccelPackingWeigher()], hosts, request)
     finally:
@@ -377,8 +381,11 @@ def test_host_fragmentation_ranks_a_hosts_candidates_on_its_whole_room():
     assert list(state.allocation_candidates[0]["allocations"]) == [
         "h1", "h1-gpu1"]
     # Filling GPU 1 ends the 500 the whole-GPU kind could not use: a
-    # gradient of -250 (half the mix), score int(100 / (1 + e^-0.25)).
-    assert getattr(state, filters.SCORE_ATTR) == (request.instance_uuid, 56)
+    # gradient of -250 (half the mix), score int(100 / (1 + e^-0.25));
+    # then best fit: nothing left free in GPU 1, 500 used before, a GPU
+    # of 1000, 2500 left on the host.
+    assert getattr(state, filters.SCORE_ATTR) == (
+        request.instance_uuid, (56, 0, 500, -1000, -3000))
 
 
 def test_a_bad_task_mix_falls_back_to_fragmentation_and_says_so(caplog):

@@ -146,7 +146,7 @@ def candidates_of(t, specs):
 
 
 @examples(80)
-@given(mix=st.sampled_from([MIX, CPU_BLIND_MIX]),
+@given(mix=st.sampled_from([MIX, CPU_BLIND_MIX, None]),
        trees=st.lists(tree, min_size=1, max_size=5),
        candidate_specs=st.lists(host_candidates, min_size=5, max_size=5),
        claims=st.lists(st.tuples(st.integers(0, 30), st.sampled_from(
@@ -157,14 +157,20 @@ def test_host_rooms_rank_as_rank_placements_on_the_plain_room(
     """The regions' states, what they alone decide of a score, and
     rankings are each remembered (by regions' state, placement shape and
     what the mix reads of CPU and memory); no order or score may differ
-    from working everything out afresh for every host."""
+    from working everything out afresh for every host. ``mix`` None is
+    the cloud's own: packing.cloud_mix of every region's capacity."""
     summaries = summaries_of(trees)
     request = usage.RequestPlacement(summaries)
     names = sorted(summaries)
     request.claimed = [{"allocations": {names[i % len(names)]: {
         "resources": {rc: n}}}} for i, rc, n in claims]
     claimed = rooms.claimed_by_provider(request.claimed)
-    host_rooms = rooms.HostRooms(request, [], mix)
+    host_rooms = rooms.HostRooms(request, [], rooms.MixRule(mix))
+    if mix is None:
+        mix = packing.cloud_mix(
+            r["capacity"] for summary in summaries.values()
+            for rc, r in summary["resources"].items()
+            if rc.startswith(contract.ACCEL_PREFIX))
     # Hosts often share a room and candidates' shapes: every host is
     # ranked twice, and hosts again with another's candidates shape.
     for _ in range(2):
@@ -176,7 +182,7 @@ def test_host_rooms_rank_as_rank_placements_on_the_plain_room(
 
 def test_a_candidate_on_no_known_host_ranks_nothing():
     request = usage.RequestPlacement(summaries_of([]))
-    host_rooms = rooms.HostRooms(request, [], MIX)
+    host_rooms = rooms.HostRooms(request, [], rooms.MixRule(MIX))
     assert host_rooms.rank([{"allocations": {"elsewhere": {
         "resources": {"VCPU": 1}}}}]) == []
     assert host_rooms.rank([]) == []

@@ -32,13 +32,13 @@ def mix(cpu_per_unit):
 
 
 def best(room, kind, cpu_per_unit):
-    """The best region for ``kind`` (one region), the first among equals,
-    with its score."""
+    """The best region for ``kind`` (one region) with its FGD score (the
+    first of the ranking's scores)."""
     placements = [Placement(kind.cpu, kind.memory, {i: kind.amount})
                   for i in range(len(room.free))]
     index, score = packing.rank_placements(room, placements,
                                            mix(cpu_per_unit))[0]
-    return score, (index,)
+    return score[0], (index,)
 
 
 def points(gradient):
@@ -125,8 +125,61 @@ def test_the_task_mix_option_parses_and_refuses_bad_entries():
             packing.parse_task_mix([bad])
 
 
-def test_the_weigher_names_the_best_host_first_by_name_among_equals():
-    assert packing.decisive_weights([40, 55, None, 55], ["d", "c", "a",
-                                                         "b"]) == [
-        0.0, 0.0, 0.0, 1.0]
-    assert packing.decisive_weights([None, None], ["a", "b"]) == [0.0, 0.0]
+def test_the_weigher_weighs_every_best_host_alike_never_by_name():
+    assert packing.decisive_weights([40, 55, None, 55]) == [
+        0.0, 1.0, 0.0, 1.0]
+    assert packing.decisive_weights([(50, -2), (50, 0), (49, 0)]) == [
+        0.0, 1.0, 0.0]
+    assert packing.decisive_weights([None, None]) == [0.0, 0.0]
+    # No difference, no opinion: equal weights normalise to 0 in nova.
+    assert packing.decisive_weights([(50, 0, 0, 0, 0)] * 3) == [1.0] * 3
+
+
+def test_plain_servers_prefer_hosts_without_accelerators():
+    # Two plain hosts, then accelerator hosts where the server strands
+    # 5 and nothing: plain hosts first, and among accelerator hosts the
+    # one that strands nothing.
+    assert packing.plain_host_weights(
+        [50, 50, 45, 50], [False, False, True, True]) == [
+        1.0, 1.0, 0.0, 0.5]
+    # Only accelerator hosts: nova normalises 0.5 and 0 to 1 and 0.
+    assert packing.plain_host_weights([45, 50], [True, True]) == [0.0, 0.5]
+
+
+def test_best_fit_breaks_ties_smallest_region_then_fuller_then_host():
+    cloud = packing.cloud_mix([8, 2, 4])
+    room = HostRoom(0, 0, (8, 2, 4), (8, 2, 4))
+    two = [Placement(0, 0, {i: 2}) for i in range(3)]
+    # The 2-function region, whatever order the placements come in: with
+    # every size in the mix, breaking the 8 costs its whole size and
+    # taking the 2 costs nothing more.
+    assert packing.rank_placements(room, two, cloud)[0][0] == 1
+    assert packing.rank_placements(room, two[::-1], cloud)[0][0] == 1
+    # Under a mix that names no size, FGD cannot tell them apart: best
+    # fit does.
+    shares = packing.task_mix([TaskKind(0, 0, 1, 1), TaskKind(0, 0, 2, 1)])
+    ranked = packing.rank_placements(room, two, shares)
+    assert ranked[0][1][0] == ranked[2][1][0]
+    assert [i for i, _ in ranked] == [1, 2, 0]
+    # Equal leftovers: the fuller region first (4 of 8 used against a
+    # whole 4), so that the whole one stays whole.
+    half = HostRoom(0, 0, (4, 4), (8, 4))
+    assert packing.best_fit(half, Placement(0, 0, {0: 2})) > \
+        packing.best_fit(half, Placement(0, 0, {1: 2}))
+    # The same placement on a fuller host is the better fit.
+    assert packing.best_fit(HostRoom(0, 0, (2, 0), (2, 2)),
+                            Placement(0, 0, {0: 2})) > \
+        packing.best_fit(HostRoom(0, 0, (2, 2), (2, 2)),
+                         Placement(0, 0, {0: 2}))
+    # No accelerator taken, no opinion.
+    assert packing.best_fit(room, Placement(1, 1, {})) == packing.NO_FIT
+
+
+def test_the_cloud_mix_names_every_region_size():
+    cloud = packing.cloud_mix([4, 8, 4, 2, 0])
+    whole = {k.amount: k.weight for k in cloud.kinds if k.whole}
+    assert whole == pytest.approx({2: 0.4 / 3, 4: 0.4 / 3, 8: 0.4 / 3})
+    shared = {k.amount: k.weight for k in cloud.kinds if not k.whole}
+    assert shared == pytest.approx({1: 0.4, 2: 0.2})
+    # A cloud without regions: the function shapes alone.
+    assert [k.whole for k in packing.cloud_mix([]).kinds] == [False, False]

@@ -144,11 +144,11 @@ def test_poisson_rate_scales_arrivals_not_shapes():
 
 
 def test_host_fragmentation_decides_only_above_novas_weighers():
-    """Our weigher names one host; nova's RAM and CPU weighers (1.0 each)
-    spread. At multiplier 0 nova's weighers alone choose: stock nova's
-    host. At the default ours decides: the host ``decisive_weights``
-    names. Between, it depends on how far apart nova's weighers put the
-    two."""
+    """Our weigher weighs the best hosts 1; nova's RAM and CPU weighers
+    (1.0 each) spread. At multiplier 0 nova's weighers alone choose:
+    stock nova's host. At the default ours decides: one of the hosts
+    ``decisive_weights`` weighs 1. Between, it depends on how far apart
+    nova's weighers put the two."""
     rng = random.Random(3)
     hosts = [sim._host(f"n{i:02d}", [(1, 1000)] * rng.choice((2, 4, 8)),
                        rng.choice((32, 64, 96)) * 1000,
@@ -175,9 +175,8 @@ def test_host_fragmentation_decides_only_above_novas_weighers():
                                       sim.accel_candidates(h, request))
                   for h in feasible]
         weights = packing.decisive_weights(
-            [s[0][1] if s else None for s in scores],
-            [h.name for h in feasible])
-        assert choices[10.0][0] is feasible[weights.index(1.0)]
+            [s[0][1] if s else None for s in scores])
+        assert weights[feasible.index(choices[10.0][0])] == 1.0
         for m in differ:
             differ[m] += choices[m][0] is not choices[0.0][0]
         sim._apply(choices[10.0], request, +1)
