@@ -470,14 +470,19 @@ def gradient_score(before: float, after: float, mix: TaskMix) -> int:
 NO_FIT = (0, 0, 0, 0)
 
 
-def best_fit(room: HostRoom, placement: Placement) -> tuple[int, ...]:
+def best_fit(room: HostRoom, placement: Placement,
+             cpu_aware: bool = False) -> tuple[int, ...]:
     """What breaks ties between placements ``placement_score`` rates
     alike, higher is better: the least left free in the regions taken
     from (the smallest region that fits), the most already used in them
     (the fuller region), the smallest of them, then the least accelerator
     capacity left on the host (the fuller host), so that where packing's
     outcome differs, placement's arbitrary order never decides. A
-    placement that takes no accelerator has no opinion (``NO_FIT``)."""
+    placement that takes no accelerator has no opinion (``NO_FIT``),
+    but on a host with regions under a mix whose accelerator requests
+    ask CPU (``cpu_aware``: its ``cpu_per_unit``) it fits best where it
+    leaves the least CPU, so that CPU stays together where accelerators
+    need it."""
     left = used = size = taken = 0
     for index, amount in placement.taken.items():
         if not amount:
@@ -487,9 +492,17 @@ def best_fit(room: HostRoom, placement: Placement) -> tuple[int, ...]:
         used += capacity - free
         size += capacity
         taken += amount
-    if not taken:
-        return NO_FIT
-    return (-left, used, -size, taken - sum(room.free))
+    if taken:
+        return (-left, used, -size, taken - sum(room.free))
+    if cpu_aware and room.free:
+        return cpu_fit(room.cpu, placement.cpu)
+    return NO_FIT
+
+
+def cpu_fit(cpu: int, taken: int) -> tuple[int, ...]:
+    """``best_fit`` of a placement that takes ``taken`` CPU and no
+    accelerator from a host with regions and ``cpu`` left."""
+    return (0, 0, 0, taken - cpu)
 
 
 def rank_placements(room: HostRoom, placements: Sequence[Placement],
@@ -498,11 +511,13 @@ def rank_placements(room: HostRoom, placements: Sequence[Placement],
     ``placement_score`` then ``best_fit``, compared as a tuple. Equal
     scores keep the given order (the sort is stable); they pack alike."""
     before = host_fragmentation(room, mix)
+    cpu_aware = mix.cpu_per_unit > 0
     scored = []
     for index, placement in enumerate(placements):
         s = placement_score(room, placement, mix, before)
         if s is not None:
-            scored.append((index, (s, *best_fit(room, placement))))
+            scored.append((index, (s, *best_fit(room, placement,
+                                                  cpu_aware))))
     scored.sort(key=itemgetter(1), reverse=True)
     return scored
 

@@ -357,6 +357,7 @@ class HostRooms:
         before = (self._loss(number, packing.kinds_fit(cpu, memory, mix))
                   + packing.cpu_shortfall(losses[number][0], cpu, mix))
         ranked = []
+        cpu_aware = mix.cpu_per_unit > 0
         # A host's candidates mostly take the same CPU and memory: what
         # the kinds can still run after them is worked out once.
         last_taken, fit = None, ()
@@ -367,6 +368,9 @@ class HostRooms:
             if placed is None:
                 continue
             after, best_fit = placed
+            if (best_fit == packing.NO_FIT and cpu_aware
+                    and self._regions[number][1]):
+                best_fit = packing.cpu_fit(cpu, taken_cpu)
             cpu_left = cpu - taken_cpu
             if (taken_cpu, taken_memory) != last_taken:
                 last_taken = (taken_cpu, taken_memory)
