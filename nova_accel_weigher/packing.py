@@ -473,10 +473,11 @@ NO_FIT = (0, 0, 0, 0)
 def best_fit(room: HostRoom, placement: Placement,
              cpu_aware: bool = False) -> tuple[int, ...]:
     """What breaks ties between placements ``placement_score`` rates
-    alike, higher is better: the least left free in the regions taken
+    alike, higher is better: the least accelerator capacity left on the
+    host (the fuller host: the same for every candidate of one host, so
+    it only ranks hosts), then the least left free in the regions taken
     from (the smallest region that fits), the most already used in them
-    (the fuller region), the smallest of them, then the least accelerator
-    capacity left on the host (the fuller host), so that where packing's
+    (the fuller region) and the smallest of them, so that where packing's
     outcome differs, placement's arbitrary order never decides. A
     placement that takes no accelerator has no opinion (``NO_FIT``),
     but on a host with regions under a mix whose accelerator requests
@@ -493,7 +494,7 @@ def best_fit(room: HostRoom, placement: Placement,
         size += capacity
         taken += amount
     if taken:
-        return (-left, used, -size, taken - sum(room.free))
+        return (taken - sum(room.free), -left, used, -size)
     if cpu_aware and room.free:
         return cpu_fit(room.cpu, placement.cpu)
     return NO_FIT
@@ -502,7 +503,7 @@ def best_fit(room: HostRoom, placement: Placement,
 def cpu_fit(cpu: int, taken: int) -> tuple[int, ...]:
     """``best_fit`` of a placement that takes ``taken`` CPU and no
     accelerator from a host with regions and ``cpu`` left."""
-    return (0, 0, 0, taken - cpu)
+    return (taken - cpu, 0, 0, 0)
 
 
 def rank_placements(room: HostRoom, placements: Sequence[Placement],

@@ -146,7 +146,7 @@ def test_plain_servers_prefer_hosts_without_accelerators():
     assert packing.plain_host_weights([45, 50], [True, True]) == [0.0, 0.5]
 
 
-def test_best_fit_breaks_ties_smallest_region_then_fuller_then_host():
+def test_best_fit_breaks_ties_fuller_host_then_smallest_region_fuller():
     cloud = packing.cloud_mix([8, 2, 4])
     room = HostRoom(0, 0, (8, 2, 4), (8, 2, 4))
     two = [Placement(0, 0, {i: 2}) for i in range(3)]
