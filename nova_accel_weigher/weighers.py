@@ -115,10 +115,12 @@ def _host_weights(hosts, request: usage.RequestPlacement, key: str, opts,
     try:
         host_rooms = rooms.for_request(request, opts.resource_classes, mix)
         scores = []
-        asks_accelerators = False
+        # Every candidate answers all of the request's groups: the first
+        # says whether it asks accelerators.
+        asks_accelerators = None
         for host_state in hosts:
             candidates = host_state.allocation_candidates
-            if candidates and not asks_accelerators:
+            if candidates and asks_accelerators is None:
                 asks_accelerators = bool(packing.region_demand(
                     candidates[0], opts.resource_classes))
             owner, score = getattr(host_state, SCORE_ATTR, (None, None))
