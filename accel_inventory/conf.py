@@ -100,6 +100,31 @@ agent_opts = [
                help="Publish attempts per round when another client "
                     "changes our providers at the same time (generation "
                     "conflicts); the next round starts over."),
+    cfg.StrOpt("metrics_path",
+               help="File the agent writes its figures to after every "
+                    "round, in node_exporter's textfile format (per card "
+                    "and region: capacity, functions used, free and "
+                    "reserved, whole free, degraded; per host: whole free "
+                    "regions by class and size, fragmented functions, the "
+                    "largest request still placeable, FGD's "
+                    "fragmentation). Point it into node_exporter's "
+                    "--collector.textfile.directory with a .prom name, "
+                    "e.g. /var/lib/node_exporter/textfile_collector/"
+                    "nova_accel.prom. Unset: no file."),
+    cfg.PortOpt("metrics_port", default=0,
+                help="Port on which the agent also serves its figures over "
+                     "HTTP for Prometheus to scrape; 0 (the default) "
+                     "serves none."),
+    cfg.StrOpt("metrics_address", default="0.0.0.0",
+               help="Address metrics_port listens on."),
+    cfg.ListOpt("task_mix", default=["0.4:1", "0.2:2", "0.4:region4"],
+                help="The expected mix of requests the exported FGD "
+                     "fragmentation is measured against, written as the "
+                     "scheduler's [accel_packing] task_mix "
+                     "(WEIGHT:SHAPE[:VCPU[:MEMORY_MB[:CLASS|CLASS]]]); set "
+                     "it to the same value so that the figure is the one "
+                     "the scheduler packs by. The default is the "
+                     "scheduler's default mix (its request_mix)."),
 ]
 
 

@@ -10,8 +10,11 @@
 # License for the specific language governing permissions and limitations
 # under the License.
 
-"""How fragmented a host is, FGD's way: the free accelerator capacity
-the expected task mix could no longer use (``host_fragmentation``).
+"""How fragmented a host is: FGD's measure, the free accelerator
+capacity the expected task mix could no longer use
+(``host_fragmentation``), and the plain figures an operator graphs and
+plans with (``RegionFill``, ``class_figures``: whole free regions per
+size, fragmented functions, the largest request still placeable).
 
 The scheduler's ``host-fragmentation`` policy scores placements by how
 little they grow it (``nova_accel_weigher.packing``), the simulator
@@ -24,8 +27,8 @@ others). Pure: room and mix come in as data, a number goes out.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Iterable
-from dataclasses import dataclass
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
 
 @dataclass(frozen=True)
 class TaskKind:
@@ -194,3 +197,110 @@ def parse_task_mix(entries: Iterable[str]) -> TaskMix:
         kinds.append(TaskKind(cpu, memory, amount, regions, models, weight,
                               whole))
     return task_mix(kinds)
+
+
+def needs_host_room(mix: TaskMix) -> bool:
+    """Whether ``host_fragmentation`` against ``mix`` depends on the
+    host's CPU and memory left (else any room gives the same number)."""
+    return mix.cpu_per_unit > 0 or any(k.cpu or k.memory for k in mix.kinds)
+
+
+# -- the figures ------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class RegionFill:
+    """One region as the figures see it: its resource class, its size
+    (its functions, what its size trait says), its capacity (what may be
+    allocated: total less reserved, times the allocation ratio), what is
+    allocated, and whether it is degraded (nothing new lands there)."""
+
+    resource_class: str
+    size: int
+    capacity: int
+    used: int
+    degraded: bool = False
+
+    @property
+    def free(self) -> int:
+        return 0 if self.degraded else max(self.capacity - self.used, 0)
+
+    @property
+    def whole_free(self) -> bool:
+        """Whether a request for the whole region (its size, with the size
+        trait) can have it now."""
+        return (not self.degraded and self.used == 0
+                and self.capacity >= self.size > 0)
+
+    @property
+    def fragmented(self) -> int:
+        """Its free functions outside a whole free region."""
+        return 0 if self.whole_free else self.free
+
+
+@dataclass(frozen=True)
+class ClassFigures:
+    """One resource class of one host (or of any set of regions): whole
+    free regions by size, free functions outside them (``fragmented``),
+    the most functions one region can still give (``largest``: the
+    largest request of one group placeable now) and the largest
+    whole-region request placeable now (``largest_whole``: count and
+    size of the size whose whole free regions hold the most functions)."""
+
+    resource_class: str
+    regions: int
+    capacity: int
+    used: int
+    free: int
+    fragmented: int
+    degraded: int
+    largest: int
+    whole_free: dict[int, int] = field(default_factory=dict)
+
+    @property
+    def whole_free_regions(self) -> int:
+        return sum(self.whole_free.values())
+
+    @property
+    def largest_whole(self) -> tuple[int, int]:
+        """(count, size); (0, 0) when no region is whole free."""
+        if not self.whole_free:
+            return (0, 0)
+        size = max(self.whole_free,
+                   key=lambda s: (s * self.whole_free[s], s))
+        return (self.whole_free[size], size)
+
+
+def class_figures(regions: Iterable[RegionFill]) -> dict[str, ClassFigures]:
+    """The figures of ``regions`` per resource class, in class order."""
+    by_class: dict[str, list[RegionFill]] = {}
+    for region in regions:
+        by_class.setdefault(region.resource_class, []).append(region)
+    figures = {}
+    for rc in sorted(by_class):
+        members = by_class[rc]
+        whole: dict[int, int] = {}
+        for r in members:
+            if r.whole_free:
+                whole[r.size] = whole.get(r.size, 0) + 1
+        figures[rc] = ClassFigures(
+            resource_class=rc, regions=len(members),
+            capacity=sum(r.capacity for r in members),
+            used=sum(r.used for r in members),
+            free=sum(r.free for r in members),
+            fragmented=sum(r.fragmented for r in members),
+            degraded=sum(r.degraded for r in members),
+            largest=max((r.free for r in members), default=0),
+            whole_free=dict(sorted(whole.items())))
+    return figures
+
+
+def room_of(regions: Sequence[RegionFill], cpu: int = 0,
+            memory: int = 0) -> HostRoom:
+    """The host's room as ``host_fragmentation`` takes it, as the
+    scheduler reads it from placement's summaries: each region's free
+    capacity (none when degraded) and its capacity, the model the first
+    region's class."""
+    return HostRoom(cpu, memory, tuple(r.free for r in regions),
+                    tuple(r.capacity for r in regions),
+                    regions[0].resource_class if regions else "")

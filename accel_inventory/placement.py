@@ -562,6 +562,28 @@ class Publisher:
         self.root_uuid, self.root_name = root_uuid, root_name
         return True
 
+    def root_room(self) -> tuple[int, int]:
+        """The compute node's VCPU and MEMORY_MB left (capacity less
+        usage), for the agent's figures; call after ``publish``."""
+        base = f"/resource_providers/{self.root_uuid}"
+        inv = self.client.call("GET", f"{base}/inventories")
+        usages = self.client.call("GET", f"{base}/usages")
+        for r in (inv, usages):
+            if r.status_code != 200:
+                raise _error(r, f"the room of provider {self.root_uuid}")
+        inventories = inv.json()["inventories"]
+        used = usages.json()["usages"]
+
+        def left(rc: str) -> int:
+            i = inventories.get(rc)
+            if i is None:
+                return 0
+            capacity = int((i["total"] - i["reserved"])
+                           * i["allocation_ratio"])
+            return max(capacity - int(used.get(rc, 0)), 0)
+
+        return left("VCPU"), left("MEMORY_MB")
+
     def read_allocations(self, inventory: model.Inventory
                          ) -> dict[str, dict[str, dict[str, int]]]:
         """Allocations on each of our region providers found in placement.
