@@ -171,6 +171,10 @@ def build_parser() -> argparse.ArgumentParser:
                       metavar="SECONDS",
                       help="--execute: how long one move may take "
                            "(default 600).")
+    plan.add_argument("--poll-interval", type=_seconds, default=2.0,
+                      metavar="SECONDS",
+                      help="--execute: how often nova is asked how a move "
+                           "goes (default 2).")
     return parser
 
 
@@ -243,7 +247,8 @@ def _plan(conf, args, out) -> int:
         return 0
     outcome = execute.execute(
         result, cluster, nova, client, timeout=args.timeout,
-        say=lambda line: print(line, file=sys.stderr, flush=True))
+        say=lambda line: print(line, file=sys.stderr, flush=True),
+        interval=args.poll_interval)
     if outcome.failed is not None:
         return _fail(f"move of {outcome.failed.server} failed: "
                      f"{outcome.reason}")

@@ -94,7 +94,7 @@ def _spoils(client: placement.Client, cluster: cl.Cluster,
 def run_move(move: planner.Move, cluster: cl.Cluster,
              target: planner.Target, nova: nova_api.Nova,
              client: placement.Client, timeout: float,
-             say: Callable[[str], None]) -> None:
+             say: Callable[[str], None], interval: float = 2.0) -> None:
     """One move; raises MoveFailed (or NovaError) when it did not
     happen as planned."""
     source = cluster.hosts[move.source].name
@@ -119,7 +119,7 @@ def run_move(move: planner.Move, cluster: cl.Cluster,
 
     if how == contract.MOVE_LIVE:
         nova.live_migrate(move.server, host)
-        after = nova.wait(move.server, finished, timeout)
+        after = nova.wait(move.server, finished, timeout, interval)
         if after.get("status") == "ERROR" or after.get(NODE) != destination:
             raise MoveFailed(f"the live migration of {move.server} did not "
                              f"reach {destination}: it is "
@@ -134,7 +134,7 @@ def run_move(move: planner.Move, cluster: cl.Cluster,
                              f"it (the server runs there, unharmed)")
     else:
         nova.cold_migrate(move.server, host)
-        after = nova.wait(move.server, finished, timeout)
+        after = nova.wait(move.server, finished, timeout, interval)
         if after.get("status") != "VERIFY_RESIZE":
             raise MoveFailed(f"the cold migration of {move.server} ended "
                              f"{after.get('status')} on {after.get(NODE)}"
@@ -144,20 +144,28 @@ def run_move(move: planner.Move, cluster: cl.Cluster,
         if spoiled:
             nova.revert(move.server)
             nova.wait(move.server, lambda s: finished(s) and s.get(
-                "status") != "VERIFY_RESIZE", timeout)
+                "status") != "VERIFY_RESIZE", timeout, interval)
             raise MoveFailed(f"nova's scheduler put {move.server} in the "
                              f"whole free region(s) {', '.join(spoiled)}; "
                              f"the migration was reverted, the server is "
                              f"back on {source}")
         nova.confirm(move.server)
         nova.wait(move.server, lambda s: finished(s) and s.get(
-            "status") != "VERIFY_RESIZE", timeout)
-    still = [cluster.regions[r].name for r in move.frees
-             if _usage(client, cluster.regions[r])]
-    if still:
-        raise MoveFailed(f"{', '.join(still)} still in use after the move "
-                         f"of {move.server} (another server landed there, "
-                         f"or an allocation is left); plan again")
+            "status") != "VERIFY_RESIZE", timeout, interval)
+    # Nova drops the source's allocations (the migration's) last, after
+    # the server is ACTIVE again: wait for them within the timeout.
+    deadline = nova.clock() + timeout
+    while True:
+        still = [cluster.regions[r].name for r in move.frees
+                 if _usage(client, cluster.regions[r])]
+        if not still:
+            return
+        if nova.clock() >= deadline:
+            raise MoveFailed(
+                f"{', '.join(still)} still in use {timeout:g} s after the "
+                f"move of {move.server} (another server landed there, or "
+                f"an allocation is left); plan again")
+        nova.sleep(interval)
 
 
 def _fault(server: dict) -> str:
@@ -167,8 +175,9 @@ def _fault(server: dict) -> str:
 
 def execute(plan: planner.Plan, cluster: cl.Cluster, nova: nova_api.Nova,
             client: placement.Client, *, timeout: float,
-            say: Callable[[str], None]) -> Outcome:
-    """Run ``plan``'s moves in order; stop at the first that fails."""
+            say: Callable[[str], None], interval: float = 2.0) -> Outcome:
+    """Run ``plan``'s moves in order, polling nova every ``interval``
+    seconds; stop at the first that fails."""
     outcome = Outcome()
     total = len(plan.moves)
     for i, move in enumerate(plan.moves, 1):
@@ -177,7 +186,8 @@ def execute(plan: planner.Plan, cluster: cl.Cluster, nova: nova_api.Nova,
                 f"{cluster.hosts[move.destination].name}")
         say(what + " ...")
         try:
-            run_move(move, cluster, plan.target, nova, client, timeout, say)
+            run_move(move, cluster, plan.target, nova, client, timeout, say,
+                     interval)
         except (MoveFailed, nova_api.NovaError,
                 placement.PlacementError) as e:
             outcome.failed, outcome.reason = move, str(e)

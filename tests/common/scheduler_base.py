@@ -78,10 +78,11 @@ class SchedulerTestBase(NovaAccelTestCase):
 
     # -- hardware and flavors
 
-    def publish_card(self, host, serial=1, regions=3):
+    def publish_card(self, host, serial=1, regions=3, kind="pci"):
         """Publish one card of ``regions`` x 4 functions under ``host``;
         returns its region providers in region order."""
-        card = make_card(serial, regions=regions, functions=REGION_SIZE)
+        card = make_card(serial, regions=regions, functions=REGION_SIZE,
+                         kind=kind)
         adapter = ks_loading.load_adapter_from_conf_options(
             CONF, "placement",
             session=ks_loading.load_session_from_conf_options(
