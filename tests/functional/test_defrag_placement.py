@@ -21,54 +21,12 @@ import json
 import uuid
 
 from accel_defrag import cli
-from accel_inventory import model
-from accel_inventory import placement
-from accel_inventory import provider_tree
 from tests.common import placement_host
+from tests.common.defrag_cloud import OTHER, Cloud
 from tests.common.placement_builders import HOST, make_card
-from tests.common.placement_host import PROJECT, RC, USER
+from tests.common.placement_host import RC
 
 host = placement_host.host
-
-OTHER = "compute-2"
-ROOT_INVENTORY = {"VCPU": {"total": 16}, "MEMORY_MB": {"total": 32768},
-                  "DISK_GB": {"total": 500}}
-SERVER = {"VCPU": 2, "MEMORY_MB": 2048, "DISK_GB": 10}
-
-
-class Cloud:
-    """Two compute nodes with a card of two regions of 4 each."""
-
-    def __init__(self, host):
-        self.host = host
-        self.roots = {HOST: host.root,
-                      OTHER: host.post("/resource_providers",
-                                       {"name": OTHER})["uuid"]}
-        self.regions = {}
-        for serial, (name, root) in enumerate(self.roots.items(), 1):
-            rp = host.get(f"/resource_providers/{root}")
-            host.put(f"/resource_providers/{root}/inventories", {
-                "resource_provider_generation": rp["generation"],
-                "inventories": ROOT_INVENTORY})
-            card = make_card(serial, regions=2, functions=4)
-            report = placement.Publisher(host.raw, compute_node=name) \
-                .publish(model.Inventory(hostname=name, cards=[card]))
-            assert not report.failed
-            self.regions[name] = [provider_tree.provider_uuid(name, r.id)
-                                  for r in card.regions]
-        self.servers = {}
-
-    def boot(self, name, on, region, functions):
-        consumer = str(uuid.uuid4())
-        self.host.put(f"/allocations/{consumer}", {
-            "allocations": {
-                self.roots[on]: {"resources": SERVER},
-                self.regions[on][region]: {"resources": {RC: functions}}},
-            "project_id": PROJECT, "user_id": USER,
-            "consumer_generation": None}, ok=(204,))
-        self.servers[name] = consumer
-        return consumer
-
 
 def run(host, *argv):
     """accel-defrag on this placement, one request at a time (placement's
@@ -80,12 +38,7 @@ def run(host, *argv):
 
 
 def fragmented_cloud(host):
-    cloud = Cloud(host)
-    cloud.boot("s1", HOST, 0, 1)
-    cloud.boot("s2", HOST, 1, 2)
-    cloud.boot("s3", HOST, 1, 1)
-    cloud.boot("s4", OTHER, 0, 3)
-    return cloud
+    return Cloud(host).fragmented()
 
 
 def test_the_view_per_host_and_class_in_json_and_table(host, tmp_path):
