@@ -43,26 +43,22 @@ from accel_defrag import report
 PROG = "accel-defrag"
 
 
-def _positive(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        value = 0
-    if value < 1:
-        raise argparse.ArgumentTypeError(
-            f"expected a whole number, 1 or more, not {text!r}")
-    return value
+def _whole(minimum: int):
+    """argparse's type for a whole number of ``minimum`` or more."""
+    def whole(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            value = minimum - 1
+        if value < minimum:
+            raise argparse.ArgumentTypeError(
+                f"expected a whole number, {minimum} or more, not {text!r}")
+        return value
+    return whole
 
 
-def _count(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        value = -1
-    if value < 0:
-        raise argparse.ArgumentTypeError(
-            f"expected a whole number, 0 or more, not {text!r}")
-    return value
+_positive = _whole(1)
+_count = _whole(0)
 
 
 def _seconds(text: str) -> float:

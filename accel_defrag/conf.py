@@ -31,31 +31,9 @@ nova_group = cfg.OptGroup(
          "[cinder] groups.")
 
 
-def _ks_loading():
-    from keystoneauth1 import loading as ks_loading
-
-    return ks_loading
-
-
-def _nova_opts() -> list:
-    ks = _ks_loading()
-    opts = (ks.get_session_conf_options()
-            + ks.get_auth_common_conf_options()
-            + ks.get_auth_plugin_conf_options("password")
-            + ks.get_auth_plugin_conf_options("v3password")
-            + ks.get_auth_plugin_conf_options("admin_token")
-            + ks.get_adapter_conf_options(include_deprecated=False))
-    unique = {}
-    for opt in opts:
-        if opt.dest == "service_type":
-            opt.default = NOVA_SERVICE_TYPE
-        unique.setdefault(opt.dest, opt)
-    return list(unique.values())
-
-
 def register_opts(conf: cfg.ConfigOpts) -> None:
     """[placement] (with [agent]) and [nova] on ``conf``."""
-    ks = _ks_loading()
+    from keystoneauth1 import loading as ks
     inventory_conf.register_placement_opts(conf)
     conf.register_group(cfg.OptGroup(NOVA_GROUP, title=nova_group.title,
                                      help=nova_group.help))
@@ -67,4 +45,5 @@ def register_opts(conf: cfg.ConfigOpts) -> None:
 
 
 def list_opts():
-    return [(nova_group, _nova_opts())]
+    return [(nova_group, inventory_conf.keystoneauth_opts(
+        {"service_type": NOVA_SERVICE_TYPE}))]

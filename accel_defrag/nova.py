@@ -22,6 +22,7 @@ from collections.abc import Callable
 from typing import Any
 from urllib.parse import quote
 
+from accel_inventory import placement
 from accel_defrag.report import COLD_MICROVERSION, LIVE_MICROVERSION
 
 # Reads: the aggregate's uuid (2.41), the hypervisor's service (2.53).
@@ -33,18 +34,11 @@ class NovaError(Exception):
 
 
 def load_adapter(conf):
-    from keystoneauth1 import exceptions as ks_exc
-    from keystoneauth1 import loading as ks_loading
-
-    group = "nova"
+    """The adapter of ``[nova]``, built as placement's is."""
     try:
-        auth = ks_loading.load_auth_from_conf_options(conf, group)
-        session = ks_loading.load_session_from_conf_options(conf, group,
-                                                            auth=auth)
-        return ks_loading.load_adapter_from_conf_options(
-            conf, group, session=session, auth=auth)
-    except ks_exc.ClientException as e:
-        raise NovaError(f"the [nova] options are incomplete: {e}") from e
+        return placement.load_adapter(conf, "nova")
+    except placement.PlacementError as e:
+        raise NovaError(str(e)) from None
 
 
 class Nova:

@@ -74,9 +74,8 @@ class AcceleratorDefragmentationSpec(efficacy_base.EfficacySpecification):
                         "migrated.", unit=None, value=value)]
 
 
-class AcceleratorDefragmentation(goal_base.Goal):
-    """Free whole accelerator regions (a whole FPGA region, GPU, vGPU
-    parent) with the fewest server migrations."""
+class _Named:
+    """The goal's and the strategy's names: Watcher asks each its own."""
 
     @classmethod
     def get_name(cls):
@@ -89,31 +88,24 @@ class AcceleratorDefragmentation(goal_base.Goal):
     @classmethod
     def get_translatable_display_name(cls):
         return "Accelerator defragmentation"
+
+
+class AcceleratorDefragmentation(_Named, goal_base.Goal):
+    """Free whole accelerator regions (a whole FPGA region, GPU, vGPU
+    parent) with the fewest server migrations."""
 
     @classmethod
     def get_efficacy_specification(cls):
         return AcceleratorDefragmentationSpec()
 
 
-class AcceleratorDefragmentationStrategy(base.BaseStrategy):
+class AcceleratorDefragmentationStrategy(_Named, base.BaseStrategy):
     """The fewest migrations that make ``count`` more whole regions of
     ``resource_class`` and ``size`` free (with ``max_moves``, the most
     within that many), as ``accel-defrag plan`` computes them."""
 
     # Placement requests in flight at once while reading the cloud.
     read_workers = reader.WORKERS
-
-    @classmethod
-    def get_name(cls):
-        return NAME
-
-    @classmethod
-    def get_display_name(cls):
-        return "Accelerator defragmentation"
-
-    @classmethod
-    def get_translatable_display_name(cls):
-        return "Accelerator defragmentation"
 
     @classmethod
     def get_goal_name(cls):

@@ -134,7 +134,9 @@ def _ks_loading():
     return ks_loading
 
 
-def _placement_opts() -> list:
+def keystoneauth_opts(defaults: dict) -> list:
+    """keystoneauth1's session, auth and adapter options of one client
+    group, as nova lists its own, with ``defaults`` (service_type...)."""
     ks = _ks_loading()
     opts = (ks.get_session_conf_options()
             + ks.get_auth_common_conf_options()
@@ -142,14 +144,17 @@ def _placement_opts() -> list:
             + ks.get_auth_plugin_conf_options("v3password")
             + ks.get_auth_plugin_conf_options("admin_token")
             + ks.get_adapter_conf_options(include_deprecated=False))
-    defaults = {"service_type": PLACEMENT_SERVICE_TYPE,
-                "valid_interfaces": PLACEMENT_INTERFACES}
     unique = {}
     for opt in opts:
         if opt.dest in defaults:
             opt.default = defaults[opt.dest]
         unique.setdefault(opt.dest, opt)
     return list(unique.values())
+
+
+def _placement_opts() -> list:
+    return keystoneauth_opts({"service_type": PLACEMENT_SERVICE_TYPE,
+                              "valid_interfaces": PLACEMENT_INTERFACES})
 
 
 def register_placement_opts(conf: cfg.ConfigOpts) -> None:

@@ -78,13 +78,13 @@ def _unknown_name(response) -> bool:
         text in response.text for text in _UNKNOWN_NAME)
 
 
-def load_adapter(conf):
-    """A keystoneauth1 adapter from the ``[placement]`` group, as nova
-    builds its own: auth plugin, then session, then adapter."""
+def load_adapter(conf, group: str = "placement"):
+    """A keystoneauth1 adapter from the ``[placement]`` group (or another
+    client group), as nova builds its own: auth plugin, then session,
+    then adapter."""
     from keystoneauth1 import exceptions as ks_exc
     from keystoneauth1 import loading as ks_loading
 
-    group = "placement"
     try:
         auth = ks_loading.load_auth_from_conf_options(conf, group)
         session = ks_loading.load_session_from_conf_options(conf, group,
@@ -92,7 +92,7 @@ def load_adapter(conf):
         return ks_loading.load_adapter_from_conf_options(
             conf, group, session=session, auth=auth)
     except ks_exc.ClientException as e:
-        raise PlacementError(f"the [placement] options are incomplete: "
+        raise PlacementError(f"the [{group}] options are incomplete: "
                              f"{e}") from e
 
 
