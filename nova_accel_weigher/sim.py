@@ -844,6 +844,7 @@ class Result:
     timeline: list[tuple[float, float, int]] = field(default_factory=list)
     metrics: dict[str, float] = field(default_factory=dict)
     migrations: int = 0
+    freed_regions: int = 0
 
 
 def fill_order(requests: Sequence[Request], target: float, seed: int
@@ -880,12 +881,21 @@ def _region_class(host: Host) -> str:
     return host.model or _SIM_CLASS
 
 
+def _server_name(placed: int) -> str:
+    """A server's name for the planner, by the order it was placed in:
+    the planner breaks ties by name, so names must not follow memory
+    addresses (``id``), or the same replay would differ between runs."""
+    return f"s{placed:09d}"
+
+
 def planner_cluster(hosts: Sequence[Host],
                     held: dict[int, tuple[Host, dict[str, int]]],
-                    servers: dict[int, Request]) -> defrag_cluster.Cluster:
+                    servers: dict[int, tuple[int, Request]]
+                    ) -> defrag_cluster.Cluster:
     """The replay's state as the planner reads placement: a host's CPU
     and memory left (when modelled), its regions, the servers holding
-    functions and what each takes."""
+    functions (``servers``: by the key of ``held``, the order each was
+    placed in and its request) and what each takes."""
     cloud = defrag_cluster.Cluster()
     for host in hosts:
         free = ({"VCPU": host.cpu - host.cpu_used,
@@ -902,41 +912,47 @@ def planner_cluster(hosts: Sequence[Host],
     for key, (host, demand) in held.items():
         if not demand:
             continue
-        request = servers[key]
+        placed, request = servers[key]
         root = ({"VCPU": request.cpu, "MEMORY_MB": request.memory}
                 if host.cpu or host.memory else {})
-        cloud.servers[str(key)] = defrag_cluster.Server(
-            uuid=str(key), host=host.name, root=root, regions=dict(demand))
+        name = _server_name(placed)
+        cloud.servers[name] = defrag_cluster.Server(
+            uuid=name, host=host.name, root=root, regions=dict(demand))
     return cloud
 
 
 def defrag_step(hosts: list[Host],
                 held: dict[int, tuple[Host, dict[str, int]]],
-                servers: dict[int, Request], size: int, wanted: int,
-                moves: int, index: HostIndex | None = None) -> int:
+                servers: dict[int, tuple[int, Request]], size: int,
+                wanted: int,
+                moves: int, index: HostIndex | None = None
+                ) -> tuple[int, int]:
     """Free up to ``wanted`` whole regions of ``size`` with at most
     ``moves`` migrations (the planner's plan, per region class), applied
-    to the replay; returns the migrations made."""
+    to the replay; returns the migrations made and the regions freed."""
     cloud = planner_cluster(hosts, held, servers)
     by_name = {h.name: h for h in hosts}
-    made = 0
+    keys = {_server_name(placed): key
+            for key, (placed, _) in servers.items()}
+    made = freed = 0
     for rc in sorted({_region_class(h) for h in hosts}):
         if made >= moves:
             break
         plan = defrag_planner.plan(cloud, defrag_planner.Target(
             rc, size, wanted, max_moves=moves - made))
         for move in plan.moves:
-            key = int(move.server)
-            request = servers[key]
+            key = keys[move.server]
+            request = servers[key][1]
             _apply(held[key], request, -1, index)
             placed = (by_name[move.destination], dict(
                 (dst, held[key][1][src]) for src, dst in move.regions))
             _apply(placed, request, +1, index)
             held[key] = placed
             made += 1
+        freed += len(plan.freed)
         if plan.moves:
             cloud = planner_cluster(hosts, held, servers)
-    return made
+    return made, freed
 
 
 def simulate(cluster_spec: str, requests: Sequence[Request], policy: str,
@@ -971,7 +987,7 @@ def simulate(cluster_spec: str, requests: Sequence[Request], policy: str,
                if math.isfinite(r.duration)],
             key=lambda e: (e[0], e[1]))
     held: dict[int, tuple[Host, dict[str, int]]] = {}
-    servers: dict[int, Request] = {}
+    servers: dict[int, tuple[int, Request]] = {}
     whole_sizes = sorted({r.functions for r in requests if r.whole_regions})
     defrag = bool(defrag_every and defrag_moves and whole_sizes)
     next_defrag = defrag_every if defrag else math.inf
@@ -989,9 +1005,10 @@ def simulate(cluster_spec: str, requests: Sequence[Request], policy: str,
             # As an operator would: only for the whole regions that
             # requests asked for in vain since the last time.
             if wanted:
-                result.migrations += defrag_step(
-                    hosts, held, servers, defrag_size, wanted,
-                    defrag_moves, index)
+                made, freed = defrag_step(hosts, held, servers, defrag_size,
+                                          wanted, defrag_moves, index)
+                result.migrations += made
+                result.freed_regions += freed
             wanted = 0
             next_defrag = clock + defrag_every
         if event == DEPARTURE:
@@ -1013,7 +1030,7 @@ def simulate(cluster_spec: str, requests: Sequence[Request], policy: str,
         else:
             _apply(choice, request, +1, index)
             held[id(request)] = choice
-            servers[id(request)] = request
+            servers[id(request)] = (step, request)
         if step % every == 0:
             samples.append(_state(hosts, capacity))
             result.timeline.append((
@@ -1036,6 +1053,7 @@ def simulate(cluster_spec: str, requests: Sequence[Request], policy: str,
         "requests": sum(result.asked.values()),
         "region_accepted": result.asked["region"] - result.rejected["region"],
         "migrations": result.migrations,
+        "freed_regions": result.freed_regions,
         "migrated_share": (result.migrations / placed_accel
                            if placed_accel else 0.0),
     }
