@@ -13,7 +13,9 @@
 """The agent's figures after a real round: the bundled sample host
 scanned, published to placement's own code (its fixture) and its
 allocations read, the textfile parsed back with prometheus_client's own
-parser, and the same served over HTTP."""
+parser, and the same served over HTTP. In the first pytest run, without
+nova: nova's eventlet would turn the HTTP server's thread green, as it
+never is in the agent."""
 
 import socket
 import threading
