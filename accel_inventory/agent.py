@@ -23,6 +23,9 @@ with a timer added to its event source.
 When placement cannot be reached the round stops before touching the
 cache, so nothing recorded is lost; the agent logs one line and tries
 again at the next round.
+
+After each round the agent's figures (``metrics``) go to ``[agent]
+metrics_path`` and, while the agent runs, to ``[agent] metrics_port``.
 """
 
 from __future__ import annotations
@@ -37,7 +40,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from accel_inventory import cache
+from accel_inventory import fragmentation
 from accel_inventory import inventory
+from accel_inventory import metrics
 from accel_inventory import model
 from accel_inventory import monitor
 from accel_inventory import placement
@@ -89,14 +94,18 @@ class RoundReport:
 
 def sync_allocations(conf, publisher: placement.Publisher,
                      published: model.Inventory,
-                     boot_id: str | None) -> claim_sync.SyncResult:
-    """Record placement's allocations on our regions in the cache.
+                     boot_id: str | None,
+                     allocations: dict | None = None
+                     ) -> claim_sync.SyncResult:
+    """Record placement's allocations on our regions in the cache
+    (``allocations``, read here when not given).
 
     The allocations are read without the cache lock (placement may be
     slow); the assignment is computed under it, on the cache as it is
     then, so a claim the hook recorded meanwhile is not overwritten.
     """
-    allocations = publisher.read_allocations(published)
+    if allocations is None:
+        allocations = publisher.read_allocations(published)
     results = []
 
     def apply(inv: model.Inventory) -> model.Inventory:
@@ -137,9 +146,43 @@ def write_assigned_markers(cache_path: str, inv: model.Inventory) -> None:
                     "only from 'accel-domain attach DOMAIN'", e)
 
 
+def exporter_from_conf(conf) -> tuple[metrics.Exporter | None,
+                                      fragmentation.TaskMix]:
+    """The figures' exporter ``[agent]`` asks for (None: neither a file
+    nor a port) and the task mix FGD's figure is measured against.
+    Raises ConfigError for a task mix that does not parse."""
+    from accel_inventory import conf as inventory_conf
+
+    try:
+        mix = fragmentation.parse_task_mix(conf.agent.task_mix)
+    except ValueError as e:
+        raise inventory_conf.ConfigError(f"[agent] task_mix: {e}") from None
+    if not (conf.agent.metrics_path or conf.agent.metrics_port):
+        return None, mix
+    return metrics.Exporter(conf.agent.metrics_path or None), mix
+
+
+def export_figures(exporter: metrics.Exporter,
+                   mix: fragmentation.TaskMix,
+                   publisher: placement.Publisher, inv: model.Inventory,
+                   allocations: dict) -> None:
+    """The round's figures to ``exporter``; the host's CPU and memory left
+    are read (two requests) only for a mix that asks for them."""
+    cpu = memory = 0
+    if fragmentation.needs_host_room(mix):
+        cpu, memory = publisher.root_room()
+    exporter.publish(metrics.snapshot(inv, allocations, mix, cpu=cpu,
+                                      memory=memory, timestamp=time.time()))
+
+
 def run_round(conf, publisher: placement.Publisher, *,
-              rescan: bool = True) -> RoundReport:
-    """One round: (rescan,) publish, sync. Raises PlacementError."""
+              rescan: bool = True,
+              exporter: tuple[metrics.Exporter | None,
+                              fragmentation.TaskMix] | None = None
+              ) -> RoundReport:
+    """One round: (rescan,) publish, sync, and the figures to
+    ``exporter`` (``exporter_from_conf``'s pair) when given. Raises
+    PlacementError."""
     start = publisher.client.requests
     if rescan:
         inv, _changes = inventory.refresh(conf)
@@ -150,8 +193,12 @@ def run_round(conf, publisher: placement.Publisher, *,
             raise cache.CacheError(f"there is no inventory cache at {path} "
                                    f"yet; run 'accel-inventory scan' first")
     report = publisher.publish(inv)
+    allocations = publisher.read_allocations(inv)
     sync = sync_allocations(conf, publisher, inv,
-                            inventory.current_boot_id())
+                            inventory.current_boot_id(), allocations)
+    if exporter is not None and exporter[0] is not None:
+        export_figures(exporter[0], exporter[1], publisher, inv,
+                       allocations)
     requests = publisher.client.requests - start
     level = logging.INFO if report.changed or sync.changed else logging.DEBUG
     LOG.log(level, "Published %s: %d created, %d updated, %d removed, %d "
@@ -221,10 +268,22 @@ def run(conf, stop: threading.Event, *,
         publisher = publisher_from_conf(conf)
         load_state(conf.inventory.cache_path, publisher)
     interval = conf.agent.interval
+    exporter = exporter_from_conf(conf)
+    figures = exporter[0]
+    if figures is not None and conf.agent.metrics_port:
+        try:
+            figures.serve(conf.agent.metrics_port,
+                          conf.agent.metrics_address)
+        except OSError as e:
+            LOG.error("Cannot serve the metrics on %s:%d ([agent] "
+                      "metrics_address, metrics_port): %s; the agent "
+                      "goes on without", conf.agent.metrics_address,
+                      conf.agent.metrics_port, e.strerror or e)
 
     def one_round() -> None:
         try:
-            run_round(conf, publisher)
+            run_round(conf, publisher, exporter=exporter)
+            return
         except placement.PlacementUnavailable as e:
             LOG.error("%s. The cache is unchanged; retrying in %d s.",
                       e, interval)
@@ -233,19 +292,31 @@ def run(conf, stop: threading.Event, *,
             LOG.error("Round failed: %s. Retrying in %d s.", e, interval)
         finally:
             save_state(conf.inventory.cache_path, publisher)
+        if figures is not None:
+            figures.failed(inventory.hostname_of(conf))
 
     source = Periodic(events if events is not None
                       else device_events(conf, stop), interval, clock)
-    return monitor.watch(source, one_round, stop,
-                         debounce=conf.agent.debounce, clock=clock)
+    try:
+        return monitor.watch(source, one_round, stop,
+                             debounce=conf.agent.debounce, clock=clock)
+    finally:
+        if figures is not None:
+            figures.close()
 
 
 def _one_round(conf, *, rescan: bool) -> RoundReport:
     """A round by a publisher that starts from, and leaves, saved state."""
+    exporter = exporter_from_conf(conf)
     publisher = publisher_from_conf(conf)
     load_state(conf.inventory.cache_path, publisher)
     try:
-        return run_round(conf, publisher, rescan=rescan)
+        return run_round(conf, publisher, rescan=rescan, exporter=exporter)
+    except (placement.PlacementError, cache.CacheError,
+            inventory.InventoryError):
+        if exporter[0] is not None:
+            exporter[0].failed(inventory.hostname_of(conf))
+        raise
     finally:
         save_state(conf.inventory.cache_path, publisher)
 

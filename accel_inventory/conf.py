@@ -100,6 +100,31 @@ agent_opts = [
                help="Publish attempts per round when another client "
                     "changes our providers at the same time (generation "
                     "conflicts); the next round starts over."),
+    cfg.StrOpt("metrics_path",
+               help="File the agent writes its figures to after every "
+                    "round, in node_exporter's textfile format (per card "
+                    "and region: capacity, functions used, free and "
+                    "reserved, whole free, degraded; per host: whole free "
+                    "regions by class and size, fragmented functions, the "
+                    "largest request still placeable, FGD's "
+                    "fragmentation). Point it into node_exporter's "
+                    "--collector.textfile.directory with a .prom name, "
+                    "e.g. /var/lib/node_exporter/textfile_collector/"
+                    "nova_accel.prom. Unset: no file."),
+    cfg.PortOpt("metrics_port", default=0,
+                help="Port on which the agent also serves its figures over "
+                     "HTTP for Prometheus to scrape; 0 (the default) "
+                     "serves none."),
+    cfg.StrOpt("metrics_address", default="0.0.0.0",
+               help="Address metrics_port listens on."),
+    cfg.ListOpt("task_mix", default=["0.4:1", "0.2:2", "0.4:region4"],
+                help="The expected mix of requests the exported FGD "
+                     "fragmentation is measured against, written as the "
+                     "scheduler's [accel_packing] task_mix "
+                     "(WEIGHT:SHAPE[:VCPU[:MEMORY_MB[:CLASS|CLASS]]]); set "
+                     "it to the same value so that the figure is the one "
+                     "the scheduler packs by. The default is the "
+                     "scheduler's default mix (its request_mix)."),
 ]
 
 
@@ -109,7 +134,9 @@ def _ks_loading():
     return ks_loading
 
 
-def _placement_opts() -> list:
+def keystoneauth_opts(defaults: dict) -> list:
+    """keystoneauth1's session, auth and adapter options of one client
+    group, as nova lists its own, with ``defaults`` (service_type...)."""
     ks = _ks_loading()
     opts = (ks.get_session_conf_options()
             + ks.get_auth_common_conf_options()
@@ -117,14 +144,17 @@ def _placement_opts() -> list:
             + ks.get_auth_plugin_conf_options("v3password")
             + ks.get_auth_plugin_conf_options("admin_token")
             + ks.get_adapter_conf_options(include_deprecated=False))
-    defaults = {"service_type": PLACEMENT_SERVICE_TYPE,
-                "valid_interfaces": PLACEMENT_INTERFACES}
     unique = {}
     for opt in opts:
         if opt.dest in defaults:
             opt.default = defaults[opt.dest]
         unique.setdefault(opt.dest, opt)
     return list(unique.values())
+
+
+def _placement_opts() -> list:
+    return keystoneauth_opts({"service_type": PLACEMENT_SERVICE_TYPE,
+                              "valid_interfaces": PLACEMENT_INTERFACES})
 
 
 def register_placement_opts(conf: cfg.ConfigOpts) -> None:

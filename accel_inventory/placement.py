@@ -78,13 +78,13 @@ def _unknown_name(response) -> bool:
         text in response.text for text in _UNKNOWN_NAME)
 
 
-def load_adapter(conf):
-    """A keystoneauth1 adapter from the ``[placement]`` group, as nova
-    builds its own: auth plugin, then session, then adapter."""
+def load_adapter(conf, group: str = "placement"):
+    """A keystoneauth1 adapter from the ``[placement]`` group (or another
+    client group), as nova builds its own: auth plugin, then session,
+    then adapter."""
     from keystoneauth1 import exceptions as ks_exc
     from keystoneauth1 import loading as ks_loading
 
-    group = "placement"
     try:
         auth = ks_loading.load_auth_from_conf_options(conf, group)
         session = ks_loading.load_session_from_conf_options(conf, group,
@@ -92,7 +92,7 @@ def load_adapter(conf):
         return ks_loading.load_adapter_from_conf_options(
             conf, group, session=session, auth=auth)
     except ks_exc.ClientException as e:
-        raise PlacementError(f"the [placement] options are incomplete: "
+        raise PlacementError(f"the [{group}] options are incomplete: "
                              f"{e}") from e
 
 
@@ -561,6 +561,28 @@ class Publisher:
         self._known, self._exists = known, exists
         self.root_uuid, self.root_name = root_uuid, root_name
         return True
+
+    def root_room(self) -> tuple[int, int]:
+        """The compute node's VCPU and MEMORY_MB left (capacity less
+        usage), for the agent's figures; call after ``publish``."""
+        base = f"/resource_providers/{self.root_uuid}"
+        inv = self.client.call("GET", f"{base}/inventories")
+        usages = self.client.call("GET", f"{base}/usages")
+        for r in (inv, usages):
+            if r.status_code != 200:
+                raise _error(r, f"the room of provider {self.root_uuid}")
+        inventories = inv.json()["inventories"]
+        used = usages.json()["usages"]
+
+        def left(rc: str) -> int:
+            i = inventories.get(rc)
+            if i is None:
+                return 0
+            capacity = int((i["total"] - i["reserved"])
+                           * i["allocation_ratio"])
+            return max(capacity - int(used.get(rc, 0)), 0)
+
+        return left("VCPU"), left("MEMORY_MB")
 
     def read_allocations(self, inventory: model.Inventory
                          ) -> dict[str, dict[str, dict[str, int]]]:

@@ -41,7 +41,6 @@ regions one candidate touches (``score``):
 
 from __future__ import annotations
 
-import dataclasses
 import math
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -49,6 +48,11 @@ from operator import itemgetter, methodcaller
 from typing import Any, NamedTuple
 
 from accel_inventory.contract import ACCEL_PREFIX
+# Re-exported: the scheduler's modules and the simulator name them here.
+from accel_inventory.fragmentation import (  # noqa: F401
+    HostRoom, TaskKind, TaskMix, cpu_shortfall, fragmentation,
+    host_fragmentation, kinds_fit, kinds_loss, parse_task_mix,
+    region_losses, task_mix)
 
 POLICY_BEST_FIT = "best-fit"
 POLICY_FRAGMENTATION = "fragmentation"
@@ -285,141 +289,8 @@ def parse_mix(spec: Mapping[str, str] | Iterable[str]
 # provider summaries), the weigher weighs the best hosts with
 # ``decisive_weights`` (``plain_host_weights`` for requests without
 # accelerators, when so configured), and the simulator goes through them.
-
-
-@dataclass(frozen=True)
-class TaskKind:
-    """One kind of request in the expected mix, as a host sees it:
-    ``amount`` from each of ``regions`` regions (0 regions: no
-    accelerator), whole regions of exactly ``amount`` when ``whole``;
-    ``models`` the region models (resource classes in nova) it may use,
-    empty for any; ``weight`` its share of the mix."""
-
-    cpu: int
-    memory: int
-    amount: int
-    regions: int
-    models: frozenset[str] = frozenset()
-    weight: float = 1.0
-    whole: bool = False
-
-    def uses(self, free: int, capacity: int) -> bool:
-        """Whether one region with ``free`` of ``capacity`` can serve one
-        of this kind's regions."""
-        if self.whole:
-            return free == capacity == self.amount
-        return free >= self.amount
-
-
-@dataclass(frozen=True)
-class TaskMix:
-    """The expected mix and what is derived from it alone: ``unit``, the
-    largest amount a kind asks of one region (one GPU's capacity in the
-    openb traces), scales a gradient; ``cpu_per_unit``, the CPU the
-    accelerator kinds ask per unit of accelerator, says how much free
-    capacity a host's CPU can still feed."""
-
-    kinds: tuple[TaskKind, ...]
-    unit: int
-    cpu_per_unit: float
-
-
-@dataclass(frozen=True)
-class HostRoom:
-    """What a host has left: CPU, memory, each region's free capacity and
-    its capacity (in a fixed order) and its model (the regions' resource
-    class in nova). A degraded region is given as having nothing free."""
-
-    cpu: int
-    memory: int
-    free: tuple[int, ...]
-    capacity: tuple[int, ...]
-    model: str = ""
-
-
-def task_mix(kinds: Iterable[TaskKind]) -> TaskMix:
-    """The mix of ``kinds``, weights normalised to sum to 1."""
-    kinds = tuple(kinds)
-    total = sum(k.weight for k in kinds)
-    if not kinds or total <= 0:
-        raise ValueError("the task mix needs at least one positive weight")
-    kinds = tuple(dataclasses.replace(k, weight=k.weight / total)
-                  for k in kinds)
-    accel = [k for k in kinds if k.regions]
-    asked = sum(k.weight * k.amount * k.regions for k in accel)
-    cpu = sum(k.weight * k.cpu for k in accel)
-    return TaskMix(kinds, max((k.amount for k in accel), default=1),
-                   cpu / asked if asked else 0.0)
-
-
-def host_fragmentation(room: HostRoom, mix: TaskMix) -> float:
-    """Free capacity the mix cannot use, expected over its kinds: all of
-    it for a kind that cannot run on the host now (no accelerator asked,
-    another model, too little CPU or memory, too few regions it can use),
-    else the free capacity of the regions it cannot use (FGD's
-    definition, memory checked too); plus the free capacity beyond what
-    the host's CPU can feed at the mix's CPU per unit, which FGD's
-    one-task look misses when CPU runs out before the regions.
-
-    Worked out in three parts (``region_losses``, ``kinds_fit``,
-    ``fragmentation``) so that the filter can remember the regions' part
-    across hosts whose CPU and memory differ."""
-    idle, losses = region_losses(room.free, room.capacity, room.model, mix)
-    return fragmentation(idle, losses, kinds_fit(room.cpu, room.memory, mix),
-                         room.cpu, mix)
-
-
-def region_losses(free: tuple[int, ...], capacity: tuple[int, ...],
-                  model: str, mix: TaskMix) -> tuple[int, tuple[int, ...]]:
-    """The regions' part of ``host_fragmentation``: the free capacity in
-    all, and per kind of the mix what of it the kind cannot use when CPU
-    and memory let it run (all of it if the regions do not)."""
-    idle = sum(free)
-    losses = []
-    for kind in mix.kinds:
-        lost = idle
-        if kind.regions and (not kind.models or model in kind.models):
-            usable = 0
-            unusable_free = 0
-            for f, c in zip(free, capacity, strict=True):
-                if kind.uses(f, c):
-                    usable += 1
-                else:
-                    unusable_free += f
-            if usable >= kind.regions:
-                lost = unusable_free
-        losses.append(lost)
-    return idle, tuple(losses)
-
-
-def kinds_fit(cpu: int, memory: int, mix: TaskMix) -> tuple[bool, ...]:
-    """Per kind of the mix, whether ``cpu`` and ``memory`` let it run."""
-    return tuple(cpu >= kind.cpu and memory >= kind.memory
-                 for kind in mix.kinds)
-
-
-def fragmentation(idle: int, losses: tuple[int, ...], fit: tuple[bool, ...],
-                  cpu: int, mix: TaskMix) -> float:
-    """``host_fragmentation`` from its parts: ``kinds_loss`` and the free
-    capacity ``cpu`` cannot feed."""
-    return kinds_loss(idle, losses, fit, mix) + cpu_shortfall(idle, cpu, mix)
-
-
-def kinds_loss(idle: int, losses: tuple[int, ...], fit: tuple[bool, ...],
-               mix: TaskMix) -> float:
-    """What the kinds lose of ``idle``, weighted: their region loss where
-    CPU and memory let them run, all of it where not."""
-    total = 0.0
-    for kind, lost, fits in zip(mix.kinds, losses, fit, strict=True):
-        total += kind.weight * (lost if fits else idle)
-    return total
-
-
-def cpu_shortfall(idle: int, cpu: int, mix: TaskMix) -> float:
-    """Free accelerator capacity beyond what ``cpu`` can feed."""
-    if mix.cpu_per_unit > 0:
-        return max(0.0, idle - cpu / mix.cpu_per_unit)
-    return 0.0
+# FGD's measure itself, ``host_fragmentation``, and the task mix it is taken
+# against are accel_inventory.fragmentation's: the agent exports it too.
 
 
 # A gradient of this many units already scores 0 or 100.
@@ -552,40 +423,6 @@ def plain_host_weights(scores: Sequence[Any], accelerated: Sequence[bool]
     for has_accelerators in accelerated:
         weights.append(among.pop(0) / 2 if has_accelerators else 1.0)
     return weights
-
-
-def parse_task_mix(entries: Iterable[str]) -> TaskMix:
-    """Parse ``[accel_packing] task_mix``: entries
-    ``WEIGHT:SHAPE[:VCPU[:MEMORY_MB[:CLASS|CLASS...]]]``, SHAPE being
-    ``N`` (N functions of one region), ``regionN`` (a whole region of N),
-    ``KxregionN`` (K whole regions of N) or ``0`` (no accelerator)."""
-    kinds = []
-    for entry in entries:
-        fields = entry.strip().split(":")
-        try:
-            if not 2 <= len(fields) <= 5:
-                raise ValueError
-            weight = float(fields[0])
-            count, x, shape = fields[1].strip().partition("x")
-            whole = (shape if x else count).startswith("region")
-            amount = int((shape if x else count).removeprefix("region"))
-            regions = int(count) if x else (1 if amount else 0)
-            cpu, memory = (int(f) for f in (fields[2:4] + ["0", "0"])[:2])
-            models = frozenset(m.strip() for m in (
-                fields[4] if len(fields) > 4 else "").split("|")
-                if m.strip())
-            if (weight < 0 or amount < 0 or regions < 0 or cpu < 0
-                    or memory < 0 or bool(amount) != bool(regions)
-                    or (x and not whole)):
-                raise ValueError
-        except ValueError:
-            raise ValueError(
-                f"bad task mix entry {entry!r}; expected WEIGHT:SHAPE"
-                f"[:VCPU[:MEMORY_MB[:CLASS|CLASS]]], SHAPE one of N, "
-                f"regionN, KxregionN, 0") from None
-        kinds.append(TaskKind(cpu, memory, amount, regions, models, weight,
-                              whole))
-    return task_mix(kinds)
 
 
 def mix_of_shapes(shapes: Iterable[RequestShape]) -> TaskMix:

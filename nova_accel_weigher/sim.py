@@ -28,6 +28,13 @@ host and the first candidate in a fixed order), ``random`` what
 ``randomize_allocation_candidates`` gives, ``spread`` the emptiest region;
 ``fgd`` and ``paper-best-fit`` are the FGD paper's policies.
 
+``--defrag-every T --defrag-moves M`` runs the defragmentation planner
+(``accel_defrag.planner``, what ``accel-defrag plan`` and the Watcher
+strategy run) during the replay: every T seconds (fill mode: every T
+arrivals), as many whole regions of the whole-region requests' size as
+such requests asked for in vain since the last time, with at most M
+migrations, moved at once (``defrag_step``).
+
 ``Policy.choose`` looks at every host for every request. ``HostIndex``
 makes the same choices on large clusters (10,000 hosts, 200,000 requests
 in about a minute here; BENCHMARKS.rst) by keeping, for each request
@@ -53,6 +60,9 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import TextIO
 
+from accel_defrag import cluster as defrag_cluster
+from accel_defrag import planner as defrag_planner
+from accel_inventory import contract
 from nova_accel_weigher import baselines, packing
 from nova_accel_weigher import conf as accel_conf
 
@@ -865,6 +875,8 @@ class Result:
         "function": 0, "region": 0, "none": 0})
     timeline: list[tuple[float, float, int]] = field(default_factory=list)
     metrics: dict[str, float] = field(default_factory=dict)
+    migrations: int = 0
+    freed_regions: int = 0
 
 
 def fill_order(requests: Sequence[Request], target: float, seed: int
@@ -890,17 +902,105 @@ def fill_order(requests: Sequence[Request], target: float, seed: int
     return order
 
 
+# -- defragmentation ---------------------------------------------------------
+
+# The planner's names for what the simulator does not model: every region
+# of a host is of its GPU model (a class), and every server moves live.
+_SIM_CLASS = "ACCEL"
+
+
+def _region_class(host: Host) -> str:
+    return host.model or _SIM_CLASS
+
+
+def _server_name(placed: int) -> str:
+    """A server's name for the planner, by the order it was placed in:
+    the planner breaks ties by name, so names must not follow memory
+    addresses (``id``), or the same replay would differ between runs."""
+    return f"s{placed:09d}"
+
+
+def planner_cluster(hosts: Sequence[Host],
+                    held: dict[int, tuple[Host, dict[str, int]]],
+                    servers: dict[int, tuple[int, Request]]
+                    ) -> defrag_cluster.Cluster:
+    """The replay's state as the planner reads placement: a host's CPU
+    and memory left (when modelled), its regions, the servers holding
+    functions (``servers``: by the key of ``held``, the order each was
+    placed in and its request) and what each takes."""
+    cloud = defrag_cluster.Cluster()
+    for host in hosts:
+        free = ({"VCPU": host.cpu - host.cpu_used,
+                 "MEMORY_MB": host.memory - host.memory_used}
+                if host.cpu or host.memory else {})
+        cloud.hosts[host.name] = defrag_cluster.Host(host.name, host.name,
+                                                     free)
+        for region in host.regions:
+            cloud.regions[region.name] = defrag_cluster.Region(
+                uuid=region.name, name=region.name, host=host.name,
+                card=region.card, resource_class=_region_class(host),
+                size=region.capacity, capacity=region.capacity,
+                used=region.used, move=contract.MOVE_LIVE)
+    for key, (host, demand) in held.items():
+        if not demand:
+            continue
+        placed, request = servers[key]
+        root = ({"VCPU": request.cpu, "MEMORY_MB": request.memory}
+                if host.cpu or host.memory else {})
+        name = _server_name(placed)
+        cloud.servers[name] = defrag_cluster.Server(
+            uuid=name, host=host.name, root=root, regions=dict(demand))
+    return cloud
+
+
+def defrag_step(hosts: list[Host],
+                held: dict[int, tuple[Host, dict[str, int]]],
+                servers: dict[int, tuple[int, Request]], size: int,
+                wanted: int,
+                moves: int, index: HostIndex | None = None
+                ) -> tuple[int, int]:
+    """Free up to ``wanted`` whole regions of ``size`` with at most
+    ``moves`` migrations (the planner's plan, per region class), applied
+    to the replay; returns the migrations made and the regions freed."""
+    cloud = planner_cluster(hosts, held, servers)
+    by_name = {h.name: h for h in hosts}
+    keys = {_server_name(placed): key
+            for key, (placed, _) in servers.items()}
+    made = freed = 0
+    for rc in sorted({_region_class(h) for h in hosts}):
+        if made >= moves:
+            break
+        plan = defrag_planner.plan(cloud, defrag_planner.Target(
+            rc, size, wanted, max_moves=moves - made))
+        for move in plan.moves:
+            key = keys[move.server]
+            request = servers[key][1]
+            _apply(held[key], request, -1, index)
+            placed = (by_name[move.destination], dict(
+                (dst, held[key][1][src]) for src, dst in move.regions))
+            _apply(placed, request, +1, index)
+            held[key] = placed
+            made += 1
+        freed += len(plan.freed)
+        if plan.moves:
+            cloud = planner_cluster(hosts, held, servers)
+    return made, freed
+
+
 def simulate(cluster_spec: str, requests: Sequence[Request], policy: str,
              mode: str, fill_to: float, seed: int, *, indexed: bool = True,
              progress: Progress | None = None,
              multiplier: float = accel_conf.DEFAULT_WEIGHT_MULTIPLIER,
-             plain_requests: str = accel_conf.PREFER_PLAIN_HOSTS
+             plain_requests: str = accel_conf.PREFER_PLAIN_HOSTS,
+             defrag_every: float | None = None, defrag_moves: int = 0
              ) -> Result:
     """Replay ``requests`` under ``policy``; ``multiplier`` and
     ``plain_requests`` are our weigher's under ``host-fragmentation``
     (``[accel_packing]`` options). ``indexed`` chooses through a
     ``HostIndex``; without it every host is looked at for every request
-    (the same choices, far slower on large clusters)."""
+    (the same choices, far slower on large clusters). ``defrag_every``
+    (seconds; arrivals in fill mode) and ``defrag_moves`` run
+    ``defrag_step`` during the replay."""
     hosts = build_cluster(cluster_spec)
     capacity = sum(r.capacity for h in hosts for r in h.regions)
     sizes = [r.capacity for h in hosts for r in h.regions]
@@ -922,16 +1022,37 @@ def simulate(cluster_spec: str, requests: Sequence[Request], policy: str,
                if math.isfinite(r.duration)],
             key=lambda e: (e[0], e[1]))
     held: dict[int, tuple[Host, dict[str, int]]] = {}
+    servers: dict[int, tuple[int, Request]] = {}
+    whole_sizes = sorted({r.functions for r in requests if r.whole_regions})
+    defrag = bool(defrag_every and defrag_moves and whole_sizes)
+    next_defrag = defrag_every if defrag else math.inf
+    defrag_size = max(whole_sizes, key=lambda s: sum(
+        1 for r in requests if r.whole_regions and r.functions == s),
+        default=0)
+    wanted = arrivals = 0
     samples: list[dict[str, float]] = []
     every = max(len(events) // 200, 1)
     for step, (when, event, request) in enumerate(events):
         if progress:
             progress.update(step, len(events))
+        clock = arrivals if mode == "fill" else when
+        if clock >= next_defrag:
+            # As an operator would: only for the whole regions that
+            # requests asked for in vain since the last time.
+            if wanted:
+                made, freed = defrag_step(hosts, held, servers, defrag_size,
+                                          wanted, defrag_moves, index)
+                result.migrations += made
+                result.freed_regions += freed
+            wanted = 0
+            next_defrag = clock + defrag_every
         if event == DEPARTURE:
             placed = held.pop(id(request), None)
+            servers.pop(id(request), None)
             if placed:
                 _apply(placed, request, -1, index)
             continue
+        arrivals += 1
         label = ("region" if request.whole_regions
                  else "function" if request.functions else "none")
         result.asked[label] += 1
@@ -939,9 +1060,12 @@ def simulate(cluster_spec: str, requests: Sequence[Request], policy: str,
                   else policy_.choose(hosts, request))
         if choice is None:
             result.rejected[label] += 1
+            if request.functions == defrag_size:
+                wanted += request.whole_regions
         else:
             _apply(choice, request, +1, index)
             held[id(request)] = choice
+            servers[id(request)] = (step, request)
         if step % every == 0:
             samples.append(_state(hosts, capacity))
             result.timeline.append((
@@ -955,11 +1079,18 @@ def simulate(cluster_spec: str, requests: Sequence[Request], policy: str,
     final = _state(hosts, capacity)
     state = final if mode == "fill" or not samples else {
         key: sum(s[key] for s in samples) / len(samples) for key in final}
+    placed_accel = sum(result.asked[k] - result.rejected[k]
+                       for k in ("region", "function"))
     result.metrics = {
         "region_rejection_rate": _rate(result, "region"),
         "function_rejection_rate": _rate(result, "function"),
         **state,
         "requests": sum(result.asked.values()),
+        "region_accepted": result.asked["region"] - result.rejected["region"],
+        "migrations": result.migrations,
+        "freed_regions": result.freed_regions,
+        "migrated_share": (result.migrations / placed_accel
+                           if placed_accel else 0.0),
     }
     return result
 
@@ -1031,6 +1162,9 @@ def _table(results: dict[str, Result]) -> str:
             "utilisation", "fragmentation", "bound_fraction"]
     heads = ["policy", "region rej.", "function rej.", "utilisation",
              "fragmentation", "of bound"]
+    if any(r.migrations for r in results.values()):
+        keys += ["migrations", "migrated_share"]
+        heads += ["migrations", "migrated"]
     lines = ["  ".join(f"{h:>15}" for h in heads)]
     for name, res in results.items():
         cells = [name] + [f"{res.metrics[k]:.4f}" if isinstance(
@@ -1081,6 +1215,26 @@ def _multiplier(text: str) -> float:
 
 
 _multiplier.__name__ = "finite number"
+
+
+def _interval(text: str) -> float:
+    value = float(text)
+    if not 0 < value < math.inf:
+        raise ValueError(text)
+    return value
+
+
+_interval.__name__ = "number above 0"
+
+
+def _moves(text: str) -> int:
+    value = int(text)
+    if value < 0:
+        raise ValueError(text)
+    return value
+
+
+_moves.__name__ = "whole number, 0 or more"
 
 
 def check_plot_target(path: str) -> None:
@@ -1139,6 +1293,16 @@ def build_parser() -> argparse.ArgumentParser:
                              "a request that asks no accelerator "
                              "([accel_packing] plain_requests, default "
                              "%(default)s)")
+    parser.add_argument("--defrag-every", type=_interval, metavar="T",
+                        help="run the defragmentation planner every T "
+                             "seconds of the replay (fill mode: every T "
+                             "arrivals), freeing as many whole regions of "
+                             "the whole-region requests' size as such "
+                             "requests were refused since the last time")
+    parser.add_argument("--defrag-moves", type=_moves, default=0,
+                        metavar="M",
+                        help="with --defrag-every: at most M migrations "
+                             "each time")
     parser.add_argument("--json", action="store_true",
                         help="print the results as one JSON document")
     parser.add_argument("--plot", metavar="FILE.png",
@@ -1163,6 +1327,8 @@ def main(argv: Sequence[str] | None = None, out=None) -> int:
     if unknown:
         parser.error(f"unknown policies: {', '.join(unknown)}; expected "
                      f"some of {', '.join(POLICIES)}")
+    if bool(args.defrag_every) != bool(args.defrag_moves):
+        parser.error("--defrag-every and --defrag-moves go together")
     try:
         if args.plot:
             check_plot_target(args.plot)
@@ -1186,7 +1352,8 @@ def main(argv: Sequence[str] | None = None, out=None) -> int:
             indexed=args.indexed,
             progress=Progress(name, sys.stderr) if draw else None,
             multiplier=args.weight_multiplier,
-            plain_requests=args.plain_requests)
+            plain_requests=args.plain_requests,
+            defrag_every=args.defrag_every, defrag_moves=args.defrag_moves)
     if args.json:
         json.dump({"policies": {n: r.metrics for n, r in results.items()}},
                   out, indent=1, sort_keys=True)

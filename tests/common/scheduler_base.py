@@ -78,12 +78,12 @@ class SchedulerTestBase(NovaAccelTestCase):
 
     # -- hardware and flavors
 
-    def publish_card(self, host, serial=1, regions=3, sizes=()):
+    def publish_card(self, host, serial=1, regions=3, sizes=(), kind="pci"):
         """Publish one card of ``regions`` x 4 functions (or of regions of
-        ``sizes`` functions) under ``host``; returns its region providers
-        in region order."""
+        ``sizes`` functions) of ``kind`` under ``host``; returns its
+        region providers in region order."""
         card = make_card(serial, regions=regions, functions=REGION_SIZE,
-                         sizes=sizes)
+                         sizes=sizes, kind=kind)
         adapter = ks_loading.load_adapter_from_conf_options(
             CONF, "placement",
             session=ks_loading.load_session_from_conf_options(

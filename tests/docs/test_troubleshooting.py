@@ -36,13 +36,16 @@ SOURCES = [
         "trust")),
     *(f"accel_inventory/{name}.py" for name in (
         "agent", "cache", "claim_sync", "claims", "cli", "conf",
-        "inventory", "placement", "provider_tree")),
+        "inventory", "metrics", "placement", "provider_tree")),
+    *(f"accel_defrag/{name}.py" for name in (
+        "cli", "execute", "nova", "plot", "reader")),
 ]
 # Exceptions whose message reaches the operator as it is written.
 EXCEPTIONS = {"BridgeError", "CacheError", "ClaimConflict", "ClaimError",
               "CommandError", "DeviceError", "DomainXMLError",
               "InventoryError", "LockTimeout", "LookupError", "MdevError",
-              "PlacementError", "PlacementUnavailable", "SettingsError"}
+              "PlacementError", "PlacementUnavailable", "SettingsError",
+              "MoveFailed", "NovaError", "PlotError"}
 # The guard's and the hook's refusals: the reason is the last argument.
 REFUSALS = {"refuse", "_refuse"}
 # Functions that return the reason of a refusal (trust.refusal).
