@@ -231,3 +231,20 @@ def min_max_normalize(weights: Sequence[float]) -> list[float]:
     if high == low:
         return [0.0] * len(weights)
     return [(w - low) / (high - low) for w in weights]
+
+
+def hint_weights(members_on_host: Sequence[int], policy: str) -> list[float]:
+    """Nova's soft-affinity (``soft-affinity``: members of the group on
+    the host) or soft-anti-affinity weigher's raw weights (minus them)."""
+    sign = -1.0 if policy == "soft-anti-affinity" else 1.0
+    return [sign * n for n in members_on_host]
+
+
+def hint_leaders(raw: Sequence[float]) -> list[bool] | None:
+    """The hosts nova's hint weigher (multiplier 1.0) puts first, as
+    ``nova_accel_weigher.hints.leaders`` asks nova; None when it puts
+    every host first."""
+    weights = min_max_normalize(raw)
+    top = max(weights, default=0.0)
+    first = [w == top for w in weights]
+    return None if all(first) else first

@@ -150,6 +150,10 @@ class Request:
     cpu: int = 0  # milli-CPU on the host, as the openb trace gives it
     memory: int = 0  # MiB
     gpu_spec: frozenset[str] = frozenset()  # GPU models allowed; any
+    # A soft server group's number and policy (soft-affinity or
+    # soft-anti-affinity); -1: none.
+    group: int = -1
+    group_policy: str = ""
 
     @property
     def task_type(self) -> baselines.TaskType:
@@ -394,6 +398,24 @@ def _openb_pods(path: str, region_size: int, timed: bool) -> list[Request]:
     return requests
 
 
+SOFT_POLICIES = ("soft-affinity", "soft-anti-affinity")
+
+
+def soft_groups(requests: Sequence[Request], share: float, size: int,
+                policy: str, seed: int) -> list[Request]:
+    """``requests`` with ``share`` of those that ask accelerators (drawn
+    with ``seed``) made members of soft server groups of ``policy``,
+    ``size`` members each, in the order they come."""
+    rng = random.Random(seed)
+    chosen = [i for i, r in enumerate(requests)
+              if r.functions and rng.random() < share]
+    grouped = list(requests)
+    for n, i in enumerate(chosen):
+        grouped[i] = dataclasses.replace(grouped[i], group=n // size,
+                                         group_policy=policy)
+    return grouped
+
+
 def request_mix(requests: Sequence[Request]) -> tuple[packing.RequestShape,
                                                        ...]:
     counts: dict[tuple[int, bool], int] = {}
@@ -490,6 +512,9 @@ class Policy:
     multiplier: float = accel_conf.DEFAULT_WEIGHT_MULTIPLIER
     # host-fragmentation: ``[accel_packing] plain_requests``
     plain_requests: str = accel_conf.PREFER_PLAIN_HOSTS
+    # Where a soft server group's members are: per host name, how many
+    # (set by simulate; nova's hint weighers read it).
+    group_hosts: Callable[[int], dict[str, int]] | None = None
     _fgd: dict[tuple, tuple[int, tuple[int, ...]]] = field(
         default_factory=dict, repr=False)
 
@@ -572,10 +597,22 @@ class Policy:
                    for h in feasible]
             return self._draw(feasible, baselines.normalize_scores(raw),
                               None, request)
+        hint = self._hint(feasible, request)
         best = feasible[baselines.nova_best(
             [h.memory - h.memory_used for h in feasible],
-            [h.cpu - h.cpu_used for h in feasible])]
+            [h.cpu - h.cpu_used for h in feasible],
+            ((1.0, hint),) if hint else ())]
         return best, placement_order(best, request, self.seed)[0]
+
+    def _hint(self, feasible: list[Host], request: Request
+              ) -> list[float] | None:
+        """Nova's soft-(anti-)affinity weigher's raw weights for a member
+        of a soft group; None for others."""
+        if request.group < 0 or self.group_hosts is None:
+            return None
+        on_host = self.group_hosts(request.group)
+        return baselines.hint_weights(
+            [on_host.get(h.name, 0) for h in feasible], request.group_policy)
 
     def _host_fragmentation(self, feasible: list[Host], request: Request
                             ) -> tuple[Host, dict[str, int]] | None:
@@ -603,24 +640,39 @@ class Policy:
                                          accel_candidates(host, request))
                 found = self._fgd[key] = ranked[0][1] if ranked else None
             scores.append(found)
-        if request.functions:
-            weights = packing.decisive_weights(scores)
-        elif self.plain_requests == accel_conf.IGNORE:
-            weights = [0.0] * len(feasible)
-        elif self.plain_requests == accel_conf.PREFER_PLAIN_HOSTS:
-            weights = packing.plain_host_weights(
-                scores, [bool(h.regions) for h in feasible])
+        hint = self._hint(feasible, request)
+        first = baselines.hint_leaders(hint) if hint else None
+        if first is None:
+            weights = self._weights(feasible, scores, request)
         else:
-            weights = packing.decisive_weights(scores)
+            # Weighed among the hosts the hint puts first only (hints.py).
+            among = iter(self._weights(
+                [h for h, lead in zip(feasible, first, strict=True) if lead],
+                [s for s, lead in zip(scores, first, strict=True) if lead],
+                request))
+            weights = [next(among) if lead else 0.0 for lead in first]
         host = feasible[baselines.nova_best(
             [h.memory - h.memory_used for h in feasible],
             [h.cpu - h.cpu_used for h in feasible],
-            ((self.multiplier, weights),))]
+            ((self.multiplier, weights),
+             *(((1.0, hint),) if hint else ())))]
         cands = placement_order(host, request, self.seed)
         ranked = self._rank_host(host, host_room(host), request, cands)
         if not ranked:
             return None  # the filter turned every host down
         return host, cands[ranked[0][0]]
+
+    def _weights(self, hosts: list[Host], scores: Sequence, request: Request
+                 ) -> list[float]:
+        """Our weigher's weights over ``hosts`` (weighers.py)."""
+        if request.functions:
+            return packing.decisive_weights(scores)
+        if self.plain_requests == accel_conf.IGNORE:
+            return [0.0] * len(hosts)
+        if self.plain_requests == accel_conf.PREFER_PLAIN_HOSTS:
+            return packing.plain_host_weights(
+                scores, [bool(h.regions) for h in hosts])
+        return packing.decisive_weights(scores)
 
     def _rank_host(self, host: Host, room: packing.HostRoom,
                    request: Request, cands: Sequence[dict[str, int]]
@@ -1023,6 +1075,19 @@ def simulate(cluster_spec: str, requests: Sequence[Request], policy: str,
             key=lambda e: (e[0], e[1]))
     held: dict[int, tuple[Host, dict[str, int]]] = {}
     servers: dict[int, tuple[int, Request]] = {}
+    members: dict[int, list[int]] = {}
+
+    def group_hosts(group: int) -> dict[str, int]:
+        # Read from ``held``, which moves (defrag_step) keep current.
+        on_host: dict[str, int] = {}
+        for key in members.get(group, ()):
+            placed = held.get(key)
+            if placed:
+                name = placed[0].name
+                on_host[name] = on_host.get(name, 0) + 1
+        return on_host
+
+    policy_.group_hosts = group_hosts
     whole_sizes = sorted({r.functions for r in requests if r.whole_regions})
     defrag = bool(defrag_every and defrag_moves and whole_sizes)
     next_defrag = defrag_every if defrag else math.inf
@@ -1066,6 +1131,8 @@ def simulate(cluster_spec: str, requests: Sequence[Request], policy: str,
             _apply(choice, request, +1, index)
             held[id(request)] = choice
             servers[id(request)] = (step, request)
+            if request.group >= 0:
+                members.setdefault(request.group, []).append(id(request))
         if step % every == 0:
             samples.append(_state(hosts, capacity))
             result.timeline.append((
@@ -1207,6 +1274,22 @@ def _share(text: str) -> float:
 _share.__name__ = f"share (> 0, at most {MAX_FILL:g})"
 
 
+def _soft_groups(text: str) -> tuple[float, int, str]:
+    share, _, rest = text.partition(":")
+    size, _, policy = rest.partition(":")
+    try:
+        value = (float(share), int(size), policy)
+    except ValueError:
+        value = None
+    if (value is None or not 0 <= value[0] <= 1 or value[1] < 1
+            or policy not in SOFT_POLICIES):
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not SHARE:SIZE:POLICY (a share from 0 to 1, a "
+            f"whole number of members >= 1, "
+            f"{' or '.join(SOFT_POLICIES)})")
+    return value
+
+
 def _multiplier(text: str) -> float:
     value = float(text)
     if not math.isfinite(value):
@@ -1303,6 +1386,15 @@ def build_parser() -> argparse.ArgumentParser:
                         metavar="M",
                         help="with --defrag-every: at most M migrations "
                              "each time")
+    parser.add_argument("--soft-groups", type=_soft_groups,
+                        metavar="SHARE:SIZE:POLICY",
+                        help="make SHARE (0 to 1) of the requests that ask "
+                             "accelerators members of soft server groups of "
+                             "SIZE, POLICY soft-affinity or "
+                             "soft-anti-affinity; stock-nova and "
+                             "host-fragmentation weigh them with nova's hint "
+                             "weigher, ours only among the hosts it puts "
+                             "first")
     parser.add_argument("--json", action="store_true",
                         help="print the results as one JSON document")
     parser.add_argument("--plot", metavar="FILE.png",
@@ -1340,6 +1432,8 @@ def main(argv: Sequence[str] | None = None, out=None) -> int:
             args.workload, args.seed,
             max(set(sizes), key=lambda s: (sizes.count(s), s)),
             timed=args.mode == "replay")
+        if args.soft_groups:
+            requests = soft_groups(requests, *args.soft_groups, args.seed)
     except SpecError as exc:
         parser.exit(2, f"accel-sim: {exc}\n")
     results = {}
