@@ -128,12 +128,12 @@ def _host_weights(hosts, request: usage.RequestPlacement, key: str, opts,
             if owner != key or score is None:
                 score = None
                 if candidates:
-                    ranked = host_rooms.rank(candidates[:1], None
-                                             if numa_req is None
-                                             else cells.numa_ask(
-                                                 numa_req, host_state,
-                                                 spec_obj, candidates,
-                                                 request))
+                    # As the filter scores: a NUMA ask for requests with
+                    # accelerators only.
+                    numa_ask = (cells.numa_ask(numa_req, host_state,
+                                               spec_obj, candidates, request)
+                                if numa_req and asks_accelerators else None)
+                    ranked = host_rooms.rank(candidates[:1], numa_ask)
                     score = ranked[0][1] if ranked else None
             scores.append(score)
         if asks_accelerators:
