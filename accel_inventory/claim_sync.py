@@ -21,7 +21,7 @@ import dataclasses
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from accel_inventory import claims, model
+from accel_inventory import claims, model, numa
 from accel_inventory.provider_tree import provider_uuid
 
 # The source of a claim the sync made (the hook's are "hook").
@@ -140,3 +140,54 @@ def assign(inventory: model.Inventory,
         new = claims.record_claim(new, claim, boot_id=boot_id)
         changed.append(consumer)
     return SyncResult(new, changed, problems)
+
+
+def regions_held(inventory: model.Inventory, consumer: str
+                 ) -> list[model.Region]:
+    """The regions ``consumer``'s placement claim holds functions of."""
+    claim = inventory.claims.get(consumer)
+    if claim is None or claim.source != CLAIM_SOURCE:
+        return []
+    index = inventory.function_index()
+    regions: dict[str, model.Region] = {}
+    for fid in claim.functions:
+        if fid in index:
+            regions.setdefault(index[fid][1].id, index[fid][1])
+    return list(regions.values())
+
+
+def near_functions(inventory: model.Inventory, consumer: str,
+                   node_of: Mapping[str, int | None],
+                   local: frozenset[int]) -> model.Inventory | None:
+    """``inventory`` with ``consumer``'s placement claim holding, in each
+    region it holds functions of, functions on the NUMA nodes ``local``
+    to its guest: each function elsewhere is swapped for a free one of
+    the same region that is near (lowest index first); placement's
+    allocation (so many functions of that region) is the same. None when
+    nothing changes: every function is near, or no free one near is
+    left to swap for. ``node_of`` is each function's node now (those of
+    ``regions_held``)."""
+    claim = inventory.claims.get(consumer)
+    if claim is None or claim.source != CLAIM_SOURCE:
+        return None
+    index = inventory.function_index()
+    held = set(claim.functions)
+    chosen: list[str] = []
+    for fid in claim.functions:
+        entry = index.get(fid)
+        if entry is None or numa.is_local(node_of.get(fid), local):
+            chosen.append(fid)
+            continue
+        swap = next((f.id for f in entry[1].functions
+                     if f.claimed_by is None and f.address is not None
+                     and f.id not in held
+                     and numa.is_local(node_of.get(f.id), local)), None)
+        if swap is None:
+            chosen.append(fid)
+        else:
+            chosen.append(swap)
+            held.add(swap)
+    if chosen == claim.functions:
+        return None
+    return claims.record_claim(
+        inventory, dataclasses.replace(claim, functions=chosen))

@@ -54,6 +54,31 @@ def numa_node_of(trait: str) -> int | None:
     return int(number) if number.isdigit() else None
 
 
+def numa_node_among(traits) -> int | None:
+    """The NUMA node one of a provider's ``traits`` names; None if
+    none does."""
+    for trait in traits:
+        node = numa_node_of(trait)
+        if node is not None:
+            return node
+    return None
+
+
+# The flavor extra spec that asks our accelerators to be near the guest's
+# CPUs and memory, modelled on nova's hw:pci_numa_affinity_policy (which
+# applies to devices nova's PCI tracker manages only). Nova's libvirt
+# driver writes every extra spec into the domain's metadata, so the hook
+# reads it there (<nova:extraSpec name="...">required</nova:extraSpec>).
+NUMA_AFFINITY_SPEC = "nova_accel:numa_affinity_policy"
+# On one of the host NUMA cells the guest is on.
+NUMA_REQUIRED = "required"
+# On the cells of the guest when one is free; anywhere else otherwise.
+NUMA_PREFERRED = "preferred"
+# On a cell of the same socket as one of the guest's cells.
+NUMA_SOCKET = "socket"
+NUMA_POLICIES = (NUMA_REQUIRED, NUMA_PREFERRED, NUMA_SOCKET)
+
+
 def region_size_trait(size: int) -> str:
     return f"{ACCEL_PREFIX}REGION_SIZE_{size}"
 

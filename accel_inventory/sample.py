@@ -122,6 +122,29 @@ class FakeSysfs:
                    bdf.rsplit(".", 1)[0] + "\n")
         return real
 
+    def set_numa_node(self, bdf: str, node: int) -> None:
+        """What the firmware reports as the device's node (``numa_node``;
+        -1: none)."""
+        _write(self.path("bus", "pci", "devices", bdf, "numa_node"),
+               f"{node}\n")
+
+    # -- NUMA nodes and CPUs -----------------------------------------------
+
+    def add_numa_node(self, node: int, cpus: list[int],
+                      socket: int = 0) -> None:
+        """A NUMA node and its CPUs, as the kernel lays them out
+        (Documentation/ABI/stable/sysfs-devices-node: ``nodeN/cpulist``;
+        sysfs-devices-system-cpu: ``cpuN/topology/physical_package_id``,
+        the CPU's socket, and its ``nodeN`` link)."""
+        home = self.path("devices", "system", "node", f"node{node}")
+        _write(os.path.join(home, "cpulist"),
+               ",".join(str(cpu) for cpu in cpus) + "\n")
+        for cpu in cpus:
+            cpu_dir = self.path("devices", "system", "cpu", f"cpu{cpu}")
+            _write(os.path.join(cpu_dir, "topology", "physical_package_id"),
+                   f"{socket}\n")
+            _link(os.path.join(cpu_dir, f"node{node}"), home)
+
     def add_vfs(self, pf_bdf: str, vf_bdfs: list[str], device: str) -> None:
         """SR-IOV: VFs beside their PF, linked both ways."""
         pf = os.path.realpath(self.path("bus", "pci", "devices", pf_bdf))

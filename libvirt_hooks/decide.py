@@ -23,11 +23,12 @@ import logging
 import signal
 from types import SimpleNamespace
 
-from accel_inventory import cache, claims, kinds, model
+from accel_inventory import cache, claim_sync, claims, kinds, model
 from accel_inventory.kinds.base import BUS_USB, DEVICE_MDEV, DEVICE_USB
 from accel_inventory.inventory import current_boot_id
 from libvirt_hooks import domain as domain_xml
-from libvirt_hooks import bridge, guard, hostview, mdev, resolve, settings
+from libvirt_hooks import affinity, bridge, guard, hostview, mdev, resolve
+from libvirt_hooks import settings
 from libvirt_hooks import trust
 from libvirt_hooks.common import EXIT_REFUSED
 
@@ -190,7 +191,46 @@ def _decide(conf, name, op, subop, xml, stdout, stderr) -> int:
     if gone:
         return _refuse(stderr, name, "placement gave it functions it "
                        "cannot have now: " + "; ".join(gone))
+    try:
+        refusal = _near_enough(conf, dom, inv, verdict)
+    except domain_xml.DomainXMLError as exc:
+        return _refuse(stderr, name, str(exc))
+    if refusal:
+        return _refuse(stderr, name, refusal)
     return _prepare(conf, dom, verdict, boot_id, stderr)
+
+
+def _near_enough(conf, dom: domain_xml.Domain, inv: model.Inventory,
+                 verdict: guard.Verdict) -> str | None:
+    """NUMA affinity (see affinity.py): the domain's placement claim takes
+    the free functions near its guest, then every function it is given
+    must be near under ``required`` and ``socket`` (the refusal, one
+    line) and is said once under ``preferred``."""
+    sysfs_root = conf.inventory.sysfs_root
+    near = affinity.of_domain(dom, sysfs_root)
+    if near is None:
+        return None
+    if near.note:
+        LOG.warning("domain %s: %s", dom.name, near.note)
+    claim = inv.claims.get(dom.uuid)
+    if claim is not None and claim.source == claim_sync.CLAIM_SOURCE:
+        moved = affinity.keep_near(conf.inventory.cache_path,
+                                   conf.inventory.lock_timeout, dom.uuid,
+                                   near, sysfs_root)
+        if moved is not None:
+            LOG.info("domain %s: now holds %s, near its guest's NUMA "
+                     "node(s) %s", dom.name,
+                     ", ".join(moved.claims[dom.uuid].functions),
+                     ",".join(str(n) for n in sorted(near.guest_nodes)))
+            inv, claim = moved, moved.claims[dom.uuid]
+    given = list(dict.fromkeys(verdict.functions + (
+        claim.functions if claim is not None
+        and claim.source == claim_sync.CLAIM_SOURCE else [])))
+    refusal, warning = affinity.judgement(
+        near, affinity.far_functions(inv, given, near, sysfs_root))
+    if warning:
+        LOG.warning("domain %s: %s", dom.name, warning)
+    return refusal
 
 
 def _prepare(conf, dom: domain_xml.Domain, verdict: guard.Verdict,

@@ -23,7 +23,7 @@ from __future__ import annotations
 import os
 import re
 
-from accel_inventory import kinds, model
+from accel_inventory import kinds, model, numa
 from accel_inventory.contract import BDF, USB_NAME
 from accel_inventory.kinds.base import (DEVICE_INTERFACE, DEVICE_MDEV,
                                         DEVICE_PCI, DEVICE_USB)
@@ -131,6 +131,80 @@ def node_interface(sysfs_root: str, bdf: str) -> str | None:
     except OSError:
         return None
     return names[0] if names else None
+
+
+NODE_DIR = re.compile(r"^node(\d+)$")
+
+
+def numa_node(sysfs_root: str, bdf: str) -> int | None:
+    """The NUMA node the PCI device at ``bdf`` reports now; None when it
+    reports none (-1), or nothing readable is there."""
+    if not BDF.match(bdf):
+        return None
+    device = _device_dir(sysfs_root, "bus", "pci", "devices", bdf)
+    try:
+        node = int(_read(os.path.join(device, "numa_node"))) if device \
+            else -1
+    except (OSError, ValueError):
+        return None
+    return node if node >= 0 else None
+
+
+def function_node(sysfs_root: str, card: model.Card, region: model.Region,
+                  function: model.Function) -> int | None:
+    """The NUMA node of a function now: what the PCI device behind it
+    reports (the function's own, else its region's or card's: an mdev's
+    parent), else the card's node as the last scan read it (a USB
+    stick's)."""
+    for address in (function.address, region.address, card.address):
+        if address and BDF.match(address):
+            if os.path.lexists(os.path.join(sysfs_root, "bus", "pci",
+                                            "devices", address)):
+                return numa_node(sysfs_root, address)
+            break
+    return card.numa_node
+
+
+def _nodes(sysfs_root: str) -> dict[int, frozenset[int]]:
+    """Each NUMA node's CPUs (``devices/system/node/nodeN/cpulist``)."""
+    base = os.path.join(sysfs_root, "devices", "system", "node")
+    try:
+        names = os.listdir(base)
+    except OSError:
+        return {}
+    found = {}
+    for name in names:
+        match = NODE_DIR.match(name)
+        if not match:
+            continue
+        try:
+            found[int(match.group(1))] = numa.parse_id_list(
+                _read(os.path.join(base, name, "cpulist")))
+        except (OSError, ValueError):
+            continue
+    return found
+
+
+def cpu_nodes(sysfs_root: str) -> dict[int, int]:
+    """The NUMA node of each host CPU."""
+    return {cpu: node for node, cpus in _nodes(sysfs_root).items()
+            for cpu in cpus}
+
+
+def node_sockets(sysfs_root: str) -> dict[int, int | None]:
+    """The socket of each NUMA node: its first CPU's
+    ``topology/physical_package_id`` (None when unknown)."""
+    sockets: dict[int, int | None] = {}
+    for node, cpus in _nodes(sysfs_root).items():
+        sockets[node] = None
+        if cpus:
+            try:
+                sockets[node] = int(_read(os.path.join(
+                    sysfs_root, "devices", "system", "cpu",
+                    f"cpu{min(cpus)}", "topology", "physical_package_id")))
+            except (OSError, ValueError):
+                pass
+    return sockets
 
 
 def read(sysfs_root: str, domain: Domain, inv: model.Inventory) -> HostView:

@@ -209,6 +209,27 @@ def nova_best(free_ram: Sequence[float], free_cpu: Sequence[float],
     as nova's weighers without ``minval``/``maxval`` are) after them."""
     if len(free_ram) <= 1:
         return 0
+    totals = _nova_totals(free_ram, free_cpu, others)
+    best = 0
+    for i, total in enumerate(totals):
+        if total > totals[best]:
+            best = i
+    return best
+
+
+def nova_ranked(free_ram: Sequence[float], free_cpu: Sequence[float],
+                others: Sequence[tuple[float, Sequence[float]]] = ()
+                ) -> list[int]:
+    """Every host's index in the order nova's weighers rank them (its
+    choice, then the alternates it keeps for a reschedule); ``nova_best``
+    is the first."""
+    totals = _nova_totals(free_ram, free_cpu, others)
+    return sorted(range(len(totals)), key=lambda i: -totals[i])
+
+
+def _nova_totals(free_ram: Sequence[float], free_cpu: Sequence[float],
+                 others: Sequence[tuple[float, Sequence[float]]]
+                 ) -> list[float]:
     totals = [0.0] * len(free_ram)
     # The order nova adds them in (all_weighers lists CPU before RAM).
     for multiplier, weights in ((1.0, nova_normalize(free_cpu)),
@@ -217,11 +238,7 @@ def nova_best(free_ram: Sequence[float], free_cpu: Sequence[float],
                                   for m, w in others)):
         for i, w in enumerate(weights):
             totals[i] += multiplier * w
-    best = 0
-    for i, total in enumerate(totals):
-        if total > totals[best]:
-            best = i
-    return best
+    return totals
 
 
 def min_max_normalize(weights: Sequence[float]) -> list[float]:

@@ -25,6 +25,9 @@ goes out.
     best fit breaking ties (``best_fit``), and the weigher gives the
     same weight to every host that scores best (``decisive_weights``),
     so that where the scores do not differ nova's own weighers decide.
+    A request with a NUMA topology (``NumaAsk``) also breaks ties by the
+    NUMA node already in use, and under its affinity policy drops or
+    ranks placements by how near the guest they are.
 
 Two region policies share one shape of score (higher is better), over the
 regions one candidate touches (``score``):
@@ -32,7 +35,7 @@ regions one candidate touches (``score``):
 ``best-fit``
     Never open a fresh region while a used one fits, then leave the least
     free in the regions touched, then prefer the fuller card, then the
-    instance's NUMA node.
+    NUMA nodes near the guest.
 ``fragmentation``
     In the spirit of FGD: prefer the placement that least grows the free
     capacity the expected request mix can no longer use; ties fall back
@@ -47,6 +50,7 @@ from dataclasses import dataclass
 from operator import itemgetter, methodcaller
 from typing import Any, NamedTuple
 
+from accel_inventory import numa
 from accel_inventory.contract import ACCEL_PREFIX
 # Re-exported: the scheduler's modules and the simulator name them here.
 from accel_inventory.fragmentation import (  # noqa: F401
@@ -190,7 +194,7 @@ def score(demand: Mapping[str, int],
           *,
           policy: str = POLICY_BEST_FIT,
           mix: Sequence[RequestShape] = DEFAULT_MIX,
-          numa_node: int | None = None,
+          local_nodes: frozenset[int] | None = None,
           fill_by_card: Mapping[str, float] | None = None) -> Score | None:
     """Score one candidate's demand on its regions; None if unacceptable.
 
@@ -200,7 +204,9 @@ def score(demand: Mapping[str, int],
     multi-create request). Regions absent from ``usage`` are unknown to us
     and scored as neutral, so missing data never rejects a candidate.
     ``fill_by_card`` may be passed in when many candidates of one host are
-    scored against the same usage.
+    scored against the same usage. ``local_nodes`` are the NUMA nodes
+    near the guest (``numa.local_nodes``), whose regions the last term
+    prefers.
     """
     if policy not in REGION_POLICIES:
         raise ValueError(f"unknown region packing policy {policy!r}")
@@ -226,7 +232,7 @@ def score(demand: Mapping[str, int],
             frag_delta += (fragment(region.capacity, region.free - amount, mix)
                            - fragment(region.capacity, region.free, mix))
         fills.append(fill_by_card.get(region.card, 0.0))
-        if numa_node is not None and region.numa_node == numa_node:
+        if local_nodes and numa.is_local(region.numa_node, local_nodes):
             numa_hits += 1
     if not known:
         return Score(0.0, 0.0, 0.0, 0.0)
@@ -242,7 +248,8 @@ def rank(demands: Sequence[Mapping[str, int]],
          *,
          policy: str = POLICY_BEST_FIT,
          mix: Sequence[RequestShape] = DEFAULT_MIX,
-         numa_node: int | None = None) -> list[tuple[int, Score]]:
+         local_nodes: frozenset[int] | None = None
+         ) -> list[tuple[int, Score]]:
     """Indexes of the acceptable demands, best first, with their scores.
 
     The sort is stable, so equal scores keep placement's order.
@@ -250,8 +257,8 @@ def rank(demands: Sequence[Mapping[str, int]],
     fills = card_fill(usage)
     scored = []
     for index, demand in enumerate(demands):
-        s = score(demand, usage, policy=policy, mix=mix, numa_node=numa_node,
-                  fill_by_card=fills)
+        s = score(demand, usage, policy=policy, mix=mix,
+                  local_nodes=local_nodes, fill_by_card=fills)
         if s is not None:
             scored.append((index, s))
     scored.sort(key=lambda item: item[1], reverse=True)
@@ -337,12 +344,34 @@ def gradient_score(before: float, after: float, mix: TaskMix) -> int:
     return int(100 / (1 + math.exp(gradient)))
 
 
+@dataclass(frozen=True)
+class NumaAsk:
+    """What a request with a NUMA topology (pinned CPUs,
+    ``hw:numa_nodes``, hugepages) asks of one host's regions.
+
+    ``nodes`` is each region's NUMA node (None: unknown), in the room's
+    order. ``local`` are the nodes near the guest (``numa.local_nodes``
+    of nova's prediction of its host cells), None when its flavor names
+    no affinity policy (or nova predicts no fit); then ``strict`` drops
+    every placement that takes from a region elsewhere (``required``,
+    ``socket``) and ``prefer`` ranks placements by what they take near
+    the guest before packing (``preferred``). ``pack`` adds the NUMA
+    node term to ``best_fit`` (the simulator compares without it)."""
+
+    nodes: tuple[int | None, ...]
+    local: frozenset[int] | None = None
+    strict: bool = False
+    prefer: bool = False
+    pack: bool = True
+
+
 # What best_fit says of a placement that takes no accelerator: nothing.
 NO_FIT = (0, 0, 0, 0)
 
 
 def best_fit(room: HostRoom, placement: Placement,
-             cpu_aware: bool = False) -> tuple[int, ...]:
+             cpu_aware: bool = False,
+             numa_ask: NumaAsk | None = None) -> tuple[int, ...]:
     """What breaks ties between placements ``placement_score`` rates
     alike, higher is better: the least accelerator capacity left on the
     host (the fuller host: the same for every candidate of one host, so
@@ -354,7 +383,14 @@ def best_fit(room: HostRoom, placement: Placement,
     but on a host with regions under a mix whose accelerator requests
     ask CPU (``cpu_aware``: its ``cpu_per_unit``) it fits best where it
     leaves the least CPU, so that CPU stays together where accelerators
-    need it."""
+    need it.
+
+    For a request with a NUMA topology (``numa_ask``), a placement that
+    takes accelerators is also rated, after the region terms, by the
+    NUMA nodes already in use, then the least left free on them
+    (``numa_node_fill``), so that a fresh region is opened on a node
+    that already serves guests and whole nodes' accelerators stay free
+    for the requests that need them near their own cells."""
     left = used = size = taken = 0
     for index, amount in placement.taken.items():
         if not amount:
@@ -364,11 +400,15 @@ def best_fit(room: HostRoom, placement: Placement,
         used += capacity - free
         size += capacity
         taken += amount
-    if taken:
-        return (taken - sum(room.free), -left, used, -size)
-    if cpu_aware and room.free:
-        return cpu_fit(room.cpu, placement.cpu)
-    return NO_FIT
+    if not taken:
+        if cpu_aware and room.free:
+            return cpu_fit(room.cpu, placement.cpu)
+        return NO_FIT
+    fit = (taken - sum(room.free), -left, used, -size)
+    if numa_ask is None or not numa_ask.pack:
+        return fit
+    in_use, node_left = numa_node_fill(room, placement, numa_ask.nodes)
+    return (*fit, in_use, -node_left)
 
 
 def cpu_fit(cpu: int, taken: int) -> tuple[int, ...]:
@@ -377,19 +417,75 @@ def cpu_fit(cpu: int, taken: int) -> tuple[int, ...]:
     return (taken - cpu, 0, 0, 0)
 
 
+def numa_node_fill(room: HostRoom, placement: Placement,
+                   nodes: Sequence[int | None]) -> tuple[int, int]:
+    """Of the NUMA nodes ``placement`` takes regions from (those whose
+    node is known): how many already have accelerator capacity in use,
+    and what the placement leaves free on them."""
+    touched = {nodes[index] for index, amount in placement.taken.items()
+               if amount} - {None}
+    if not touched:
+        return 0, 0
+    in_use = left = 0
+    for node in touched:
+        node_used = node_free = 0
+        for index, region_node in enumerate(nodes):
+            if region_node == node:
+                node_free += room.free[index]
+                node_used += room.capacity[index] - room.free[index]
+        in_use += node_used > 0
+        left += node_free
+    return in_use, left - sum(amount for index, amount in
+                              placement.taken.items()
+                              if nodes[index] in touched)
+
+
+def numa_affinity(placement: Placement, numa_ask: NumaAsk
+                  ) -> tuple[int, int]:
+    """What ``placement`` takes from regions near the guest, and in all."""
+    local = numa_ask.local or frozenset()
+    near = total = 0
+    for index, amount in placement.taken.items():
+        total += amount
+        if numa.is_local(numa_ask.nodes[index], local):
+            near += amount
+    return near, total
+
+
+def numa_key(placement: Placement, numa_ask: NumaAsk | None
+             ) -> tuple[int, ...] | None:
+    """What the request's affinity policy puts before packing in a
+    placement's score: None when ``strict`` refuses it, ``(near,)``
+    under ``prefer`` (what it takes near the guest), else nothing."""
+    if numa_ask is None or numa_ask.local is None:
+        return ()
+    if not (numa_ask.strict or numa_ask.prefer):
+        return ()
+    near, total = numa_affinity(placement, numa_ask)
+    if numa_ask.strict:
+        return None if near < total else ()
+    return (near,)
+
+
 def rank_placements(room: HostRoom, placements: Sequence[Placement],
-                    mix: TaskMix) -> list[tuple[int, tuple[int, ...]]]:
+                    mix: TaskMix, numa_ask: NumaAsk | None = None
+                    ) -> list[tuple[int, tuple[int, ...]]]:
     """Indexes of the placements that fit, best first, with their scores:
-    ``placement_score`` then ``best_fit``, compared as a tuple. Equal
-    scores keep the given order (the sort is stable); they pack alike."""
+    ``placement_score`` then ``best_fit``, compared as a tuple (after
+    ``numa_key``, which may also refuse a placement, for a request with a
+    NUMA topology). Equal scores keep the given order (the sort is
+    stable); they pack alike."""
     before = host_fragmentation(room, mix)
     cpu_aware = mix.cpu_per_unit > 0
     scored = []
     for index, placement in enumerate(placements):
+        first = numa_key(placement, numa_ask)
+        if first is None:
+            continue
         s = placement_score(room, placement, mix, before)
         if s is not None:
-            scored.append((index, (s, *best_fit(room, placement,
-                                                  cpu_aware))))
+            scored.append((index, (*first, s, *best_fit(
+                room, placement, cpu_aware, numa_ask))))
     scored.sort(key=itemgetter(1), reverse=True)
     return scored
 

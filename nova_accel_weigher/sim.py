@@ -35,6 +35,17 @@ arrivals), as many whole regions of the whole-region requests' size as
 such requests asked for in vain since the last time, with at most M
 migrations, moved at once (``defrag_step``).
 
+A ``numa`` cluster's hosts have NUMA nodes, each with its regions and
+its dedicated CPUs, and a ``numa`` workload mixes requests with pinned
+CPUs (a guest on one host cell, as nova's fit spreads them) under the
+``required`` and ``preferred`` affinity policies, pinned ones without a
+policy, and requests without a NUMA topology. ``stock-nova`` places the
+first two as it places any (the hook then refuses a ``required`` guest's
+far region at its start, and nova tries its alternates);
+``host-fragmentation`` is our filter's and weigher's ``packing.NumaAsk``,
+``host-fragmentation-no-numa-term`` the same without the NUMA node term
+of the tie-break.
+
 ``Policy.choose`` looks at every host for every request. ``HostIndex``
 makes the same choices on large clusters (10,000 hosts, 200,000 requests
 in about a minute here; BENCHMARKS.rst) by keeping, for each request
@@ -54,6 +65,7 @@ import math
 import os
 import random
 import sys
+import textwrap
 import time
 import zlib
 from collections.abc import Callable, Sequence
@@ -63,16 +75,26 @@ from typing import TextIO
 from accel_defrag import cluster as defrag_cluster
 from accel_defrag import planner as defrag_planner
 from accel_inventory import contract
+from accel_inventory import numa
+from accel_inventory.contract import (NUMA_POLICIES, NUMA_PREFERRED,
+                                      NUMA_REQUIRED)
 from nova_accel_weigher import baselines, packing
 from nova_accel_weigher import conf as accel_conf
 
 SCORED_POLICIES = {"best-fit": packing.POLICY_BEST_FIT,
                    "fragmentation": packing.POLICY_FRAGMENTATION}
 # Modelled in baselines.py; each looks at every host for every request.
+# Our filter and weigher; the second without the NUMA node term.
+HOST_FRAGMENTATION = ("host-fragmentation",
+                      "host-fragmentation-no-numa-term")
 SCANNED_POLICIES = ("stock-nova", "fgd", "paper-best-fit",
-                    "host-fragmentation")
+                    *HOST_FRAGMENTATION)
 POLICIES = ("placement-order", "random", "spread", "best-fit",
             "fragmentation") + SCANNED_POLICIES
+# What places requests with pinned CPUs (a NUMA topology).
+NUMA_AWARE = ("stock-nova", *HOST_FRAGMENTATION)
+# Nova's [scheduler] max_attempts: the host chosen and two alternates.
+MAX_ATTEMPTS = 3
 DEFAULT_FUNCTIONS_PER_GPU = 4
 MILLI_PER_GPU = 1000
 # Events of a replay, ordered so that at one instant a departure frees
@@ -86,6 +108,7 @@ class Region:
     card: str
     capacity: int
     used: int = 0
+    node: int | None = None  # its NUMA node, where the cluster has them
 
     @property
     def free(self) -> int:
@@ -105,8 +128,32 @@ class Host:
     cpu_used: int = 0
     memory_used: int = 0
     model: str = ""  # the GPU model, which a request may ask for
+    # Per NUMA node (a host cell), its dedicated CPUs and those pinned.
+    cells: list[int] = field(default_factory=list)
+    cells_used: list[int] = field(default_factory=list)
     _node: baselines.NodeState | None = field(
         default=None, repr=False, compare=False)
+
+    def guest_cell(self, request: Request) -> int | None:
+        """The host cell nova's fit gives a guest of ``request.pinned``
+        CPUs on one cell (its default, spreading, strategy: the cell
+        with the most free dedicated CPUs, the first among equals); None
+        when none has room (NUMATopologyFilter turns the host down)."""
+        best = None
+        for cell, total in enumerate(self.cells):
+            free = total - self.cells_used[cell]
+            if free >= request.pinned and (
+                    best is None
+                    or free > self.cells[best] - self.cells_used[best]):
+                best = cell
+        return best
+
+    def nova_free_cpu(self) -> int:
+        """The CPU nova's CPU weigher sees free: the CPU modelled for
+        packing and the dedicated CPUs of the cells not pinned (our
+        packing reads VCPU, not the cells' PCPU)."""
+        return (self.cpu - self.cpu_used + sum(self.cells)
+                - sum(self.cells_used))
 
     def has_room(self, request: Request) -> bool:
         return ((not self.cpu or self.cpu - self.cpu_used >= request.cpu)
@@ -154,6 +201,10 @@ class Request:
     # soft-anti-affinity); -1: none.
     group: int = -1
     group_policy: str = ""
+    # Dedicated CPUs pinned on one host cell (a NUMA topology; 0: none),
+    # and the flavor's nova_accel:numa_affinity_policy.
+    pinned: int = 0
+    affinity: str | None = None
 
     @property
     def task_type(self) -> baselines.TaskType:
@@ -188,11 +239,16 @@ def task_mix(requests: Sequence[Request]) -> packing.TaskMix:
 # -- clusters ---------------------------------------------------------------
 
 def _host(name: str, cards: Sequence[tuple[int, int]], cpu: int = 0,
-          memory: int = 0, model: str = "") -> Host:
-    regions = [Region(f"{name}/c{c}/r{r}", f"{name}/c{c}", size)
+          memory: int = 0, model: str = "",
+          numa_cells: Sequence[int] = ()) -> Host:
+    """With ``numa_cells`` (each node's dedicated CPUs), card ``c`` is on
+    node ``c``."""
+    regions = [Region(f"{name}/c{c}/r{r}", f"{name}/c{c}", size,
+                      node=c if numa_cells else None)
                for c, (count, size) in enumerate(cards)
                for r in range(count)]
-    return Host(name, regions, cpu, memory, model=model)
+    return Host(name, regions, cpu, memory, model=model,
+                cells=list(numa_cells), cells_used=[0] * len(numa_cells))
 
 
 class SpecError(ValueError):
@@ -257,7 +313,10 @@ def _field(row: dict[str, str], column: str, path: str, line: int,
     return value
 
 
-CLUSTERS = ("meeting | homogeneous:HOSTS:RxF | mixed:HOSTS | openb:NODES.csv "
+CLUSTERS = ("meeting | homogeneous:HOSTS:RxF | mixed:HOSTS | "
+            "numa:HOSTS:NODES:RxF:CPUS (NODES NUMA nodes per host, each "
+            "with a card of R regions of F functions and CPUS dedicated "
+            "CPUs) | openb:NODES.csv "
             "(a GPU is 4 functions, the vGPU view) | openb-milli:NODES.csv "
             "(a GPU is 1000 milli-GPU, the FGD paper's view) | "
             "plain:HOSTS:MILLI_CPU:MEMORY_MIB (hosts without accelerators); "
@@ -296,6 +355,19 @@ def build_cluster(spec: str) -> list[Host]:
         card = (_count(regions, "R (regions)", spec, MAX_REGIONS),
                 _count(functions, "F (functions)", spec, MAX_FUNCTIONS))
         return [_host(f"host{i}", [card]) for i in range(count)]
+    if family == "numa":
+        fields = arg.split(":")
+        if len(fields) != 4 or "x" not in fields[2].lower():
+            raise SpecError(f"cluster {spec!r}: expected numa:HOSTS:NODES:"
+                            f"RxF:CPUS (e.g. numa:20:2:2x4:16)")
+        count = _count(fields[0], "HOSTS", spec, MAX_HOSTS)
+        nodes = _count(fields[1], "NODES", spec, 64)
+        regions, _, functions = fields[2].lower().partition("x")
+        card = (_count(regions, "R (regions)", spec, MAX_REGIONS),
+                _count(functions, "F (functions)", spec, MAX_FUNCTIONS))
+        cpus = _count(fields[3], "CPUS", spec, MAX_FUNCTIONS)
+        return [_host(f"host{i}", [card] * nodes, numa_cells=[cpus] * nodes)
+                for i in range(count)]
     if family == "mixed":
         shapes = [(1, 4), (2, 4), (3, 4), (4, 2)]
         return [_host(f"host{i}", [shapes[i % 4], shapes[(i + 1) % 4],
@@ -317,7 +389,16 @@ def build_cluster(spec: str) -> list[Host]:
 
 # -- workloads --------------------------------------------------------------
 
-WORKLOADS = "meeting | poisson:N[:RATE] | csv:FILE | openb:PODS.csv"
+WORKLOADS = ("meeting | poisson:N[:RATE] | numa:N[:RATE] | csv:FILE | "
+             "openb:PODS.csv")
+# numa:N[:RATE]'s kinds: (functions, whole regions, pinned CPUs,
+# affinity policy) and their weights.
+NUMA_KINDS = (((1, 0, 4, NUMA_REQUIRED), 15),
+              (("region", 1, 8, NUMA_REQUIRED), 10),
+              ((1, 0, 4, NUMA_PREFERRED), 10),
+              ((2, 0, 4, None), 10),
+              ((1, 0, 0, None), 25), ((2, 0, 0, None), 15),
+              (("region", 1, 0, None), 15))
 
 
 def build_workload(spec: str, seed: int, region_size: int, *,
@@ -329,7 +410,7 @@ def build_workload(spec: str, seed: int, region_size: int, *,
         return [Request(0, math.inf, 1), Request(1, math.inf, 2),
                 Request(2, math.inf, 1),
                 Request(3, math.inf, region_size, whole_regions=2)]
-    if family == "poisson":
+    if family in ("poisson", "numa"):
         # poisson:N[:RATE]: N arrivals, RATE a second (1 by default), each
         # staying 400 s on average, so about 400 x RATE at once.
         count, _, rate = arg.partition(":")
@@ -345,6 +426,15 @@ def build_workload(spec: str, seed: int, region_size: int, *,
         requests, now = [], 0.0
         for _ in range(count_):
             now += rng.expovariate(rate_)
+            if family == "numa":
+                kinds, weights = zip(*NUMA_KINDS, strict=True)
+                functions, whole, pinned, policy = rng.choices(
+                    kinds, weights=weights)[0]
+                requests.append(Request(
+                    now, rng.expovariate(1 / 400.0),
+                    region_size if functions == "region" else functions,
+                    whole, pinned=pinned, affinity=policy))
+                continue
             shape = rng.choices([(1, 0), (2, 0), (3, 0), (region_size, 1)],
                                 weights=[40, 25, 15, 20])[0]
             requests.append(Request(now, rng.expovariate(1 / 400.0),
@@ -440,7 +530,10 @@ def shape_of(request: Request) -> Shape:
 
 def fits(host: Host, request: Request) -> bool:
     """Whether the host has accelerators for the request (what
-    ``accel_candidates`` gives), without listing them."""
+    ``accel_candidates`` gives), without listing them, and a cell for its
+    pinned CPUs (what NUMATopologyFilter asks)."""
+    if request.pinned and host.guest_cell(request) is None:
+        return False
     if not request.functions:
         return True
     if request.whole_regions:
@@ -484,6 +577,31 @@ def host_room(host: Host) -> packing.HostRoom:
         tuple(r.capacity for r in host.regions), host.model)
 
 
+def placed_on(host: Host, request: Request, candidate: dict[str, int]
+              ) -> packing.Placement:
+    """What ``candidate`` takes of ``host``, as packing reads it."""
+    index = {r.name: i for i, r in enumerate(host.regions)}
+    return packing.Placement(request.cpu, request.memory, {
+        index[name]: amount for name, amount in candidate.items()})
+
+
+def numa_ask(host: Host, request: Request) -> packing.NumaAsk | None:
+    """What the filter asks of ``host``'s regions for a request with
+    pinned CPUs and accelerators (None for the others): the regions'
+    nodes, and under an affinity policy the guest's cell as nova's fit
+    gives it (``Host.guest_cell``)."""
+    if not (request.pinned and request.functions):
+        return None
+    nodes = tuple(r.node for r in host.regions)
+    cell = host.guest_cell(request) if request.affinity else None
+    if cell is None:
+        return packing.NumaAsk(nodes)
+    return packing.NumaAsk(
+        nodes, numa.local_nodes(request.affinity, {cell}),
+        strict=numa.strict(request.affinity),
+        prefer=request.affinity == NUMA_PREFERRED)
+
+
 def placement_order(host: Host, request: Request, seed: int
                     ) -> list[dict[str, int]]:
     """``candidates`` in an order that packing knows nothing of, fixed for
@@ -519,15 +637,16 @@ class Policy:
         default_factory=dict, repr=False)
 
     def __post_init__(self):
-        if self.task_mix is None and self.name == "host-fragmentation":
+        if self.task_mix is None and self.name in HOST_FRAGMENTATION:
             self.task_mix = packing.mix_of_shapes(self.mix)
 
     def scans(self, request: Request) -> bool:
         """Whether ``choose`` looks at every host for this request (as
         opposed to through a ``HostIndex``). A request without
         accelerators weighs 0 in our weigher under the region policies, so
-        nova's own weighers place it there, as under stock nova."""
-        return self.name in SCANNED_POLICIES or (
+        nova's own weighers place it there, as under stock nova. A
+        request with pinned CPUs is always looked at host by host."""
+        return self.name in SCANNED_POLICIES or bool(request.pinned) or (
             self.name in SCORED_POLICIES and not request.functions)
 
     def best_scored(self, host: Host, request: Request
@@ -589,7 +708,7 @@ class Policy:
             scored = [self._fgd_score(h, task) for h in feasible]
             return self._draw(feasible, [s for s, _ in scored],
                               [g for _, g in scored], request)
-        if self.name == "host-fragmentation":
+        if self.name in HOST_FRAGMENTATION:
             return self._host_fragmentation(feasible, request)
         if self.name == "paper-best-fit":
             task = request.task_type
@@ -597,12 +716,26 @@ class Policy:
                    for h in feasible]
             return self._draw(feasible, baselines.normalize_scores(raw),
                               None, request)
+        free_ram = [h.memory - h.memory_used for h in feasible]
+        free_cpu = [h.nova_free_cpu() for h in feasible]
         hint = self._hint(feasible, request)
-        best = feasible[baselines.nova_best(
-            [h.memory - h.memory_used for h in feasible],
-            [h.cpu - h.cpu_used for h in feasible],
-            ((1.0, hint),) if hint else ())]
-        return best, placement_order(best, request, self.seed)[0]
+        others = ((1.0, hint),) if hint else ()
+        if not (request.pinned and numa.strict(request.affinity)):
+            best = feasible[baselines.nova_best(free_ram, free_cpu, others)]
+            return best, placement_order(best, request, self.seed)[0]
+        # Stock nova knows nothing of our policy: it claims the first
+        # candidate of its best host, the hook refuses the start when that
+        # region is far from the guest's cell, and nova tries the
+        # alternates it chose with the host.
+        for index in baselines.nova_ranked(free_ram, free_cpu, others)[
+                :MAX_ATTEMPTS]:
+            host = feasible[index]
+            candidate = placement_order(host, request, self.seed)[0]
+            ask = numa_ask(host, request)
+            if packing.numa_key(placed_on(host, request, candidate),
+                                ask) is not None:
+                return host, candidate
+        return None
 
     def _hint(self, feasible: list[Host], request: Request
               ) -> list[float] | None:
@@ -631,7 +764,7 @@ class Policy:
         scores: list[tuple[int, ...] | None] = []
         for host in feasible:
             room = host_room(host)
-            key = ("host", ask, room)
+            key = ("host", ask, room, self._numa_ask(host, request))
             found = self._fgd.get(key, self)
             if found is self:
                 if len(self._fgd) > 2_000_000:
@@ -640,6 +773,14 @@ class Policy:
                                          accel_candidates(host, request))
                 found = self._fgd[key] = ranked[0][1] if ranked else None
             scores.append(found)
+        if request.pinned and numa.strict(request.affinity):
+            # The filter turns down the hosts without a region near the
+            # guest's cell.
+            kept = [i for i, score in enumerate(scores) if score is not None]
+            if not kept:
+                return None
+            feasible = [feasible[i] for i in kept]
+            scores = [scores[i] for i in kept]
         hint = self._hint(feasible, request)
         first = baselines.hint_leaders(hint) if hint else None
         if first is None:
@@ -653,7 +794,7 @@ class Policy:
             weights = [next(among) if lead else 0.0 for lead in first]
         host = feasible[baselines.nova_best(
             [h.memory - h.memory_used for h in feasible],
-            [h.cpu - h.cpu_used for h in feasible],
+            [h.nova_free_cpu() for h in feasible],
             ((self.multiplier, weights),
              *(((1.0, hint),) if hint else ())))]
         cands = placement_order(host, request, self.seed)
@@ -679,11 +820,18 @@ class Policy:
                    ) -> list[tuple[int, tuple[int, ...]]]:
         """The filter on one host: ``packing.rank_placements`` of
         ``cands``."""
-        index = {r.name: i for i, r in enumerate(host.regions)}
         return packing.rank_placements(
-            room, [packing.Placement(request.cpu, request.memory, {
-                index[name]: amount for name, amount in c.items()})
-                for c in cands], self.task_mix)
+            room, [placed_on(host, request, c) for c in cands],
+            self.task_mix, self._numa_ask(host, request))
+
+    def _numa_ask(self, host: Host, request: Request
+                  ) -> packing.NumaAsk | None:
+        """``numa_ask``, without the NUMA node term under
+        ``host-fragmentation-no-numa-term``."""
+        ask = numa_ask(host, request)
+        if ask is not None and self.name != HOST_FRAGMENTATION[0]:
+            ask = dataclasses.replace(ask, pack=False)
+        return ask
 
     def _fgd_score(self, host: Host, task: baselines.TaskType
                    ) -> tuple[int, tuple[int, ...]]:
@@ -929,6 +1077,10 @@ class Result:
     metrics: dict[str, float] = field(default_factory=dict)
     migrations: int = 0
     freed_regions: int = 0
+    # Requests with pinned CPUs under each affinity policy: how many were
+    # asked, rejected, and placed with every region on the guest's cell.
+    numa: dict[str, list[int]] = field(default_factory=lambda: {
+        policy: [0, 0, 0] for policy in NUMA_POLICIES})
 
 
 def fill_order(requests: Sequence[Request], target: float, seed: int
@@ -1009,11 +1161,15 @@ def defrag_step(hosts: list[Host],
                 held: dict[int, tuple[Host, dict[str, int]]],
                 servers: dict[int, tuple[int, Request]], size: int,
                 wanted: int,
-                moves: int, index: HostIndex | None = None
+                moves: int, index: HostIndex | None = None,
+                cells: dict[int, int | None] | None = None
                 ) -> tuple[int, int]:
     """Free up to ``wanted`` whole regions of ``size`` with at most
     ``moves`` migrations (the planner's plan, per region class), applied
-    to the replay; returns the migrations made and the regions freed."""
+    to the replay; returns the migrations made and the regions freed.
+    ``cells``: where each placed request's pinned CPUs are, kept current
+    as servers move."""
+    cells = {} if cells is None else cells
     cloud = planner_cluster(hosts, held, servers)
     by_name = {h.name: h for h in hosts}
     keys = {_server_name(placed): key
@@ -1027,16 +1183,31 @@ def defrag_step(hosts: list[Host],
         for move in plan.moves:
             key = keys[move.server]
             request = servers[key][1]
-            _apply(held[key], request, -1, index)
-            placed = (by_name[move.destination], dict(
+            _apply(held[key], request, -1, index, cells.get(key))
+            destination = by_name[move.destination]
+            placed = (destination, dict(
                 (dst, held[key][1][src]) for src, dst in move.regions))
-            _apply(placed, request, +1, index)
+            cell = (destination.guest_cell(request) if request.pinned
+                    else None)
+            _apply(placed, request, +1, index, cell)
             held[key] = placed
+            cells[key] = cell
             made += 1
         freed += len(plan.freed)
         if plan.moves:
             cloud = planner_cluster(hosts, held, servers)
     return made, freed
+
+
+def check_numa_policies(policies: Sequence[str],
+                        requests: Sequence[Request]) -> None:
+    """SpecError when a workload with pinned CPUs is to run under a policy
+    that models no NUMA."""
+    blind = [p for p in policies if p not in NUMA_AWARE]
+    if blind and any(r.pinned for r in requests):
+        raise SpecError(f"a workload with pinned CPUs runs under "
+                        f"{', '.join(NUMA_AWARE)} only, not "
+                        f"{', '.join(blind)}")
 
 
 def simulate(cluster_spec: str, requests: Sequence[Request], policy: str,
@@ -1054,6 +1225,7 @@ def simulate(cluster_spec: str, requests: Sequence[Request], policy: str,
     (seconds; arrivals in fill mode) and ``defrag_moves`` run
     ``defrag_step`` during the replay."""
     hosts = build_cluster(cluster_spec)
+    check_numa_policies([policy], requests)
     capacity = sum(r.capacity for h in hosts for r in h.regions)
     sizes = [r.capacity for h in hosts for r in h.regions]
     policy_ = Policy(policy, request_mix(requests), random.Random(seed),
@@ -1076,6 +1248,8 @@ def simulate(cluster_spec: str, requests: Sequence[Request], policy: str,
     held: dict[int, tuple[Host, dict[str, int]]] = {}
     servers: dict[int, tuple[int, Request]] = {}
     members: dict[int, list[int]] = {}
+    # The host cell each placed request's pinned CPUs are on.
+    cells: dict[int, int | None] = {}
 
     def group_hosts(group: int) -> dict[str, int]:
         # Read from ``held``, which moves (defrag_step) keep current.
@@ -1106,7 +1280,8 @@ def simulate(cluster_spec: str, requests: Sequence[Request], policy: str,
             # requests asked for in vain since the last time.
             if wanted:
                 made, freed = defrag_step(hosts, held, servers, defrag_size,
-                                          wanted, defrag_moves, index)
+                                          wanted, defrag_moves, index,
+                                          cells)
                 result.migrations += made
                 result.freed_regions += freed
             wanted = 0
@@ -1115,7 +1290,8 @@ def simulate(cluster_spec: str, requests: Sequence[Request], policy: str,
             placed = held.pop(id(request), None)
             servers.pop(id(request), None)
             if placed:
-                _apply(placed, request, -1, index)
+                _apply(placed, request, -1, index,
+                       cells.pop(id(request), None))
             continue
         arrivals += 1
         label = ("region" if request.whole_regions
@@ -1123,13 +1299,25 @@ def simulate(cluster_spec: str, requests: Sequence[Request], policy: str,
         result.asked[label] += 1
         choice = (index.choose(request) if index
                   else policy_.choose(hosts, request))
+        counts = result.numa.get(request.affinity) if request.pinned \
+            else None
+        if counts is not None:
+            counts[0] += 1
         if choice is None:
             result.rejected[label] += 1
             if request.functions == defrag_size:
                 wanted += request.whole_regions
+            if counts is not None:
+                counts[1] += 1
         else:
-            _apply(choice, request, +1, index)
+            cell = choice[0].guest_cell(request) if request.pinned else None
+            if counts is not None and all(
+                    region.node == cell for region in choice[0].regions
+                    if region.name in choice[1]):
+                counts[2] += 1
+            _apply(choice, request, +1, index, cell)
             held[id(request)] = choice
+            cells[id(request)] = cell
             servers[id(request)] = (step, request)
             if request.group >= 0:
                 members.setdefault(request.group, []).append(id(request))
@@ -1159,13 +1347,23 @@ def simulate(cluster_spec: str, requests: Sequence[Request], policy: str,
         "migrated_share": (result.migrations / placed_accel
                            if placed_accel else 0.0),
     }
+    if any(asked for asked, _, _ in result.numa.values()):
+        required, preferred = (result.numa[p] for p in (NUMA_REQUIRED,
+                                                        NUMA_PREFERRED))
+        result.metrics.update({
+            "required_asked": required[0],
+            "required_rejected": required[1],
+            "required_rejection_rate": (required[1] / required[0]
+                                        if required[0] else 0.0),
+            "preferred_near_share": (preferred[2] / preferred[0]
+                                     if preferred[0] else 1.0)})
     return result
 
 
 def _state(hosts: Sequence[Host], capacity: int) -> dict[str, float]:
     bound = compaction_bound(hosts)
     free_whole = whole_free(hosts)
-    return {
+    state = {
         "utilisation": sum(r.used for h in hosts for r in h.regions)
         / capacity,
         "fragmentation": fragmentation(hosts),
@@ -1173,6 +1371,13 @@ def _state(hosts: Sequence[Host], capacity: int) -> dict[str, float]:
         "compaction_bound": bound,
         "bound_fraction": free_whole / bound if bound else 1.0,
     }
+    nodes = [(h, node) for h in hosts for node in range(len(h.cells))]
+    if nodes:
+        # NUMA nodes whose accelerators are all free.
+        state["whole_free_nodes"] = sum(
+            all(r.used == 0 for r in h.regions if r.node == node)
+            for h, node in nodes) / len(nodes)
+    return state
 
 
 def _rate(result: Result, label: str) -> float:
@@ -1181,12 +1386,17 @@ def _rate(result: Result, label: str) -> float:
 
 
 def _apply(placed: tuple[Host, dict[str, int]], request: Request,
-           sign: int, index: HostIndex | None = None) -> None:
+           sign: int, index: HostIndex | None = None,
+           cell: int | None = None) -> None:
+    """Take (``sign`` +1) or give back (-1) what ``request`` holds of the
+    host it was ``placed`` on, its pinned CPUs from ``cell``."""
     host, demand = placed
     for region in host.regions:
         region.used += sign * demand.get(region.name, 0)
     host.cpu_used += sign * request.cpu
     host.memory_used += sign * request.memory
+    if cell is not None:
+        host.cells_used[cell] += sign * request.pinned
     host._node = None
     if index:
         index.changed(host)
@@ -1232,6 +1442,10 @@ def _table(results: dict[str, Result]) -> str:
     if any(r.migrations for r in results.values()):
         keys += ["migrations", "migrated_share"]
         heads += ["migrations", "migrated"]
+    if any("required_rejection_rate" in r.metrics for r in results.values()):
+        keys += ["required_rejection_rate", "preferred_near_share",
+                 "whole_free_nodes"]
+        heads += ["required rej.", "preferred near", "free nodes"]
     lines = ["  ".join(f"{h:>15}" for h in heads)]
     for name, res in results.items():
         cells = [name] + [f"{res.metrics[k]:.4f}" if isinstance(
@@ -1254,6 +1468,14 @@ def _plot(results: dict[str, Result], path: str) -> None:
     bottom.set_xlabel("time")
     top.legend()
     fig.savefig(path)
+
+
+class _Formatter(argparse.HelpFormatter):
+    """argparse's, without breaking a policy's name at its hyphens."""
+
+    def _split_lines(self, text, width):
+        return textwrap.wrap(" ".join(text.split()), width,
+                             break_on_hyphens=False)
 
 
 class _Parser(argparse.ArgumentParser):
@@ -1338,8 +1560,9 @@ def check_plot_target(path: str) -> None:
 def build_parser() -> argparse.ArgumentParser:
     """accel-sim's parser (also the source of its CLI reference)."""
     parser = _Parser(
-        prog="accel-sim", description="Replay accelerator requests on a "
-        "simulated cloud under several placement policies, side by side.")
+        prog="accel-sim", formatter_class=_Formatter,
+        description="Replay accelerator requests on a simulated cloud "
+        "under several placement policies, side by side.")
     parser.add_argument("--cluster", default="meeting", help=CLUSTERS)
     parser.add_argument("--workload", default="meeting", help=WORKLOADS)
     parser.add_argument("--mode", choices=("replay", "fill"),
@@ -1360,8 +1583,10 @@ def build_parser() -> argparse.ArgumentParser:
                         "host-fragmentation (the scheduler's default), "
                         "fragmentation, "
                         "best-fit: the filter's policies, the first with "
-                        "our weigher among nova's; fgd, paper-best-fit: "
-                        "the FGD paper's)")
+                        "our weigher among nova's; "
+                        "host-fragmentation-no-numa-term: the first "
+                        "without its NUMA node term, for numa workloads; "
+                        "fgd, paper-best-fit: the FGD paper's)")
     parser.add_argument("--weight-multiplier", type=_multiplier,
                         default=accel_conf.DEFAULT_WEIGHT_MULTIPLIER,
                         help="host-fragmentation: our weigher's multiplier "
@@ -1434,6 +1659,7 @@ def main(argv: Sequence[str] | None = None, out=None) -> int:
             timed=args.mode == "replay")
         if args.soft_groups:
             requests = soft_groups(requests, *args.soft_groups, args.seed)
+        check_numa_policies(policies, requests)
     except SpecError as exc:
         parser.exit(2, f"accel-sim: {exc}\n")
     results = {}

@@ -31,7 +31,8 @@ ROOT = Path(__file__).resolve().parents[2]
 PAGE = ROOT / "doc" / "source" / "admin" / "troubleshooting.rst"
 SOURCES = [
     *(f"libvirt_hooks/{name}.py" for name in (
-        "attach", "bridge", "cli", "common", "decide", "devices", "domain",
+        "affinity", "attach", "bridge", "cli", "common", "decide",
+        "devices", "domain",
         "guard", "hook", "mdev", "resolve", "settings", "trigger",
         "trust")),
     *(f"accel_inventory/{name}.py" for name in (
