@@ -139,7 +139,12 @@ def write_assigned_markers(cache_path: str, inv: model.Inventory) -> None:
 
 def run_round(conf, publisher: placement.Publisher, *,
               rescan: bool = True) -> RoundReport:
-    """One round: (rescan,) publish, sync. Raises PlacementError."""
+    """One round: (rescan,) publish, sync. Raises PlacementError, and
+    InventoryError when a path it relies on is not trusted (checked at
+    every round: the agent runs for months)."""
+    from accel_inventory import conf as inventory_conf
+
+    inventory.check_trusted(conf, inventory_conf.config_files(conf))
     start = publisher.client.requests
     if rescan:
         inv, _changes = inventory.refresh(conf)

@@ -151,6 +151,35 @@ def release_claim(inv: model.Inventory, consumer: str) -> model.Inventory:
     return new
 
 
+def undo_write(current: model.Inventory, before: model.Inventory,
+               after: model.Inventory) -> model.Inventory:
+    """``current`` with the claims that one write changed from ``before``
+    to ``after`` put back as they were, for a write whose caller failed
+    (the hook's refused start). A claim changed again since is left as
+    it is now, and a function that another claim holds now stays with
+    it. Harmless to apply when the write never landed."""
+    changed = {c for c in set(before.claims) | set(after.claims)
+               if before.claims.get(c) != after.claims.get(c)}
+    restored = {c for c in changed
+                if current.claims.get(c) == after.claims.get(c)}
+    if not restored:
+        return current
+    new = model.clone(current)
+    for consumer in restored:
+        new.claims.pop(consumer, None)
+        if consumer in before.claims:
+            new.claims[consumer] = copy.deepcopy(before.claims[consumer])
+    kept = {fid for c in new.claims.values() if c.consumer not in restored
+            for fid in c.functions}
+    for consumer in restored & set(new.claims):
+        claim = new.claims[consumer]
+        claim.functions = [f for f in claim.functions if f not in kept]
+        if not claim.functions:
+            del new.claims[consumer]
+    _sync_claimed_by(new)
+    return new
+
+
 def mark_running(inv: model.Inventory, consumer: str,
                  boot_id: str) -> model.Inventory:
     """Mark the claim of ``consumer`` running in boot ``boot_id``.

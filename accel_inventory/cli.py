@@ -426,6 +426,7 @@ def main(argv=None, *, event_source=None, out=None) -> int:
         format="%(levelname)s %(name)s: %(message)s")
     try:
         conf = _load_conf(args)
+        inventory.check_trusted(conf, inventory_conf.config_files(conf))
         if args.command in ("watch", "agent"):
             # Long-running: a wrong root fails now, not in every round.
             inventory.check_sysfs_root(conf.inventory.sysfs_root)

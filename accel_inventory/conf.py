@@ -22,6 +22,8 @@ import os
 from oslo_config import cfg
 from oslo_config import types
 
+from accel_inventory import safe_io
+
 inventory_group = cfg.OptGroup(
     "inventory", title="Accelerator inventory",
     help="How the host's accelerators are scanned and where the result "
@@ -185,21 +187,26 @@ def _expected(opt_type) -> str | None:
     return None
 
 
+def config_files(conf: cfg.ConfigOpts) -> list[str]:
+    """The files ``conf`` was read from, in the order oslo.config read
+    them (later files override earlier ones)."""
+    return list(conf.config_file or []) + sorted(
+        os.path.join(d, f) for d in conf.config_dir or [] if os.path.isdir(d)
+        for f in os.listdir(d) if f.endswith(".conf"))
+
+
 def _file_text(conf: cfg.ConfigOpts, group: str, name: str):
     """The last of the files read that sets ``[group] name``, and its
-    text there (later files override earlier ones)."""
+    text there."""
     import configparser
 
     found = (None, None)
-    files = list(conf.config_file or []) + sorted(
-        os.path.join(d, f) for d in conf.config_dir or [] if os.path.isdir(d)
-        for f in os.listdir(d) if f.endswith(".conf"))
-    for path in files:
+    for path in config_files(conf):
         parser = configparser.RawConfigParser(strict=False,
                                               interpolation=None)
         try:
-            parser.read(path, encoding="utf-8")
-        except (configparser.Error, UnicodeDecodeError):
+            parser.read_string(safe_io.read_config(path), path)
+        except (OSError, configparser.Error, UnicodeDecodeError):
             continue
         if parser.has_option(group, name):
             found = (path, parser.get(group, name))
@@ -248,29 +255,42 @@ def load(argv=None, default_config_files=None) -> cfg.ConfigOpts:
 
     if default_config_files is None:
         default_config_files = [path for path in (config_file(),) if path]
+    argv = list(argv or [])
+    for path in _files_to_read(argv, default_config_files):
+        _check_file(path)
     conf = cfg.ConfigOpts()
     register_opts(conf)
-    try:
-        conf(args=list(argv or []), project="nova-accel",
-             default_config_files=default_config_files,
-             default_config_dirs=[])
-    except UnicodeDecodeError as exc:
-        # oslo.config lets this through without the file's name.
-        raise ConfigError(f"{_undecodable(argv, default_config_files)} is "
-                          f"not UTF-8 text ({exc.reason} at byte "
-                          f"{exc.start})") from None
+    conf(args=argv, project="nova-accel",
+         default_config_files=default_config_files, default_config_dirs=[])
     return conf
 
 
-def _undecodable(argv, default_config_files) -> str:
-    """The first of the files oslo.config read that is not UTF-8."""
-    argv = list(argv or [])
-    named = [argv[i + 1] for i, arg in enumerate(argv[:-1])
-             if arg == "--config-file"]
-    for path in named or default_config_files:
-        try:
-            with open(path, encoding="utf-8") as f:
-                f.read()
-        except (OSError, UnicodeDecodeError):
-            return path
-    return "a configuration file"
+def _files_to_read(argv: list[str], default_config_files) -> list[str]:
+    """The files oslo.config will read for ``argv``: those named by
+    ``--config-file`` (else the defaults) and the ``*.conf`` of every
+    ``--config-dir``."""
+    def named(flag: str) -> list[str]:
+        return [argv[i + 1] for i, arg in enumerate(argv[:-1])
+                if arg == flag]
+
+    dirs = named("--config-dir")
+    return (named("--config-file") or list(default_config_files)) + sorted(
+        os.path.join(d, f) for d in dirs if os.path.isdir(d)
+        for f in os.listdir(d) if f.endswith(".conf"))
+
+
+def _check_file(path: str) -> None:
+    """Read ``path`` the way every command of nova-accel reads its
+    configuration (``safe_io.read_config``) before oslo.config opens it,
+    which would follow a link, wait on a FIFO and read without bound. A
+    missing file is oslo.config's to report."""
+    try:
+        safe_io.read_config(path)
+    except FileNotFoundError:
+        return
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{path} is not UTF-8 text ({exc.reason} at byte "
+                          f"{exc.start})") from None
+    except OSError as exc:
+        raise ConfigError(f"cannot read the configuration file {path}: "
+                          f"{exc.strerror or exc}") from None

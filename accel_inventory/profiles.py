@@ -21,18 +21,18 @@ profiles_dir`` override them by name.
 
 from __future__ import annotations
 
-import glob
 import json
 import logging
 import os
 import re
 from dataclasses import dataclass
 
-from accel_inventory import kinds
+from accel_inventory import kinds, safe_io
 from accel_inventory.contract import RESOURCE_CLASS
 
 LOG = logging.getLogger(__name__)
 BUILTIN_DIR = os.path.join(os.path.dirname(__file__), "profiles")
+MAX_PROFILE_BYTES = 64 * 1024
 ID = re.compile(r"^[0-9a-f]{4}:[0-9a-f]{4}$")
 
 
@@ -77,22 +77,38 @@ def parse(document: dict, source: str) -> Profile:
     return profile
 
 
-def _load_dir(directory: str) -> dict[str, Profile]:
+def _load_dir(directory: str, *, owned: bool = True) -> dict[str, Profile]:
+    """The profiles in ``directory``: each ``*.json`` in it, read relative
+    to the directory (never through a link, bounded). ``owned``: they
+    must be ours or root's (the operator's; the built-in ones are as
+    trusted as the package)."""
     found = {}
-    for path in sorted(glob.glob(os.path.join(directory, "*.json"))):
-        try:
-            with open(path) as f:
-                profile = parse(json.load(f), path)
-        except (OSError, ValueError) as exc:
-            LOG.warning("Ignoring profile %s: %s", path, exc)
-            continue
-        found[profile.name] = profile
+    try:
+        fd = os.open(os.path.realpath(directory),
+                     os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    except OSError as exc:
+        LOG.warning("Ignoring the profiles in %s: %s", directory,
+                    exc.strerror or exc)
+        return found
+    try:
+        names = sorted(n for n in os.listdir(fd) if n.endswith(".json"))
+        for name in names:
+            path = os.path.join(directory, name)
+            try:
+                profile = parse(json.loads(safe_io.read(
+                    name, MAX_PROFILE_BYTES, dir_fd=fd, owned=owned)), path)
+            except (OSError, ValueError, RecursionError) as exc:
+                LOG.warning("Ignoring profile %s: %s", path, exc)
+                continue
+            found[profile.name] = profile
+    finally:
+        os.close(fd)
     return found
 
 
 def load_profiles(operator_dir: str | None = None) -> list[Profile]:
     """Built-in profiles, overridden by name by the operator's."""
-    profiles = _load_dir(BUILTIN_DIR)
+    profiles = _load_dir(BUILTIN_DIR, owned=False)
     if operator_dir and os.path.isdir(operator_dir):
         profiles.update(_load_dir(operator_dir))
     elif operator_dir and os.path.exists(operator_dir):

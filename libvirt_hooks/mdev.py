@@ -15,31 +15,34 @@
 libvirt never creates the mdev a domain names; after a host reboot (or a
 card moved to another slot) it is missing. The hook creates it, with the
 domain's UUID, on the parent where the domain's card is now, and at
-``release end`` removes only the ones it created.
+``release end`` removes only the ones it created. Each write goes
+through ``safe_io``: to an attribute inside the sysfs root, never through
+a link, never creating a file.
 """
 
 from __future__ import annotations
 
 import os
 
+from accel_inventory import safe_io
+
 
 class MdevError(Exception):
     """An mdev cannot be created or removed; the message says why."""
 
 
-def _write(path: str, value: str) -> None:
-    # Opened without O_CREAT: sysfs attributes exist or the write is wrong.
+def _write(sysfs_root: str, path: str, value: str) -> None:
+    directory = safe_io.inside(sysfs_root, os.path.dirname(path))
+    if directory is None:
+        raise MdevError(f"cannot open {path}: it leads outside the sysfs "
+                        f"root {sysfs_root}")
     try:
-        fd = os.open(path, os.O_WRONLY)
-    except OSError as exc:
+        safe_io.write_attribute(directory, os.path.basename(path), value)
+    except safe_io.Refused as exc:
         raise MdevError(f"cannot open {path}: {exc.strerror}") from None
-    try:
-        os.write(fd, value.encode())
     except OSError as exc:
         raise MdevError(f"writing {value!r} to {path} failed: "
                         f"{exc.strerror}") from None
-    finally:
-        os.close(fd)
 
 
 def _check_names(**names: str) -> None:
@@ -59,7 +62,7 @@ def create(sysfs_root: str, parent: str, mdev_type: str, uuid: str) -> str:
         raise MdevError(f"{parent} offers no mdev type {mdev_type} "
                         f"({create_file} is missing); is the card's driver "
                         f"loaded?")
-    _write(create_file, uuid)
+    _write(sysfs_root, create_file, uuid)
     return create_file
 
 
@@ -70,5 +73,5 @@ def remove(sysfs_root: str, uuid: str) -> bool:
                                "remove")
     if not os.path.exists(remove_file):
         return False
-    _write(remove_file, "1")
+    _write(sysfs_root, remove_file, "1")
     return True
