@@ -187,6 +187,10 @@ def _check_structure(document: Any) -> None:
     if not (isinstance(found, dict)
             and all(isinstance(c, dict) for c in found.values())):
         raise CacheInvalid("claims is missing or not an object of objects")
+    cleaning = document.get("cleaning", {})
+    if not (isinstance(cleaning, dict)
+            and all(isinstance(c, dict) for c in cleaning.values())):
+        raise CacheInvalid("cleaning is not an object of objects")
 
 
 def _read(path: str, validate: bool) -> model.Inventory:

@@ -95,8 +95,9 @@ def record_claim(inv: model.Inventory, claim: model.Claim, *,
     previous boot) is taken from it. ``boot_id`` is the current boot,
     ``claim.boot_id`` when not given.
 
-    Raises ClaimError for a function the inventory does not list and
-    ClaimConflict for one held by another consumer running in this boot.
+    Raises ClaimError for a function the inventory does not list or that
+    waits to be cleaned (``Inventory.cleaning``), and ClaimConflict for
+    one held by another consumer running in this boot.
     """
     current = claim.boot_id if boot_id is None else boot_id
     if len(set(claim.functions)) != len(claim.functions):
@@ -109,6 +110,14 @@ def record_claim(inv: model.Inventory, claim: model.Claim, *,
                          f"{', '.join(unknown)} not in the inventory of "
                          f"{inv.hostname}; rescan with 'accel-inventory "
                          f"scan' if the device was just added")
+    waiting = [fid for fid in claim.functions if fid in inv.cleaning]
+    if waiting:
+        raise ClaimError(
+            f"cannot record the claim of {claim.consumer}: "
+            + "; ".join(f"{fid} was released by {inv.cleaning[fid].after} "
+                        f"and is not clean yet ({inv.cleaning[fid].state})"
+                        for fid in waiting)
+            + "; see 'accel-inventory status'")
     for fid in claim.functions:
         holder = index[fid][2].claimed_by
         if holder is None or holder == claim.consumer:

@@ -77,6 +77,11 @@ inventory_opts = [
 PLACEMENT_GROUP = "placement"
 PLACEMENT_SERVICE_TYPE = "placement"
 PLACEMENT_INTERFACES = ["internal", "public"]
+# Seconds one whole request to placement may take (keystoneauth1's
+# timeout, which the agent makes a deadline per request: see
+# accel_inventory.placement). keystoneauth1 has none by default, and the
+# agent's one loop must never wait for ever.
+PLACEMENT_TIMEOUT = 30.0
 
 agent_group = cfg.OptGroup(
     "agent", title="Inventory agent",
@@ -120,7 +125,8 @@ def _placement_opts() -> list:
             + ks.get_auth_plugin_conf_options("admin_token")
             + ks.get_adapter_conf_options(include_deprecated=False))
     defaults = {"service_type": PLACEMENT_SERVICE_TYPE,
-                "valid_interfaces": PLACEMENT_INTERFACES}
+                "valid_interfaces": PLACEMENT_INTERFACES,
+                "timeout": PLACEMENT_TIMEOUT}
     unique = {}
     for opt in opts:
         if opt.dest in defaults:
@@ -148,6 +154,7 @@ def register_placement_opts(conf: cfg.ConfigOpts) -> None:
                      group=PLACEMENT_GROUP)
     conf.set_default("valid_interfaces", PLACEMENT_INTERFACES,
                      group=PLACEMENT_GROUP)
+    conf.set_default("timeout", PLACEMENT_TIMEOUT, group=PLACEMENT_GROUP)
 
 
 def register_opts(conf: cfg.ConfigOpts) -> None:

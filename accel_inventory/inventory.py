@@ -10,13 +10,14 @@
 # License for the specific language governing permissions and limitations
 # under the License.
 
-"""Keep the cache in step with the host: rescan, acknowledge, forget.
+"""Keep the cache in step with the host: rescan, acknowledge, forget,
+clear what an operator cleaned.
 
 ``refresh`` is the one place a scan reaches the cache: it scans, then
 under the writers' lock loads the cache, reconciles and saves, so a claim
-the hook records meanwhile is never overwritten, and the hook never waits
-for sysfs to be read. ``ack``
-and ``forget`` are pure; the CLI applies them with ``cache.update``.
+the hook records meanwhile is never overwritten, and the hook never
+waits for sysfs to be read. ``ack``, ``forget`` and ``clear`` are pure;
+the CLI applies them with ``cache.update``.
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ import time
 from accel_inventory import cache
 from accel_inventory import claims
 from accel_inventory import model
+from accel_inventory import release
 from accel_inventory import safe_io
 
 LOG = logging.getLogger(__name__)
@@ -139,13 +141,16 @@ def refresh(conf) -> tuple[model.Inventory, list]:
 
 def keep_claims(previous: model.Inventory | None,
                  scanned: model.Inventory) -> model.Inventory:
-    """``scanned`` with every claim of ``previous`` and claimed_by in step.
+    """``scanned`` with every claim of ``previous``, claimed_by in step,
+    and every function of ``previous`` that waits to be cleaned.
 
     The claims of the cache are the record; whatever the reconciliation
     did with them, they come through a rescan unchanged.
     """
     kept = model.clone(scanned)
     kept.claims = copy.deepcopy(previous.claims) if previous else {}
+    # So are the functions waiting to be cleaned: a rescan cleans nothing.
+    kept.cleaning = copy.deepcopy(previous.cleaning) if previous else {}
     return claims.with_claimed_by(kept)
 
 
@@ -194,7 +199,25 @@ def forget(inv: model.Inventory, card_id: str) -> model.Inventory:
                              f"release those claims before forgetting it")
     new = model.clone(inv)
     new.cards = [c for c in new.cards if c.id != card_id]
+    for entry in release.under(new, card_id):
+        del new.cleaning[entry.function]
     return new
+
+
+def clear(inv: model.Inventory, target: str
+          ) -> tuple[model.Inventory, list[model.Cleaning]]:
+    """Let the functions of ``target`` (a function, region or card id)
+    that wait to be cleaned go free, once an operator cleaned them; and
+    the entries cleared. Refused when none of them waits."""
+    cleared = release.under(inv, target)
+    if not cleared:
+        waiting = ", ".join(sorted(inv.cleaning)) or "none"
+        raise InventoryError(f"nothing of {target} waits to be cleaned "
+                             f"(waiting: {waiting})")
+    new = model.clone(inv)
+    for entry in cleared:
+        del new.cleaning[entry.function]
+    return new, cleared
 
 
 def _card(inv: model.Inventory, card_id: str) -> model.Card:

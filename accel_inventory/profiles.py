@@ -14,9 +14,10 @@
 
 A profile names the placement resource class of the card's regions
 (always ``CUSTOM_ACCEL_...``), its kind, and may group functions into
-regions of a fixed size (the 12 VFs of one PF as 3 regions of 4). Built-in
-profiles ship in the package; ``*.json`` files in ``[inventory]
-profiles_dir`` override them by name.
+regions of a fixed size (the 12 VFs of one PF as 3 regions of 4), and says
+what a released function needs before anyone else is given it
+(``on_release``, see ``release``). Built-in profiles ship in the package;
+``*.json`` files in ``[inventory] profiles_dir`` override them by name.
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ import os
 import re
 from dataclasses import dataclass
 
-from accel_inventory import kinds, safe_io
+from accel_inventory import kinds, release, safe_io
 from accel_inventory.contract import RESOURCE_CLASS
 
 LOG = logging.getLogger(__name__)
@@ -47,6 +48,7 @@ class Profile:
     kind: str
     resource_class: str
     functions_per_region: int | None = None
+    on_release: release.OnRelease = release.DEFAULT
 
 
 def parse(document: dict, source: str) -> Profile:
@@ -56,9 +58,12 @@ def parse(document: dict, source: str) -> Profile:
             match=tuple(str(m).lower() for m in document["match"]),
             kind=str(document.get("kind", kinds.DEFAULT)),
             resource_class=str(document["resource_class"]),
-            functions_per_region=document.get("functions_per_region"))
+            functions_per_region=document.get("functions_per_region"),
+            on_release=release.parse(document.get("on_release"), source))
     except (KeyError, TypeError) as exc:
         raise ProfileError(f"{source}: missing or bad field {exc}") from None
+    except ValueError as exc:
+        raise ProfileError(str(exc)) from None
     if not RESOURCE_CLASS.match(profile.resource_class):
         raise ProfileError(f"{source}: resource_class "
                            f"{profile.resource_class!r} must match "
@@ -115,6 +120,11 @@ def load_profiles(operator_dir: str | None = None) -> list[Profile]:
         LOG.warning("[inventory] profiles_dir %s is not a directory; only "
                     "the built-in profiles are used", operator_dir)
     return list(profiles.values())
+
+
+def release_policies(profiles: list[Profile]) -> release.Policies:
+    """What each card's profile says its released functions need."""
+    return release.policies({p.name: p.on_release for p in profiles})
 
 
 def match(profiles: list[Profile], vendor: str, product: str

@@ -74,7 +74,8 @@ def test_schema_knows_every_model_field():
                        (model.Card, defs["card"]["properties"]),
                        (model.Region, defs["region"]["properties"]),
                        (model.Function, defs["function"]["properties"]),
-                       (model.Claim, defs["claim"]["properties"])]:
+                       (model.Claim, defs["claim"]["properties"]),
+                       (model.Cleaning, defs["cleaning"]["properties"])]:
         fields = {f.name for f in dataclasses.fields(cls)}
         assert set(props) == fields, cls.__name__
 
