@@ -25,9 +25,10 @@ import stat
 
 import pytest
 
-from accel_inventory import cache, model
-from libvirt_hooks import bridge, hook, hostview, mdev, trust, xmlgen
-from tests.common.hooks import DOMAIN_UUID, FPGA, add_pci, card, domain_xml
+from accel_inventory import cache, claims, model
+from libvirt_hooks import bridge, decide, hook, hostview, mdev, trust, xmlgen
+from tests.common.hooks import DOMAIN_UUID, FPGA, OTHER_UUID, add_pci, card
+from tests.common.hooks import domain_xml
 
 PACKAGES = [pathlib.Path(__file__).parents[3] / name for name in
             ("accel_inventory", "libvirt_hooks", "nova_accel_weigher")]
@@ -526,3 +527,35 @@ def test_a_server_name_never_starts_an_attach_worker(host, mocker,
                      stdin=io.BytesIO(named(server_name)), stdout=out,
                      stderr=err) == 0
     popen.assert_not_called()
+
+
+# -- no tenant gets another's leftovers --------------------------------------
+
+def test_a_function_waiting_to_be_cleaned_is_refused(host):
+    from accel_inventory import release
+
+    fid = model.function_id("dsn-00000000000000aa", 0, 0)
+    before = cache.update(host["cache"], lambda inv: release.mark(
+        inv, {fid: OTHER_UUID}, release.BY_DEFAULT))
+    rc, out, err = call(domain_xml(xmlgen.pci_hostdev("0000:3b:00.0")))
+    assert (rc, out) == (1, "") and err.count("\n") == 1
+    assert (f"function {fid} was released by {OTHER_UUID} and is not clean "
+            f"yet (the agent cleans it at its next round)") in err
+    assert cache.load(host["cache"]) == before
+
+
+def test_a_placement_claim_on_a_held_function_is_refused(host):
+    from accel_inventory import claim_sync
+    from libvirt_hooks import resolve
+
+    fid = model.function_id("dsn-00000000000000aa", 0, 0)
+    inv = cache.load(host["cache"])
+    inv = claims.record_claim(inv, model.Claim(
+        consumer=DOMAIN_UUID, functions=[fid],
+        source=claim_sync.CLAIM_SOURCE))
+    inv.cleaning[fid] = model.Cleaning(function=fid, after=OTHER_UUID,
+                                       state=model.CLEANING_HELD, since=0.0,
+                                       reason="no reset")
+    conf = decide.load_conf(str(host["config"]))
+    [line] = resolve.claim_refusals(conf, inv, DOMAIN_UUID)
+    assert f"{fid} was released by {OTHER_UUID} and is not clean yet" in line
