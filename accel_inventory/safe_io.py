@@ -86,13 +86,22 @@ def _open(path: str, flags: int, mode: int = 0o600,
     try:
         return os.open(path, flags, mode, dir_fd=dir_fd)
     except OSError as exc:
-        if exc.errno == errno.ELOOP:
+        if exc.errno in (errno.ELOOP, errno.ENOTDIR) and _is_link(path,
+                                                                   dir_fd):
             raise Refused(path, "is a symbolic link, which nova-accel "
                                 "never follows there", errno.ELOOP) from None
         if exc.errno == errno.ENXIO:  # a FIFO opened for writing
             raise Refused(path, "is a FIFO, not a regular file",
                           errno.ENXIO) from None
         raise
+
+
+def _is_link(path: str, dir_fd: int | None) -> bool:
+    # O_NOFOLLOW says ELOOP for a link, and O_DIRECTORY ENOTDIR.
+    try:
+        return stat.S_ISLNK(os.lstat(path, dir_fd=dir_fd).st_mode)
+    except OSError:
+        return False
 
 
 def checked(fd: int, path: str, owned: bool = True) -> int:
