@@ -204,12 +204,26 @@ def _deadline_adapter():
     from keystoneauth1 import session as ks_session
     from urllib3 import connectionpool
 
-    # The connection each thread's request is using now: the pools record
-    # it when they hand it out (their connection classes stay urllib3's,
-    # or whatever a test installs in their place).
+    # The socket of the connection each thread's request is using now: the
+    # pools record the connection when they hand it out, and each
+    # connection its socket when it connects (http.client drops its own
+    # reference once a response that closes the connection has begun).
+    # Their connection classes stay urllib3's, or whatever a test
+    # installs in their place.
     in_use: dict[int, Any] = {}
 
     class Recording:
+        def _new_conn(self, *args, **kwargs):
+            conn = super()._new_conn(*args, **kwargs)
+            connect = conn.connect
+
+            def connect_and_record():
+                connect()
+                conn.nova_accel_socket = conn.sock
+
+            conn.connect = connect_and_record
+            return conn
+
         def _get_conn(self, *args, **kwargs):
             conn = super()._get_conn(*args, **kwargs)
             in_use[threading.get_ident()] = conn
@@ -242,7 +256,7 @@ def _deadline_adapter():
 
             def expire():
                 expired.set()
-                sock = getattr(in_use.get(caller), "sock", None)
+                sock = getattr(in_use.get(caller), "nova_accel_socket", None)
                 with contextlib.suppress(OSError, AttributeError):
                     sock.shutdown(socket.SHUT_RDWR)
 
