@@ -127,10 +127,18 @@ def _placement_opts() -> list:
     defaults = {"service_type": PLACEMENT_SERVICE_TYPE,
                 "valid_interfaces": PLACEMENT_INTERFACES,
                 "timeout": PLACEMENT_TIMEOUT}
+    # What the agent makes of keystoneauth1's per-read timeout.
+    helps = {"timeout": "Seconds one whole request to placement may take "
+                        "(connecting, the headers and the whole body; not "
+                        "each read of the socket). Past it the agent's "
+                        "round stops, leaving the cache as it was, and the "
+                        "next round retries."}
     unique = {}
     for opt in opts:
         if opt.dest in defaults:
             opt.default = defaults[opt.dest]
+        if opt.dest in helps:
+            opt.help = helps[opt.dest]
         unique.setdefault(opt.dest, opt)
     return list(unique.values())
 
