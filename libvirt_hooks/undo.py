@@ -13,8 +13,9 @@
 """What one ``prepare begin`` did to the host, undone when it fails.
 
 ``prepare begin`` changes the host before the domain starts: it creates
-mdevs and records the domain's claim (and sets vGPU types where a card
-gives them that way). When anything raises after one of these (a
+mdevs (a vGPU is an mdev of one of its card's types: the hook never
+changes what types a card offers, only makes instances of them) and
+records the domain's claim. When anything raises after one of these (a
 refusal, a full disk, the hook's own timeout, a bug), the start is
 refused, so whatever the call did must go again: otherwise a refused
 start leaves an mdev behind, or a claim that says a domain that never
