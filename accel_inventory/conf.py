@@ -48,9 +48,14 @@ inventory_opts = [
     cfg.StrOpt("profiles_dir", default="/etc/nova-accel/profiles.d",
                help="Directory of operator profiles (``*.json``: name, match "
                     "(a list of vendor:product), resource_class, optional "
-                    "kind and functions_per_region) that override the "
-                    "built-in ones of the same name: how a card is split "
-                    "into regions and which resource class it gets."),
+                    "kind, functions_per_region and on_release) that "
+                    "override the built-in ones of the same name: how a "
+                    "card is split into regions, which resource class it "
+                    "gets, and how a function a server released is "
+                    "cleaned before the next one gets it (a profile's "
+                    "command runs as root: keep the directory and its "
+                    "files root's and writable by root alone, or every "
+                    "command refuses them)."),
     # '=' between key and type: the key itself holds a ':'.
     cfg.Opt("mdev_types", default={},
             type=types.Dict(key_value_separator="="),

@@ -85,8 +85,9 @@ def parse(document: dict, source: str) -> Profile:
 def _load_dir(directory: str, *, owned: bool = True) -> dict[str, Profile]:
     """The profiles in ``directory``: each ``*.json`` in it, read relative
     to the directory (never through a link, bounded). ``owned``: they
-    must be ours or root's (the operator's; the built-in ones are as
-    trusted as the package)."""
+    must be ours or root's and writable by nobody else (the operator's:
+    a profile's on_release command runs as root; the built-in ones are
+    as trusted as the package)."""
     found = {}
     try:
         fd = os.open(os.path.realpath(directory),
@@ -101,7 +102,8 @@ def _load_dir(directory: str, *, owned: bool = True) -> dict[str, Profile]:
             path = os.path.join(directory, name)
             try:
                 profile = parse(json.loads(safe_io.read(
-                    name, MAX_PROFILE_BYTES, dir_fd=fd, owned=owned)), path)
+                    name, MAX_PROFILE_BYTES, dir_fd=fd, owned=owned,
+                    private=owned)), path)
             except (OSError, ValueError, RecursionError) as exc:
                 LOG.warning("Ignoring profile %s: %s", path, exc)
                 continue

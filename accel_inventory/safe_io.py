@@ -67,9 +67,11 @@ def kind_of(mode: int) -> str:
     return _KINDS.get(stat.S_IFMT(mode), "not a regular file")
 
 
-def _check(fd: int, path: str, owned: bool, want: int) -> os.stat_result:
-    """``fd``'s status once it is of type ``want`` and, when ``owned``,
-    ours or root's (who can change anything anyway)."""
+def _check(fd: int, path: str, owned: bool, want: int,
+           private: bool = False) -> os.stat_result:
+    """``fd``'s status once it is of type ``want``, when ``owned`` ours
+    or root's (who can change anything anyway), and when ``private``
+    writable by its owner alone."""
     st = os.fstat(fd)
     if stat.S_IFMT(st.st_mode) != want:
         wanted = "a directory" if want == stat.S_IFDIR else \
@@ -78,6 +80,9 @@ def _check(fd: int, path: str, owned: bool, want: int) -> os.stat_result:
     if owned and st.st_uid not in (os.geteuid(), 0):
         raise Refused(path, f"is owned by uid {st.st_uid}, not by root or "
                             f"uid {os.geteuid()}")
+    if private and st.st_mode & (stat.S_IWGRP | stat.S_IWOTH):
+        raise Refused(path, f"is writable by its group or others "
+                            f"(mode {stat.S_IMODE(st.st_mode):04o})")
     return st
 
 
@@ -104,11 +109,13 @@ def _is_link(path: str, dir_fd: int | None) -> bool:
         return False
 
 
-def checked(fd: int, path: str, owned: bool = True) -> int:
-    """``fd`` once it is a regular file (ours or root's when ``owned``);
-    closed and Refused otherwise."""
+def checked(fd: int, path: str, owned: bool = True,
+            private: bool = False) -> int:
+    """``fd`` once it is a regular file (ours or root's when ``owned``,
+    writable by its owner alone when ``private``); closed and Refused
+    otherwise."""
     try:
-        _check(fd, path, owned, stat.S_IFREG)
+        _check(fd, path, owned, stat.S_IFREG, private)
     except BaseException:
         os.close(fd)
         raise
@@ -140,7 +147,7 @@ def read_fd(fd: int, path: str, limit: int, *, truncate: bool) -> bytes:
 
 
 def read(path: str, limit: int, *, dir_fd: int | None = None,
-         owned: bool = True, follow: bool = False,
+         owned: bool = True, private: bool = False, follow: bool = False,
          truncate: bool = False) -> bytes:
     """The bytes of the regular file ``path`` (a name in ``dir_fd`` when
     given), at most ``limit``.
@@ -150,9 +157,11 @@ def read(path: str, limit: int, *, dir_fd: int | None = None,
     the target's), and the resolved path is then opened ``O_NOFOLLOW``.
     ``owned``: the file must be ours or root's; package data, which is as
     trusted as the code beside it, is read with ``owned=False``.
+    ``private``: nobody else may write it either (a file that ``trust``
+    has not checked by its path: one of a folder's).
     """
     where = os.path.realpath(path) if follow and dir_fd is None else path
-    fd = checked(_open(where, _READ, dir_fd=dir_fd), path, owned)
+    fd = checked(_open(where, _READ, dir_fd=dir_fd), path, owned, private)
     try:
         return read_fd(fd, path, limit, truncate=truncate)
     finally:
@@ -201,10 +210,7 @@ def open_dir(path: str, *, create: bool = False,
             pass
     fd = _open(path, _DIRECTORY)
     try:
-        st = _check(fd, path, True, stat.S_IFDIR)
-        if private and st.st_mode & (stat.S_IWGRP | stat.S_IWOTH):
-            raise Refused(path, f"is writable by its group or others "
-                                f"(mode {stat.S_IMODE(st.st_mode):04o})")
+        _check(fd, path, True, stat.S_IFDIR, private)
     except BaseException:
         os.close(fd)
         raise

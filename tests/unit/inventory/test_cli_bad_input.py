@@ -16,6 +16,7 @@ with exit 1 (operational) or 2 (usage), one line on stderr and no
 traceback, and leaves the cache and its last good copy byte for byte as
 they were."""
 
+import json
 import os
 import subprocess
 import sys
@@ -233,6 +234,29 @@ def test_a_profile_that_is_not_a_file_is_skipped(host, kind):
     result = run_cli("scan")
     assert result.returncode == 0, result.stderr
     assert f"Ignoring profile {odd}" in result.stderr
+
+
+def test_a_profile_others_can_write_is_skipped(host):
+    # Root runs a profile's on_release command: a profile anyone can
+    # rewrite is nobody's to follow, however right it looks.
+    folder = host["tmp"] / "profiles.d"
+    folder.mkdir(mode=0o700)
+    bent = folder / "sample-fpga.json"
+    bent.write_text(json.dumps({
+        "name": "sample-fpga", "match": ["1172:5000"],
+        "resource_class": "CUSTOM_ACCEL_BENT",
+        "on_release": {"command": ["/bin/sh", "-c", "id"]}}))
+    bent.chmod(0o666)
+    with open(host["config"], "a") as f:
+        f.write(f"profiles_dir = {folder}\n")
+    result = run_cli("scan")
+    assert result.returncode == 0, result.stderr
+    assert (f"Ignoring profile {bent}: is writable by its group or others "
+            f"(mode 0666)") in result.stderr
+    assert "CUSTOM_ACCEL_BENT" not in open(host["cache"]).read()
+    bent.chmod(0o644)  # the operator's own: followed
+    assert run_cli("scan").returncode == 0
+    assert "CUSTOM_ACCEL_BENT" in open(host["cache"]).read()
 
 
 # -- a placement that answers slowly or wrongly -----------------------------
