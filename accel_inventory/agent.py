@@ -15,7 +15,9 @@ step with the host.
 
 A round is: rescan the host into the cache (the agent only), publish the
 cache to placement, then read the allocations on our region providers and
-record in the cache which consumer holds which functions. The agent runs a
+record in the cache which consumer holds which functions; a function its
+consumer let go is cleaned before anyone else is given it, or held
+(reserved in placement) for an operator (``release``). The agent runs a
 round at start, every ``[agent] interval`` seconds, and after each burst of
 device events, reusing the inventory watch's debounce (``monitor.watch``)
 with a timer added to its event source.
@@ -30,6 +32,7 @@ metrics_path`` and, while the agent runs, to ``[agent] metrics_port``.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import sys
 import threading
@@ -47,6 +50,7 @@ from accel_inventory import model
 from accel_inventory import monitor
 from accel_inventory import placement
 from accel_inventory import claim_sync
+from accel_inventory import release
 
 LOG = logging.getLogger(__name__)
 
@@ -98,25 +102,44 @@ def sync_allocations(conf, publisher: placement.Publisher,
                      allocations: dict | None = None
                      ) -> claim_sync.SyncResult:
     """Record placement's allocations on our regions in the cache
-    (``allocations``, read here when not given).
+    (``allocations``, read here when not given), and clean what their
+    consumers let go before anyone else is given it.
 
     The allocations are read without the cache lock (placement may be
     slow); the assignment is computed under it, on the cache as it is
-    then, so a claim the hook recorded meanwhile is not overwritten.
+    then, so a claim the hook recorded meanwhile is not overwritten. A
+    function released by a consumer that ran with it waits in the cache
+    (``release``) while the agent cleans it, without the lock (a reset
+    takes up to a second); what came clean is then free, and the
+    assignment runs again so that it is given out in this same round.
     """
+    from accel_inventory import profiles
+
     if allocations is None:
         allocations = publisher.read_allocations(published)
-    results = []
+    policy_of = profiles.release_policies(
+        profiles.load_profiles(conf.inventory.profiles_dir))
+    results: list[claim_sync.SyncResult] = []
 
-    def apply(inv: model.Inventory) -> model.Inventory:
+    def apply(inv: model.Inventory,
+              outcomes: dict[str, str | None] | None = None
+              ) -> model.Inventory:
+        if outcomes:
+            inv = release.settle(inv, outcomes)
         result = claim_sync.assign(
-            inv, claim_sync.holdings(inv, allocations), boot_id)
+            inv, claim_sync.holdings(inv, allocations), boot_id, policy_of)
         results.append(result)
         return result.inventory
 
-    cache.update(conf.inventory.cache_path, apply,
-                 conf.inventory.lock_timeout)
-    result = results[-1]
+    path, timeout = conf.inventory.cache_path, conf.inventory.lock_timeout
+    synced = cache.update(path, apply, timeout)
+    outcomes = release.clean(conf.inventory.sysfs_root, synced, policy_of)
+    if outcomes:
+        cache.update(path, lambda inv: apply(inv, outcomes), timeout)
+    result = dataclasses.replace(
+        results[-1],
+        changed=sorted({c for r in results for c in r.changed}),
+        released=sorted({f for r in results for f in r.released}))
     write_assigned_markers(conf.inventory.cache_path, result.inventory)
     for problem in result.problems:
         LOG.warning("Allocation sync: %s", problem)
@@ -159,6 +182,16 @@ def exporter_from_conf(conf) -> tuple[metrics.Exporter | None,
         raise inventory_conf.ConfigError(f"[agent] task_mix: {e}") from None
     if not (conf.agent.metrics_path or conf.agent.metrics_port):
         return None, mix
+    from accel_inventory import trust
+
+    # Root replaces the file through a temporary beside it: a folder
+    # others can write would let them choose what root overwrites.
+    found = trust.untrusted([conf.agent.metrics_path or None])
+    if found:
+        raise inventory_conf.ConfigError(
+            f"[agent] metrics_path: refusing to write there: "
+            f"{trust.summary(found)}; make its folder owned by root and "
+            f"writable by it alone")
     return metrics.Exporter(conf.agent.metrics_path or None), mix
 
 
@@ -182,7 +215,11 @@ def run_round(conf, publisher: placement.Publisher, *,
               ) -> RoundReport:
     """One round: (rescan,) publish, sync, and the figures to
     ``exporter`` (``exporter_from_conf``'s pair) when given. Raises
-    PlacementError."""
+    PlacementError, and InventoryError when a path it relies on is not
+    trusted (checked at every round: the agent runs for months)."""
+    from accel_inventory import conf as inventory_conf
+
+    inventory.check_trusted(conf, inventory_conf.config_files(conf))
     start = publisher.client.requests
     if rescan:
         inv, _changes = inventory.refresh(conf)
@@ -196,6 +233,16 @@ def run_round(conf, publisher: placement.Publisher, *,
     allocations = publisher.read_allocations(inv)
     sync = sync_allocations(conf, publisher, inv,
                             inventory.current_boot_id(), allocations)
+    if sync.inventory.cleaning.keys() != inv.cleaning.keys():
+        # A function released or cleaned in this round: placement reserves
+        # (or offers again) it now, not a round later.
+        again = publisher.publish(sync.inventory)
+        for name in ("created", "updated", "removed", "kept"):
+            getattr(report, name).extend(
+                x for x in getattr(again, name)
+                if x not in getattr(report, name))
+        report.failed.update(again.failed)
+        report.skipped.update(again.skipped)
     if exporter is not None and exporter[0] is not None:
         export_figures(exporter[0], exporter[1], publisher, inv,
                        allocations)

@@ -21,7 +21,7 @@ import dataclasses
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from accel_inventory import claims, model, numa
+from accel_inventory import claims, model, numa, release
 from accel_inventory.provider_tree import provider_uuid
 
 # The source of a claim the sync made (the hook's are "hook").
@@ -56,11 +56,15 @@ class SyncResult:
     inventory: model.Inventory
     changed: list[str]   # consumers whose claim was recorded or released
     problems: list[str]  # what the operator should look at
+    released: list[str] = dataclasses.field(default_factory=list)
+    # ^ functions a consumer ran with and let go: to be cleaned
 
 
 def assign(inventory: model.Inventory,
            held: Mapping[str, Mapping[str, int]],
-           boot_id: str | None = None) -> SyncResult:
+           boot_id: str | None = None,
+           policy_of: release.Policies = release.BY_DEFAULT
+           ) -> SyncResult:
     """Give each consumer concrete functions matching its allocations.
 
     ``held`` is ``holdings()``: per region read, how many functions each
@@ -72,6 +76,11 @@ def assign(inventory: model.Inventory,
     devices are attached, and giving them away would hand one function to
     two guests. Claims made by the hook or an operator are never taken
     away, only topped up. Regions not in ``held`` are left as they are.
+
+    A function a consumer let go after its domain ran with it is nobody's
+    until it is clean (``release``, by ``policy_of``, the cards'
+    profiles): it is never handed on in the same pass, and waits in
+    ``inventory.cleaning``, as does every function already there.
     """
     region_of = {fid: region.id
                  for fid, (_c, region, _f) in
@@ -102,7 +111,15 @@ def assign(inventory: model.Inventory,
                     f"the domain stops")
         new_functions[consumer] = kept
 
+    index = inventory.function_index()
+    leftovers = {
+        fid: consumer for consumer, claim in inventory.claims.items()
+        if claim.boot_id is not None
+        for fid in claim.functions
+        if fid not in new_functions[consumer] and fid in index
+        and release.needs_cleaning(index[fid][0], policy_of)}
     taken = {fid for fids in new_functions.values() for fid in fids}
+    taken |= set(leftovers) | set(inventory.cleaning)
     for consumer, rid in sorted(want):
         fids = new_functions.setdefault(consumer, [])
         need = want[consumer, rid] - sum(
@@ -139,7 +156,10 @@ def assign(inventory: model.Inventory,
                                   source=CLAIM_SOURCE))
         new = claims.record_claim(new, claim, boot_id=boot_id)
         changed.append(consumer)
-    return SyncResult(new, changed, problems)
+    new = release.mark(new, leftovers, policy_of)
+    return SyncResult(new, changed, problems,
+                      sorted(fid for fid in leftovers if fid in new.cleaning
+                             and fid not in inventory.cleaning))
 
 
 def regions_held(inventory: model.Inventory, consumer: str

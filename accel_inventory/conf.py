@@ -22,6 +22,8 @@ import os
 from oslo_config import cfg
 from oslo_config import types
 
+from accel_inventory import safe_io
+
 inventory_group = cfg.OptGroup(
     "inventory", title="Accelerator inventory",
     help="How the host's accelerators are scanned and where the result "
@@ -46,9 +48,14 @@ inventory_opts = [
     cfg.StrOpt("profiles_dir", default="/etc/nova-accel/profiles.d",
                help="Directory of operator profiles (``*.json``: name, match "
                     "(a list of vendor:product), resource_class, optional "
-                    "kind and functions_per_region) that override the "
-                    "built-in ones of the same name: how a card is split "
-                    "into regions and which resource class it gets."),
+                    "kind, functions_per_region and on_release) that "
+                    "override the built-in ones of the same name: how a "
+                    "card is split into regions, which resource class it "
+                    "gets, and how a function a server released is "
+                    "cleaned before the next one gets it (a profile's "
+                    "command runs as root: keep the directory and its "
+                    "files root's and writable by root alone, or every "
+                    "command refuses them)."),
     # '=' between key and type: the key itself holds a ':'.
     cfg.Opt("mdev_types", default={},
             type=types.Dict(key_value_separator="="),
@@ -75,6 +82,11 @@ inventory_opts = [
 PLACEMENT_GROUP = "placement"
 PLACEMENT_SERVICE_TYPE = "placement"
 PLACEMENT_INTERFACES = ["internal", "public"]
+# Seconds one whole request to placement may take (keystoneauth1's
+# timeout, which the agent makes a deadline per request: see
+# accel_inventory.placement). keystoneauth1 has none by default, and the
+# agent's one loop must never wait for ever.
+PLACEMENT_TIMEOUT = 30.0
 
 agent_group = cfg.OptGroup(
     "agent", title="Inventory agent",
@@ -110,7 +122,9 @@ agent_opts = [
                     "fragmentation). Point it into node_exporter's "
                     "--collector.textfile.directory with a .prom name, "
                     "e.g. /var/lib/node_exporter/textfile_collector/"
-                    "nova_accel.prom. Unset: no file."),
+                    "nova_accel.prom; its folder must be owned by root "
+                    "and writable by it alone (the agent refuses to start "
+                    "otherwise). Unset: no file."),
     cfg.PortOpt("metrics_port", default=0,
                 help="Port on which the agent also serves its figures over "
                      "HTTP for Prometheus to scrape; 0 (the default) "
@@ -134,9 +148,11 @@ def _ks_loading():
     return ks_loading
 
 
-def keystoneauth_opts(defaults: dict) -> list:
+def keystoneauth_opts(defaults: dict, helps: dict | None = None) -> list:
     """keystoneauth1's session, auth and adapter options of one client
-    group, as nova lists its own, with ``defaults`` (service_type...)."""
+    group, as nova lists its own, with ``defaults`` (service_type...) and
+    ``helps`` where we make more of an option than keystoneauth1 says."""
+    helps = helps or {}
     ks = _ks_loading()
     opts = (ks.get_session_conf_options()
             + ks.get_auth_common_conf_options()
@@ -148,13 +164,23 @@ def keystoneauth_opts(defaults: dict) -> list:
     for opt in opts:
         if opt.dest in defaults:
             opt.default = defaults[opt.dest]
+        if opt.dest in helps:
+            opt.help = helps[opt.dest]
         unique.setdefault(opt.dest, opt)
     return list(unique.values())
 
 
 def _placement_opts() -> list:
-    return keystoneauth_opts({"service_type": PLACEMENT_SERVICE_TYPE,
-                              "valid_interfaces": PLACEMENT_INTERFACES})
+    # What the agent makes of keystoneauth1's per-read timeout.
+    return keystoneauth_opts(
+        {"service_type": PLACEMENT_SERVICE_TYPE,
+         "valid_interfaces": PLACEMENT_INTERFACES,
+         "timeout": PLACEMENT_TIMEOUT},
+        {"timeout": "Seconds one whole request to placement may take "
+                    "(connecting, the headers and the whole body; not each "
+                    "read of the socket). Past it the agent's round stops, "
+                    "leaving the cache as it was, and the next round "
+                    "retries."})
 
 
 def register_placement_opts(conf: cfg.ConfigOpts) -> None:
@@ -176,6 +202,7 @@ def register_placement_opts(conf: cfg.ConfigOpts) -> None:
                      group=PLACEMENT_GROUP)
     conf.set_default("valid_interfaces", PLACEMENT_INTERFACES,
                      group=PLACEMENT_GROUP)
+    conf.set_default("timeout", PLACEMENT_TIMEOUT, group=PLACEMENT_GROUP)
 
 
 def register_opts(conf: cfg.ConfigOpts) -> None:
@@ -215,21 +242,26 @@ def _expected(opt_type) -> str | None:
     return None
 
 
+def config_files(conf: cfg.ConfigOpts) -> list[str]:
+    """The files ``conf`` was read from, in the order oslo.config read
+    them (later files override earlier ones)."""
+    return list(conf.config_file or []) + sorted(
+        os.path.join(d, f) for d in conf.config_dir or [] if os.path.isdir(d)
+        for f in os.listdir(d) if f.endswith(".conf"))
+
+
 def _file_text(conf: cfg.ConfigOpts, group: str, name: str):
     """The last of the files read that sets ``[group] name``, and its
-    text there (later files override earlier ones)."""
+    text there."""
     import configparser
 
     found = (None, None)
-    files = list(conf.config_file or []) + sorted(
-        os.path.join(d, f) for d in conf.config_dir or [] if os.path.isdir(d)
-        for f in os.listdir(d) if f.endswith(".conf"))
-    for path in files:
+    for path in config_files(conf):
         parser = configparser.RawConfigParser(strict=False,
                                               interpolation=None)
         try:
-            parser.read(path, encoding="utf-8")
-        except (configparser.Error, UnicodeDecodeError):
+            parser.read_string(safe_io.read_config(path), path)
+        except (OSError, configparser.Error, UnicodeDecodeError):
             continue
         if parser.has_option(group, name):
             found = (path, parser.get(group, name))
@@ -278,29 +310,42 @@ def load(argv=None, default_config_files=None) -> cfg.ConfigOpts:
 
     if default_config_files is None:
         default_config_files = [path for path in (config_file(),) if path]
+    argv = list(argv or [])
+    for path in _files_to_read(argv, default_config_files):
+        _check_file(path)
     conf = cfg.ConfigOpts()
     register_opts(conf)
-    try:
-        conf(args=list(argv or []), project="nova-accel",
-             default_config_files=default_config_files,
-             default_config_dirs=[])
-    except UnicodeDecodeError as exc:
-        # oslo.config lets this through without the file's name.
-        raise ConfigError(f"{_undecodable(argv, default_config_files)} is "
-                          f"not UTF-8 text ({exc.reason} at byte "
-                          f"{exc.start})") from None
+    conf(args=argv, project="nova-accel",
+         default_config_files=default_config_files, default_config_dirs=[])
     return conf
 
 
-def _undecodable(argv, default_config_files) -> str:
-    """The first of the files oslo.config read that is not UTF-8."""
-    argv = list(argv or [])
-    named = [argv[i + 1] for i, arg in enumerate(argv[:-1])
-             if arg == "--config-file"]
-    for path in named or default_config_files:
-        try:
-            with open(path, encoding="utf-8") as f:
-                f.read()
-        except (OSError, UnicodeDecodeError):
-            return path
-    return "a configuration file"
+def _files_to_read(argv: list[str], default_config_files) -> list[str]:
+    """The files oslo.config will read for ``argv``: those named by
+    ``--config-file`` (else the defaults) and the ``*.conf`` of every
+    ``--config-dir``."""
+    def named(flag: str) -> list[str]:
+        return [argv[i + 1] for i, arg in enumerate(argv[:-1])
+                if arg == flag]
+
+    dirs = named("--config-dir")
+    return (named("--config-file") or list(default_config_files)) + sorted(
+        os.path.join(d, f) for d in dirs if os.path.isdir(d)
+        for f in os.listdir(d) if f.endswith(".conf"))
+
+
+def _check_file(path: str) -> None:
+    """Read ``path`` the way every command of nova-accel reads its
+    configuration (``safe_io.read_config``) before oslo.config opens it,
+    which would follow a link, wait on a FIFO and read without bound. A
+    missing file is oslo.config's to report."""
+    try:
+        safe_io.read_config(path)
+    except FileNotFoundError:
+        return
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{path} is not UTF-8 text ({exc.reason} at byte "
+                          f"{exc.start})") from None
+    except OSError as exc:
+        raise ConfigError(f"cannot read the configuration file {path}: "
+                          f"{exc.strerror or exc}") from None

@@ -34,6 +34,11 @@ RESOURCE_CLASS = re.compile(rf"^{ACCEL_PREFIX}[A-Z0-9_]+$")
 # A PCI function as sysfs names it, and a USB device (bus-port path).
 BDF = re.compile(r"^[0-9a-f]{4}:[0-9a-f]{2}:[0-9a-f]{2}\.[0-7]$")
 USB_NAME = re.compile(r"^\d+-[\d.]+$")
+# A consumer (nova instance, libvirt domain) and an mdev, as the kernel,
+# libvirt and placement write a UUID: the only names a marker or an mdev
+# path may take.
+UUID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-"
+                  r"[0-9a-f]{12}$")
 
 
 def trait_part(value: str) -> str:

@@ -138,15 +138,40 @@ class Claim:
         return self.running and self.boot_id == current_boot_id
 
 
+CLEANING_PENDING = "pending"
+CLEANING_HELD = "held"
+CLEANING_STATES = (CLEANING_PENDING, CLEANING_HELD)
+
+
+@dataclass
+class Cleaning:
+    """A function a consumer released, not clean yet: nobody is given it,
+    and placement reserves it.
+
+    ``state`` is ``pending`` (the agent cleans it: a reset, a new mdev,
+    the profile's command) or ``held`` (an operator must, or cleaning
+    failed: ``reason`` says which; ``accel-inventory clear`` ends it).
+    ``after`` is the consumer that released it, ``since`` when.
+    """
+
+    function: str
+    after: str
+    state: str
+    since: float
+    reason: str | None = None
+
+
 @dataclass
 class Inventory:
-    """The cache document: the host's cards and the claims on them."""
+    """The cache document: the host's cards, the claims on them, and the
+    functions released but not clean yet (by function id)."""
 
     hostname: str
     cards: list[Card] = field(default_factory=list)
     claims: dict[str, Claim] = field(default_factory=dict)
     scanned_at: float | None = None
     version: int = CACHE_VERSION
+    cleaning: dict[str, Cleaning] = field(default_factory=dict)
 
     def card(self, card_id: str) -> Card | None:
         for card in self.cards:
@@ -214,6 +239,8 @@ def from_dict(data: dict[str, Any]) -> Inventory:
         claims={k: Claim(**v) for k, v in data.get("claims", {}).items()},
         scanned_at=data.get("scanned_at"),
         version=data.get("version", CACHE_VERSION),
+        cleaning={k: Cleaning(**v)
+                  for k, v in data.get("cleaning", {}).items()},
     )
 
 

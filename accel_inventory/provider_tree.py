@@ -26,7 +26,7 @@ from __future__ import annotations
 import hashlib
 import re
 import uuid
-from collections.abc import Iterable, Mapping
+from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -80,14 +80,17 @@ def region_traits(card: model.Card, region: model.Region) -> frozenset[str]:
     return frozenset(traits)
 
 
-def region_inventories(card: model.Card,
-                       region: model.Region) -> dict[str, dict[str, Any]]:
+def region_inventories(card: model.Card, region: model.Region,
+                       cleaning: Collection[str] = ()
+                       ) -> dict[str, dict[str, Any]]:
     """One inventory of the region's class, ``total`` = its functions.
 
     A degraded card's regions reserve everything, and a region its
-    vanished functions (kept for their holders): nothing new lands there,
-    and placement keeps the allocations already made (it accepts usage
-    above capacity). A region without functions has no inventory, since
+    vanished functions (kept for their holders) and those that wait to
+    be cleaned (``cleaning``, function ids: a released function is
+    offered again only once it is clean): nothing new lands there, and
+    placement keeps the allocations already made (it accepts usage above
+    capacity). A region without functions has no inventory, since
     placement refuses a total of zero.
     """
     if region.size == 0:
@@ -95,7 +98,8 @@ def region_inventories(card: model.Card,
     return {region.resource_class: {
         "total": region.size,
         "reserved": region.size if card.degraded else sum(
-            kinds.vanished(card, f) for f in region.functions),
+            kinds.vanished(card, f) or f.id in cleaning
+            for f in region.functions),
         "min_unit": 1, "max_unit": region.size, "step_size": 1,
         "allocation_ratio": 1.0}}
 
@@ -131,7 +135,8 @@ def desired_tree(inventory: model.Inventory,
                 uuid=provider_uuid(host, region.id),
                 name=provider_name(host, region.id),
                 parent_uuid=card_uuid, source_id=region.id,
-                inventories=region_inventories(card, region),
+                inventories=region_inventories(card, region,
+                                               inventory.cleaning),
                 traits=region_traits(card, region)))
     return specs
 

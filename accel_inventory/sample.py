@@ -90,7 +90,11 @@ class FakeSysfs:
                 numa_node: int = -1, dsn: int | None = None,
                 vpd_serial: str | None = None, slot: str | None = None,
                 driver: str | None = None, config_size: int = 4096,
-                totalvfs: int = 0) -> str:
+                totalvfs: int = 0, reset: bool = False) -> str:
+        """A PCI function; with ``reset``, the ``reset`` attribute the
+        kernel makes for a function it can reset (FLR, a PM or a bus
+        reset): what is written to it stays in the file, for the tests
+        to see."""
         base = parent or self.path("devices", PCI_ROOT)
         real = os.path.join(base, bdf)
         os.makedirs(real, exist_ok=True)
@@ -106,6 +110,8 @@ class FakeSysfs:
         if vpd_serial is not None:
             _write(os.path.join(real, "vpd"),
                    vpd_blob(f"card {vendor}:{device}", vpd_serial))
+        if reset:
+            _write(os.path.join(real, "reset"), "")
         if totalvfs:
             _write(os.path.join(real, "sriov_totalvfs"), f"{totalvfs}\n")
             _write(os.path.join(real, "sriov_numvfs"), "0\n")
@@ -145,15 +151,18 @@ class FakeSysfs:
                    f"{socket}\n")
             _link(os.path.join(cpu_dir, f"node{node}"), home)
 
-    def add_vfs(self, pf_bdf: str, vf_bdfs: list[str], device: str) -> None:
-        """SR-IOV: VFs beside their PF, linked both ways."""
+    def add_vfs(self, pf_bdf: str, vf_bdfs: list[str], device: str, *,
+                reset: bool = True) -> None:
+        """SR-IOV: VFs beside their PF, linked both ways; each with a
+        ``reset`` (the SR-IOV specification requires FLR of every VF)."""
         pf = os.path.realpath(self.path("bus", "pci", "devices", pf_bdf))
         vendor = open(os.path.join(pf, "vendor")).read().strip()[2:]
         numa = open(os.path.join(pf, "numa_node")).read().strip()
         for index, vf_bdf in enumerate(vf_bdfs):
             vf = self.add_pci(vf_bdf, vendor, device,
                               parent=os.path.dirname(pf),
-                              numa_node=int(numa), config_size=64)
+                              numa_node=int(numa), config_size=64,
+                              reset=reset)
             _link(os.path.join(vf, "physfn"), pf)
             _link(os.path.join(pf, f"virtfn{index}"), vf)
         _write(os.path.join(pf, "sriov_numvfs"), f"{len(vf_bdfs)}\n")

@@ -20,7 +20,11 @@ card kind's (``accel_inventory.kinds``): the scanner lists the PCI and USB
 devices, asks the kinds which are theirs, and gives each kind's scan step
 this module's ``Reader`` for the files it reads. A device whose files are
 garbage is skipped with a warning naming its path; the scan goes on.
-Links are followed only while they stay inside the sysfs root.
+Links are followed only while they stay inside the sysfs root; an
+attribute is read through ``safe_io`` (never through a link of its own,
+never a FIFO) and never past its bound: a text attribute's page, the
+config space's 4096 bytes, the VPD's 32 KiB. A name in a listing that
+is not text (bytes that are not UTF-8) is no name of a device.
 """
 
 from __future__ import annotations
@@ -30,7 +34,7 @@ import os
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
-from accel_inventory import identity, kinds, model
+from accel_inventory import identity, kinds, model, safe_io
 from accel_inventory import profiles as profiles_mod
 from accel_inventory.contract import BDF, USB_NAME
 from accel_inventory.kinds.base import (Device, Garbage, PciDevice,
@@ -44,6 +48,11 @@ UsbSerialReader = Callable[[int, int, str, str], "str | None"]
 UdevReader = Callable[[str], Mapping[str, str]]
 
 __all__ = ["Garbage", "Reader", "ScanResult", "scan_cards"]
+
+# What the kernel gives at most: PCIe extended config space, and the VPD
+# address space (15 bits of address in the VPD capability).
+CONFIG_BYTES = 4096
+VPD_BYTES = 32768
 
 
 @dataclass
@@ -70,11 +79,10 @@ class Reader:
             raise Garbage(f"{path} leads outside the sysfs root ({real})")
         return real
 
-    @staticmethod
-    def text(path: str) -> str:
+    def text(self, path: str) -> str:
         try:
-            with open(path, "rb") as f:
-                return f.read(4096).decode("ascii").strip()
+            return safe_io.read_attribute(self.root, path).decode(
+                "ascii").strip()
         except (OSError, UnicodeDecodeError) as exc:
             raise Garbage(f"{path}: {exc}") from None
 
@@ -90,19 +98,19 @@ class Reader:
                           f"id")
         return f"{number:0{digits}x}"
 
-    @staticmethod
-    def binary(path: str) -> bytes | None:
+    def binary(self, path: str, limit: int) -> bytes | None:
         try:
-            with open(path, "rb") as f:
-                return f.read()
+            return safe_io.read_attribute(self.root, path, limit)
         except OSError:
             return None
 
     def listdir(self, path: str) -> list[str]:
-        """The names in ``path``; none when it is not a directory."""
+        """The names in ``path`` that are text; none when it is not a
+        directory."""
         if path not in self._listed:
             try:
-                self._listed[path] = os.listdir(path)
+                self._listed[path] = [n for n in os.listdir(path)
+                                      if safe_io.printable_name(n)]
             except OSError:
                 self._listed[path] = []
         return self._listed[path]
@@ -133,11 +141,11 @@ class Reader:
                      ) -> tuple[str, str, str | None]:
         """``identity.card_identity`` of a PCI device: its config space's
         serial, its VPD's, ``slot``, else its path."""
-        config = self.binary(os.path.join(dev.real, "config"))
+        config = self.binary(os.path.join(dev.real, "config"), CONFIG_BYTES)
         if config is None or len(config) < 64:
             raise Garbage(f"{dev.real}/config: missing or shorter than the "
                           f"64-byte header")
-        vpd = self.binary(os.path.join(dev.real, "vpd"))
+        vpd = self.binary(os.path.join(dev.real, "vpd"), VPD_BYTES)
         return identity.card_identity(
             vendor=dev.vendor, product=dev.device,
             dsn=identity.device_serial_number(config),

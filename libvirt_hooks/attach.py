@@ -261,7 +261,8 @@ def run_worker(consumer: str, config_file: str | None, *,
         # The worker acts as root on what the hook's configuration names,
         # so it trusts it no more than the hook does; not even its log
         # file.
-        untrusted = trust.refusal(config_file, conf.inventory.cache_path)
+        untrusted = trust.refusal(config_file, conf.inventory.cache_path,
+                                  others=trust.hook_paths(conf))
     except settings.SettingsError as exc:
         untrusted = f"cannot read configuration: {exc}"
     if untrusted:

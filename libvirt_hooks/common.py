@@ -12,12 +12,14 @@
 
 """What the hook's trigger, its full path and the attach worker share:
 exit codes, which configuration file is read, the fast reader of its
-options, and where the sync's markers are.
+options, where the sync's markers are, and the timer that bounds a call.
 
 Standard library only: the hook imports this at every domain start.
 """
 
 import os
+import signal
+import time
 
 DEFAULT_CONFIG = "/etc/nova-accel/nova-accel.conf"
 INSTALL_PATH = "/etc/libvirt/hooks/qemu.d/nova-accel"
@@ -26,6 +28,69 @@ EXIT_USAGE = 2
 # accel_inventory.cache names it (a test checks they agree): the hook's
 # fast path cannot import the inventory package.
 ASSIGNED_SUFFIX = ".assigned"
+# accel_inventory.cache's bound on the cache (a test checks they agree).
+MAX_CACHE_BYTES = 64 * 1024 * 1024
+
+
+class HookTimeout(BaseException):
+    """The call ran past ``[libvirt_hooks] timeout``. A BaseException, as
+    KeyboardInterrupt is, so that no ``except Exception`` on the way
+    swallows it."""
+
+
+_started: float | None = None
+
+
+def _on_alarm(signum, frame):
+    raise HookTimeout()
+
+
+def start_timer() -> object:
+    """Start bounding this call, before anything is opened: at the
+    timeout the environment sets (``OS_LIBVIRT_HOOKS__TIMEOUT``) or the
+    default, until the configuration says more (``limit``). Returns what
+    ``stop_timer`` restores."""
+    global _started
+    from libvirt_hooks import settings
+
+    try:
+        seconds = float(settings.convert(
+            "libvirt_hooks", "timeout",
+            os.environ[settings.env_name("libvirt_hooks", "timeout")]))
+    except (KeyError, settings.SettingsError):
+        seconds = settings.OPTIONS[("libvirt_hooks", "timeout")][1]
+    _started = time.monotonic()
+    previous = signal.signal(signal.SIGALRM, _on_alarm)
+    signal.setitimer(signal.ITIMER_REAL, seconds)
+    return previous
+
+
+def limit(seconds: float) -> None:
+    """Let the whole call take ``seconds`` from ``start_timer`` (or from
+    now, when the timer was never started); raises HookTimeout when that
+    is past already."""
+    global _started
+    if _started is None:
+        _started = time.monotonic()
+        signal.signal(signal.SIGALRM, _on_alarm)
+    left = seconds - (time.monotonic() - _started)
+    if left <= 0:
+        raise HookTimeout()
+    signal.setitimer(signal.ITIMER_REAL, left)
+
+
+def grant(seconds: float) -> None:
+    """``seconds`` more from now, whatever is left: for undoing what a
+    call that ran out of time did."""
+    signal.signal(signal.SIGALRM, _on_alarm)
+    signal.setitimer(signal.ITIMER_REAL, seconds)
+
+
+def stop_timer(previous: object) -> None:
+    global _started
+    signal.setitimer(signal.ITIMER_REAL, 0)
+    signal.signal(signal.SIGALRM, previous)
+    _started = None
 
 
 def config_file() -> str | None:

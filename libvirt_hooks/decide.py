@@ -14,30 +14,28 @@
 
 Only domains whose XML names a hostdev, an mdev or an interface that may
 reach an accelerator get here. Every decision is logged
-in one line; a refusal is also the one line libvirt shows the operator.
+in one line; a refusal is also the one line libvirt shows the operator,
+whatever raised (a bug too: the start is refused, never let through).
+What ``prepare begin`` did before it failed is undone (``undo``).
 """
 
 from __future__ import annotations
 
 import logging
-import signal
+import os
 from types import SimpleNamespace
 
-from accel_inventory import cache, claim_sync, claims, kinds, model
+from accel_inventory import cache, claim_sync, claims, kinds, model, safe_io
 from accel_inventory.kinds.base import BUS_USB, DEVICE_MDEV, DEVICE_USB
 from accel_inventory.inventory import current_boot_id
 from libvirt_hooks import domain as domain_xml
-from libvirt_hooks import affinity, bridge, guard, hostview, mdev, resolve
-from libvirt_hooks import settings
-from libvirt_hooks import trust
-from libvirt_hooks.common import EXIT_REFUSED
+from libvirt_hooks import (affinity, bridge, common, guard, hostview, mdev,
+                           resolve)
+from libvirt_hooks import settings, trust, undo
+from libvirt_hooks.common import EXIT_REFUSED, HookTimeout
 
 LOG = logging.getLogger("nova-accel-hook")
 SYSLOG_ADDRESS = "/dev/log"
-
-
-class HookTimeout(Exception):
-    pass
 
 
 def load_conf(config_file: str | None) -> SimpleNamespace:
@@ -63,13 +61,29 @@ def syslog_reachable(address: str) -> bool:
     return False
 
 
+class LogFile(logging.StreamHandler):
+    """The hook's log file, opened by ``safe_io`` (appended to, never
+    through a link, never a FIFO) and closed with the handler."""
+
+    def __init__(self, path: str):
+        super().__init__(os.fdopen(safe_io.open_append(path), "a",
+                                   encoding="utf-8",
+                                   errors="backslashreplace"))
+
+    def close(self) -> None:
+        try:
+            self.stream.close()
+        finally:
+            super().close()
+
+
 def _handler(conf: SimpleNamespace) -> tuple[logging.Handler, str | None]:
     """The log file, else syslog, else nothing; and why the log file
     could not be used, to be said where the log goes instead."""
     problem = None
     if conf.libvirt_hooks.log_file:
         try:
-            return logging.FileHandler(conf.libvirt_hooks.log_file), None
+            return LogFile(conf.libvirt_hooks.log_file), None
         except OSError as exc:
             problem = (f"cannot open [libvirt_hooks] log_file "
                        f"{conf.libvirt_hooks.log_file}: "
@@ -99,38 +113,43 @@ def setup_logging(conf: SimpleNamespace) -> None:
         LOG.warning("%s", problem)
 
 
-def _on_alarm(signum, frame):
-    raise HookTimeout()
-
-
 def run(name: str, op: str, subop: str, xml: bytes,
         config_file: str | None, stdout, stderr) -> int:
+    """The full path, within the timer ``hook.main`` started before it
+    opened anything (``common.start_timer``)."""
     try:
         conf = load_conf(config_file)
     except settings.SettingsError as exc:
         stderr.write(f"nova-accel: domain {name}: cannot read configuration: "
                      f"{exc}\n")
         return EXIT_REFUSED
+    timeout = conf.libvirt_hooks.timeout
+    common.limit(timeout)
     # Before anything acts on the configuration (the log file is opened
     # as root): see trust.py.
-    untrusted = trust.refusal(config_file, conf.inventory.cache_path)
+    untrusted = trust.refusal(config_file, conf.inventory.cache_path,
+                              others=trust.hook_paths(conf))
     if untrusted:
         stderr.write(f"nova-accel: domain {name}: {untrusted}\n")
         return EXIT_REFUSED
     setup_logging(conf)
-    previous = signal.signal(signal.SIGALRM, _on_alarm)
-    signal.setitimer(signal.ITIMER_REAL, conf.libvirt_hooks.timeout)
     try:
         return _decide(conf, name, op, subop, xml, stdout, stderr)
     except HookTimeout:
         return _refuse(stderr, name, f"the hook did not finish within "
-                       f"{conf.libvirt_hooks.timeout} s ([libvirt_hooks] "
-                       f"timeout); the start is refused to be safe")
-    except cache.CacheError as exc:
+                       f"{timeout} s ([libvirt_hooks] timeout); the start "
+                       f"is refused to be safe")
+    except (cache.CacheError, claims.ClaimError, mdev.MdevError) as exc:
         return _refuse(stderr, name, f"{exc}")
-    finally:
-        signal.setitimer(signal.ITIMER_REAL, 0)
-        signal.signal(signal.SIGALRM, previous)
+    except OSError as exc:
+        where = f" {exc.filename}" if exc.filename else ""
+        return _refuse(stderr, name, f"cannot use{where}: "
+                       f"{exc.strerror or exc}")
+    except Exception as exc:  # a bug: fail closed, in one line
+        LOG.exception("domain %s: the hook failed", name)
+        return _refuse(stderr, name, f"the hook failed "
+                       f"({type(exc).__name__}: {exc}); the start is "
+                       f"refused to be safe")
 
 
 def _refuse(stderr, name: str, reason: str) -> int:
@@ -236,8 +255,9 @@ def _near_enough(conf, dom: domain_xml.Domain, inv: model.Inventory,
 def _prepare(conf, dom: domain_xml.Domain, verdict: guard.Verdict,
              boot_id: str, stderr) -> int:
     """Bridges hold their node's interface of now, missing mdevs exist,
-    and the claim says what the domain holds; on any failure the mdevs
-    made here are removed again and the start is refused."""
+    and the claim says what the domain holds. Each step that changes the
+    host registers its undo in one ``undo.Undo``: on any failure what was
+    done is undone and the start is refused (by ``run``)."""
     name, sysfs_root = dom.name, conf.inventory.sysfs_root
     for node in verdict.bridges:
         try:
@@ -249,18 +269,18 @@ def _prepare(conf, dom: domain_xml.Domain, verdict: guard.Verdict,
             LOG.info("domain %s: %s (node %s)", name, action,
                      node.function_id)
     created: list[str] = []
-    try:
+    with undo.Undo(conf.libvirt_hooks.timeout, LOG, name) as steps:
         for want in verdict.create_mdevs:
+            # The domain's own UUID, missing when the guard looked: the
+            # undo removes it whether the write went through or not.
+            steps.push(f"mdev {want.uuid} created on {want.parent}",
+                       lambda uuid=want.uuid: mdev.remove(sysfs_root, uuid))
             mdev.create(sysfs_root, want.parent, want.mdev_type, want.uuid)
             created.append(want.uuid)
             LOG.info("domain %s: created mdev %s of type %s on %s", name,
                      want.uuid, want.mdev_type, want.parent)
         if verdict.functions:
-            _record(conf, dom, verdict.functions, created, boot_id)
-    except (mdev.MdevError, claims.ClaimError, cache.CacheError) as exc:
-        for uuid in created:
-            mdev.remove(sysfs_root, uuid)
-        return _refuse(stderr, name, str(exc))
+            _record(conf, dom, verdict.functions, created, boot_id, steps)
     return 0
 
 
@@ -289,11 +309,25 @@ def _claim_for(current: model.Inventory, dom: domain_xml.Domain,
 
 
 def _record(conf, dom: domain_xml.Domain, functions: list[str],
-            created: list[str], boot_id: str) -> None:
-    cache.update(conf.inventory.cache_path,
-                 lambda current: claims.record_claim(
-                     current, _claim_for(current, dom, functions, created,
-                                         boot_id)),
+            created: list[str], boot_id: str, steps: undo.Undo) -> None:
+    write: list[tuple[model.Inventory, model.Inventory]] = []
+
+    def record(current: model.Inventory) -> model.Inventory:
+        recorded = claims.record_claim(current, _claim_for(
+            current, dom, functions, created, boot_id))
+        write.append((current, recorded))
+        return recorded
+
+    def restore(current: model.Inventory) -> model.Inventory:
+        return claims.undo_write(current, *write[-1])
+
+    # Registered before the write: a timeout between the cache's rename
+    # and the return would otherwise leave the claim recorded.
+    steps.push(f"the claim of {dom.uuid} on {', '.join(functions)}",
+               lambda: write and cache.update(
+                   conf.inventory.cache_path, restore,
+                   conf.inventory.lock_timeout, validate=False))
+    cache.update(conf.inventory.cache_path, record,
                  conf.inventory.lock_timeout, validate=False)
     LOG.info("domain %s (%s) starts holding %s", dom.name, dom.uuid,
              ", ".join(functions))

@@ -20,20 +20,15 @@ a hostile document can neither read host files nor exhaust memory.
 from __future__ import annotations
 
 from collections.abc import Mapping
-import re
 from dataclasses import dataclass, field
 
 from lxml import etree
 
 from accel_inventory import numa
-from accel_inventory.contract import NUMA_AFFINITY_SPEC
+from accel_inventory.contract import NUMA_AFFINITY_SPEC, UUID
 from accel_inventory.kinds.base import (DEVICE_INTERFACE, DEVICE_MDEV,
                                         DEVICE_PCI, DEVICE_USB)
 from libvirt_hooks import xmlgen
-
-
-UUID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-"
-                  r"[0-9a-f]{12}$")
 
 
 class DomainXMLError(Exception):

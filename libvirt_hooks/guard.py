@@ -20,7 +20,8 @@ refusal into a non-zero exit with one line for the operator.
 
 Every device is judged by the same rules, whatever its kind: it is refused
 when its address holds nothing, another vendor, product or class than the
-inventory says, a function another running domain has, or (with
+inventory says, a function another running domain has, a function that a
+consumer released and that is not clean yet, or (with
 ``strict_identity``, or of another type) a function that is not the one
 this domain was given. At a first start a device the inventory does not
 know is not an accelerator and is left to libvirt; an address that a card
@@ -219,6 +220,13 @@ class _Judge:
                                         f"{seen.where_now}; {fix}")
             return None
         card, _region, function = seen.here
+        waiting = self.inv.cleaning.get(function.id)
+        if waiting is not None:
+            self.refuse(seen.label, f"function {function.id} was released "
+                                    f"by {waiting.after} and is not clean "
+                                    f"yet ({_waiting(waiting)}); see "
+                                    f"'accel-inventory status'")
+            return None
         if seen.mismatch:
             self.refuse(seen.label, f"{seen.mismatch}{seen.where_now}; "
                                     f"rescan with 'accel-inventory scan', "
@@ -246,6 +254,14 @@ class _Judge:
                 f"{function.id} of the same type instead of {wanted[2].id}")
         self.verdict.functions.append(function.id)
         return seen.here
+
+
+def _waiting(entry: model.Cleaning) -> str:
+    """Why a released function is not given, in words."""
+    if entry.state == model.CLEANING_HELD:
+        return (f"held: {entry.reason}; clean it, then 'accel-inventory "
+                f"clear {entry.function}'")
+    return "the agent cleans it at its next round"
 
 
 def _pci_seen(now: PciIdentity | None, here: Entry | None,
@@ -469,6 +485,13 @@ def _check_held(judge: _Judge, address: str, now: PciIdentity | None,
                                 f"{holder.domain_name or holder.consumer}; "
                                 f"{fix}")
             return
+        waiting = judge.inv.cleaning.get(function.id)
+        if waiting is not None:
+            judge.refuse(label, f"function {function.id} of card {card.id} "
+                                f"there was released by {waiting.after} and "
+                                f"is not clean yet ({_waiting(waiting)}); "
+                                f"see 'accel-inventory status'")
+            return
     what = (f"takes card {card.id} ({card.kind}) whole" if held.current
             else f"holds {ids} as card {card.id} did{where}")
     judge.verdict.notes.append(f"{label} {what}; left to libvirt")
@@ -601,7 +624,8 @@ def _check_mdev(judge: _Judge, host: HostView,
 def _free_function(judge: _Judge, card: model.Card) -> Entry | None:
     for region in card.regions:
         for function in region.functions:
-            if function.address is None and judge.holder(function) is None:
+            if (function.address is None and judge.holder(function) is None
+                    and function.id not in judge.inv.cleaning):
                 return card, region, function
     return None
 

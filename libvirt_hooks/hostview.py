@@ -15,7 +15,10 @@
 The hook reads only the few sysfs files of the devices in the XML (and the
 USB devices, a short list), never a whole scan: it runs at every domain
 start. Addresses come from domain XML, so they are checked against their
-syntax before they touch a path.
+syntax before they touch a path; names read from sysfs (interfaces, mdev
+types) are checked by the same rules before they are used. Every read is
+``safe_io``'s: inside the sysfs root, never through a link at the
+attribute itself, bounded.
 """
 
 from __future__ import annotations
@@ -23,23 +26,30 @@ from __future__ import annotations
 import os
 import re
 
-from accel_inventory import kinds, model, numa
-from accel_inventory.contract import BDF, USB_NAME
+from accel_inventory import kinds, model, numa, safe_io
+from accel_inventory.contract import BDF, USB_NAME, UUID
 from accel_inventory.kinds.base import (DEVICE_INTERFACE, DEVICE_MDEV,
                                         DEVICE_PCI, DEVICE_USB)
-from libvirt_hooks.domain import UUID, Domain
+from libvirt_hooks.domain import Domain
 from libvirt_hooks.guard import HostView, MdevNow, PciIdentity, UsbDevice
 
 IFNAME = re.compile(r"^[^/\s]{1,15}$")
 
 
-def _read(path: str) -> str:
-    with open(path) as f:
-        return f.read().strip()
+def interface_name(name: str) -> bool:
+    """Whether ``name`` can be a network interface's, whether it comes
+    from the XML or from sysfs (where bytes that are not UTF-8 come back
+    from a listing as surrogates, which no XML can hold)."""
+    return (bool(IFNAME.match(name)) and name not in (".", "..")
+            and safe_io.printable_name(name))
 
 
-def _read_hex(path: str) -> str:
-    value = _read(path).lower()
+def _read(sysfs_root: str, path: str) -> str:
+    return safe_io.read_attribute(sysfs_root, path).decode().strip()
+
+
+def _read_hex(sysfs_root: str, path: str) -> str:
+    value = _read(sysfs_root, path).lower()
     int(value, 16)
     return value.removeprefix("0x")
 
@@ -47,9 +57,8 @@ def _read_hex(path: str) -> str:
 def _device_dir(sysfs_root: str, *parts: str) -> str | None:
     """The real directory a sysfs device link leads to, or None when it
     leads outside the sysfs root (a crafted link is nothing there)."""
-    root = os.path.realpath(sysfs_root)
-    real = os.path.realpath(os.path.join(root, *parts))
-    return real if real.startswith(root + os.sep) else None
+    real = safe_io.sysfs_dir(sysfs_root, *parts)
+    return real if real != os.path.realpath(sysfs_root) else None
 
 
 def pci_identity(sysfs_root: str, bdf: str) -> PciIdentity | None:
@@ -61,11 +70,10 @@ def pci_identity(sysfs_root: str, bdf: str) -> PciIdentity | None:
     if device is None:
         return None
     try:
-        return PciIdentity(vendor_id=_read_hex(os.path.join(device, "vendor")),
-                           product_id=_read_hex(os.path.join(device,
-                                                             "device")),
-                           class_code=_read_hex(os.path.join(device,
-                                                             "class")))
+        return PciIdentity(
+            vendor_id=_read_hex(sysfs_root, os.path.join(device, "vendor")),
+            product_id=_read_hex(sysfs_root, os.path.join(device, "device")),
+            class_code=_read_hex(sysfs_root, os.path.join(device, "class")))
     except (OSError, ValueError):
         return None
 
@@ -84,13 +92,19 @@ def usb_devices(sysfs_root: str) -> tuple[UsbDevice, ...]:
         if device is None:
             continue
         serial = os.path.join(device, "serial")
+
+        def read(attribute: str, device=device) -> str:
+            return _read(sysfs_root, os.path.join(device, attribute))
+
         try:
             found.append(UsbDevice(
-                name=name, busnum=int(_read(os.path.join(device, "busnum"))),
-                devnum=int(_read(os.path.join(device, "devnum"))),
-                vendor_id=_read_hex(os.path.join(device, "idVendor")),
-                product_id=_read_hex(os.path.join(device, "idProduct")),
-                serial=_read(serial) if os.path.exists(serial) else None))
+                name=name, busnum=int(read("busnum")),
+                devnum=int(read("devnum")),
+                vendor_id=_read_hex(sysfs_root,
+                                    os.path.join(device, "idVendor")),
+                product_id=_read_hex(sysfs_root,
+                                     os.path.join(device, "idProduct")),
+                serial=read("serial") if os.path.exists(serial) else None))
         except (OSError, ValueError):
             continue
     return tuple(found)
@@ -105,16 +119,21 @@ def mdev_now(sysfs_root: str, uuid: str) -> MdevNow | None:
     if instance is None or not os.path.isdir(instance):
         return None
     return MdevNow(
-        parent=os.path.basename(os.path.dirname(instance)),
-        mdev_type=os.path.basename(os.path.realpath(
-            os.path.join(instance, "mdev_type"))))
+        parent=_sysfs_name(os.path.basename(os.path.dirname(instance))),
+        mdev_type=_sysfs_name(os.path.basename(os.path.realpath(
+            os.path.join(instance, "mdev_type")))))
+
+
+def _sysfs_name(name: str) -> str:
+    """A name read from sysfs as text that messages and XML can hold."""
+    return name if safe_io.printable_name(name) else ascii(name)
 
 
 def interface_device(sysfs_root: str, ifname: str) -> str | None:
     """The BDF of the PCI function behind interface ``ifname``; None when
     there is no such interface or it has no PCI function (a bridge, a
     tap)."""
-    if not IFNAME.match(ifname) or ifname in (".", ".."):
+    if not interface_name(ifname):
         return None
     device = os.path.join(sysfs_root, "class", "net", ifname, "device")
     if not os.path.lexists(device):
@@ -124,12 +143,17 @@ def interface_device(sysfs_root: str, ifname: str) -> str | None:
 
 
 def node_interface(sysfs_root: str, bdf: str) -> str | None:
-    """The host-side interface of the IP-over-PCIe node at ``bdf`` now."""
+    """The host-side interface of the IP-over-PCIe node at ``bdf`` now; a
+    name that no interface of the XML could have (not UTF-8, a control
+    character) is none."""
+    if not BDF.match(bdf):
+        return None
     try:
         names = sorted(os.listdir(os.path.join(
             sysfs_root, "bus", "pci", "devices", bdf, "net")))
     except OSError:
         return None
+    names = [name for name in names if interface_name(name)]
     return names[0] if names else None
 
 
@@ -143,8 +167,8 @@ def numa_node(sysfs_root: str, bdf: str) -> int | None:
         return None
     device = _device_dir(sysfs_root, "bus", "pci", "devices", bdf)
     try:
-        node = int(_read(os.path.join(device, "numa_node"))) if device \
-            else -1
+        node = (int(_read(sysfs_root, os.path.join(device, "numa_node")))
+                if device else -1)
     except (OSError, ValueError):
         return None
     return node if node >= 0 else None
@@ -179,7 +203,7 @@ def _nodes(sysfs_root: str) -> dict[int, frozenset[int]]:
             continue
         try:
             found[int(match.group(1))] = numa.parse_id_list(
-                _read(os.path.join(base, name, "cpulist")))
+                _read(sysfs_root, os.path.join(base, name, "cpulist")))
         except (OSError, ValueError):
             continue
     return found
@@ -199,7 +223,7 @@ def node_sockets(sysfs_root: str) -> dict[int, int | None]:
         sockets[node] = None
         if cpus:
             try:
-                sockets[node] = int(_read(os.path.join(
+                sockets[node] = int(_read(sysfs_root, os.path.join(
                     sysfs_root, "devices", "system", "cpu",
                     f"cpu{min(cpus)}", "topology", "physical_package_id")))
             except (OSError, ValueError):

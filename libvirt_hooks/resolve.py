@@ -65,6 +65,11 @@ def resolve(conf, inv, fid: str):
     if fid not in index:
         raise devices.DeviceError(f"{fid} is no longer in the inventory; "
                                   f"rescan with 'accel-inventory scan'")
+    waiting = inv.cleaning.get(fid)
+    if waiting is not None:
+        raise devices.DeviceError(f"{fid} was released by {waiting.after} "
+                                  f"and is not clean yet ({waiting.state}); "
+                                  f"see 'accel-inventory status'")
     card, _region, function = index[fid]
     element = devices.element_for(
         card, function, host_now(conf.inventory.sysfs_root, card, function),

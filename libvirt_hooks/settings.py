@@ -34,6 +34,8 @@ import configparser
 import os
 from types import SimpleNamespace
 
+from accel_inventory import safe_io
+
 
 class SettingsError(Exception):
     """The configuration cannot be read; the message says which option."""
@@ -140,8 +142,8 @@ def raw_values(config_file: str | None) -> dict[tuple[str, str], str]:
     parser = configparser.RawConfigParser(strict=False, interpolation=None)
     if config_file is not None:
         try:
-            with open(config_file, encoding="utf-8") as f:
-                parser.read_file(f, config_file)
+            parser.read_string(safe_io.read_config(config_file),
+                               config_file)
         except (OSError, UnicodeDecodeError, configparser.Error) as exc:
             raise SettingsError(f"cannot read {config_file}: {exc}") from None
     found = {}

@@ -451,19 +451,30 @@ class PlacementUsage:
             params["group_policy"] = "none"
         try:
             if self._adapter is None:
-                self._adapter = self._adapter_factory()
+                adapter = self._adapter_factory()
+                # As the agent's client: the timeout bounds the whole
+                # answer, not each read (a placement that drips would hold
+                # the scheduling request for ever).
+                from accel_inventory import placement
+
+                placement.with_deadline(adapter.session, self._timeout)
+                self._adapter = adapter
+            # A redirect is never followed: keystoneauth would send nova's
+            # token to wherever it points.
             response = self._adapter.get(
                 "/allocation_candidates", params=params,
                 microversion=MICROVERSION, timeout=self._timeout,
-                raise_exc=False)
+                raise_exc=False, redirect=False)
             if response.status_code != 200:
                 raise RuntimeError(f"HTTP {response.status_code}: "
                                    f"{response.text[:200]}")
-            summaries = response.json()["provider_summaries"]
+            # An answer of another shape is the same as none: read inside
+            # the try, so that it is one line, not a traceback per host.
+            return usage_from_summaries(
+                response.json()["provider_summaries"], resource_classes)
         except Exception as exc:  # nothing may raise into nova
             LOG.warning("AccelTopologyFilter: placement did not give region "
-                        "usage (%s); this request keeps placement's "
+                        "usage (%s: %s); this request keeps placement's "
                         "candidate order. Check [placement] in nova.conf "
-                        "and placement's health.", exc)
+                        "and placement's health.", type(exc).__name__, exc)
             return None
-        return usage_from_summaries(summaries, resource_classes)

@@ -16,7 +16,10 @@ Shared by the hook's unit tests (tests/unit/hooks) and its fuzz tests
 (tests/fuzz)."""
 
 import io
+import json
 import os
+import subprocess
+import sys
 
 import pytest
 from lxml import etree
@@ -90,3 +93,26 @@ def call(xml, op="prepare", subop="begin", name="vm1"):
     rc = hook.main([name, op, subop, "-"], stdin=io.BytesIO(xml),
                    stdout=out, stderr=err)
     return rc, out.getvalue(), err.getvalue()
+
+
+# Modules the fast path must never load: what costs (lxml, oslo.config,
+# jsonschema, libvirt-python, subprocess) and the inventory package beyond
+# its standard-library-only file opener.
+HEAVY = ("lxml", "oslo_config", "jsonschema", "libvirt", "subprocess")
+FAST_PATH_INVENTORY = ("accel_inventory", "accel_inventory.safe_io")
+
+
+def fast_path_imports(argv, xml: bytes) -> tuple[int, list[str]]:
+    """Run the hook in a fresh interpreter; its exit code and the heavy
+    modules it loaded."""
+    code = ("import io, json, sys\n"
+            "from libvirt_hooks import hook\n"
+            f"rc = hook.main({list(argv)!r}, stdin=io.BytesIO({xml!r}))\n"
+            f"heavy = sorted(m for m in sys.modules if m in {HEAVY!r} or "
+            f"m.split('.')[0] == 'accel_inventory' and m not in "
+            f"{FAST_PATH_INVENTORY!r})\n"
+            "print(json.dumps([rc, heavy]))\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True,
+                         text=True, check=True).stdout
+    rc, heavy = json.loads(out)
+    return rc, heavy

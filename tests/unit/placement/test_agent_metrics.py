@@ -204,6 +204,25 @@ def test_a_bad_task_mix_is_one_line(host, tmp_path, capsys):
         "entry '0.5:lots'" in err
 
 
+def test_a_metrics_folder_others_can_write_is_refused_in_one_line(
+        host, tmp_path, capsys):
+    # Root replaces the textfile through a temporary beside it: whoever
+    # can write the folder could have root overwrite any file.
+    shared = tmp_path / "shared"
+    shared.mkdir(mode=0o777)
+    shared.chmod(0o777)
+    path = shared / "nova_accel.prom"
+    with open(host.config_file, "a") as f:
+        f.write(f"[agent]\nmetrics_path = {path}\n")
+    root = sample.build_sample_host(str(tmp_path / "sys"))
+    assert cli.main(["--config-file", str(host.config_file), "agent",
+                     "--once", "--sysfs-root", root]) == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1
+    assert f"{shared} is writable by its group or others" in err
+    assert not path.exists() and list(shared.iterdir()) == []
+
+
 def test_the_snapshot_of_a_degraded_card_has_nothing_free():
     card = make_card(1, regions=2, status=model.STATUS_LOST)
     inv = model.Inventory(hostname="h", cards=[card])
