@@ -22,6 +22,8 @@ import os
 from oslo_config import cfg
 from oslo_config import types
 
+from accel_inventory import settings
+
 inventory_group = cfg.OptGroup(
     "inventory", title="Accelerator inventory",
     help="How the host's accelerators are scanned and where the result "
@@ -171,8 +173,6 @@ class ConfigError(Exception):
 def _expected(opt_type) -> str | None:
     """What a value of oslo.config type ``opt_type`` must be, in the
     hook's words; None for a type whose own message says it."""
-    from libvirt_hooks import settings
-
     if isinstance(opt_type, types.Boolean):
         return settings.expected(bool)
     if isinstance(opt_type, types.Dict):
@@ -213,8 +213,6 @@ def check(conf: cfg.ConfigOpts) -> None:
     one line naming it, where it was set and what is expected, instead of
     oslo.config's own message (which prints its LocationInfo internals
     and names the file even for a value from the environment)."""
-    from libvirt_hooks import settings
-
     groups = [g for g in conf
               if isinstance(conf[g], cfg.ConfigOpts.GroupAttr)]
     for group_name in groups:
@@ -244,10 +242,9 @@ def load(argv=None, default_config_files=None) -> cfg.ConfigOpts:
     ``conf.d`` directory, which the hook never reads: every command of
     nova-accel reads the same file, so they all see the same cache.
     """
-    from libvirt_hooks.common import config_file
-
     if default_config_files is None:
-        default_config_files = [path for path in (config_file(),) if path]
+        default_config_files = [path for path in (settings.config_file(),)
+                                if path]
     conf = cfg.ConfigOpts()
     register_opts(conf)
     try:

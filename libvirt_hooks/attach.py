@@ -36,9 +36,9 @@ import time
 
 import libvirt
 
-from accel_inventory import cache, claims
+from accel_inventory import cache, claims, settings
 from accel_inventory.inventory import current_boot_id
-from libvirt_hooks import bridge, common, decide, devices, settings, trust
+from libvirt_hooks import bridge, common, decide, devices, trust
 from libvirt_hooks import domain as domain_xml
 from libvirt_hooks import xmlgen
 from libvirt_hooks.resolve import node_interface, placement_claim, resolve
@@ -272,7 +272,7 @@ def worker_main(argv: list[str]) -> int:
                          f"[{AWAIT_ASSIGNMENT}] DOMAIN-UUID (started by "
                          f"the hook; by hand: accel-domain attach)\n")
         return 2
-    return run_worker(consumer, common.config_file(),
+    return run_worker(consumer, settings.config_file(),
                       await_assignment=AWAIT_ASSIGNMENT in flags)
 
 

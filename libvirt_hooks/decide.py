@@ -23,11 +23,11 @@ import logging
 import signal
 from types import SimpleNamespace
 
-from accel_inventory import cache, claims, kinds, model
+from accel_inventory import cache, claims, kinds, model, settings
 from accel_inventory.kinds.base import BUS_USB, DEVICE_MDEV, DEVICE_USB
 from accel_inventory.inventory import current_boot_id
 from libvirt_hooks import domain as domain_xml
-from libvirt_hooks import bridge, guard, hostview, mdev, resolve, settings
+from libvirt_hooks import bridge, guard, hostview, mdev, resolve
 from libvirt_hooks import trust
 from libvirt_hooks.common import EXIT_REFUSED
 

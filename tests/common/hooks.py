@@ -17,6 +17,8 @@ Shared by the hook's unit tests (tests/unit/hooks) and its fuzz tests
 
 import io
 import os
+import subprocess
+import sys
 
 import pytest
 from lxml import etree
@@ -27,6 +29,29 @@ from libvirt_hooks import hook
 DOMAIN_UUID = "0f3a4a52-6c1e-4b8c-9a3e-2d7c2f6b1a01"
 OTHER_UUID = "7b9d1f0e-2a33-4c55-8e77-90a1b2c3d4e5"
 FPGA = ("1172", "5000")
+
+
+# What the hook's fast path may load of the inventory: its settings
+# reader, standard library only.
+FAST_PATH_OURS = ["accel_inventory", "accel_inventory.settings"]
+
+
+def fast_path_imports(op: str, xml: bytes) -> tuple[int, list, list]:
+    """The hook called in a fresh interpreter at ``op begin`` with
+    ``xml``: its exit code, the heavy modules it loaded (lxml, oslo.config,
+    libvirt, subprocess) and the modules of the inventory package."""
+    code = ("import io, sys\n"
+            "from libvirt_hooks import hook\n"
+            f"rc = hook.main(['vm', {op!r}, 'begin', '-'],"
+            f" stdin=io.BytesIO({xml!r}))\n"
+            "heavy = [m for m in ('lxml', 'oslo_config', 'libvirt',"
+            " 'subprocess') if m in sys.modules]\n"
+            "ours = sorted(m for m in sys.modules"
+            " if m.startswith('accel_inventory'))\n"
+            "print(repr((rc, heavy, ours)))\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True,
+                         text=True, check=True).stdout
+    return eval(out)  # noqa: S307 - our own repr of plain lists
 
 
 def add_pci(root, bdf, vendor, device, klass="0x120000"):

@@ -32,6 +32,7 @@ from accel_inventory import sysfs as scanner
 from accel_inventory.sample import FakeSysfs
 from libvirt_hooks import bridge, hook, xmlgen
 from tests.common.hooks import DOMAIN_UUID, OTHER_UUID, call, domain_xml
+from tests.common.hooks import FAST_PATH_OURS, fast_path_imports
 
 NCS2 = ("03e7", "2485")
 BOOTED = ("03e7", "f63b")  # the same stick once its firmware is loaded
@@ -465,16 +466,9 @@ def test_ordinary_network_beside_a_synced_node_is_left_alone(host):
 
 def test_ordinary_interfaces_stay_on_the_fast_path(host):
     vca_host(host)
-    code = ("import io, sys\n"
-            "from libvirt_hooks import hook\n"
-            f"rc = hook.main(['vm', 'prepare', 'begin', '-'], stdin=io."
-            f"BytesIO({domain_xml(xmlgen.bridge_interface('br0'))!r}))\n"
-            "heavy = [m for m in ('lxml', 'oslo_config', 'accel_inventory')"
-            " if m in sys.modules]\n"
-            "print(rc, heavy)\n")
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True,
-                         text=True, check=True).stdout
-    assert out.strip() == "0 []"
+    assert fast_path_imports(
+        "prepare", domain_xml(xmlgen.bridge_interface("br0"))) == (
+            0, [], FAST_PATH_OURS)
 
 
 @pytest.mark.parametrize("interface,full", [
