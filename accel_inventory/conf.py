@@ -48,15 +48,28 @@ inventory_opts = [
     cfg.StrOpt("profiles_dir", default="/etc/nova-accel/profiles.d",
                help="Directory of operator profiles (``*.json``: name, match "
                     "(a list of vendor:product), resource_class, optional "
-                    "kind and functions_per_region) that override the "
-                    "built-in ones of the same name: how a card is split "
-                    "into regions and which resource class it gets."),
+                    "kind, functions_per_region, group and "
+                    "placeholder_serials) that override the built-in ones "
+                    "of the same name: how a device is split into regions, "
+                    "which resource class they get, which devices form one "
+                    "card and which serials are no identity."),
     # '=' between key and type: the key itself holds a ':'.
     cfg.Opt("mdev_types", default={},
             type=types.Dict(key_value_separator="="),
-            help="mdev type to expose per parent vendor:product, e.g. "
+            help="mdev type to expose per GPU vendor:product, e.g. "
                  "10de:1eb8=nvidia-222,8086:3e92=i915-GVTg_V5_4. Without an "
-                 "entry the first supported type of the parent is used."),
+                 "entry the type the GPU's mdevs use is exposed (or its only "
+                 "type); a GPU that offers several and uses none is skipped "
+                 "with a warning asking for an entry."),
+    cfg.Opt("vgpu_types", default={},
+            type=types.Dict(key_value_separator="="),
+            help="vGPU type to expose per GPU vendor:product for GPUs with "
+                 "NVIDIA's vendor-specific VFIO interface (no mdev; each VF "
+                 "has nvidia/current_vgpu_type), by ID or name, e.g. "
+                 "10de:2235=558 or 10de:2235=NVIDIA A40-2Q. Without an "
+                 "entry the type the GPU's vGPUs use is exposed (or its "
+                 "only creatable type); else the GPU is skipped with a "
+                 "warning asking for an entry."),
     cfg.BoolOpt("use_udev", default=True,
                 help="On the live host, ask udev (through pyudev) for the "
                      "serial of a USB device whose sysfs entry has no "

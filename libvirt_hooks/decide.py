@@ -148,7 +148,8 @@ def policy(conf: SimpleNamespace, dom: domain_xml.Domain) -> guard.Policy:
         from accel_inventory import profiles
         usb_types = {ids: profile.name for profile in
                      profiles.load_profiles(conf.inventory.profiles_dir)
-                     if kinds.get(profile.kind).function_bus == BUS_USB
+                     if profile.kind is not None
+                     and kinds.get(profile.kind).function_bus == BUS_USB
                      for ids in profile.match}
     return guard.Policy(
         strict_identity=conf.libvirt_hooks.strict_identity,

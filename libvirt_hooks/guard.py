@@ -474,27 +474,34 @@ def _check_held(judge: _Judge, address: str, now: PciIdentity | None,
     judge.verdict.notes.append(f"{label} {what}; left to libvirt")
 
 
+def usb_is(card: model.Card, function: model.Function,
+           device: UsbDevice) -> bool:
+    """Whether ``device`` is the stick of ``card``: by serial for a stick
+    that has one (it keeps it across re-enumeration), else by the ports
+    of the connector it is plugged into (a stick whose serial every unit
+    reports: kinds.usb), which it keeps when it re-enumerates at the
+    connector's other speed."""
+    if card.serial is not None:
+        return device.serial == card.serial
+    return device.name in (function.attrs.get("ports") or [function.address])
+
+
 def _usb_entry(inv: model.Inventory, device: UsbDevice) -> Entry | None:
-    """The inventory's stick that ``device`` is: by serial for a stick that
-    has one (it keeps it across re-enumeration), else by its port."""
+    """The inventory's stick that ``device`` is (a lost stick known by
+    its port is not the one there now)."""
     for card in _cards_on(inv, BUS_USB):
-        if (device.serial != card.serial if card.serial is not None
-                else card.status == model.STATUS_LOST
-                or card.address != device.name):
-            continue
         region = card.regions[0]
-        return card, region, region.functions[0]
+        if card.serial is None and card.status == model.STATUS_LOST:
+            continue
+        if usb_is(card, region.functions[0], device):
+            return card, region, region.functions[0]
     return None
 
 
 def _usb_now(host: HostView, entry: Entry) -> UsbDevice | None:
     """Where the stick of ``entry`` is plugged in now."""
     card, _region, function = entry
-    for device in host.usb:
-        if (device.serial == card.serial if card.serial is not None
-                else device.name == function.address):
-            return device
-    return None
+    return next((d for d in host.usb if usb_is(card, function, d)), None)
 
 
 def _check_usb(judge: _Judge, host: HostView,

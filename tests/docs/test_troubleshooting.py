@@ -32,11 +32,10 @@ PAGE = ROOT / "doc" / "source" / "admin" / "troubleshooting.rst"
 SOURCES = [
     *(f"libvirt_hooks/{name}.py" for name in (
         "attach", "bridge", "cli", "common", "decide", "devices", "domain",
-        "guard", "hook", "mdev", "resolve", "settings", "trigger",
-        "trust")),
+        "guard", "hook", "mdev", "resolve", "trigger", "trust")),
     *(f"accel_inventory/{name}.py" for name in (
         "agent", "cache", "claim_sync", "claims", "cli", "conf",
-        "inventory", "placement", "provider_tree")),
+        "inventory", "placement", "provider_tree", "settings")),
 ]
 # Exceptions whose message reaches the operator as it is written.
 EXCEPTIONS = {"BridgeError", "CacheError", "ClaimConflict", "ClaimError",
