@@ -76,7 +76,10 @@ def _pci_element(card: model.Card, function: model.Function, now: HostNow,
     _require_same(f"PCI address {address}", card,
                   held=(now.pci.vendor_id, now.pci.product_id),
                   given=guard.expected_ids(card, function))
-    return xmlgen.pci_hostdev(address)
+    # A VF that gives a vendor-specific vGPU stays bound to the nvidia
+    # driver: libvirt must not rebind it (NVIDIA: unmanaged mode only).
+    return xmlgen.pci_hostdev(address,
+                              managed=guard.vgpu_type(function) is None)
 
 
 def _usb_element(card: model.Card, function: model.Function, now: HostNow,

@@ -27,10 +27,12 @@ class MdevError(Exception):
     """An mdev cannot be created or removed; the message says why."""
 
 
-def _write(path: str, value: str) -> None:
-    # Opened without O_CREAT: sysfs attributes exist or the write is wrong.
+def write(path: str, value: str) -> None:
+    """Write ``value`` to sysfs attribute ``path`` as ``echo >`` does
+    (truncating: a value shorter than the last leaves nothing of it),
+    opened without O_CREAT: an attribute exists or the write is wrong."""
     try:
-        fd = os.open(path, os.O_WRONLY)
+        fd = os.open(path, os.O_WRONLY | os.O_TRUNC)
     except OSError as exc:
         raise MdevError(f"cannot open {path}: {exc.strerror}") from None
     try:
@@ -59,7 +61,7 @@ def create(sysfs_root: str, parent: str, mdev_type: str, uuid: str) -> str:
         raise MdevError(f"{parent} offers no mdev type {mdev_type} "
                         f"({create_file} is missing); is the card's driver "
                         f"loaded?")
-    _write(create_file, uuid)
+    write(create_file, uuid)
     return create_file
 
 
@@ -70,5 +72,5 @@ def remove(sysfs_root: str, uuid: str) -> bool:
                                "remove")
     if not os.path.exists(remove_file):
         return False
-    _write(remove_file, "1")
+    write(remove_file, "1")
     return True

@@ -32,7 +32,7 @@ PAGE = ROOT / "doc" / "source" / "admin" / "troubleshooting.rst"
 SOURCES = [
     *(f"libvirt_hooks/{name}.py" for name in (
         "attach", "bridge", "cli", "common", "decide", "devices", "domain",
-        "guard", "hook", "mdev", "resolve", "trigger", "trust")),
+        "guard", "hook", "mdev", "resolve", "trigger", "trust", "vgpu")),
     *(f"accel_inventory/{name}.py" for name in (
         "agent", "cache", "claim_sync", "claims", "cli", "conf",
         "inventory", "placement", "provider_tree", "settings")),
@@ -41,7 +41,8 @@ SOURCES = [
 EXCEPTIONS = {"BridgeError", "CacheError", "ClaimConflict", "ClaimError",
               "CommandError", "DeviceError", "DomainXMLError",
               "InventoryError", "LockTimeout", "LookupError", "MdevError",
-              "PlacementError", "PlacementUnavailable", "SettingsError"}
+              "PlacementError", "PlacementUnavailable", "SettingsError",
+              "VgpuError"}
 # The guard's and the hook's refusals: the reason is the last argument.
 REFUSALS = {"refuse", "_refuse"}
 # Functions that return the reason of a refusal (trust.refusal).

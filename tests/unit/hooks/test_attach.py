@@ -31,6 +31,7 @@ from accel_inventory import claim_sync, kinds, settings
 from libvirt_hooks import attach, bridge, common, devices, hook, resolve
 from libvirt_hooks import trigger
 from tests.common import attach_host, hooks
+from tests.common.hooks import nova_domain
 from tests.common.attach_host import NODE0, STICK
 from tests.common.attach_host import assign, domain_bytes
 
@@ -130,18 +131,6 @@ def test_started_with_assignment_launches_a_detached_worker(host, mocker):
     assert {kwargs[k] for k in ("stdin", "stdout", "stderr")} == {
         subprocess.DEVNULL}
     assert kwargs["env"]["NOVA_ACCEL_CONFIG"] == host["config"]
-
-
-def nova_domain(uuid, extra_specs):
-    """A domain as Nova's libvirt driver writes it: the flavor's extra
-    specs in its metadata."""
-    specs = "".join(f'<nova:extraSpec name="{k}">{v}</nova:extraSpec>'
-                    for k, v in extra_specs.items())
-    return (f'<domain type="kvm"><name>instance-1</name><uuid>{uuid}</uuid>'
-            f'<metadata><nova:instance xmlns:nova="http://openstack.org/'
-            f'xmlns/libvirt/nova/1.1"><nova:flavor name="m1"><nova:extraSpecs>'
-            f'{specs}</nova:extraSpecs></nova:flavor></nova:instance>'
-            f'</metadata><devices/></domain>').encode()
 
 
 def test_started_before_the_sync_waits_for_the_assignment(host, mocker):
