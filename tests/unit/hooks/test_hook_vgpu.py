@@ -216,12 +216,14 @@ def test_a_missing_mdev_is_made_on_a_vf_that_can_take_it_now(host):
 
 def test_an_mdev_on_another_vf_of_its_gpu_is_its_own(host):
     a40_host(host, instances={2: (MDEV, 558)})
+    fid = function_at(host, MDEV).id
     xml = domain_xml(xmlgen.mdev_hostdev(MDEV))
     assert call(xml) == (0, "", "")
     assert call(xml, op="release", subop="end")[0] == 0
     host.use(FakeSysfs(host.fs.root + "-rebooted"))
     layouts.a40_mdev_on_vfs(host.fs, instances={7: (MDEV, 558)})
     assert call(xml) == (0, "", "")
+    assert host.claim().functions == [fid] and host.claim().running
 
 
 def test_an_mdev_on_a_vf_of_another_gpu_is_refused(host):
