@@ -87,9 +87,16 @@ def _attach(conn, conf, consumer: str, ensure_bridge) -> dict:
     inv, claim = placement_claim(conf, consumer)
     dom = conn.lookupByUUIDString(consumer)
     live, present = _live(conf, dom)
+    # mdevs and vGPU types the functions need, made now when the sync
+    # assigned them after the start.
+    unmade = decide.make_for_claim(conf, live, inv)
+    inv, claim = placement_claim(conf, consumer)
     results = {}
     for fid in claim.functions:
         outcome = {}
+        if unmade:
+            results[fid] = {"state": "failed", "reason": "; ".join(unmade)}
+            continue
         try:
             element, key = resolve(conf, inv, fid)
             outcome["device"] = devices.describe(key)

@@ -227,26 +227,69 @@ def _prepare(conf, dom: domain_xml.Domain, verdict: guard.Verdict,
                      node.function_id)
     made = _Made()
     try:
-        for want in verdict.set_vgpus:
-            vgpu.set_type(sysfs_root, want.vf, want.type_id)
-            made.vgpus[want.vf] = want.type_id
-            LOG.info("domain %s: VF %s holds vGPU type %s%s for %s", name,
-                     want.vf, want.type_id,
-                     f" ({want.name})" if want.name else "",
-                     want.function_id)
-        for want in verdict.create_mdevs:
-            mdev.create(sysfs_root, want.parent, want.mdev_type, want.uuid)
-            made.mdevs.append(want.uuid)
-            if want.function_id is not None:
-                made.addresses[want.function_id] = want.uuid
-            LOG.info("domain %s: created mdev %s of type %s on %s", name,
-                     want.uuid, want.mdev_type, want.parent)
+        _make(sysfs_root, name, verdict, made)
         if verdict.functions or made:
             _record(conf, dom, verdict.functions, made, boot_id)
     except (mdev.MdevError, claims.ClaimError, cache.CacheError) as exc:
         _undo(conf, dom, made)
         return _refuse(stderr, name, str(exc))
     return 0
+
+
+def _make(sysfs_root: str, name: str, verdict: guard.Verdict,
+          made: _Made) -> None:
+    """Write the vGPU types and create the mdevs ``verdict`` plans,
+    adding each to ``made`` as it is done (so a failure half-way leaves
+    ``made`` saying what to undo)."""
+    for want in verdict.set_vgpus:
+        vgpu.set_type(sysfs_root, want.vf, want.type_id)
+        made.vgpus[want.vf] = want.type_id
+        LOG.info("domain %s: VF %s holds vGPU type %s%s for %s", name,
+                 want.vf, want.type_id,
+                 f" ({want.name})" if want.name else "", want.function_id)
+    for want in verdict.create_mdevs:
+        mdev.create(sysfs_root, want.parent, want.mdev_type, want.uuid)
+        made.mdevs.append(want.uuid)
+        if want.function_id is not None:
+            made.addresses[want.function_id] = want.uuid
+        LOG.info("domain %s: created mdev %s of type %s on %s", name,
+                 want.uuid, want.mdev_type, want.parent)
+
+
+def make_for_claim(conf, dom: domain_xml.Domain,
+                   inv: model.Inventory) -> list[str]:
+    """For the attach worker: make what the domain's placement claim
+    needs before its devices are plugged (the sync assigned them after
+    ``prepare begin``): its mdevs and its VFs' vGPU types, recorded in
+    the claim so that ``release end`` undoes them. Returns why it could
+    not (nothing is left made then)."""
+    host = hostview.read(conf.inventory.sysfs_root, dom, inv)
+    verdict = guard.plan_for_claim(dom, inv, host, policy(conf, dom))
+    if verdict.refusals:
+        return verdict.refusals
+    made = _Made()
+    try:
+        _make(conf.inventory.sysfs_root, dom.name, verdict, made)
+        if made:
+            cache.update(conf.inventory.cache_path,
+                         lambda current: _with_made(current, dom.uuid, made),
+                         conf.inventory.lock_timeout, validate=False)
+    except (mdev.MdevError, cache.CacheError) as exc:
+        _undo(conf, dom, made)
+        return [str(exc)]
+    return []
+
+
+def _with_made(inv: model.Inventory, consumer: str,
+               made: _Made) -> model.Inventory:
+    """``inv`` whose claim of ``consumer`` also lists what ``made``
+    says."""
+    new = model.clone(_with_addresses(inv, made.addresses))
+    claim = new.claims[consumer]
+    claim.created_mdevs += [u for u in made.mdevs
+                            if u not in claim.created_mdevs]
+    claim.set_vgpus.update(made.vgpus)
+    return new
 
 
 def _undo(conf, dom: domain_xml.Domain, made: _Made) -> _Made:

@@ -370,6 +370,17 @@ def check(domain: Domain, inv: model.Inventory, host: HostView,
     return judge.verdict
 
 
+def plan_for_claim(domain: Domain, inv: model.Inventory, host: HostView,
+                   policy: Policy = Policy()) -> Verdict:
+    """What the functions of ``domain``'s placement claim need made before
+    the attach worker gives them (the sync assigned them after the
+    start): their mdevs and vGPU types, or why they cannot be."""
+    judge = _Judge(domain, inv, None, policy)
+    _plan_claimed_mdevs(judge, host)
+    _plan_vgpus(judge, host)
+    return judge.verdict
+
+
 def _node_cards(inv: model.Inventory) -> list[model.Card]:
     """Cards of nodes: their functions are given as interfaces."""
     return [c for c in inv.cards

@@ -326,3 +326,51 @@ def test_a_pf_of_another_vendor_on_the_card_is_judged_by_its_own_ids(host):
     assert kinds.of(card).name == "pci"
     assert call(domain_xml(xmlgen.pci_hostdev(pfs[3]))) == (0, "", "")
     assert host.claim().functions == [card.regions[3].functions[0].id]
+
+
+# -- the attach worker, when the sync assigned after the start -------------
+
+@pytest.fixture
+def conn():
+    import libvirt
+
+    connection = libvirt.open("test:///default")
+    yield connection
+    connection.close()
+
+
+def test_the_worker_makes_the_vgpu_before_it_plugs_the_vf(host, conn):
+    from libvirt_hooks import attach
+
+    vfs = a10_host(host)
+    uuid = conn.lookupByName("test").UUIDString()
+    fid = function_at(host, vfs[7]).id
+    assign(host, uuid, [fid])
+    document = attach.attach_claim(conn, host_conf(host), uuid)
+    assert current(host, vfs[7]) == str(A10_4Q)
+    assert host.claim(uuid).set_vgpus == {vfs[7]: A10_4Q}
+    # The test driver plugs no PCI device; what the worker tried was the
+    # VF itself.
+    assert document["devices"][fid]["device"] == f"pci {vfs[7]}"
+    # A VF that can no longer take it: nothing plugged, the reason kept.
+    other = function_at(host, vfs[8]).id
+    host.fs.set_vgpu(vfs[8], {}, 0)
+    assign(host, uuid, [fid, other])
+    document = attach.attach_claim(conn, host_conf(host), uuid)
+    assert "is no longer creatable there" in \
+        document["devices"][other]["reason"]
+    assert current(host, vfs[8]) == "0"
+
+
+def test_the_worker_makes_the_mdev_before_it_plugs_it(host, conn):
+    from libvirt_hooks import attach
+
+    vfs = a40_host(host, instances={0: (MDEV, 558)})
+    uuid = conn.lookupByName("test").UUIDString()
+    free = next(f for f in host.inv().cards[0].functions() if not f.address)
+    assign(host, uuid, [free.id])
+    attach.attach_claim(conn, host_conf(host), uuid)
+    made = guard.claimed_mdev_uuid(uuid, free.id)
+    assert open(create_file(host, vfs[1])).read() == made
+    assert host.inv().function_index()[free.id][2].address == made
+    assert host.claim(uuid).created_mdevs == [made]
