@@ -53,12 +53,18 @@ def _device_dir(sysfs_root: str, *parts: str) -> str | None:
     return real if real.startswith(root + os.sep) else None
 
 
+def _pci_dir(sysfs_root: str, bdf: str) -> str | None:
+    """The real directory of PCI function ``bdf``; None for an address
+    that is not one, or that leads outside the sysfs root."""
+    if not BDF.match(bdf):
+        return None
+    return _device_dir(sysfs_root, "bus", "pci", "devices", bdf)
+
+
 def pci_identity(sysfs_root: str, bdf: str) -> PciIdentity | None:
     """vendor, device and class at ``bdf`` now; None when nothing (or
     nothing readable) is there."""
-    if not BDF.match(bdf):
-        return None
-    device = _device_dir(sysfs_root, "bus", "pci", "devices", bdf)
+    device = _pci_dir(sysfs_root, bdf)
     if device is None:
         return None
     try:
@@ -130,9 +136,7 @@ def vgpu_now(sysfs_root: str, bdf: str) -> VgpuNow | None:
     """The vendor-specific vGPU state of VF ``bdf`` (``nvidia/
     current_vgpu_type`` and ``creatable_vgpu_types``); None when it has
     no such interface or it is unreadable."""
-    if not BDF.match(bdf):
-        return None
-    device = _device_dir(sysfs_root, "bus", "pci", "devices", bdf)
+    device = _pci_dir(sysfs_root, bdf)
     if device is None:
         return None
     try:

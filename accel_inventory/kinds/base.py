@@ -173,6 +173,21 @@ class CardKind:
     spans_boards: bool = False
 
 
+def pci_card(name: str, dev: PciDevice,
+             identity: tuple[str, str, str | None],
+             profile: Profile | None, regions: list[model.Region]
+             ) -> model.Card:
+    """The card of kind ``name`` that PCI device ``dev`` is by itself (a
+    GPU), named by ``identity`` (``SysfsReader.pci_identity``)."""
+    card_id, source, serial = identity
+    return model.Card(id=card_id, kind=name, vendor_id=dev.vendor,
+                      product_id=dev.device, serial=serial,
+                      identity_source=source, address=dev.bdf,
+                      numa_node=dev.numa, regions=regions,
+                      profile=profile.name if profile else None,
+                      attrs={"class": dev.klass})
+
+
 def profile_allows(profile: Profile | None, name: str) -> bool:
     """Whether a device with ``profile`` may be of kind ``name``: a profile
     that names a kind is honoured; one that names none leaves it to

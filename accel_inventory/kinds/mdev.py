@@ -38,7 +38,7 @@ from collections.abc import Sequence
 from accel_inventory import contract, model
 from accel_inventory.kinds.base import (BUS_MDEV, BUS_PCI, DEVICE_MDEV,
                                         CardKind, Garbage, PciDevice,
-                                        Profile, ScanContext,
+                                        Profile, ScanContext, pci_card,
                                         profile_allows)
 
 NAME = "mdev"
@@ -134,8 +134,8 @@ def _max_instance(context: ScanContext, parent: str,
 
 def _build(context: ScanContext, group: Sequence[PciDevice]) -> model.Card:
     reader, (dev,) = context.reader, group
-    card_id, source, serial = reader.pci_identity(
-        dev, context.slot_names.get(dev.bdf))
+    identity = reader.pci_identity(dev, context.slot_names.get(dev.bdf))
+    card_id = identity[0]
     profile = context.profile_for(dev.vendor, dev.device)
     found = {p: _instances(context, p) for p in parents(context, dev)}
     on_vfs = list(found) != [dev.bdf]
@@ -168,12 +168,7 @@ def _build(context: ScanContext, group: Sequence[PciDevice]) -> model.Card:
         functions=[model.Function(id=model.function_id(card_id, 0, i),
                                   address=a, attrs=a_attrs)
                    for i, (a, a_attrs) in enumerate(slots)])
-    return model.Card(id=card_id, kind=NAME, vendor_id=dev.vendor,
-                      product_id=dev.device, serial=serial,
-                      identity_source=source, address=dev.bdf,
-                      numa_node=dev.numa, regions=[region],
-                      profile=profile.name if profile else None,
-                      attrs={"class": dev.klass})
+    return pci_card(NAME, dev, identity, profile, [region])
 
 
 KIND = CardKind(name=NAME, bus=BUS_PCI, function_bus=BUS_MDEV,

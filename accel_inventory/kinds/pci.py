@@ -34,7 +34,7 @@ from accel_inventory import contract, model
 from accel_inventory.kinds import fpga_region
 from accel_inventory.kinds.base import (BUS_PCI, DEVICE_PCI, CardKind,
                                         Garbage, PciDevice, Profile,
-                                        ScanContext, SysfsReader,
+                                        ScanContext, SysfsReader, pci_card,
                                         profile_allows)
 
 NAME = "pci"
@@ -116,7 +116,8 @@ def _identity(context: ScanContext, group: Sequence[PciDevice]
 
 def _build(context: ScanContext, group: Sequence[PciDevice]) -> model.Card:
     reader, first = context.reader, group[0]
-    card_id, source, serial = _identity(context, group)
+    identity = _identity(context, group)
+    card_id = identity[0]
     card_profile = context.profile_for(first.vendor, first.device)
     regions = []
     for pf in group:
@@ -148,12 +149,7 @@ def _build(context: ScanContext, group: Sequence[PciDevice]) -> model.Card:
                     attrs=own_ids(context.pci.get(a), first.vendor,
                                   first.device))
                     for i, a in enumerate(chunk)]))
-    return model.Card(id=card_id, kind=NAME, vendor_id=first.vendor,
-                      product_id=first.device, serial=serial,
-                      identity_source=source, address=first.bdf,
-                      numa_node=first.numa, regions=regions,
-                      profile=card_profile.name if card_profile else None,
-                      attrs={"class": first.klass})
+    return pci_card(NAME, first, identity, card_profile, regions)
 
 
 KIND = CardKind(name=NAME, bus=BUS_PCI, function_bus=BUS_PCI,

@@ -41,7 +41,8 @@ from collections.abc import Mapping, Sequence
 from accel_inventory import contract, model
 from accel_inventory.kinds.base import (BUS_PCI, DEVICE_PCI, CardKind,
                                         Garbage, PciDevice, Profile,
-                                        ScanContext, profile_allows)
+                                        ScanContext, pci_card,
+                                        profile_allows)
 from accel_inventory.kinds.pci import own_ids
 
 NAME = "vendor_vfio"
@@ -123,8 +124,8 @@ def _unavailable(current: int, creatable: Mapping[int, str],
 
 def _build(context: ScanContext, group: Sequence[PciDevice]) -> model.Card:
     reader, (dev,) = context.reader, group
-    card_id, source, serial = reader.pci_identity(
-        dev, context.slot_names.get(dev.bdf))
+    identity = reader.pci_identity(dev, context.slot_names.get(dev.bdf))
+    card_id = identity[0]
     profile = context.profile_for(dev.vendor, dev.device)
     vfs = [context.pci[vf] for vf in context.vfs.get(dev.bdf, ())
            if vf in context.pci]
@@ -156,12 +157,7 @@ def _build(context: ScanContext, group: Sequence[PciDevice]) -> model.Card:
     region = model.Region(id=model.region_id(card_id, 0), index=0,
                           resource_class=rc, address=dev.bdf,
                           attrs=dict(type_attrs), functions=functions)
-    return model.Card(id=card_id, kind=NAME, vendor_id=dev.vendor,
-                      product_id=dev.device, serial=serial,
-                      identity_source=source, address=dev.bdf,
-                      numa_node=dev.numa, regions=[region],
-                      profile=profile.name if profile else None,
-                      attrs={"class": dev.klass})
+    return pci_card(NAME, dev, identity, profile, [region])
 
 
 KIND = CardKind(name=NAME, bus=BUS_PCI, function_bus=BUS_PCI,
