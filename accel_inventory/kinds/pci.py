@@ -88,7 +88,10 @@ def own_ids(dev: PciDevice | None, vendor: str, product: str) -> dict:
 def _with_vf_ports(reader: SysfsReader, attrs: dict,
                    vfs: Sequence[PciDevice]) -> dict:
     """``attrs`` of a region with the AFUs its VFs hold (a port given to a
-    VF that the host's DFL driver binds)."""
+    VF that the host's DFL driver binds); only a DFL FPGA's PF (one with
+    a base region) has such VFs."""
+    if "fpga_region" not in attrs:
+        return dict(attrs)
     afus = set(attrs.get("fpga_afu_ids", []))
     for vf in vfs:
         afus.update(fpga_region.read(reader, vf).get("fpga_afu_ids", []))
