@@ -456,3 +456,16 @@ def test_qat_vfs_keep_their_ids_when_made_in_another_order(tmp_path):
     inv, _ = rescan(first, fs)
     assert inv.function_index()[fid][2].address == vfs[9]
     assert providers(inv) == providers(first)
+
+
+def test_show_prints_what_each_layout_records(tmp_path):
+    from accel_inventory import cli
+
+    fs = fresh(tmp_path, "a")
+    layouts.a10_vendor_vfio(fs, current={0: 593, 1: 597})
+    layouts.n3000_dfl(fs)
+    inv, _ = rescan(None, fs, vgpu_types={"10de:2236": "593"})
+    text = "\n".join(cli.render_tree(inv, "boot"))
+    assert "vgpu_type_id 593 vgpu_type_name NVIDIA A10-4Q free" in text
+    assert "unavailable (holds vGPU type 597)" in text
+    assert f"fpga_afu_ids {layouts.N3000_AFU}" in text
