@@ -84,10 +84,11 @@ def mdev_type_dir(type_id: int) -> str:
 
 
 def a40_description(name: str) -> str:
-    """[NV]: ``num_heads=4, frl_config=60, framebuffer=2048M,
-    max_resolution=4096x2160, max_instance=4``; the framebuffer and
-    max_instance follow the type's size on the A40's 48 GB (not in [NV]:
-    48 / size)."""
+    """The fields of [NV]'s example (``num_heads=4, frl_config=60,
+    framebuffer=2048M, max_resolution=4096x2160, max_instance=4``);
+    framebuffer and max_instance follow the type's size on the A40's
+    48 GB (NVIDIA's A40 product brief; 48 / size is not in [NV]), and
+    max_resolution (7680x4320) is in no source and plays no part."""
     size = int(name.rsplit("-", 1)[1][:-1])
     return (f"num_heads=4, frl_config=60, framebuffer={size * 1024}M, "
             f"max_resolution=7680x4320, max_instance={48 // size}")
@@ -96,20 +97,24 @@ def a40_description(name: str) -> str:
 def a40_mdev_on_vfs(fs: sample.FakeSysfs, *, pf: str = A40_PF,
                     root_port: str = A40_ROOT_PORT,
                     instances: dict[int, tuple[str, int]] = None,
-                    vfs: int = A40_VFS, dsn: int = A40_DSN) -> list[str]:
+                    vfs: int = A40_VFS, dsn: int = A40_DSN,
+                    order: list[int] | None = None) -> list[str]:
     """An A40 with ``vfs`` VFs enabled (``sriov-manage -e``), each an mdev
     parent (the PF never is: [NV] "The mdev_supported_types directory
     itself is never visible on the physical function"). ``instances``
     maps a VF's index to the ``(uuid, type id)`` living on it; such a VF
     has no instance left of any type (``available_instances`` 0: [NV]
     "Only one instance of any vGPU type can be created on a virtual
-    function"), the others 1 of each type. Returns the VFs' BDFs."""
+    function"), the others 1 of each type. ``order`` lists the virtfn
+    indices in the order the kernel made their directories. Returns the
+    VFs' BDFs."""
     instances = {0: (A40_INSTANCE, 558)} if instances is None else instances
     port_dir = root_port_dir(fs, root_port)
     fs.add_pci(pf, *A40, klass="0x030200", parent=port_dir, numa_node=0,
                dsn=dsn, totalvfs=A40_VFS, driver="nvidia")  # [NV], [ON]
     bdfs = vf_bdfs(pf, vfs)
-    fs.add_vfs(pf, bdfs, A40[1])  # [ON]: a VF shows the PF's device id
+    # [ON]: a VF shows the PF's device id
+    fs.add_vfs(pf, bdfs, A40[1], order=order)
     names = {mdev_type_dir(i): n for i, n in A40_TYPES.items()}
     for index, vf in enumerate(bdfs):
         held = instances.get(index)
@@ -139,7 +144,8 @@ A10_TYPES = {                    # [ON]: PROFILES of VF 41:00.4
 def a10_vendor_vfio(fs: sample.FakeSysfs, *, pf: str = A10_PF,
                     root_port: str = A10_ROOT_PORT,
                     current: dict[int, int] = None, vfs: int = A10_VFS,
-                    full: bool = False, dsn: int = A10_DSN) -> list[str]:
+                    full: bool = False, dsn: int = A10_DSN,
+                    order: list[int] | None = None) -> list[str]:
     """An A10 whose VFs give vGPUs through ``nvidia/current_vgpu_type``.
     ``current`` maps a VF's index to the type it holds; such a VF's
     ``creatable_vgpu_types`` is empty ([NV]: "If a vGPU has been created
@@ -148,14 +154,17 @@ def a10_vendor_vfio(fs: sample.FakeSysfs, *, pf: str = A10_PF,
     or every type when none is, or nothing when ``full`` ([NV]: "If the
     maximum number of vGPUs ... has been created ..., this file is
     empty"; [KV]: reduced to its header). The PF lists every type
-    ([KV]: a freshly enumerated PF reports its full list)."""
+    ([KV]: a freshly enumerated PF reports its full list). ``order``
+    lists the virtfn indices in the order the kernel made their
+    directories."""
     current = {} if current is None else current
     port_dir = root_port_dir(fs, root_port)
     fs.add_pci(pf, *A10, klass="0x030200", parent=port_dir, numa_node=0,
                dsn=dsn, totalvfs=A10_VFS, driver="nvidia")  # [ON]
     fs.add_vgpu_interface(pf, A10_TYPES)
     bdfs = vf_bdfs(pf, vfs)  # [ON]: virtfn0 -> 41:00.4 ... virtfn31 -> 41:04.3
-    fs.add_vfs(pf, bdfs, A10[1])  # [ON]: VF 0000:41:00.4 DEVICE 2236
+    # [ON]: VF 0000:41:00.4 DEVICE 2236
+    fs.add_vfs(pf, bdfs, A10[1], order=order)
     used = {A10_TYPES[t].rsplit("-", 1)[1] for t in current.values()}
     free_types = {} if full else {
         i: n for i, n in A10_TYPES.items()

@@ -374,3 +374,153 @@ def test_the_worker_makes_the_mdev_before_it_plugs_it(host, conn):
     assert open(create_file(host, vfs[1])).read() == made
     assert host.inv().function_index()[free.id][2].address == made
     assert host.claim(uuid).created_mdevs == [made]
+
+
+# -- re-enumerations: a claim follows its own device, no guest gets another -
+
+A10_TYPE = {"10de:2236": str(A10_4Q)}
+REVERSED = list(reversed(range(layouts.A10_VFS)))
+
+
+def reboot(host):
+    """The host after a reboot: a fresh sysfs tree, the same cache."""
+    host.use(FakeSysfs(host.fs.root + "-rebooted"))
+
+
+def given(host, fid):
+    """The device key of what the hook and the attach worker give for
+    ``fid`` now."""
+    return resolve.resolve(host_conf(host), host.inv(), fid)[1]
+
+
+def test_a_moved_gpus_vgpu_is_made_on_its_own_vf_not_in_its_old_slot(host):
+    """The A10 moved to another slot and its VFs were made in another
+    order; an A10 of another serial now sits in its old slot."""
+    layouts.a10_vendor_vfio(host.fs)
+    host.scan(vgpu_types=A10_TYPE)
+    [card] = host.inv().cards
+    fid = card.regions[0].functions[6].id
+    assign(host, DOMAIN_UUID, [fid])
+    reboot(host)
+    moved = layouts.a10_vendor_vfio(host.fs, pf="0000:81:00.0",
+                                    root_port="0000:80:03.1", order=REVERSED)
+    there = layouts.a10_vendor_vfio(host.fs, dsn=0xA11)
+    host.scan(vgpu_types=A10_TYPE)
+    inv = host.inv()
+    assert {c.id: c.status for c in inv.cards} == {
+        card.id: model.STATUS_MOVED, "dsn-0000000000000a11": "added"}
+    assert inv.claims[DOMAIN_UUID].functions == [fid]
+    assert given(host, fid) == ("pci", moved[6])
+    assert call(nova()) == (0, "", "")
+    assert (current(host, moved[6]), current(host, there[6])) == ("593",
+                                                                  "0")
+    assert host.claim().set_vgpus == {moved[6]: A10_4Q}
+    assert call(nova(), op="release", subop="end")[0] == 0
+    assert current(host, moved[6]) == "0"
+
+
+def test_a_moved_gpus_mdev_is_made_on_its_own_vfs_not_in_its_old_slot(host):
+    """The A40 moved to another slot after a reboot (its VFs made in
+    another order, the placement claim's vGPU gone); an A40 of another
+    serial, with room on every VF, now sits in its old slot."""
+    vfs = a40_host(host, instances={0: (MDEV, 558)})
+    free = next(f for f in host.inv().cards[0].functions() if not f.address)
+    assign(host, DOMAIN_UUID, [free.id])
+    rc = "CUSTOM_ACCEL_MDEV_10DE_2235"
+    assert call(nova(rc=rc)) == (0, "", "")
+    uuid = guard.claimed_mdev_uuid(DOMAIN_UUID, free.id)
+    assert open(create_file(host, vfs[1])).read() == uuid
+    host.fs.create_mdev(vfs[1], uuid, "nvidia-558")  # what the kernel does
+    assert call(nova(rc=rc), op="release", subop="end")[0] == 0
+    reboot(host)
+    moved = layouts.a40_mdev_on_vfs(
+        host.fs, pf="0000:c1:00.0", root_port="0000:c0:01.1",
+        instances={0: (MDEV, 558)}, order=REVERSED)
+    there = layouts.a40_mdev_on_vfs(host.fs, dsn=0xB, instances={
+        0: (OTHER_MDEV, 558)})
+    host.scan()
+    inv = host.inv()
+    assert inv.claims[DOMAIN_UUID].functions == [free.id]
+    assert call(nova(rc=rc)) == (0, "", "")
+    made_on = [vf for vf in moved + there
+               if open(create_file(host, vf)).read() == uuid]
+    # On a VF of its own GPU that can take one (any: its slots are alike),
+    # none of the GPU that took its old slot.
+    assert len(made_on) == 1 and made_on[0] in moved[1:]
+
+
+def stick_host(host):
+    layouts.myriad_boot(host.fs)
+    host.scan()
+    [stick] = host.inv().cards
+    fid = stick.functions()[0].id
+    assign(host, DOMAIN_UUID, [fid])
+    return stick, fid
+
+
+NCS = "CUSTOM_ACCEL_MOVIDIUS_NCS"
+BOOT_KEY = ("usb", *layouts.MYRIAD_BOOT)
+
+
+def test_a_held_stick_stays_its_holders_beside_an_identical_one(host):
+    stick, fid = stick_host(host)
+    layouts.myriad_boot(host.fs, "1-4.4.1", devnum=10)
+    host.scan()
+    inv = host.inv()
+    assert len(inv.cards) == 2 and stick.id in {c.id for c in inv.cards}
+    assert inv.claims[DOMAIN_UUID].functions == [fid]
+    assert given(host, fid) == (*BOOT_KEY, "1", "9")
+    assert call(nova(rc=NCS)) == (0, "", "")
+
+
+def test_a_held_stick_moved_to_another_port_is_followed(host):
+    stick, fid = stick_host(host)
+    host.fs.unplug_usb(layouts.BOOT_PORT)
+    layouts.myriad_boot(host.fs, "3-1", devnum=2)
+    host.scan()
+    assert [c.id for c in host.inv().cards] == [stick.id]
+    assert given(host, fid) == (*BOOT_KEY, "3", "2")
+    assert call(nova(rc=NCS)) == (0, "", "")
+
+
+def test_identical_sticks_moved_at_once_are_given_to_no_one(host):
+    """Nothing says which of the two is the held one: its holder is
+    refused, and given neither."""
+    stick, fid = stick_host(host)
+    layouts.myriad_boot(host.fs, "1-4.4.1", devnum=10)
+    host.scan()
+    reboot(host)
+    layouts.myriad_boot(host.fs, "3-1", devnum=2)
+    layouts.myriad_boot(host.fs, "3-2", devnum=3)
+    host.scan()
+    assert host.inv().function_index()[fid][0].status == model.STATUS_LOST
+    with pytest.raises(devices.DeviceError, match="is lost"):
+        given(host, fid)
+    rc, _, err = call(nova(rc=NCS))
+    assert rc == 1 and err.count("\n") == 1 and fid in err
+
+
+def test_qat_vfs_made_in_another_order_give_the_same_vf(host):
+    vfs = layouts.qat(host.fs)
+    host.scan()
+    fid = host.inv().cards[0].regions[0].functions[9].id
+    assign(host, DOMAIN_UUID, [fid])
+    reboot(host)
+    layouts.qat(host.fs, order=list(reversed(range(layouts.QAT_VFS))))
+    host.scan()
+    assert host.inv().claims[DOMAIN_UUID].functions == [fid]
+    assert given(host, fid) == ("pci", vfs[9])
+    assert call(nova(rc="CUSTOM_ACCEL_PCI_8086_37C8")) == (0, "", "")
+
+
+def test_a_board_in_another_slot_gives_its_own_fec_vf(host):
+    layouts.n3000_board(host.fs, slot="5")
+    host.scan()
+    [card] = host.inv().cards
+    fid = card.regions[1].functions[1].id
+    assign(host, DOMAIN_UUID, [fid])
+    reboot(host)
+    board = layouts.n3000_board(host.fs, bus=0x5a, slot="7")
+    host.scan()
+    assert [c.id for c in host.inv().cards] == [card.id]
+    assert given(host, fid) == ("pci", board["fec_vfs"][1])
