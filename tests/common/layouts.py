@@ -35,6 +35,9 @@ Sources:
       Documentation/ABI/testing/sysfs-class-fpga-region.
 [FEC] Intel's SRIOV-FEC operator guide for the PAC N3000 (``lspci | grep
       accelerators``: 1b:00.0 Device 0b30, 1d:00.0 Device 0d8f).
+[DPDK] DPDK's doc/guides/bbdevs/fpga_5gnr_fec.rst ("8 VFs per PF") and
+      drivers/baseband/fpga_5gnr_fec/fpga_5gnr_fec.h (the N3000 FEC's PF
+      device id 0x0D8F, its VFs' 0x0D90).
 [OAK] A public OAK-D Pro bring-up log (sysfs table of the Myriad X in
       boot mode, dmesg of its firmware-loaded re-enumeration) and OpenVINO
       ``lsusb -v`` / dmesg logs of Myriad X sticks (iSerial 03e72485).
@@ -179,7 +182,7 @@ def a10_vendor_vfio(fs: sample.FakeSysfs, *, pf: str = A10_PF,
 
 N3000_FPGA = ("8086", "0b30")    # [OPAE] n3000 mock, [FEC]
 N3000_FEC = ("8086", "0d8f")     # [FEC]: the FEC's PF
-N3000_FEC_VF = "0d90"            # DPDK fpga_5gnr_fec guide: its VFs
+N3000_FEC_VF = "0d90"            # [DPDK]: its VFs
 N3000_AFU = "9aeffe5f84570612c000c9660d824272"     # [OPAE]: dfl-port.0
 N3000_COMPAT = "a5d72a3cc8b04939912cf715e5dc10ca"  # [OPAE]: region2
 N3000_DSN = 0x0B30000000003000   # not in the sources: the FPGA's serial
@@ -217,7 +220,7 @@ def n3000_board(fs: sample.FakeSysfs, *, bus: int = 0x19,
                         klass="0x060400", parent=up) for n in range(2)]
     n3000_dfl(fs, fpga, parent=downs[0])
     fs.add_pci(fec, *N3000_FEC, klass="0x120000", parent=downs[1],
-               totalvfs=8)
+               totalvfs=8)  # [DPDK]: 8 VFs per PF
     vfs = [f"0000:{bus + 4:02x}:00.{1 + n}" for n in range(fec_vfs)]
     fs.add_vfs(fec, vfs, N3000_FEC_VF)
     return {"upstream": upstream, "fpga": fpga, "fec": fec, "fec_vfs": vfs}
@@ -305,6 +308,8 @@ def qat(fs: sample.FakeSysfs, pf: str = QAT_PF, order=None) -> list[str]:
     (co-processor). ``order`` lists the virtfn indices in the order the
     kernel made their directories (which must not matter). No serial in
     [QAT]: known by its path."""
+    # The PF's driver is not in [QAT]: the kernel's qat_c62x names itself
+    # c6xx (ADF_C62X_DEVICE_NAME); it plays no part.
     fs.add_pci(pf, *QAT, klass="0x0b4000", numa_node=0, totalvfs=QAT_VFS,
                driver="c6xx")
     bus = pf.split(":")[1]
