@@ -21,7 +21,7 @@ import dataclasses
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from accel_inventory import claims, model, numa, release
+from accel_inventory import claims, kinds, model, numa, release
 from accel_inventory.provider_tree import provider_uuid
 
 # The source of a claim the sync made (the hook's are "hook").
@@ -76,15 +76,15 @@ def assign(inventory: model.Inventory,
     devices are attached, and giving them away would hand one function to
     two guests. Claims made by the hook or an operator are never taken
     away, only topped up. Regions not in ``held`` are left as they are.
+    A withheld function (kinds.withheld) is never given to a new holder.
 
     A function a consumer let go after its domain ran with it is nobody's
     until it is clean (``release``, by ``policy_of``, the cards'
     profiles): it is never handed on in the same pass, and waits in
     ``inventory.cleaning``, as does every function already there.
     """
-    region_of = {fid: region.id
-                 for fid, (_c, region, _f) in
-                 inventory.function_index().items()}
+    index = inventory.function_index()
+    region_of = {fid: region.id for fid, (_c, region, _f) in index.items()}
     regions = {r.id: r for c in inventory.cards for r in c.regions}
     problems: list[str] = []
     want = {(consumer, rid): n for rid, per in held.items()
@@ -126,7 +126,8 @@ def assign(inventory: model.Inventory,
             1 for f in fids if region_of.get(f) == rid)
         if need <= 0:
             continue
-        free = [f.id for f in regions[rid].functions if f.id not in taken]
+        free = [f.id for f in regions[rid].functions if f.id not in taken
+                and not kinds.withheld(index[f.id][0], f)]
         fids.extend(free[:need])
         taken.update(free[:need])
         if len(free) < need:

@@ -143,7 +143,8 @@ def record_claim(inv: model.Inventory, claim: model.Claim, *,
     new.claims.pop(claim.consumer, None)
     new.claims[claim.consumer] = dataclasses.replace(
         claim, functions=list(claim.functions),
-        created_mdevs=list(claim.created_mdevs), attach=dict(claim.attach))
+        created_mdevs=list(claim.created_mdevs),
+        set_vgpus=dict(claim.set_vgpus), attach=dict(claim.attach))
     _sync_claimed_by(new)
     return new
 

@@ -238,17 +238,28 @@ def _card_line(card: model.Card) -> str:
 
 def _region_line(region: model.Region) -> str:
     claimed = sum(f.claimed_by is not None for f in region.functions)
-    return (f"region {region.index} {region.id} {region.resource_class} "
+    line = (f"region {region.index} {region.id} {region.resource_class} "
             f"at {region.address or '-'} ({claimed}/{region.size} claimed)")
+    for key in ("fpga_region", "fpga_compat_ids", "fpga_afu_ids"):
+        if key in region.attrs:
+            value = region.attrs[key]
+            line += f" {key} " + (", ".join(value) if isinstance(value, list)
+                                  else str(value))
+    return line
 
 
 def _function_line(function: model.Function, inv: model.Inventory,
                    boot_id: str) -> str:
     line = f"{function.id.rsplit('/', 1)[1]} {function.id} at " \
            f"{function.address or '-'}"
-    for key in ("interface", "mac", "mdev_type"):
+    for key in ("interface", "mac", "mdev_type", "parent", "vgpu_type_id",
+                "vgpu_type_name", "ports"):
         if key in function.attrs:
-            line += f" {key} {function.attrs[key]}"
+            value = function.attrs[key]
+            line += f" {key} " + (",".join(value) if isinstance(value, list)
+                                  else str(value))
+    if function.attrs.get("unavailable"):
+        line += f" unavailable ({function.attrs['unavailable']})"
     waiting = inv.cleaning.get(function.id)
     if waiting is not None:
         return line + (f" held for cleaning after {waiting.after}: "

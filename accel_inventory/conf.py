@@ -22,7 +22,7 @@ import os
 from oslo_config import cfg
 from oslo_config import types
 
-from accel_inventory import safe_io
+from accel_inventory import safe_io, settings
 
 inventory_group = cfg.OptGroup(
     "inventory", title="Accelerator inventory",
@@ -48,20 +48,33 @@ inventory_opts = [
     cfg.StrOpt("profiles_dir", default="/etc/nova-accel/profiles.d",
                help="Directory of operator profiles (``*.json``: name, match "
                     "(a list of vendor:product), resource_class, optional "
-                    "kind, functions_per_region and on_release) that "
-                    "override the built-in ones of the same name: how a "
-                    "card is split into regions, which resource class it "
-                    "gets, and how a function a server released is "
-                    "cleaned before the next one gets it (a profile's "
-                    "command runs as root: keep the directory and its "
-                    "files root's and writable by root alone, or every "
-                    "command refuses them)."),
+                    "kind, functions_per_region, group, "
+                    "placeholder_serials and on_release) that override the "
+                    "built-in ones of the same name: how a device is split "
+                    "into regions, which resource class they get, which "
+                    "devices form one card, which serials are no identity, "
+                    "and how a function a server released is cleaned before "
+                    "the next one gets it (a profile's command runs as "
+                    "root: keep the directory and its files root's and "
+                    "writable by root alone, or every command refuses "
+                    "them)."),
     # '=' between key and type: the key itself holds a ':'.
     cfg.Opt("mdev_types", default={},
             type=types.Dict(key_value_separator="="),
-            help="mdev type to expose per parent vendor:product, e.g. "
+            help="mdev type to expose per GPU vendor:product, e.g. "
                  "10de:1eb8=nvidia-222,8086:3e92=i915-GVTg_V5_4. Without an "
-                 "entry the first supported type of the parent is used."),
+                 "entry the type the GPU's mdevs use is exposed (or its only "
+                 "type); a GPU that offers several and uses none is skipped "
+                 "with a warning asking for an entry."),
+    cfg.Opt("vgpu_types", default={},
+            type=types.Dict(key_value_separator="="),
+            help="vGPU type to expose per GPU vendor:product for GPUs with "
+                 "NVIDIA's vendor-specific VFIO interface (no mdev; each VF "
+                 "has nvidia/current_vgpu_type), by ID or name, e.g. "
+                 "10de:2235=558 or 10de:2235=NVIDIA A40-2Q. Without an "
+                 "entry the type the GPU's vGPUs use is exposed (or its "
+                 "only creatable type); else the GPU is skipped with a "
+                 "warning asking for an entry."),
     cfg.BoolOpt("use_udev", default=True,
                 help="On the live host, ask udev (through pyudev) for the "
                      "serial of a USB device whose sysfs entry has no "
@@ -228,8 +241,6 @@ class ConfigError(Exception):
 def _expected(opt_type) -> str | None:
     """What a value of oslo.config type ``opt_type`` must be, in the
     hook's words; None for a type whose own message says it."""
-    from libvirt_hooks import settings
-
     if isinstance(opt_type, types.Boolean):
         return settings.expected(bool)
     if isinstance(opt_type, types.Dict):
@@ -275,8 +286,6 @@ def check(conf: cfg.ConfigOpts) -> None:
     one line naming it, where it was set and what is expected, instead of
     oslo.config's own message (which prints its LocationInfo internals
     and names the file even for a value from the environment)."""
-    from libvirt_hooks import settings
-
     groups = [g for g in conf
               if isinstance(conf[g], cfg.ConfigOpts.GroupAttr)]
     for group_name in groups:
@@ -306,10 +315,9 @@ def load(argv=None, default_config_files=None) -> cfg.ConfigOpts:
     ``conf.d`` directory, which the hook never reads: every command of
     nova-accel reads the same file, so they all see the same cache.
     """
-    from libvirt_hooks.common import config_file
-
     if default_config_files is None:
-        default_config_files = [path for path in (config_file(),) if path]
+        default_config_files = [path for path in (settings.config_file(),)
+                                if path]
     argv = list(argv or [])
     for path in _files_to_read(argv, default_config_files):
         _check_file(path)

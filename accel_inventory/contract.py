@@ -14,9 +14,9 @@
 
 What the publisher writes into placement and the filter reads back
 (resource class and trait names, the formats of traits that carry a
-value), and the shapes of the addresses both the scanner and the hook
-read from sysfs. Standard library only: the scheduler's filter imports it
-inside nova-scheduler.
+value), and the shapes of what both the scanner and the hook read from
+sysfs (addresses, NVIDIA's list of creatable vGPU types). Standard
+library only: the scheduler's filter imports it inside nova-scheduler.
 """
 
 import re
@@ -39,6 +39,10 @@ USB_NAME = re.compile(r"^\d+-[\d.]+$")
 # path may take.
 UUID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-"
                   r"[0-9a-f]{12}$")
+# A line of NVIDIA's nvidia/creatable_vgpu_types: "557 : NVIDIA A40-1Q"
+# (NVIDIA/kubevirt-gpu-device-plugin's README); its header
+# ("ID    : vGPU Name") and blank lines match nothing.
+_VGPU_TYPE_LINE = re.compile(r"^\s*(\d+)\s*:\s*(\S.*?)\s*$")
 
 
 def trait_part(value: str) -> str:
@@ -136,6 +140,29 @@ def least_movable(capabilities) -> str:
     """How a server holding functions of these capabilities can move: as
     its least movable one allows (``live`` when it holds none)."""
     return max(capabilities, key=MOVE_CAPABILITIES.index, default=MOVE_LIVE)
+
+
+def fpga_compat_trait(compat_id: str) -> str:
+    """An FPGA region whose static region takes partial-reconfiguration
+    bitstreams of ``compat_id`` (the kernel's fpga_region compat_id)."""
+    return f"{ACCEL_PREFIX}FPGA_COMPAT_{trait_part(compat_id)}"
+
+
+def fpga_afu_trait(afu_id: str) -> str:
+    """An FPGA region whose port holds the accelerator ``afu_id`` (a DFL
+    port's afu_id)."""
+    return f"{ACCEL_PREFIX}FPGA_AFU_{trait_part(afu_id)}"
+
+
+def vgpu_types(text: str) -> dict[int, str]:
+    """NVIDIA's ``creatable_vgpu_types`` as ``{type ID: name}``: the vGPU
+    types a VF can take now (empty once it, or its GPU, is full)."""
+    found = {}
+    for line in text.splitlines():
+        match = _VGPU_TYPE_LINE.match(line)
+        if match:
+            found[int(match.group(1))] = match.group(2)
+    return found
 
 
 def default_resource_class(kind: str, vendor: str, product: str) -> str:

@@ -75,7 +75,7 @@ def _scan(conf):
     return sysfs.scan_cards(
         opts.sysfs_root,
         profiles=profiles.load_profiles(opts.profiles_dir),
-        mdev_types=opts.mdev_types,
+        mdev_types=opts.mdev_types, vgpu_types=opts.vgpu_types,
         udev_properties=(udev.device_properties
                          if opts.use_udev and live else None),
         usb_serial_reader=(usb.read_serial

@@ -119,7 +119,9 @@ class Card:
 class Claim:
     """Which functions one consumer (a domain or instance UUID) holds.
 
-    ``source`` says who made it: ``hook`` (seen at a domain start),
+    ``created_mdevs`` and ``set_vgpus`` are what the hook made for it and
+    undoes when it stops. ``source`` says who made it: ``hook`` (seen at
+    a domain start),
     ``placement`` (the allocation sync) or ``operator``. ``running`` is only
     true for the boot named by ``boot_id``; after a host crash a claim that
     was running is not.
@@ -132,6 +134,9 @@ class Claim:
     boot_id: str | None = None
     domain_name: str | None = None
     created_mdevs: list[str] = field(default_factory=list)
+    # VF BDF -> the vGPU type ID the hook wrote there (NVIDIA's
+    # vendor-specific VFIO), to clear when the domain stops.
+    set_vgpus: dict[str, int] = field(default_factory=dict)
     attach: dict[str, Any] = field(default_factory=dict)
 
     def is_running(self, current_boot_id: str | None) -> bool:

@@ -69,10 +69,17 @@ def card_traits(card: model.Card) -> frozenset[str]:
 
 
 def region_traits(card: model.Card, region: model.Region) -> frozenset[str]:
+    """A region's traits; an FPGA region's also say which bitstreams fit
+    its partial-reconfiguration region and which accelerators its ports
+    hold now (kinds.fpga_region)."""
     traits = {OWNER_TRAIT, REGION_TRAIT,
               contract.region_size_trait(region.size),
               contract.kind_trait(card.kind),
               contract.move_trait(kinds.of(card).move)}
+    traits.update(contract.fpga_compat_trait(c)
+                  for c in region.attrs.get("fpga_compat_ids", []))
+    traits.update(contract.fpga_afu_trait(a)
+                  for a in region.attrs.get("fpga_afu_ids", []))
     if card.numa_node is not None and card.numa_node >= 0:
         traits.add(contract.numa_trait(card.numa_node))
     if card.degraded:
@@ -86,11 +93,12 @@ def region_inventories(card: model.Card, region: model.Region,
     """One inventory of the region's class, ``total`` = its functions.
 
     A degraded card's regions reserve everything, and a region its
-    vanished functions (kept for their holders) and those that wait to
-    be cleaned (``cleaning``, function ids: a released function is
-    offered again only once it is clean): nothing new lands there, and
-    placement keeps the allocations already made (it accepts usage above
-    capacity). A region without functions has no inventory, since
+    withheld functions (vanished ones kept for their holders, VFs that
+    cannot take the region's vGPU type now) and those that wait to be
+    cleaned (``cleaning``, function ids: a released function is offered
+    again only once it is clean): nothing new lands there, and placement
+    keeps the allocations already made (it accepts usage above capacity).
+    A region without functions has no inventory, since
     placement refuses a total of zero.
     """
     if region.size == 0:
@@ -98,7 +106,7 @@ def region_inventories(card: model.Card, region: model.Region,
     return {region.resource_class: {
         "total": region.size,
         "reserved": region.size if card.degraded else sum(
-            kinds.vanished(card, f) or f.id in cleaning
+            kinds.withheld(card, f) or f.id in cleaning
             for f in region.functions),
         "min_unit": 1, "max_unit": region.size, "step_size": 1,
         "allocation_ratio": 1.0}}

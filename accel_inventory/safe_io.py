@@ -230,11 +230,13 @@ def create_in(dir_fd: int, name: str, mode: int = 0o600) -> None:
 def write_attribute(directory: str, name: str, value: str) -> None:
     """Write ``value`` to the sysfs attribute ``name`` of ``directory``
     (a real directory inside the sysfs root: ``sysfs_dir``), never
-    through a link and never creating a file."""
+    through a link and never creating a file; truncating, as ``echo >``
+    does (a value shorter than the last leaves nothing of it)."""
     dir_fd = _open(directory, _DIRECTORY)
     try:
-        fd = checked(_open(name, os.O_WRONLY | os.O_NOFOLLOW | os.O_NONBLOCK
-                           | os.O_CLOEXEC | os.O_NOCTTY, dir_fd=dir_fd),
+        fd = checked(_open(name, os.O_WRONLY | os.O_TRUNC | os.O_NOFOLLOW
+                           | os.O_NONBLOCK | os.O_CLOEXEC | os.O_NOCTTY,
+                           dir_fd=dir_fd),
                      os.path.join(directory, name))
     finally:
         os.close(dir_fd)

@@ -34,7 +34,9 @@ class MdevError(Exception):
     message says why."""
 
 
-def _write(sysfs_root: str, path: str, value: str) -> None:
+def write(sysfs_root: str, path: str, value: str) -> None:
+    """Write ``value`` to the attribute ``path`` inside ``sysfs_root`` as
+    ``echo >`` does; MdevError (the message says why) when it cannot."""
     directory = safe_io.inside(sysfs_root, os.path.dirname(path))
     if directory is None:
         raise MdevError(f"cannot open {path}: it leads outside the sysfs "
@@ -66,7 +68,7 @@ def create_mdev(sysfs_root: str, parent: str, mdev_type: str,
         raise MdevError(f"{parent} offers no mdev type {mdev_type} "
                         f"({create_file} is missing); is the card's driver "
                         f"loaded?")
-    _write(sysfs_root, create_file, uuid)
+    write(sysfs_root, create_file, uuid)
     return create_file
 
 
@@ -77,7 +79,7 @@ def remove_mdev(sysfs_root: str, uuid: str) -> bool:
                                "remove")
     if not os.path.exists(remove_file):
         return False
-    _write(sysfs_root, remove_file, "1")
+    write(sysfs_root, remove_file, "1")
     return True
 
 
@@ -95,5 +97,5 @@ def reset_function(sysfs_root: str, bdf: str) -> bool:
     path = reset_file(sysfs_root, bdf)
     if not os.path.lexists(path):
         return False
-    _write(sysfs_root, path, "1")
+    write(sysfs_root, path, "1")
     return True

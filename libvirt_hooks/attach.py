@@ -40,10 +40,9 @@ import time
 
 import libvirt
 
-from accel_inventory import cache, claims, numa
+from accel_inventory import cache, claims, numa, settings
 from accel_inventory.inventory import current_boot_id
-from libvirt_hooks import affinity, bridge, common, decide, devices
-from libvirt_hooks import settings, trust
+from libvirt_hooks import affinity, bridge, common, decide, devices, trust
 from libvirt_hooks import domain as domain_xml
 from libvirt_hooks import xmlgen
 from libvirt_hooks.resolve import node_interface, placement_claim, resolve
@@ -95,12 +94,19 @@ def _attach(conn, conf, consumer: str, ensure_bridge) -> dict:
     refused = _far_refused(conf, consumer, live)
     if refused is not None:
         inv, claim = placement_claim(conf, consumer)
+    # mdevs and vGPU types the functions need, made now when the sync
+    # assigned them after the start.
+    unmade = decide.make_for_claim(conf, live, inv)
+    inv, claim = placement_claim(conf, consumer)
     results = {}
     for fid in claim.functions:
         outcome = {}
         if refused and fid in refused:
             outcome.update(state="failed", reason=refused[fid])
             results[fid] = outcome
+            continue
+        if unmade:
+            results[fid] = {"state": "failed", "reason": "; ".join(unmade)}
             continue
         try:
             element, key = resolve(conf, inv, fid)
@@ -314,7 +320,7 @@ def worker_main(argv: list[str]) -> int:
                          f"[{AWAIT_ASSIGNMENT}] DOMAIN-UUID (started by "
                          f"the hook; by hand: accel-domain attach)\n")
         return 2
-    return run_worker(consumer, common.config_file(),
+    return run_worker(consumer, settings.config_file(),
                       await_assignment=AWAIT_ASSIGNMENT in flags)
 
 

@@ -11,8 +11,8 @@
 # under the License.
 
 """What the hook's trigger, its full path and the attach worker share:
-exit codes, which configuration file is read, the fast reader of its
-options, where the sync's markers are, and the timer that bounds a call.
+exit codes, the fast reader of their options, where the sync's markers
+are, and the timer that bounds a call.
 
 Standard library only: the hook imports this at every domain start.
 """
@@ -21,7 +21,6 @@ import os
 import signal
 import time
 
-DEFAULT_CONFIG = "/etc/nova-accel/nova-accel.conf"
 INSTALL_PATH = "/etc/libvirt/hooks/qemu.d/nova-accel"
 EXIT_REFUSED = 1
 EXIT_USAGE = 2
@@ -51,7 +50,7 @@ def start_timer() -> object:
     default, until the configuration says more (``limit``). Returns what
     ``stop_timer`` restores."""
     global _started
-    from libvirt_hooks import settings
+    from accel_inventory import settings
 
     try:
         seconds = float(settings.convert(
@@ -93,23 +92,12 @@ def stop_timer(previous: object) -> None:
     _started = None
 
 
-def config_file() -> str | None:
-    """The file every command of nova-accel reads: ``NOVA_ACCEL_CONFIG``
-    (even when missing: it is then reported, not silently replaced by
-    the defaults, which may name another cache), else the default file
-    when it exists."""
-    named = os.environ.get("NOVA_ACCEL_CONFIG")
-    if named:
-        return named
-    return DEFAULT_CONFIG if os.path.exists(DEFAULT_CONFIG) else None
-
-
 def fast_options(config: str | None) -> dict[tuple[str, str], str]:
     """Every option's text (environment, then file, then default) for the
     fast path, read once, where a file that cannot be read gives the
     defaults: the full path reports it, and a domain without accelerators
     never waits on it."""
-    from libvirt_hooks import settings
+    from accel_inventory import settings
 
     try:
         found = settings.raw_values(config)

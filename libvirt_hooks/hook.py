@@ -40,9 +40,10 @@ import re
 import sys
 
 from accel_inventory import safe_io
+from accel_inventory.settings import DEFAULT_CONFIG, config_file
 from libvirt_hooks import common, trigger
-from libvirt_hooks.common import (DEFAULT_CONFIG, EXIT_REFUSED, EXIT_USAGE,
-                                  INSTALL_PATH, config_file, fast_options)
+from libvirt_hooks.common import (EXIT_REFUSED, EXIT_USAGE, INSTALL_PATH,
+                                  fast_options)
 
 # A domain whose XML holds no hostdev element has no device this hook
 # checks (interfaces are looked at more closely: see reaches_accelerator).

@@ -26,12 +26,13 @@ from __future__ import annotations
 import os
 import re
 
-from accel_inventory import kinds, model, numa, safe_io
+from accel_inventory import contract, kinds, model, numa, safe_io
 from accel_inventory.contract import BDF, USB_NAME, UUID
 from accel_inventory.kinds.base import (DEVICE_INTERFACE, DEVICE_MDEV,
                                         DEVICE_PCI, DEVICE_USB)
 from libvirt_hooks.domain import Domain
-from libvirt_hooks.guard import HostView, MdevNow, PciIdentity, UsbDevice
+from libvirt_hooks.guard import (HostView, MdevNow, PciIdentity, UsbDevice,
+                                 VgpuNow, vgpu_type)
 
 IFNAME = re.compile(r"^[^/\s]{1,15}$")
 
@@ -61,12 +62,18 @@ def _device_dir(sysfs_root: str, *parts: str) -> str | None:
     return real if real != os.path.realpath(sysfs_root) else None
 
 
+def _pci_dir(sysfs_root: str, bdf: str) -> str | None:
+    """The real directory of PCI function ``bdf``; None for an address
+    that is not one, or that leads outside the sysfs root."""
+    if not BDF.match(bdf):
+        return None
+    return _device_dir(sysfs_root, "bus", "pci", "devices", bdf)
+
+
 def pci_identity(sysfs_root: str, bdf: str) -> PciIdentity | None:
     """vendor, device and class at ``bdf`` now; None when nothing (or
     nothing readable) is there."""
-    if not BDF.match(bdf):
-        return None
-    device = _device_dir(sysfs_root, "bus", "pci", "devices", bdf)
+    device = _pci_dir(sysfs_root, bdf)
     if device is None:
         return None
     try:
@@ -127,6 +134,39 @@ def mdev_now(sysfs_root: str, uuid: str) -> MdevNow | None:
 def _sysfs_name(name: str) -> str:
     """A name read from sysfs as text that messages and XML can hold."""
     return name if safe_io.printable_name(name) else ascii(name)
+
+
+def mdev_room(sysfs_root: str, parent: str, mdev_type: str) -> int | None:
+    """How many more mdevs of ``mdev_type`` ``parent`` can take now; None
+    when it is no such parent (or its count is garbage)."""
+    if not BDF.match(parent) or "/" in mdev_type or mdev_type in (".", ".."):
+        return None
+    device = _device_dir(sysfs_root, "class", "mdev_bus", parent)
+    if device is None:
+        return None
+    try:
+        return int(_read(sysfs_root, os.path.join(
+            device, "mdev_supported_types", mdev_type,
+            "available_instances")))
+    except (OSError, ValueError):
+        return None
+
+
+def vgpu_now(sysfs_root: str, bdf: str) -> VgpuNow | None:
+    """The vendor-specific vGPU state of VF ``bdf`` (``nvidia/
+    current_vgpu_type`` and ``creatable_vgpu_types``); None when it has
+    no such interface or it is unreadable."""
+    device = _pci_dir(sysfs_root, bdf)
+    if device is None:
+        return None
+    try:
+        current = int(_read(sysfs_root, os.path.join(
+            device, "nvidia", "current_vgpu_type")))
+        creatable = contract.vgpu_types(_read(sysfs_root, os.path.join(
+            device, "nvidia", "creatable_vgpu_types")))
+    except (OSError, ValueError):
+        return None
+    return VgpuNow(current=current, creatable=creatable)
 
 
 def interface_device(sysfs_root: str, ifname: str) -> str | None:
@@ -243,12 +283,44 @@ def read(sysfs_root: str, domain: Domain, inv: model.Inventory) -> HostView:
              for f in card.functions() if f.address] if interfaces else []
     pci_addresses = ({ref.address for ref in refs.get(DEVICE_PCI, [])}
                      | set(nodes))
+    claimed = _claimed(domain, inv)
+    mdevs = {ref.address: mdev_now(sysfs_root, ref.address)
+             for ref in refs.get(DEVICE_MDEV, [])}
+    claimed_mdevs = [f for c, _r, f in claimed
+                     if kinds.of(c).device == DEVICE_MDEV]
+    mdevs.update({f.address: mdev_now(sysfs_root, f.address)
+                  for f in claimed_mdevs if f.address})
+    to_make = None in mdevs.values() or any(not f.address
+                                            for f in claimed_mdevs)
+    at = {f.address: f for c in inv.cards for f in c.functions()
+          if f.address in pci_addresses}
+    vfs = ({a for a, f in at.items() if vgpu_type(f) is not None}
+           | {f.address for _c, _r, f in claimed
+              if vgpu_type(f) is not None and f.address})
     return HostView(
         pci={bdf: pci_identity(sysfs_root, bdf) for bdf in pci_addresses},
         usb=usb_devices(sysfs_root) if DEVICE_USB in refs else (),
-        mdevs={ref.address: mdev_now(sysfs_root, ref.address)
-               for ref in refs.get(DEVICE_MDEV, [])},
+        mdevs=mdevs,
         net={ref.address: interface_device(sysfs_root, ref.address)
              for ref in interfaces},
         node_interfaces={bdf: node_interface(sysfs_root, bdf)
-                         for bdf in nodes})
+                         for bdf in nodes},
+        mdev_room=_mdev_rooms(sysfs_root, claimed) if to_make else {},
+        vgpus={bdf: vgpu_now(sysfs_root, bdf) for bdf in vfs})
+
+
+def _claimed(domain: Domain, inv: model.Inventory
+             ) -> list[tuple[model.Card, model.Region, model.Function]]:
+    """The functions the domain's claim names, of any source."""
+    claim = inv.claims.get(domain.uuid)
+    index = inv.function_index()
+    return [index[fid] for fid in (claim.functions if claim else [])
+            if fid in index]
+
+
+def _mdev_rooms(sysfs_root: str, claimed) -> dict[str, int | None]:
+    """The room of each VF parent of the GPUs whose mdevs the domain
+    holds, for the mdevs to make on them (guard._room_on)."""
+    return {parent: mdev_room(sysfs_root, parent, region.attrs["mdev_type"])
+            for _c, region, _f in claimed if "parents" in region.attrs
+            for parent in region.attrs["parents"]}

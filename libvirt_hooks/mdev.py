@@ -19,8 +19,8 @@ are ``accel_inventory.sysfs_write``'s, which the agent shares when it
 makes a released mdev new.
 """
 
-from accel_inventory.sysfs_write import MdevError
+from accel_inventory.sysfs_write import MdevError, write
 from accel_inventory.sysfs_write import create_mdev as create
 from accel_inventory.sysfs_write import remove_mdev as remove
 
-__all__ = ["MdevError", "create", "remove"]
+__all__ = ["MdevError", "create", "remove", "write"]

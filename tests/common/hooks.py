@@ -16,7 +16,6 @@ Shared by the hook's unit tests (tests/unit/hooks) and its fuzz tests
 (tests/fuzz)."""
 
 import io
-import json
 import os
 import subprocess
 import sys
@@ -24,12 +23,40 @@ import sys
 import pytest
 from lxml import etree
 
-from accel_inventory import cache, model
-from libvirt_hooks import hook
+from accel_inventory import cache, identity, inventory, model, profiles
+from accel_inventory import sysfs
+from accel_inventory.sample import FakeSysfs
+from libvirt_hooks import bridge, hook
 
 DOMAIN_UUID = "0f3a4a52-6c1e-4b8c-9a3e-2d7c2f6b1a01"
 OTHER_UUID = "7b9d1f0e-2a33-4c55-8e77-90a1b2c3d4e5"
 FPGA = ("1172", "5000")
+
+
+# What the hook's fast path may load of the inventory: its file opener
+# and its settings reader, standard library only.
+FAST_PATH_OURS = ("accel_inventory", "accel_inventory.safe_io",
+                  "accel_inventory.settings")
+
+
+def fast_path_imports(op: str, xml: bytes) -> tuple[int, list]:
+    """The hook called in a fresh interpreter at ``op begin`` with
+    ``xml``: its exit code and the modules it loaded that the fast path
+    must not (lxml, oslo.config, jsonschema, libvirt, subprocess, and the
+    inventory package beyond ``FAST_PATH_OURS``)."""
+    code = ("import io, sys\n"
+            "from libvirt_hooks import hook\n"
+            f"rc = hook.main(['vm', {op!r}, 'begin', '-'],"
+            f" stdin=io.BytesIO({xml!r}))\n"
+            "heavy = [m for m in ('lxml', 'oslo_config', 'jsonschema',"
+            " 'libvirt', 'subprocess') if m in sys.modules]\n"
+            "heavy += sorted(m for m in sys.modules"
+            f" if m.startswith('accel_inventory') and m not in"
+            f" {FAST_PATH_OURS!r})\n"
+            "print(repr((rc, heavy)))\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True,
+                         text=True, check=True).stdout
+    return eval(out)  # noqa: S307 - our own repr of plain lists
 
 
 def add_pci(root, bdf, vendor, device, klass="0x120000"):
@@ -88,6 +115,18 @@ def host(tmp_path, monkeypatch):
     return {"sysfs": sysfs, "cache": path, "log": tmp_path / "hook.log"}
 
 
+def nova_domain(uuid, extra_specs):
+    """A domain as Nova's libvirt driver writes it: the flavor's extra
+    specs in its metadata."""
+    specs = "".join(f'<nova:extraSpec name="{k}">{v}</nova:extraSpec>'
+                    for k, v in extra_specs.items())
+    return (f'<domain type="kvm"><name>instance-1</name><uuid>{uuid}</uuid>'
+            f'<metadata><nova:instance xmlns:nova="http://openstack.org/'
+            f'xmlns/libvirt/nova/1.1"><nova:flavor name="m1"><nova:extraSpecs>'
+            f'{specs}</nova:extraSpecs></nova:flavor></nova:instance>'
+            f'</metadata><devices/></domain>').encode()
+
+
 def call(xml, op="prepare", subop="begin", name="vm1"):
     out, err = io.StringIO(), io.StringIO()
     rc = hook.main([name, op, subop, "-"], stdin=io.BytesIO(xml),
@@ -95,24 +134,49 @@ def call(xml, op="prepare", subop="begin", name="vm1"):
     return rc, out.getvalue(), err.getvalue()
 
 
-# Modules the fast path must never load: what costs (lxml, oslo.config,
-# jsonschema, libvirt-python, subprocess) and the inventory package beyond
-# its standard-library-only file opener.
-HEAVY = ("lxml", "oslo_config", "jsonschema", "libvirt", "subprocess")
-FAST_PATH_INVENTORY = ("accel_inventory", "accel_inventory.safe_io")
+class ScannedHost:
+    """A FakeSysfs host whose cache the real scanner writes, as the agent
+    would, with the hook configured for it; the node bridge's ``ip``
+    edge is a recorder (the network is not a unit test's to change)."""
 
+    def __init__(self, tmp_path, monkeypatch):
+        self.cache = str(tmp_path / "inventory.json")
+        self.log = tmp_path / "hook.log"
+        self.config = tmp_path / "nova-accel.conf"
+        self.use(FakeSysfs(str(tmp_path / "sys")))
+        monkeypatch.setenv("NOVA_ACCEL_CONFIG", str(self.config))
+        self.bridged = []
+        monkeypatch.setattr(bridge, "ensure_node_bridge", self._bridge)
 
-def fast_path_imports(argv, xml: bytes) -> tuple[int, list[str]]:
-    """Run the hook in a fresh interpreter; its exit code and the heavy
-    modules it loaded."""
-    code = ("import io, json, sys\n"
-            "from libvirt_hooks import hook\n"
-            f"rc = hook.main({list(argv)!r}, stdin=io.BytesIO({xml!r}))\n"
-            f"heavy = sorted(m for m in sys.modules if m in {HEAVY!r} or "
-            f"m.split('.')[0] == 'accel_inventory' and m not in "
-            f"{FAST_PATH_INVENTORY!r})\n"
-            "print(json.dumps([rc, heavy]))\n")
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True,
-                         text=True, check=True).stdout
-    rc, heavy = json.loads(out)
-    return rc, heavy
+    def use(self, fs):
+        """The host is now ``fs`` (the same cache)."""
+        self.fs = fs
+        self.config.write_text(f"[inventory]\nsysfs_root = {fs.root}\n"
+                               f"cache_path = {self.cache}\n"
+                               f"[libvirt_hooks]\nlog_file = {self.log}\n")
+
+    def _bridge(self, name, interface):
+        self.bridged.append((name, interface))
+        return [f"added {interface} to {name}"]
+
+    def scan(self, **options):
+        """What the agent does: scan, reconcile with the cache, keep
+        claims (``options`` as scan_cards takes them)."""
+        previous = cache.load(self.cache)
+        found = sysfs.scan_cards(self.fs.root,
+                                 profiles=profiles.load_profiles(),
+                                 **options)
+        assert not found.warnings
+        inv, _ = identity.reconcile(previous, found.cards, "compute1")
+        cache.save(self.cache, inventory.keep_claims(previous, inv))
+
+    def inv(self):
+        return cache.load(self.cache)
+
+    def card_of(self, kind, **attrs):
+        [card] = [c for c in self.inv().cards if c.kind == kind
+                  and all(getattr(c, k) == v for k, v in attrs.items())]
+        return card
+
+    def claim(self, uuid=DOMAIN_UUID):
+        return self.inv().claims.get(uuid)

@@ -32,13 +32,12 @@ PAGE = ROOT / "doc" / "source" / "admin" / "troubleshooting.rst"
 SOURCES = [
     *(f"libvirt_hooks/{name}.py" for name in (
         "affinity", "attach", "bridge", "cli", "common", "decide",
-        "devices", "domain",
-        "guard", "hook", "mdev", "resolve", "settings", "trigger",
-        "trust", "undo")),
+        "devices", "domain", "guard", "hook", "mdev", "resolve", "trigger",
+        "trust", "undo", "vgpu")),
     *(f"accel_inventory/{name}.py" for name in (
         "agent", "cache", "claim_sync", "claims", "cli", "conf",
         "inventory", "metrics", "placement", "profiles", "provider_tree",
-        "release", "safe_io", "sysfs_write", "trust")),
+        "release", "safe_io", "settings", "sysfs_write", "trust")),
     *(f"accel_defrag/{name}.py" for name in (
         "cli", "execute", "nova", "plot", "reader")),
 ]
@@ -47,7 +46,8 @@ EXCEPTIONS = {"BridgeError", "CacheError", "ClaimConflict", "ClaimError",
               "CommandError", "DeviceError", "DomainXMLError",
               "InventoryError", "LockTimeout", "LookupError", "MdevError",
               "PlacementError", "PlacementUnavailable", "Refused",
-              "SettingsError", "MoveFailed", "NovaError", "PlotError"}
+              "SettingsError", "MoveFailed", "NovaError", "PlotError",
+              "VgpuError"}
 # Exceptions whose message is another argument than the first: safe_io's
 # Refused(path, reason), an OSError that callers print with its path.
 MESSAGE_ARGUMENT = {"Refused": 1}

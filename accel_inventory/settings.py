@@ -10,7 +10,8 @@
 # License for the specific language governing permissions and limitations
 # under the License.
 
-"""The options the libvirt hook reads, without importing oslo.config.
+"""Which configuration file nova-accel reads, and its options read
+without oslo.config.
 
 libvirt runs the hook at every domain start, and importing oslo.config
 (80 ms here) costs more than all the rest of the hook's work on a large
@@ -21,11 +22,13 @@ oslo.config's precedence (environment, then file, then default) and its
 rules for the types used. The options themselves are declared with help
 text in ``accel_inventory.conf`` and ``libvirt_hooks.conf``, for the
 sample config; a test holds ``OPTIONS`` to those declarations, so the two
-cannot drift apart.
+cannot drift apart. ``accel_inventory.conf`` words its one-line errors
+with this module's, so every command says a bad value the same way.
 
-Only the one file is read (``NOVA_ACCEL_CONFIG``, or
-``/etc/nova-accel/nova-accel.conf``): the file whose owner the hook checks
-before it trusts it.
+Only the one file is read (``config_file``): the file whose owner the
+hook checks before it trusts it. Standard library only: the hook's fast
+path imports this module, and the hook depends on the inventory, never
+the reverse.
 """
 
 from __future__ import annotations
@@ -35,6 +38,20 @@ import os
 from types import SimpleNamespace
 
 from accel_inventory import safe_io
+
+
+DEFAULT_CONFIG = "/etc/nova-accel/nova-accel.conf"
+
+
+def config_file() -> str | None:
+    """The file every command of nova-accel reads: ``NOVA_ACCEL_CONFIG``
+    (even when missing: it is then reported, not silently replaced by
+    the defaults, which may name another cache), else the default file
+    when it exists."""
+    named = os.environ.get("NOVA_ACCEL_CONFIG")
+    if named:
+        return named
+    return DEFAULT_CONFIG if os.path.exists(DEFAULT_CONFIG) else None
 
 
 class SettingsError(Exception):
