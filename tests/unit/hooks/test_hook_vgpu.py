@@ -21,7 +21,8 @@ import pytest
 from accel_inventory import agent, cache, claim_sync, claims, model
 from accel_inventory import kinds
 from accel_inventory.sample import FakeSysfs
-from libvirt_hooks import devices, guard, mdev, resolve, vgpu, xmlgen
+from libvirt_hooks import common, devices, guard, mdev, resolve, vgpu
+from libvirt_hooks import xmlgen
 from tests.common import layouts
 from tests.common.hooks import DOMAIN_UUID, OTHER_UUID, ScannedHost, call
 from tests.common.hooks import domain_xml, nova_domain
@@ -131,6 +132,28 @@ def test_a_failed_start_clears_what_it_set(host, monkeypatch):
     assert rc == 1 and "Invalid argument" in err
     assert written == ["593", "593", "0"]  # the first undone
     assert (current(host, vfs[3]), current(host, vfs[4])) == ("0", "0")
+    assert host.claim() is None
+
+
+FAILURES = {"the hook's timeout": common.HookTimeout(),
+            "a full disk": OSError(28, "No space left on device"),
+            "a bug": KeyError("bug")}
+
+
+@pytest.mark.parametrize("failure", FAILURES.values(), ids=FAILURES.keys())
+def test_a_start_that_fails_after_the_vgpu_type_was_written_clears_it(
+        host, monkeypatch, failure):
+    """Whatever raises once the VF holds the type (here the claim's write),
+    the start is refused in one line and the VF holds none again."""
+    vfs = a10_host(host)
+
+    def fails(*args, **kwargs):
+        raise failure
+
+    monkeypatch.setattr(cache, "update", fails)
+    rc, _, err = call(domain_xml(unmanaged(vfs[3])))
+    assert rc == 1 and err.count("\n") == 1
+    assert current(host, vfs[3]) == "0"
     assert host.claim() is None
 
 
