@@ -165,10 +165,12 @@ def machine(tmp_path_factory):
                        env=dict(os.environ, DEBIAN_FRONTEND="noninteractive"))
     undo_kvm = _kvm_readable()
     state = tmp_path_factory.mktemp("e2e")
-    created = [d for d in (os.path.dirname(libvirt_it.HOOK_PATH),
-                           os.path.dirname(libvirt_it.HOOK_CONFIG))
-               if not os.path.isdir(d)]
-    os.makedirs(os.path.dirname(libvirt_it.HOOK_CONFIG), exist_ok=True)
+    # Deepest first, every level that is missing (/etc/libvirt/hooks
+    # itself may be).
+    created = (libvirt_it._missing_dirs(libvirt_it.HOOK_PATH)
+               + libvirt_it._missing_dirs(libvirt_it.HOOK_CONFIG))
+    for directory in reversed(created):
+        os.makedirs(directory, exist_ok=True)
     with open(libvirt_it.HOOK_CONFIG, "w") as f:
         f.write(f"{libvirt_it.session_mark()}"
                 f"[inventory]\nsysfs_root = {state / 'sys'}\n"
