@@ -22,6 +22,11 @@ import signal
 import time
 
 INSTALL_PATH = "/etc/libvirt/hooks/qemu.d/nova-accel"
+# All the fast path may load of the inventory package: its file opener and
+# its settings reader, standard library only (the tests and the packaging
+# check hold the hook to it).
+FAST_PATH_INVENTORY = ("accel_inventory", "accel_inventory.safe_io",
+                       "accel_inventory.settings")
 EXIT_REFUSED = 1
 EXIT_USAGE = 2
 # accel_inventory.cache names it (a test checks they agree): the hook's

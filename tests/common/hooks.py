@@ -26,24 +26,20 @@ from lxml import etree
 from accel_inventory import cache, identity, inventory, model, profiles
 from accel_inventory import sysfs
 from accel_inventory.sample import FakeSysfs
-from libvirt_hooks import bridge, hook
+from libvirt_hooks import bridge, common, hook
 
 DOMAIN_UUID = "0f3a4a52-6c1e-4b8c-9a3e-2d7c2f6b1a01"
 OTHER_UUID = "7b9d1f0e-2a33-4c55-8e77-90a1b2c3d4e5"
 FPGA = ("1172", "5000")
 
 
-# What the hook's fast path may load of the inventory: its file opener
-# and its settings reader, standard library only.
-FAST_PATH_OURS = ("accel_inventory", "accel_inventory.safe_io",
-                  "accel_inventory.settings")
 
 
 def fast_path_imports(op: str, xml: bytes) -> tuple[int, list]:
     """The hook called in a fresh interpreter at ``op begin`` with
     ``xml``: its exit code and the modules it loaded that the fast path
     must not (lxml, oslo.config, jsonschema, libvirt, subprocess, and the
-    inventory package beyond ``FAST_PATH_OURS``)."""
+    inventory package beyond ``common.FAST_PATH_INVENTORY``)."""
     code = ("import io, sys\n"
             "from libvirt_hooks import hook\n"
             f"rc = hook.main(['vm', {op!r}, 'begin', '-'],"
@@ -52,7 +48,7 @@ def fast_path_imports(op: str, xml: bytes) -> tuple[int, list]:
             " 'libvirt', 'subprocess') if m in sys.modules]\n"
             "heavy += sorted(m for m in sys.modules"
             f" if m.startswith('accel_inventory') and m not in"
-            f" {FAST_PATH_OURS!r})\n"
+            f" {common.FAST_PATH_INVENTORY!r})\n"
             "print(repr((rc, heavy)))\n")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True,
                          text=True, check=True).stdout
