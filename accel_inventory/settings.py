@@ -33,7 +33,6 @@ the reverse.
 
 from __future__ import annotations
 
-import configparser
 import os
 from types import SimpleNamespace
 
@@ -156,6 +155,10 @@ def convert(group: str, name: str, text: str,
 def raw_values(config_file: str | None) -> dict[tuple[str, str], str]:
     """The text of every known option that the environment or the file
     sets, the environment first."""
+    # Here, not at the top: every domain start imports this module for
+    # the timer, and most never read the file (2 ms of the fast path).
+    import configparser
+
     parser = configparser.RawConfigParser(strict=False, interpolation=None)
     if config_file is not None:
         try:
