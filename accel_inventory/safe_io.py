@@ -110,12 +110,12 @@ def _is_link(path: str, dir_fd: int | None) -> bool:
 
 
 def checked(fd: int, path: str, owned: bool = True,
-            private: bool = False) -> int:
-    """``fd`` once it is a regular file (ours or root's when ``owned``,
-    writable by its owner alone when ``private``); closed and Refused
-    otherwise."""
+            private: bool = False, kind: int = stat.S_IFREG) -> int:
+    """``fd`` once it is of ``kind`` (a regular file unless told; ours or
+    root's when ``owned``, writable by its owner alone when ``private``);
+    closed and Refused otherwise."""
     try:
-        _check(fd, path, owned, stat.S_IFREG, private)
+        _check(fd, path, owned, kind, private)
     except BaseException:
         os.close(fd)
         raise
@@ -208,13 +208,8 @@ def open_dir(path: str, *, create: bool = False,
             os.mkdir(path, 0o700)
         except FileExistsError:
             pass
-    fd = _open(path, _DIRECTORY)
-    try:
-        _check(fd, path, True, stat.S_IFDIR, private)
-    except BaseException:
-        os.close(fd)
-        raise
-    return fd
+    return checked(_open(path, _DIRECTORY), path, True, private,
+                   kind=stat.S_IFDIR)
 
 
 def create_in(dir_fd: int, name: str, mode: int = 0o600) -> None:
