@@ -136,6 +136,17 @@ class NoLeftoversBase(NovaAccelTestCase):
             boot_id=inventory.current_boot_id()))
         assert self.hook(xml, "release", "end") == (0, "")
 
+    def ran_on_and_left(self, region):
+        """Every other region taken, a first server is placed on
+        ``region``, its claim synced, its domain run and stopped, and then
+        it is deleted (its allocation gone)."""
+        self.occupy_all_but(region)
+        first = self._create_server(flavor_id=self.flavor, networks="none")
+        self.round()
+        self.runs_and_stops(first)
+        self._delete_server(first)
+        assert self._get_allocations_by_server_uuid(first["id"]) == {}
+
     def claim_of(self, server):
         return claims.functions_of(cache.load(self.cache_path), server["id"])
 
@@ -205,12 +216,7 @@ class HoldTest(NoLeftoversBase):
     def test_a_held_region_is_reserved_refused_and_freed_by_clear(self):
         region = self.fpga.regions[0]
         fids = [f.id for f in region.functions]
-        self.occupy_all_but(region)
-        first = self._create_server(flavor_id=self.flavor, networks="none")
-        self.round()
-        self.runs_and_stops(first)
-        self._delete_server(first)
-        assert self._get_allocations_by_server_uuid(first["id"]) == {}
+        self.ran_on_and_left(region)
         self.round()
         held = cache.load(self.cache_path).cleaning
         assert sorted(held) == fids
@@ -238,12 +244,7 @@ class HoldTest(NoLeftoversBase):
 
     def test_a_server_placed_before_the_round_never_gets_it(self):
         region = self.fpga.regions[0]
-        self.occupy_all_but(region)
-        first = self._create_server(flavor_id=self.flavor, networks="none")
-        self.round()
-        self.runs_and_stops(first)
-        self._delete_server(first)
-        assert self._get_allocations_by_server_uuid(first["id"]) == {}
+        self.ran_on_and_left(region)
         second = self._create_server(flavor_id=self.flavor,
                                      networks="none")
         round_ = self.round()
