@@ -70,6 +70,44 @@ def product_trait(vendor: str, product: str) -> str:
     return f"{ACCEL_PREFIX}PRODUCT_{trait_part(vendor)}_{trait_part(product)}"
 
 
+# How nova can move a server holding a function of a card (issue 29 builds
+# the migrations on it): ``live`` (nova live-migrates it, or the function
+# is stateless and is detached before and given again after: an
+# IP-over-PCIe node, a USB stick, a nova-managed mdev vGPU), ``cold``
+# (stateful: an FPGA region with a loaded AFU, a whole GPU passed
+# through; only a cold migration keeps the server whole) or ``none``
+# (never moved). Published as one trait on each card and region
+# provider; a provider without one (published before the trait existed)
+# is read as ``none``.
+MOVE_LIVE = "live"
+MOVE_COLD = "cold"
+MOVE_NONE = "none"
+# Best first: a server moves as its least movable function allows.
+MOVE_CAPABILITIES = (MOVE_LIVE, MOVE_COLD, MOVE_NONE)
+_MOVE_TRAIT = ACCEL_PREFIX + "MOVE_"
+
+
+def move_trait(capability: str) -> str:
+    """The trait that says ``capability`` (one of MOVE_CAPABILITIES)."""
+    if capability not in MOVE_CAPABILITIES:
+        raise ValueError(f"unknown move capability {capability!r}; expected "
+                         f"one of {', '.join(MOVE_CAPABILITIES)}")
+    return f"{_MOVE_TRAIT}{capability.upper()}"
+
+
+def move_of(traits) -> str:
+    """The move capability ``traits`` (a provider's) say; ``none`` when
+    they say none or several."""
+    said = [c for c in MOVE_CAPABILITIES if move_trait(c) in traits]
+    return said[0] if len(said) == 1 else MOVE_NONE
+
+
+def least_movable(capabilities) -> str:
+    """How a server holding functions of these capabilities can move: as
+    its least movable one allows (``live`` when it holds none)."""
+    return max(capabilities, key=MOVE_CAPABILITIES.index, default=MOVE_LIVE)
+
+
 def default_resource_class(kind: str, vendor: str, product: str) -> str:
     """The class of a card no profile names."""
     return f"{ACCEL_PREFIX}{kind}_{vendor}_{product}".upper()

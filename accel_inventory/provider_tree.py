@@ -61,7 +61,8 @@ def provider_name(hostname: str, entity_id: str) -> str:
 
 def card_traits(card: model.Card) -> frozenset[str]:
     traits = {OWNER_TRAIT, CARD_TRAIT, contract.vendor_trait(card.vendor_id),
-              contract.product_trait(card.vendor_id, card.product_id)}
+              contract.product_trait(card.vendor_id, card.product_id),
+              contract.move_trait(kinds.of(card).move)}
     if card.degraded:
         traits.add(DEGRADED_TRAIT)
     return frozenset(traits)
@@ -70,7 +71,8 @@ def card_traits(card: model.Card) -> frozenset[str]:
 def region_traits(card: model.Card, region: model.Region) -> frozenset[str]:
     traits = {OWNER_TRAIT, REGION_TRAIT,
               contract.region_size_trait(region.size),
-              contract.kind_trait(card.kind)}
+              contract.kind_trait(card.kind),
+              contract.move_trait(kinds.of(card).move)}
     if card.numa_node is not None and card.numa_node >= 0:
         traits.add(contract.numa_trait(card.numa_node))
     if card.degraded:

@@ -29,7 +29,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import ClassVar, Protocol
 
-from accel_inventory import model
+from accel_inventory import contract, model
 
 # The sysfs bus a card or a function sits on, which is the shape of its
 # address: a PCI BDF, a USB ``<bus>-<port path>``, an mdev UUID.
@@ -142,6 +142,11 @@ class CardKind:
     names the card a device belongs to, and ``build(context, devices)``
     makes that card (None: not an accelerator after all), raising Garbage
     when sysfs holds garbage.
+
+    ``move`` is how nova can move a server holding one of its functions
+    (``contract.MOVE_CAPABILITIES``: live, cold or none), published as a
+    trait on the kind's card and region providers; a kind that does not
+    say is never moved.
     """
 
     name: str
@@ -151,6 +156,10 @@ class CardKind:
     takes: Callable[[Device, Profile | None, ScanContext], bool]
     group: Callable[[Device], str]
     build: Callable[[ScanContext, Sequence[Device]], model.Card | None]
+    move: str = contract.MOVE_NONE
+
+    def __post_init__(self):
+        contract.move_trait(self.move)  # refuses an unknown capability
 
 
 def named_by_profile(

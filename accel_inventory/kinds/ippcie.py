@@ -23,7 +23,7 @@ from __future__ import annotations
 import os
 from collections.abc import Sequence
 
-from accel_inventory import model
+from accel_inventory import contract, model
 from accel_inventory.contract import BDF
 from accel_inventory.kinds.base import (BUS_PCI, DEVICE_INTERFACE, CardKind,
                                         named_by_profile,
@@ -74,6 +74,10 @@ def _build(context: ScanContext, nodes: Sequence[PciDevice]) -> model.Card:
                       profile=profile.name)
 
 
+# A node is reached over an <interface> the attach worker plugs after
+# start: stateless on the host side, unplugged before a live migration and
+# plugged again on the destination.
 KIND = CardKind(name=NAME, bus=BUS_PCI, function_bus=BUS_PCI,
                 device=DEVICE_INTERFACE, takes=named_by_profile(NAME),
-                group=_upstream_port, build=_build)
+                group=_upstream_port, build=_build,
+                move=contract.MOVE_LIVE)

@@ -89,6 +89,9 @@ def _build(context: ScanContext, group: Sequence[PciDevice]) -> model.Card:
                       attrs={"class": dev.klass})
 
 
+# A vGPU nova manages: nova live-migrates it (since 2024.1, where libvirt,
+# QEMU and the vendor driver permit), and cold-migrates it otherwise.
 KIND = CardKind(name=NAME, bus=BUS_PCI, function_bus=BUS_MDEV,
                 device=DEVICE_MDEV, takes=_takes, group=_parent,
-                build=_build)
+                build=_build,
+                move=contract.MOVE_LIVE)

@@ -109,6 +109,10 @@ def _build(context: ScanContext, group: Sequence[PciDevice]) -> model.Card:
                       attrs={"class": first.klass})
 
 
+# An FPGA region holds its loaded AFU and a GPU passed through whole holds
+# its memory: neither survives a live migration, a cold one keeps the
+# server whole.
 KIND = CardKind(name=NAME, bus=BUS_PCI, function_bus=BUS_PCI,
                 device=DEVICE_PCI, takes=_takes, group=slot_of,
-                build=_build)
+                build=_build,
+                move=contract.MOVE_COLD)

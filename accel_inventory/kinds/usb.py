@@ -22,7 +22,7 @@ from __future__ import annotations
 import os
 from collections.abc import Sequence
 
-from accel_inventory import model
+from accel_inventory import contract, model
 from accel_inventory.kinds.base import (BUS_USB, DEVICE_USB, CardKind,
                                         named_by_profile,
                                         Garbage, ScanContext,
@@ -59,6 +59,9 @@ def _build(context: ScanContext, group: Sequence[UsbDevice]) -> model.Card:
         profile=profile.name)
 
 
+# A stick holds no state a server needs kept (its firmware is loaded again
+# at attach): detached before a live migration, attached after.
 KIND = CardKind(name=NAME, bus=BUS_USB, function_bus=BUS_USB,
                 device=DEVICE_USB, takes=named_by_profile(NAME),
-                group=_port, build=_build)
+                group=_port, build=_build,
+                move=contract.MOVE_LIVE)

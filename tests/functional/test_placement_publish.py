@@ -68,10 +68,11 @@ def test_first_publish_builds_the_tree(host):
     assert host.traits(region) == {
         placement.OWNER_TRAIT, "CUSTOM_ACCEL_REGION",
         "CUSTOM_ACCEL_REGION_SIZE_4", "CUSTOM_ACCEL_KIND_PCI",
-        "CUSTOM_ACCEL_NUMA_0"}
+        "CUSTOM_ACCEL_NUMA_0", "CUSTOM_ACCEL_MOVE_COLD"}
     assert host.traits(card["uuid"]) == {
         placement.OWNER_TRAIT, "CUSTOM_ACCEL_CARD",
-        "CUSTOM_ACCEL_VENDOR_1172", "CUSTOM_ACCEL_PRODUCT_1172_5052"}
+        "CUSTOM_ACCEL_VENDOR_1172", "CUSTOM_ACCEL_PRODUCT_1172_5052",
+        "CUSTOM_ACCEL_MOVE_COLD"}
     # Placement can now place a request for two functions of a region.
     candidates = host.get(f"/allocation_candidates?resources={RC}:2"
                           f"&required=CUSTOM_ACCEL_REGION")

@@ -17,6 +17,7 @@ import uuid
 
 import pytest
 
+from accel_inventory import contract
 from accel_inventory import model
 from accel_inventory import placement
 from accel_inventory import provider_tree
@@ -81,7 +82,7 @@ def test_region_inventory_and_traits():
     assert spec.traits == {
         "CUSTOM_NOVA_ACCEL_MANAGED", "CUSTOM_ACCEL_REGION",
         "CUSTOM_ACCEL_REGION_SIZE_6", "CUSTOM_ACCEL_KIND_IPPCIE",
-        "CUSTOM_ACCEL_NUMA_1"}
+        "CUSTOM_ACCEL_NUMA_1", "CUSTOM_ACCEL_MOVE_LIVE"}
 
 
 def test_card_traits():
@@ -91,7 +92,8 @@ def test_card_traits():
         model.Inventory(hostname=HOST, cards=[card]), ROOT))[card.id]
     assert spec.traits == {"CUSTOM_NOVA_ACCEL_MANAGED", "CUSTOM_ACCEL_CARD",
                            "CUSTOM_ACCEL_VENDOR_10DE",
-                           "CUSTOM_ACCEL_PRODUCT_10DE_1EB8"}
+                           "CUSTOM_ACCEL_PRODUCT_10DE_1EB8",
+                           "CUSTOM_ACCEL_MOVE_COLD"}
 
 
 def test_unknown_numa_node_gives_no_numa_trait():
@@ -204,3 +206,34 @@ def test_retired_reserves_everything_and_marks_degraded(inventory):
     (inv,) = inventories.values()
     assert inv["reserved"] == inv["total"] == 4
     assert traits == spec.traits | {placement.DEGRADED_TRAIT}
+
+
+def test_each_kind_says_how_its_servers_move_on_card_and_region():
+    """The move capability is the kind's (one place), published as one
+    trait on the card and on each region: stateful PCI functions (an
+    FPGA's loaded AFU, a GPU passed through) move cold, the stateless or
+    nova-migrated ones (a vGPU, an IP-over-PCIe node, a USB stick) live;
+    a kind that says nothing is never moved."""
+    expected = {"pci": "CUSTOM_ACCEL_MOVE_COLD",
+                "mdev": "CUSTOM_ACCEL_MOVE_LIVE",
+                "ippcie": "CUSTOM_ACCEL_MOVE_LIVE",
+                "usb": "CUSTOM_ACCEL_MOVE_LIVE",
+                "unregistered-kind": "CUSTOM_ACCEL_MOVE_NONE"}
+    for kind, trait in expected.items():
+        card = make_card(1, regions=2, kind=kind)
+        specs = provider_tree.desired_tree(
+            model.Inventory(hostname=HOST, cards=[card]), ROOT)
+        moves = [{t for t in spec.traits if "_MOVE_" in t} for spec in specs]
+        assert moves == [{trait}] * 3, kind
+        assert all(contract.move_of(spec.traits) == trait.rsplit("_", 1)[
+            1].lower() for spec in specs)
+
+
+def test_a_provider_without_one_move_trait_is_never_moved():
+    assert contract.move_of({"CUSTOM_ACCEL_REGION"}) == contract.MOVE_NONE
+    assert contract.move_of({contract.move_trait("live"),
+                             contract.move_trait("cold")}) == "none"
+    assert contract.least_movable(["live", "cold", "live"]) == "cold"
+    assert contract.least_movable(["live", "none"]) == "none"
+    with pytest.raises(ValueError, match="unknown move capability"):
+        contract.move_trait("warm")
