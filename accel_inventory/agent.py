@@ -96,6 +96,10 @@ def sync_allocations(conf, publisher: placement.Publisher,
     slow); the assignment is computed under it, on the cache as it is
     then, so a claim the hook recorded meanwhile is not overwritten.
     """
+    # Markers carry the time of the reading they follow: a worker that
+    # must attach what allocations of after its domain's start say waits
+    # for a marker newer than that start.
+    read_at = time.time()
     allocations = publisher.read_allocations(published)
     results = []
 
@@ -108,18 +112,23 @@ def sync_allocations(conf, publisher: placement.Publisher,
     cache.update(conf.inventory.cache_path, apply,
                  conf.inventory.lock_timeout)
     result = results[-1]
-    write_assigned_markers(conf.inventory.cache_path, result.inventory)
+    write_assigned_markers(conf.inventory.cache_path, result.inventory,
+                           read_at)
+    for note in result.notes:
+        LOG.info("Allocation sync: %s", note)
     for problem in result.problems:
         LOG.warning("Allocation sync: %s", problem)
     return result
 
 
-def write_assigned_markers(cache_path: str, inv: model.Inventory) -> None:
+def write_assigned_markers(cache_path: str, inv: model.Inventory,
+                           read_at: float | None = None) -> None:
     """Leave one marker beside the cache per consumer with a placement
     claim in ``inv``, and no other: the hook stats it at every domain
     start, so that a domain with nothing to attach costs one stat and no
-    parse of the cache. Failures are logged: they only cost the attach at
-    the next domain start."""
+    parse of the cache. Each marker's time is ``read_at``, when the
+    allocations it follows were read. Failures are logged: they only cost
+    the attach at the next domain start."""
     wanted = set()
     for claim in inv.claims.values():
         if claim.source != claim_sync.CLAIM_SOURCE:
@@ -131,7 +140,7 @@ def write_assigned_markers(cache_path: str, inv: model.Inventory) -> None:
                         "it; its devices are not attached at start",
                         claim.consumer)
     try:
-        cache.set_markers(cache_path, wanted)
+        cache.set_markers(cache_path, wanted, read_at)
     except cache.CacheError as e:
         LOG.warning("%s; domains that start meanwhile get their devices "
                     "only from 'accel-domain attach DOMAIN'", e)

@@ -452,9 +452,11 @@ def write_state(path: str, document: Any) -> None:
                          f"{e.strerror or e}") from e
 
 
-def set_markers(path: str, consumers: set[str]) -> None:
+def set_markers(path: str, consumers: set[str],
+                stamp: float | None = None) -> None:
     """Make the markers beside the cache at ``path`` name ``consumers``
-    and no other; raises CacheError when the folder cannot be changed."""
+    and no other, each with the modification time ``stamp`` (now when
+    None); raises CacheError when the folder cannot be changed."""
     directory = markers_path(path)
     try:
         os.makedirs(directory, mode=0o700, exist_ok=True)
@@ -462,6 +464,9 @@ def set_markers(path: str, consumers: set[str]) -> None:
         for consumer in sorted(consumers - present):
             with open(os.path.join(directory, consumer), "w"):
                 pass
+        for consumer in sorted(consumers):
+            os.utime(os.path.join(directory, consumer),
+                     None if stamp is None else (stamp, stamp))
         for consumer in sorted(present - consumers):
             os.unlink(os.path.join(directory, consumer))
     except OSError as e:

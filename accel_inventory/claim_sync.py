@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from accel_inventory import claims, model
 from accel_inventory.provider_tree import provider_uuid
@@ -56,6 +56,66 @@ class SyncResult:
     inventory: model.Inventory
     changed: list[str]   # consumers whose claim was recorded or released
     problems: list[str]  # what the operator should look at
+    notes: list[str] = field(default_factory=list)  # moves, for the log
+
+
+def _counts(fids, region_of: Mapping[str, str], read) -> dict[str, int]:
+    counts: dict[str, int] = {}
+    for fid in fids:
+        rid = region_of.get(fid)
+        if rid in read:
+            counts[rid] = counts.get(rid, 0) + 1
+    return counts
+
+
+@dataclass
+class _Moves:
+    """Which consumer new to the host took over which claim: nova moves a
+    server's whole allocation to its migration's consumer in one request
+    (``move_allocations``), so the newcomer asks, region by region, what
+    the server's claim holds, and the server's own allocation no longer
+    matches its claim. ``taken_over`` maps the newcomer to the server;
+    ``waiting`` are newcomers whose server's domain still runs here with
+    those functions (before a cold migration powers it off, during a live
+    migration): they get nothing until it stops."""
+
+    taken_over: dict[str, str] = field(default_factory=dict)
+    waiting: dict[str, str] = field(default_factory=dict)
+
+
+def _moves(inventory: model.Inventory, wants: Mapping[str, dict[str, int]],
+           region_of: Mapping[str, str], read, boot_id: str | None,
+           problems: list[str]) -> _Moves:
+    def signature(counts):
+        return tuple(sorted(counts.items()))
+
+    left: dict[tuple, list[str]] = {}
+    for consumer, claim in inventory.claims.items():
+        counts = _counts(claim.functions, region_of, read)
+        if (claim.source == CLAIM_SOURCE and counts
+                and wants.get(consumer, {}) != counts):
+            left.setdefault(signature(counts), []).append(consumer)
+    # A consumer some claim took over from is coming back (a revert):
+    # that is the link's to settle, not a signature's.
+    returning = {c.moved_from for c in inventory.claims.values()}
+    arrived: dict[tuple, list[str]] = {}
+    for consumer in sorted(set(wants) - set(inventory.claims) - returning):
+        arrived.setdefault(signature(wants[consumer]), []).append(consumer)
+    moves = _Moves()
+    for key, servers in sorted(left.items()):
+        newcomers = arrived.get(key, [])
+        if len(servers) == 1 and len(newcomers) == 1:
+            [server], [newcomer] = servers, newcomers
+            running = inventory.claims[server].is_running(boot_id)
+            (moves.waiting if running else moves.taken_over)[newcomer] = \
+                server
+        elif newcomers:
+            problems.append(
+                f"the allocations of {', '.join(servers)} changed while "
+                f"{', '.join(newcomers)} arrived asking the same functions; "
+                f"which took over which cannot be told, so the newcomers "
+                f"get free functions, not the ones the others held")
+    return moves
 
 
 def assign(inventory: model.Inventory,
@@ -72,14 +132,33 @@ def assign(inventory: model.Inventory,
     devices are attached, and giving them away would hand one function to
     two guests. Claims made by the hook or an operator are never taken
     away, only topped up. Regions not in ``held`` are left as they are.
+
+    Moves (``_moves``): a consumer that takes over a server's allocation
+    (nova's migration consumer during a cold or live migration, a resize
+    and its evacuation's source) takes over the very functions of the
+    server's claim, once the server's domain no longer runs with them;
+    that claim remembers where they came from (``moved_from``), and a
+    revert, which gives the allocation back, gives them back. A confirm
+    deletes the allocation, and with it the claim.
     """
     region_of = {fid: region.id
                  for fid, (_c, region, _f) in
                  inventory.function_index().items()}
     regions = {r.id: r for c in inventory.cards for r in c.regions}
     problems: list[str] = []
+    notes: list[str] = []
     want = {(consumer, rid): n for rid, per in held.items()
             for consumer, n in per.items() if rid in regions and n > 0}
+    wants: dict[str, dict[str, int]] = {}
+    for (consumer, rid), n in want.items():
+        wants.setdefault(consumer, {})[rid] = n
+    moves = _moves(inventory, wants, region_of, held, boot_id, problems)
+    left_by = {server: newcomer
+               for newcomer, server in moves.waiting.items()}
+    for newcomer, server in moves.waiting.items():
+        notes.append(f"{newcomer} took over the allocation of {server}, "
+                     f"whose domain still runs here; it takes over its "
+                     f"functions when the domain stops")
 
     new_functions: dict[str, list[str]] = {}
     for consumer, claim in inventory.claims.items():
@@ -96,27 +175,50 @@ def assign(inventory: model.Inventory,
                     f"placement allocates it fewer functions of {rid}")
             elif claim.is_running(boot_id):
                 kept.append(fid)
-                problems.append(
-                    f"{consumer} is running with {fid} but placement no "
-                    f"longer allocates it; the function is released when "
-                    f"the domain stops")
+                if consumer not in left_by:
+                    problems.append(
+                        f"{consumer} is running with {fid} but placement no "
+                        f"longer allocates it; the function is released "
+                        f"when the domain stops")
         new_functions[consumer] = kept
+    for newcomer, server in moves.taken_over.items():
+        given = inventory.claims[server].functions
+        new_functions[newcomer] = [f for f in given if region_of.get(f)
+                                   in held]
+        new_functions[server] = [f for f in given if region_of.get(f)
+                                 not in held]
+        notes.append(f"{newcomer} took over the allocation of {server} and "
+                     f"with it {', '.join(new_functions[newcomer])}")
 
     taken = {fid for fids in new_functions.values() for fid in fids}
-    for consumer, rid in sorted(want):
+
+    def give(consumer: str, rid: str, offered: list[str]) -> tuple[int, int]:
+        """Top ``consumer`` up in ``rid`` from ``offered``: how many it
+        needed, how many it got."""
         fids = new_functions.setdefault(consumer, [])
         need = want[consumer, rid] - sum(
             1 for f in fids if region_of.get(f) == rid)
-        if need <= 0:
+        free = [f for f in offered if f not in taken][:max(need, 0)]
+        fids.extend(free)
+        taken.update(free)
+        return need, len(free)
+
+    # A revert first: what a consumer took over from this one comes back.
+    for consumer, rid in sorted(want):
+        give(consumer, rid, [
+            fid for other in inventory.claims.values()
+            if other.moved_from == consumer
+            for fid in other.functions if region_of.get(fid) == rid])
+    for consumer, rid in sorted(want):
+        if consumer in moves.waiting:
             continue
-        free = [f.id for f in regions[rid].functions if f.id not in taken]
-        fids.extend(free[:need])
-        taken.update(free[:need])
-        if len(free) < need:
+        need, got = give(consumer, rid,
+                         [f.id for f in regions[rid].functions])
+        if got < need:
             problems.append(
                 f"placement allocates {want[consumer, rid]} functions of "
-                f"{rid} to {consumer} but only {len(free)} more are free on "
-                f"the host; check the claims with 'accel-inventory show'")
+                f"{rid} to {consumer} but only {got} more are free on the "
+                f"host; check the claims with 'accel-inventory show'")
 
     # Shrinking claims first frees what growing ones may take.
     order = sorted(new_functions, key=lambda c: (
@@ -136,7 +238,8 @@ def assign(inventory: model.Inventory,
             continue
         claim = (dataclasses.replace(old, functions=fids) if old is not None
                  else model.Claim(consumer=consumer, functions=fids,
-                                  source=CLAIM_SOURCE))
+                                  source=CLAIM_SOURCE,
+                                  moved_from=moves.taken_over.get(consumer)))
         new = claims.record_claim(new, claim, boot_id=boot_id)
         changed.append(consumer)
-    return SyncResult(new, changed, problems)
+    return SyncResult(new, changed, problems, notes)
