@@ -20,7 +20,8 @@ import os
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(
     os.path.abspath(__file__)))))
-PACKAGES = ("accel_inventory", "libvirt_hooks", "nova_accel_weigher")
+PACKAGES = ("accel_inventory", "libvirt_hooks", "nova_accel_weigher",
+            "nova_accel_compute")
 
 
 def modules() -> dict[str, str]:
