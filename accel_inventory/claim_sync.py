@@ -118,6 +118,37 @@ def _moves(inventory: model.Inventory, wants: Mapping[str, dict[str, int]],
     return moves
 
 
+def _give_back(inventory: model.Inventory,
+               new_functions: dict[str, list[str]],
+               want: Mapping[tuple[str, str], int],
+               region_of: Mapping[str, str], boot_id: str | None) -> None:
+    """A revert: the functions a claim took over from a consumer, and now
+    loses with its allocation, go back to that consumer in place of the
+    ones it was given meanwhile (unless its domain runs with those: then
+    they only fill what it lacks)."""
+    for claim in inventory.claims.values():
+        origin = claim.moved_from
+        lost = [f for f in claim.functions
+                if f not in new_functions.get(claim.consumer, [])]
+        if origin is None or not lost:
+            continue
+        before = inventory.claims.get(origin)
+        running = before is not None and before.is_running(boot_id)
+        mine = new_functions.setdefault(origin, [])
+        for rid in dict.fromkeys(region_of.get(f) for f in lost):
+            room = want.get((origin, rid), 0)
+            there = [f for f in mine if region_of.get(f) == rid]
+            back = [f for f in lost if region_of.get(f) == rid]
+            if running:
+                back = back[:max(room - len(there), 0)]
+                keep = there
+            else:
+                back = back[:room]
+                keep = there[:room - len(back)]
+            mine[:] = [f for f in mine
+                       if region_of.get(f) != rid or f in keep] + back
+
+
 def assign(inventory: model.Inventory,
            held: Mapping[str, Mapping[str, int]],
            boot_id: str | None = None) -> SyncResult:
@@ -190,6 +221,7 @@ def assign(inventory: model.Inventory,
         notes.append(f"{newcomer} took over the allocation of {server} and "
                      f"with it {', '.join(new_functions[newcomer])}")
 
+    _give_back(inventory, new_functions, want, region_of, boot_id)
     taken = {fid for fids in new_functions.values() for fid in fids}
 
     def give(consumer: str, rid: str, offered: list[str]) -> tuple[int, int]:
@@ -203,12 +235,6 @@ def assign(inventory: model.Inventory,
         taken.update(free)
         return need, len(free)
 
-    # A revert first: what a consumer took over from this one comes back.
-    for consumer, rid in sorted(want):
-        give(consumer, rid, [
-            fid for other in inventory.claims.values()
-            if other.moved_from == consumer
-            for fid in other.functions if region_of.get(fid) == rid])
     for consumer, rid in sorted(want):
         if consumer in moves.waiting:
             continue

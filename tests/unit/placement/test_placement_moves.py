@@ -194,3 +194,18 @@ def test_a_worker_attach_clears_the_link(inv):
     attached = claims.record_attach(moved, MIGRATION, {"devices": {}},
                                     running=True, boot_id=BOOT)
     assert attached.claims[MIGRATION].moved_from is None
+
+
+def test_a_revert_undoes_a_resize_within_one_region(inv):
+    """The new flavor asked more of the same region: the migration took
+    over the server's function and the server got two others; the revert
+    gives it back its own, not one of those."""
+    r0, _r1 = regions(inv)
+    held = step(inv, {r0: {SERVER: 1}}).inventory
+    mine = fids(held, SERVER)
+    resized = step(held, {r0: {MIGRATION: 1, SERVER: 2}})
+    assert fids(resized.inventory, MIGRATION) == mine
+    assert set(fids(resized.inventory, SERVER)).isdisjoint(mine)
+    reverted = step(resized.inventory, {r0: {SERVER: 1}})
+    assert fids(reverted.inventory, SERVER) == mine
+    assert MIGRATION not in reverted.inventory.claims
