@@ -291,6 +291,14 @@ def run_worker(consumer: str, config_file: str | None, *,
                      "'accel-inventory agent' runs; then 'accel-domain "
                      "attach %s'", dom.name(), consumer, wait, dom.name())
             return 0
+        if not dom.isActive():
+            # Stopped while the worker waited (nova stops an evacuated
+            # server that was stopped, after its rebuild started it): the
+            # next start launches another worker.
+            log.info("domain %s (%s) stopped before its devices were "
+                     "plugged; its next start plugs them", dom.name(),
+                     consumer)
+            return 0
         document = attach_claim(conn, conf, consumer)
     except (libvirt.libvirtError, LookupError, cache.CacheError,
             claims.ClaimError) as exc:

@@ -148,3 +148,44 @@ def test_same_flavor_attaches_at_once(host, conn):
     finally:
         dom.destroy()
         dom.undefine()
+
+
+class SeenRunning:
+    """A domain the worker saw up (as after an evacuation's rebuild
+    started it) that stopped before the worker plugged anything (nova
+    stops an evacuated server that was stopped)."""
+
+    def __init__(self, dom):
+        self._dom = dom
+
+    def __getattr__(self, name):
+        return getattr(self._dom, name)
+
+    def state(self):
+        return [libvirt.VIR_DOMAIN_RUNNING, libvirt.VIR_DOMAIN_RUNNING_BOOTED]
+
+
+class Connection:
+    def __init__(self, conn):
+        self._conn = conn
+
+    def __getattr__(self, name):
+        return getattr(self._conn, name)
+
+    def lookupByUUIDString(self, uuid):
+        return SeenRunning(self._conn.lookupByUUIDString(uuid))
+
+
+def test_a_domain_stopped_before_its_devices_were_plugged_gets_none(host,
+                                                                    conn):
+    dom = conn.defineXML(nova_domain(1))
+    try:
+        assign(host, UUID, [STICK])
+        assert attach.run_worker(UUID, host["config"],
+                                 connect=lambda uri: Connection(conn),
+                                 await_assignment=True) == 0
+        assert "stopped before its devices were plugged; its next start " \
+            "plugs them" in host["log"].read_text()
+        assert cache.load(host["cache"]).claims[UUID].attach == {}
+    finally:
+        dom.undefine()
