@@ -40,8 +40,8 @@ from libvirt_hooks import attach, decide, settings, trigger
 
 UNPLUG_POLL = 1.0
 # What each capability short of live means for the server, and what to do.
-NOT_LIVE = {contract.MOVE_COLD: "moves cold only",
-            contract.MOVE_NONE: "never moves"}
+NOT_LIVE = {contract.MOVE_COLD: "move cold only",
+            contract.MOVE_NONE: "never move"}
 
 
 class MoveError(Exception):
@@ -52,25 +52,30 @@ class MoveError(Exception):
 def live_refusal(inv: model.Inventory, consumer: str) -> str | None:
     """Why the server ``consumer`` cannot be live-migrated off this host,
     or None: the functions its placement claim holds whose kind does not
-    move live."""
+    move live. What to do comes before the functions: nova keeps 255
+    characters of the reason."""
     claim = inv.claims.get(consumer)
     if claim is None or claim.source != claim_sync.CLAIM_SOURCE:
         return None
     index = inv.function_index()
-    stuck = [(fid, index[fid][0]) for fid in claim.functions
-             if fid in index and kinds.of(index[fid][0]).move
-             != contract.MOVE_LIVE]
+    stuck: dict[tuple[str, str], list[str]] = {}
+    for fid in claim.functions:
+        if fid in index:
+            card = index[fid][0]
+            move = kinds.of(card).move
+            if move != contract.MOVE_LIVE:
+                stuck.setdefault((card.kind, move), []).append(fid)
     if not stuck:
         return None
-    moves = {kinds.of(card).move for _fid, card in stuck}
-    what = ", ".join(f"{fid} ({card.kind} card {card.id}: "
-                     f"{NOT_LIVE[kinds.of(card).move]})"
-                     for fid, card in stuck)
+    why = "; ".join(f"its {kind} functions {NOT_LIVE[move]}"
+                    for kind, move in stuck)
     advice = (f"cold-migrate it instead ('openstack server migrate "
-              f"{consumer}')" if moves == {contract.MOVE_COLD}
+              f"{consumer}')"
+              if {move for _kind, move in stuck} == {contract.MOVE_COLD}
               else "it cannot be moved while it holds them")
-    return (f"server {consumer} cannot be live-migrated: it holds {what}, "
-            f"whose state would not survive it; {advice}")
+    return (f"cannot be live-migrated: {why} (a live migration would lose "
+            f"their state); {advice}: "
+            + ", ".join(fid for fids in stuck.values() for fid in fids))
 
 
 def refusal(config_file: str | None, consumer: str) -> str | None:
@@ -81,8 +86,8 @@ def refusal(config_file: str | None, consumer: str) -> str | None:
         conf = decide.load_conf(config_file)
         inv = cache.load(conf.inventory.cache_path)
     except (settings.SettingsError, cache.CacheError) as exc:
-        return (f"server {consumer} is not live-migrated: nova-accel cannot "
-                f"tell what it holds ({exc}); fix that, then migrate again")
+        return (f"is not live-migrated: nova-accel cannot tell what it "
+                f"holds ({exc}); fix that, then migrate it again")
     return live_refusal(inv, consumer) if inv is not None else None
 
 

@@ -47,12 +47,14 @@ class AccelLibvirtDriver(libvirt_driver.LibvirtDriver):
                                       block_device_info=None):
         refusal = migration.refusal(common.config_file(), instance.uuid)
         if refusal:
+            # Recorded as this check's instance action event (its
+            # traceback ends with the reason), and as the instance's fault
+            # when the migration named its host; nova's destination wraps
+            # it in its own MigrationPreCheckError either way, so a
+            # scheduled migration is refused by every candidate host at
+            # once and ends in "No valid host was found".
             LOG.warning("%s", refusal, instance=instance)
-            # Not MigrationPreCheckError: the conductor takes that for the
-            # destination's, skips it and tries the next host, and the
-            # operator gets a bare "No valid host" after every host. This
-            # server has no valid host, and the reason says why.
-            raise exception.NoValidHost(reason=refusal)
+            raise exception.MigrationPreCheckError(reason=refusal)
         return super().check_can_live_migrate_source(
             context, instance, dest_check_data, block_device_info)
 
