@@ -15,8 +15,10 @@
 after every step placement's allocations and the cache's claims agree,
 per consumer and region, and the domain holds the node its claim names.
 
-- A resize on the host and its revert, a resize and its confirm: the
-  migration's consumer holds the source's claim, the new
+- A resize on the host and its revert, a resize and its confirm; a cold
+  migration to this host (from nova's fake driver: nova's libvirt driver
+  never cold-migrates to its own host) and its revert, another and its
+  confirm: the migration's consumer holds the source's claim, the new
   domain gets the functions of the new allocation, the revert gives the
   old ones back, the confirm releases them.
 - Evacuation: the failed host is nova's fake driver (nothing of it runs
@@ -275,6 +277,74 @@ class TestResizeOnTheHost(MovesBase):
         assert sorted(inv.claims) == [self.server["id"]]
         assert self.here.plugged_node(self.server, 0) == node
         assert self.domstate(self.server) == "running"
+
+
+class TestColdMigration(MovesBase):
+    """A cold migration to this host and its revert, then another and its
+    confirm. The source is nova's fake driver, the destination nova's
+    libvirt driver: the one libvirtd has one hook configuration (this
+    host's), so a domain started for a second libvirt nova-compute there
+    would be judged and plugged with this host's accelerators."""
+
+    def setUp(self):
+        super().setUp()
+        # What a libvirt source returns: the disks it copied, here none
+        # (nothing of the fake host exists); the destination builds the
+        # server's disk from its image, as when the source's are gone.
+        self.useFixture(fixtures.MonkeyPatch(
+            "nova.virt.fake.FakeDriver.migrate_disk_and_power_off",
+            lambda *args, **kwargs: "[]"))
+        _compute2, self.other = self.start_other_host(fake=True)
+
+    def migrated(self, server, first):
+        """After the migration and both agents' rounds: the migration's
+        consumer holds the source's claim; this host's worker plugged the
+        node of the server's new allocation. Returns the migration and the
+        node."""
+        since = time.time()
+        self._migrate_server(server)
+        assert self.api.get_server(server["id"])[
+            "OS-EXT-SRV-ATTR:host"] == HOST
+        [migration] = [m["uuid"] for m in self.api.api_get(
+            f"/os-migrations?instance_uuid={server['id']}").body[
+                "migrations"] if m["status"] == "finished"]
+        self.other.round()
+        inv = self.other.agreement()
+        assert claims.functions_of(inv, migration) == [first]
+        assert inv.claims[migration].moved_from == server["id"]
+        self.agent_round()
+        self.here.agreement()
+        return migration, self.here.plugged_node(server, since)
+
+    def test_a_cold_migration_and_its_revert_then_one_confirmed(self):
+        server = self._create_server(
+            flavor_id=self.node_flavor, image_uuid=self.image,
+            networks="none", host=OTHER)
+        self.servers.append(server["id"])
+        self.other.round()
+        [first] = self.other.agreement().claims[server["id"]].functions
+
+        migration, node = self.migrated(server, first)
+        self._revert_resize(server)
+        assert self.api.get_server(server["id"])[
+            "OS-EXT-SRV-ATTR:host"] == OTHER
+        self.agent_round()
+        assert self.here.agreement().claims == {}
+        # The node went with the destination's domain.
+        assert len(bridge_members(node_bridge(node))) == 1
+        self.other.round()
+        inv = self.other.agreement()
+        assert migration not in inv.claims
+        assert inv.claims[server["id"]].functions == [first]
+
+        migration, node = self.migrated(server, first)
+        self._confirm_resize(server)
+        self.other.round()
+        assert self.other.agreement().claims == {}
+        self.agent_round()
+        assert sorted(self.here.agreement().claims) == [server["id"]]
+        assert self.here.plugged_node(server, 0) == node
+        assert self.domstate(server) == "running"
 
 
 class TestEvacuation(MovesBase):
