@@ -15,7 +15,9 @@ step with the host.
 
 A round is: rescan the host into the cache (the agent only), publish the
 cache to placement, then read the allocations on our region providers and
-record in the cache which consumer holds which functions. The agent runs a
+record in the cache which consumer holds which functions; a function its
+consumer let go is cleaned before anyone else is given it, or held
+(reserved in placement) for an operator (``release``). The agent runs a
 round at start, every ``[agent] interval`` seconds, and after each burst of
 device events, reusing the inventory watch's debounce (``monitor.watch``)
 with a timer added to its event source.
@@ -23,10 +25,14 @@ with a timer added to its event source.
 When placement cannot be reached the round stops before touching the
 cache, so nothing recorded is lost; the agent logs one line and tries
 again at the next round.
+
+After each round the agent's figures (``metrics``) go to ``[agent]
+metrics_path`` and, while the agent runs, to ``[agent] metrics_port``.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import sys
 import threading
@@ -37,11 +43,14 @@ from dataclasses import dataclass
 from typing import Any
 
 from accel_inventory import cache
+from accel_inventory import fragmentation
 from accel_inventory import inventory
+from accel_inventory import metrics
 from accel_inventory import model
 from accel_inventory import monitor
 from accel_inventory import placement
 from accel_inventory import claim_sync
+from accel_inventory import release
 
 LOG = logging.getLogger(__name__)
 
@@ -89,29 +98,54 @@ class RoundReport:
 
 def sync_allocations(conf, publisher: placement.Publisher,
                      published: model.Inventory,
-                     boot_id: str | None) -> claim_sync.SyncResult:
-    """Record placement's allocations on our regions in the cache.
+                     boot_id: str | None,
+                     allocations: dict | None = None,
+                     read_at: float | None = None
+                     ) -> claim_sync.SyncResult:
+    """Record placement's allocations on our regions in the cache
+    (``allocations``, read at ``read_at``; read here when not given), and
+    clean what their consumers let go before anyone else is given it.
+    Markers carry the time of the reading they follow: a worker that must
+    attach what allocations of after its domain's start say waits for a
+    marker newer than that start.
 
     The allocations are read without the cache lock (placement may be
     slow); the assignment is computed under it, on the cache as it is
-    then, so a claim the hook recorded meanwhile is not overwritten.
+    then, so a claim the hook recorded meanwhile is not overwritten. A
+    function released by a consumer that ran with it waits in the cache
+    (``release``) while the agent cleans it, without the lock (a reset
+    takes up to a second); what came clean is then free, and the
+    assignment runs again so that it is given out in this same round.
     """
-    # Markers carry the time of the reading they follow: a worker that
-    # must attach what allocations of after its domain's start say waits
-    # for a marker newer than that start.
-    read_at = time.time()
-    allocations = publisher.read_allocations(published)
-    results = []
+    from accel_inventory import profiles
 
-    def apply(inv: model.Inventory) -> model.Inventory:
+    if allocations is None:
+        read_at = time.time()
+        allocations = publisher.read_allocations(published)
+    policy_of = profiles.release_policies(
+        profiles.load_profiles(conf.inventory.profiles_dir))
+    results: list[claim_sync.SyncResult] = []
+
+    def apply(inv: model.Inventory,
+              outcomes: dict[str, str | None] | None = None
+              ) -> model.Inventory:
+        if outcomes:
+            inv = release.settle(inv, outcomes)
         result = claim_sync.assign(
-            inv, claim_sync.holdings(inv, allocations), boot_id)
+            inv, claim_sync.holdings(inv, allocations), boot_id, policy_of)
         results.append(result)
         return result.inventory
 
-    cache.update(conf.inventory.cache_path, apply,
-                 conf.inventory.lock_timeout)
-    result = results[-1]
+    path, timeout = conf.inventory.cache_path, conf.inventory.lock_timeout
+    synced = cache.update(path, apply, timeout)
+    outcomes = release.clean(conf.inventory.sysfs_root, synced, policy_of)
+    if outcomes:
+        cache.update(path, lambda inv: apply(inv, outcomes), timeout)
+    result = dataclasses.replace(
+        results[-1],
+        changed=sorted({c for r in results for c in r.changed}),
+        released=sorted({f for r in results for f in r.released}),
+        notes=list(dict.fromkeys(n for r in results for n in r.notes)))
     write_assigned_markers(conf.inventory.cache_path, result.inventory,
                            read_at)
     for note in result.notes:
@@ -146,9 +180,57 @@ def write_assigned_markers(cache_path: str, inv: model.Inventory,
                     "only from 'accel-domain attach DOMAIN'", e)
 
 
+def exporter_from_conf(conf) -> tuple[metrics.Exporter | None,
+                                      fragmentation.TaskMix]:
+    """The figures' exporter ``[agent]`` asks for (None: neither a file
+    nor a port) and the task mix FGD's figure is measured against.
+    Raises ConfigError for a task mix that does not parse."""
+    from accel_inventory import conf as inventory_conf
+
+    try:
+        mix = fragmentation.parse_task_mix(conf.agent.task_mix)
+    except ValueError as e:
+        raise inventory_conf.ConfigError(f"[agent] task_mix: {e}") from None
+    if not (conf.agent.metrics_path or conf.agent.metrics_port):
+        return None, mix
+    from accel_inventory import trust
+
+    # Root replaces the file through a temporary beside it: a folder
+    # others can write would let them choose what root overwrites.
+    found = trust.untrusted([conf.agent.metrics_path or None])
+    if found:
+        raise inventory_conf.ConfigError(
+            f"[agent] metrics_path: refusing to write there: "
+            f"{trust.summary(found)}; make its folder owned by root and "
+            f"writable by it alone")
+    return metrics.Exporter(conf.agent.metrics_path or None), mix
+
+
+def export_figures(exporter: metrics.Exporter,
+                   mix: fragmentation.TaskMix,
+                   publisher: placement.Publisher, inv: model.Inventory,
+                   allocations: dict) -> None:
+    """The round's figures to ``exporter``; the host's CPU and memory left
+    are read (two requests) only for a mix that asks for them."""
+    cpu = memory = 0
+    if fragmentation.needs_host_room(mix):
+        cpu, memory = publisher.root_room()
+    exporter.publish(metrics.snapshot(inv, allocations, mix, cpu=cpu,
+                                      memory=memory, timestamp=time.time()))
+
+
 def run_round(conf, publisher: placement.Publisher, *,
-              rescan: bool = True) -> RoundReport:
-    """One round: (rescan,) publish, sync. Raises PlacementError."""
+              rescan: bool = True,
+              exporter: tuple[metrics.Exporter | None,
+                              fragmentation.TaskMix] | None = None
+              ) -> RoundReport:
+    """One round: (rescan,) publish, sync, and the figures to
+    ``exporter`` (``exporter_from_conf``'s pair) when given. Raises
+    PlacementError, and InventoryError when a path it relies on is not
+    trusted (checked at every round: the agent runs for months)."""
+    from accel_inventory import conf as inventory_conf
+
+    inventory.check_trusted(conf, inventory_conf.config_files(conf))
     start = publisher.client.requests
     if rescan:
         inv, _changes = inventory.refresh(conf)
@@ -159,8 +241,24 @@ def run_round(conf, publisher: placement.Publisher, *,
             raise cache.CacheError(f"there is no inventory cache at {path} "
                                    f"yet; run 'accel-inventory scan' first")
     report = publisher.publish(inv)
+    read_at = time.time()
+    allocations = publisher.read_allocations(inv)
     sync = sync_allocations(conf, publisher, inv,
-                            inventory.current_boot_id())
+                            inventory.current_boot_id(), allocations,
+                            read_at)
+    if sync.inventory.cleaning.keys() != inv.cleaning.keys():
+        # A function released or cleaned in this round: placement reserves
+        # (or offers again) it now, not a round later.
+        again = publisher.publish(sync.inventory)
+        for name in ("created", "updated", "removed", "kept"):
+            getattr(report, name).extend(
+                x for x in getattr(again, name)
+                if x not in getattr(report, name))
+        report.failed.update(again.failed)
+        report.skipped.update(again.skipped)
+    if exporter is not None and exporter[0] is not None:
+        export_figures(exporter[0], exporter[1], publisher, inv,
+                       allocations)
     requests = publisher.client.requests - start
     level = logging.INFO if report.changed or sync.changed else logging.DEBUG
     LOG.log(level, "Published %s: %d created, %d updated, %d removed, %d "
@@ -230,10 +328,22 @@ def run(conf, stop: threading.Event, *,
         publisher = publisher_from_conf(conf)
         load_state(conf.inventory.cache_path, publisher)
     interval = conf.agent.interval
+    exporter = exporter_from_conf(conf)
+    figures = exporter[0]
+    if figures is not None and conf.agent.metrics_port:
+        try:
+            figures.serve(conf.agent.metrics_port,
+                          conf.agent.metrics_address)
+        except OSError as e:
+            LOG.error("Cannot serve the metrics on %s:%d ([agent] "
+                      "metrics_address, metrics_port): %s; the agent "
+                      "goes on without", conf.agent.metrics_address,
+                      conf.agent.metrics_port, e.strerror or e)
 
     def one_round() -> None:
         try:
-            run_round(conf, publisher)
+            run_round(conf, publisher, exporter=exporter)
+            return
         except placement.PlacementUnavailable as e:
             LOG.error("%s. The cache is unchanged; retrying in %d s.",
                       e, interval)
@@ -242,19 +352,31 @@ def run(conf, stop: threading.Event, *,
             LOG.error("Round failed: %s. Retrying in %d s.", e, interval)
         finally:
             save_state(conf.inventory.cache_path, publisher)
+        if figures is not None:
+            figures.failed(inventory.hostname_of(conf))
 
     source = Periodic(events if events is not None
                       else device_events(conf, stop), interval, clock)
-    return monitor.watch(source, one_round, stop,
-                         debounce=conf.agent.debounce, clock=clock)
+    try:
+        return monitor.watch(source, one_round, stop,
+                             debounce=conf.agent.debounce, clock=clock)
+    finally:
+        if figures is not None:
+            figures.close()
 
 
 def _one_round(conf, *, rescan: bool) -> RoundReport:
     """A round by a publisher that starts from, and leaves, saved state."""
+    exporter = exporter_from_conf(conf)
     publisher = publisher_from_conf(conf)
     load_state(conf.inventory.cache_path, publisher)
     try:
-        return run_round(conf, publisher, rescan=rescan)
+        return run_round(conf, publisher, rescan=rescan, exporter=exporter)
+    except (placement.PlacementError, cache.CacheError,
+            inventory.InventoryError):
+        if exporter[0] is not None:
+            exporter[0].failed(inventory.hostname_of(conf))
+        raise
     finally:
         save_state(conf.inventory.cache_path, publisher)
 

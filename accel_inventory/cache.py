@@ -27,7 +27,15 @@ Every file beside the cache is this module's to name and write:
 (what the last publisher learnt of placement) and ``<cache>.assigned/``
 (one empty file per consumer the sync assigned functions, which the hook
 stats at every domain start; the hook spells its name itself, see
-``libvirt_hooks.common``). Others call the functions here.
+``libvirt_hooks.common``). Others call the functions here. Each is
+opened through ``safe_io`` (never through a link, never a FIFO, bounded),
+and the markers folder only ever loses names that are UUIDs.
+
+A save writes both temporary files (``<cache>.tmp.<pid>.<thread>`` and
+``<cache>.good.tmp.<pid>.<thread>``) before it renames either, so a full
+disk leaves both files as they were. A writer killed mid-save leaves its
+temporaries behind; whoever takes the lock next removes those of writers
+that are no longer running.
 
 The libvirt hook loads the cache at every domain start, so loading does not
 import jsonschema (which alone costs more than the rest of the load): a
@@ -47,6 +55,7 @@ import functools
 import json
 import logging
 import os
+import re
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -54,6 +63,8 @@ from typing import Any
 
 from accel_inventory import claims, kinds
 from accel_inventory import model
+from accel_inventory import safe_io
+from accel_inventory.contract import UUID
 
 LOG = logging.getLogger(__name__)
 
@@ -64,6 +75,11 @@ LOCK_SUFFIX = ".lock"
 STATE_SUFFIX = ".placement.json"
 ASSIGNED_SUFFIX = ".assigned"
 DEFAULT_LOCK_TIMEOUT = 30.0
+# Far above any host's cache (10,000 functions take about 3 MB): a bound,
+# so that a file that never ends is refused rather than read.
+MAX_CACHE_BYTES = 64 * 1024 * 1024
+MAX_SCHEMA_BYTES = 1024 * 1024
+TEMPORARY = re.compile(r"\.tmp\.(\d+)\.(\d+)$")
 
 
 class CacheError(Exception):
@@ -94,13 +110,20 @@ def markers_path(path: str) -> str:
     return path + ASSIGNED_SUFFIX
 
 
+def own_paths(path: str) -> list[str]:
+    """The cache and every file beside it that this module names: what a
+    command that trusts the cache must trust."""
+    return [path, good_copy_path(path), lock_path(path), state_path(path),
+            markers_path(path)]
+
+
 @functools.lru_cache(maxsize=2)
 def _validator(card_kinds: tuple[str, ...]) -> Any:
     # Imported here: the hook's loads must not pay for jsonschema.
     import jsonschema
 
-    with open(SCHEMA_FILE, encoding="utf-8") as f:
-        schema = json.load(f)
+    schema = json.loads(safe_io.read(SCHEMA_FILE, MAX_SCHEMA_BYTES,
+                                     owned=False, follow=True))
     # A card's kind is one the registry holds, which the file cannot list.
     schema["$defs"]["card"]["properties"]["kind"] = {"enum": list(card_kinds)}
     cls = jsonschema.validators.validator_for(schema)
@@ -164,12 +187,15 @@ def _check_structure(document: Any) -> None:
     if not (isinstance(found, dict)
             and all(isinstance(c, dict) for c in found.values())):
         raise CacheInvalid("claims is missing or not an object of objects")
+    cleaning = document.get("cleaning", {})
+    if not (isinstance(cleaning, dict)
+            and all(isinstance(c, dict) for c in cleaning.values())):
+        raise CacheInvalid("cleaning is not an object of objects")
 
 
 def _read(path: str, validate: bool) -> model.Inventory:
     """Parse one file; raise OSError or CacheInvalid naming what is wrong."""
-    with open(path, "rb") as f:
-        raw = f.read()
+    raw = safe_io.read(path, MAX_CACHE_BYTES)
     try:
         document = json.loads(raw)
     except (ValueError, RecursionError) as e:
@@ -257,6 +283,45 @@ def _fsync_dir(directory: str) -> None:
         os.close(fd)
 
 
+def _temporary(path: str, data: bytes, mode: int) -> str:
+    """``data`` written and fsynced to a new temporary file of ``mode``
+    (whatever the umask) beside ``path``; its name."""
+    tmp = f"{path}.tmp.{os.getpid()}.{threading.get_ident()}"
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_TRUNC
+                 | os.O_NOFOLLOW | os.O_CLOEXEC, mode)
+    try:
+        try:
+            os.fchmod(fd, mode)
+            view = memoryview(data)
+            while view:
+                view = view[os.write(fd, view):]
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+    return tmp
+
+
+def _rename_all(files: list[tuple[str, bytes]], mode: int) -> None:
+    """Write every ``(path, data)`` to its temporary file, then rename
+    each over its path: a write that fails (a full disk) changes none of
+    them. Temporaries are removed on any failure."""
+    written: list[tuple[str, str]] = []
+    try:
+        for path, data in files:
+            written.append((_temporary(path, data, mode), path))
+        for tmp, path in written:
+            os.replace(tmp, path)
+    except BaseException:
+        for tmp, _path in written:
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
+        raise
+
+
 def write_atomically(path: str, data: bytes, mode: int = 0o600) -> None:
     """Write ``data`` to a temporary file beside ``path`` and rename it:
     a reader sees the old file or the new one. The one such routine of
@@ -265,22 +330,7 @@ def write_atomically(path: str, data: bytes, mode: int = 0o600) -> None:
     The caller fsyncs the directory once its renames are done (``save``
     does so after both of its own).
     """
-    tmp = f"{path}.tmp.{os.getpid()}.{threading.get_ident()}"
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_TRUNC,
-                 mode)
-    try:
-        try:
-            view = memoryview(data)
-            while view:
-                view = view[os.write(fd, view):]
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
+    _rename_all([(path, data)], mode)
 
 
 def encode(inventory: model.Inventory, validate: bool = True) -> bytes:
@@ -319,8 +369,7 @@ def save(path: str, inventory: model.Inventory,
     directory = os.path.dirname(os.path.abspath(path))
     os.makedirs(directory, mode=0o700, exist_ok=True)
     try:
-        write_atomically(path, data)
-        write_atomically(good_copy_path(path), data)
+        _rename_all([(path, data), (good_copy_path(path), data)], 0o600)
         _fsync_dir(directory)
     except OSError as e:
         raise CacheError(f"cannot write the inventory cache {path}: "
@@ -367,9 +416,9 @@ def locked(path: str,
                 _held[key] = (fd, depth - 1)
         return
 
-    os.makedirs(os.path.dirname(name), mode=0o700, exist_ok=True)
     try:
-        fd = os.open(name, os.O_RDWR | os.O_CREAT, 0o600)
+        os.makedirs(os.path.dirname(name), mode=0o700, exist_ok=True)
+        fd = safe_io.open_lock(name)
     except OSError as e:
         raise CacheError(f"cannot open the cache lock {name}: "
                          f"{e.strerror or e}") from e
@@ -391,8 +440,13 @@ def locked(path: str,
                     f"retry, or find out why that process is stuck")
             time.sleep(pause)
             pause = min(pause * 2, 0.01)
-        os.ftruncate(fd, 0)
-        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+        try:
+            os.ftruncate(fd, 0)
+            os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+        except OSError as e:
+            raise CacheError(f"cannot write to the cache lock {name}: "
+                             f"{e.strerror or e}") from e
+        remove_stale_temporaries(path)
         with _held_guard:
             _held[key] = (fd, 1)
         try:
@@ -400,10 +454,57 @@ def locked(path: str,
         finally:
             with _held_guard:
                 del _held[key]
-            os.ftruncate(fd, 0)
+            with contextlib.suppress(OSError):  # the pid is only a hint
+                os.ftruncate(fd, 0)
             fcntl.flock(fd, fcntl.LOCK_UN)
     finally:
         os.close(fd)
+
+
+def _running(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def remove_stale_temporaries(path: str) -> list[str]:
+    """Remove the temporary files beside the cache at ``path`` (of the
+    cache, its last good copy and the placement state) whose writer is no
+    longer running; return their names. Called by the lock's holder:
+    every writer of the cache holds the lock while it saves, so nobody is
+    writing those. A failure is logged: it only leaves a file behind."""
+    directory = os.path.dirname(os.path.abspath(path))
+    base = os.path.basename(path)
+    ours = (base, base + GOOD_SUFFIX, base + STATE_SUFFIX)
+    removed = []
+    try:
+        fd = safe_io.open_dir(directory, private=False)
+    except OSError as e:
+        LOG.warning("Cannot look for stale temporary files of the cache in "
+                    "%s: %s", directory, e.strerror or e)
+        return removed
+    try:
+        for name in os.listdir(fd):
+            found = TEMPORARY.search(name)
+            if (found is None or name[:found.start()] not in ours
+                    or _running(int(found.group(1)))):
+                continue
+            try:
+                os.unlink(name, dir_fd=fd)
+                removed.append(name)
+            except OSError as e:
+                LOG.warning("Cannot remove the stale temporary file %s: %s",
+                            os.path.join(directory, name), e.strerror or e)
+    finally:
+        os.close(fd)
+    if removed:
+        LOG.info("Removed temporary files of writers that were killed "
+                 "while saving: %s", ", ".join(sorted(removed)))
+    return removed
 
 
 def update(path: str,
@@ -434,11 +535,10 @@ def read_state(path: str) -> Any:
     """The placement state saved beside the cache at ``path``; None when
     there is none. Raises CacheError when it cannot be read or parsed."""
     try:
-        with open(state_path(path), encoding="utf-8") as f:
-            return json.load(f)
+        return json.loads(safe_io.read(state_path(path), MAX_CACHE_BYTES))
     except FileNotFoundError:
         return None
-    except (OSError, ValueError) as e:
+    except (OSError, ValueError, RecursionError) as e:
         raise CacheError(f"{state_path(path)}: {e}") from e
 
 
@@ -455,20 +555,26 @@ def write_state(path: str, document: Any) -> None:
 def set_markers(path: str, consumers: set[str],
                 stamp: float | None = None) -> None:
     """Make the markers beside the cache at ``path`` name ``consumers``
-    and no other, each with the modification time ``stamp`` (now when
-    None); raises CacheError when the folder cannot be changed."""
+    (UUIDs; anything else is never a marker's name) and no other, each
+    with the modification time ``stamp`` (now when None); raises
+    CacheError when the folder cannot be changed. Only names that are
+    UUIDs are ever removed from it, and none through a link."""
     directory = markers_path(path)
+    wanted = {c for c in consumers if UUID.match(c)}
     try:
-        os.makedirs(directory, mode=0o700, exist_ok=True)
-        present = set(os.listdir(directory))
-        for consumer in sorted(consumers - present):
-            with open(os.path.join(directory, consumer), "w"):
-                pass
-        for consumer in sorted(consumers):
-            os.utime(os.path.join(directory, consumer),
-                     None if stamp is None else (stamp, stamp))
-        for consumer in sorted(present - consumers):
-            os.unlink(os.path.join(directory, consumer))
+        fd = safe_io.open_dir(directory, create=True)
+        try:
+            present = set(os.listdir(fd))
+            for consumer in sorted(wanted - present):
+                safe_io.create_in(fd, consumer)
+            for consumer in sorted(wanted):
+                os.utime(consumer, None if stamp is None else (stamp, stamp),
+                         dir_fd=fd, follow_symlinks=False)
+            for name in sorted(present - wanted):
+                if UUID.match(name):
+                    os.unlink(name, dir_fd=fd)
+        finally:
+            os.close(fd)
     except OSError as e:
         raise CacheError(f"cannot update the assignment markers in "
                          f"{directory}: {e.strerror or e}") from e
@@ -481,8 +587,11 @@ def markers_locked(path: str) -> Iterator[None]:
     find a device missing and add it twice. Apart from the cache's lock,
     which its claim writes take inside this one."""
     directory = markers_path(path)
-    os.makedirs(directory, mode=0o700, exist_ok=True)
-    fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        fd = safe_io.open_dir(directory, create=True)
+    except OSError as e:
+        raise CacheError(f"cannot open the assignment markers {directory}: "
+                         f"{e.strerror or e}") from e
     try:
         fcntl.flock(fd, fcntl.LOCK_EX)
         yield

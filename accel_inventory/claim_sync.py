@@ -21,7 +21,7 @@ import dataclasses
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-from accel_inventory import claims, model
+from accel_inventory import claims, kinds, model, numa, release
 from accel_inventory.provider_tree import provider_uuid
 
 # The source of a claim the sync made (the hook's are "hook").
@@ -56,6 +56,8 @@ class SyncResult:
     inventory: model.Inventory
     changed: list[str]   # consumers whose claim was recorded or released
     problems: list[str]  # what the operator should look at
+    released: list[str] = dataclasses.field(default_factory=list)
+    # ^ functions a consumer ran with and let go: to be cleaned
     notes: list[str] = field(default_factory=list)  # moves, for the log
 
 
@@ -151,7 +153,9 @@ def _give_back(inventory: model.Inventory,
 
 def assign(inventory: model.Inventory,
            held: Mapping[str, Mapping[str, int]],
-           boot_id: str | None = None) -> SyncResult:
+           boot_id: str | None = None,
+           policy_of: release.Policies = release.BY_DEFAULT
+           ) -> SyncResult:
     """Give each consumer concrete functions matching its allocations.
 
     ``held`` is ``holdings()``: per region read, how many functions each
@@ -163,6 +167,12 @@ def assign(inventory: model.Inventory,
     devices are attached, and giving them away would hand one function to
     two guests. Claims made by the hook or an operator are never taken
     away, only topped up. Regions not in ``held`` are left as they are.
+    A withheld function (kinds.withheld) is never given to a new holder.
+
+    A function a consumer let go after its domain ran with it is nobody's
+    until it is clean (``release``, by ``policy_of``, the cards'
+    profiles): it is never handed on in the same pass, and waits in
+    ``inventory.cleaning``, as does every function already there.
 
     Moves (``_moves``): a consumer that takes over a server's allocation
     (nova's migration consumer during a cold or live migration, a resize
@@ -172,9 +182,8 @@ def assign(inventory: model.Inventory,
     revert, which gives the allocation back, gives them back. A confirm
     deletes the allocation, and with it the claim.
     """
-    region_of = {fid: region.id
-                 for fid, (_c, region, _f) in
-                 inventory.function_index().items()}
+    index = inventory.function_index()
+    region_of = {fid: region.id for fid, (_c, region, _f) in index.items()}
     regions = {r.id: r for c in inventory.cards for r in c.regions}
     problems: list[str] = []
     notes: list[str] = []
@@ -223,28 +232,32 @@ def assign(inventory: model.Inventory,
 
     _give_back(inventory, new_functions, want, region_of, boot_id)
     taken = {fid for fids in new_functions.values() for fid in fids}
-
-    def give(consumer: str, rid: str, offered: list[str]) -> tuple[int, int]:
-        """Top ``consumer`` up in ``rid`` from ``offered``: how many it
-        needed, how many it got."""
-        fids = new_functions.setdefault(consumer, [])
-        need = want[consumer, rid] - sum(
-            1 for f in fids if region_of.get(f) == rid)
-        free = [f for f in offered if f not in taken][:max(need, 0)]
-        fids.extend(free)
-        taken.update(free)
-        return need, len(free)
-
+    # What a consumer ran with and no claim keeps now waits to be cleaned;
+    # a function a move took over, or a revert gave back, is kept.
+    leftovers = {
+        fid: consumer for consumer, claim in inventory.claims.items()
+        if claim.boot_id is not None
+        for fid in claim.functions
+        if fid not in taken and fid in index
+        and release.needs_cleaning(index[fid][0], policy_of)}
+    taken |= set(leftovers) | set(inventory.cleaning)
     for consumer, rid in sorted(want):
         if consumer in moves.waiting:
             continue
-        need, got = give(consumer, rid,
-                         [f.id for f in regions[rid].functions])
-        if got < need:
+        fids = new_functions.setdefault(consumer, [])
+        need = want[consumer, rid] - sum(
+            1 for f in fids if region_of.get(f) == rid)
+        if need <= 0:
+            continue
+        free = [f.id for f in regions[rid].functions if f.id not in taken
+                and not kinds.withheld(index[f.id][0], f)]
+        fids.extend(free[:need])
+        taken.update(free[:need])
+        if len(free) < need:
             problems.append(
                 f"placement allocates {want[consumer, rid]} functions of "
-                f"{rid} to {consumer} but only {got} more are free on the "
-                f"host; check the claims with 'accel-inventory show'")
+                f"{rid} to {consumer} but only {len(free)} more are free on "
+                f"the host; check the claims with 'accel-inventory show'")
 
     # Shrinking claims first frees what growing ones may take.
     order = sorted(new_functions, key=lambda c: (
@@ -262,10 +275,69 @@ def assign(inventory: model.Inventory,
                 new = claims.release_claim(new, consumer)
                 changed.append(consumer)
             continue
+        server = moves.taken_over.get(consumer)
+        # A move's consumer holds what the server's domain ran with: at a
+        # confirm those are cleaned as the server's would be.
         claim = (dataclasses.replace(old, functions=fids) if old is not None
-                 else model.Claim(consumer=consumer, functions=fids,
-                                  source=CLAIM_SOURCE,
-                                  moved_from=moves.taken_over.get(consumer)))
+                 else model.Claim(
+                     consumer=consumer, functions=fids, source=CLAIM_SOURCE,
+                     moved_from=server,
+                     boot_id=(inventory.claims[server].boot_id
+                              if server is not None else None)))
         new = claims.record_claim(new, claim, boot_id=boot_id)
         changed.append(consumer)
-    return SyncResult(new, changed, problems, notes)
+    new = release.mark(new, leftovers, policy_of)
+    return SyncResult(new, changed, problems,
+                      sorted(fid for fid in leftovers if fid in new.cleaning
+                             and fid not in inventory.cleaning), notes)
+
+
+def regions_held(inventory: model.Inventory, consumer: str
+                 ) -> list[model.Region]:
+    """The regions ``consumer``'s placement claim holds functions of."""
+    claim = inventory.claims.get(consumer)
+    if claim is None or claim.source != CLAIM_SOURCE:
+        return []
+    index = inventory.function_index()
+    regions: dict[str, model.Region] = {}
+    for fid in claim.functions:
+        if fid in index:
+            regions.setdefault(index[fid][1].id, index[fid][1])
+    return list(regions.values())
+
+
+def near_functions(inventory: model.Inventory, consumer: str,
+                   node_of: Mapping[str, int | None],
+                   local: frozenset[int]) -> model.Inventory | None:
+    """``inventory`` with ``consumer``'s placement claim holding, in each
+    region it holds functions of, functions on the NUMA nodes ``local``
+    to its guest: each function elsewhere is swapped for a free one of
+    the same region that is near (lowest index first); placement's
+    allocation (so many functions of that region) is the same. None when
+    nothing changes: every function is near, or no free one near is
+    left to swap for. ``node_of`` is each function's node now (those of
+    ``regions_held``)."""
+    claim = inventory.claims.get(consumer)
+    if claim is None or claim.source != CLAIM_SOURCE:
+        return None
+    index = inventory.function_index()
+    held = set(claim.functions)
+    chosen: list[str] = []
+    for fid in claim.functions:
+        entry = index.get(fid)
+        if entry is None or numa.is_local(node_of.get(fid), local):
+            chosen.append(fid)
+            continue
+        swap = next((f.id for f in entry[1].functions
+                     if f.claimed_by is None and f.address is not None
+                     and f.id not in held
+                     and numa.is_local(node_of.get(f.id), local)), None)
+        if swap is None:
+            chosen.append(fid)
+        else:
+            chosen.append(swap)
+            held.add(swap)
+    if chosen == claim.functions:
+        return None
+    return claims.record_claim(
+        inventory, dataclasses.replace(claim, functions=chosen))

@@ -95,8 +95,9 @@ def record_claim(inv: model.Inventory, claim: model.Claim, *,
     previous boot) is taken from it. ``boot_id`` is the current boot,
     ``claim.boot_id`` when not given.
 
-    Raises ClaimError for a function the inventory does not list and
-    ClaimConflict for one held by another consumer running in this boot.
+    Raises ClaimError for a function the inventory does not list or that
+    waits to be cleaned (``Inventory.cleaning``), and ClaimConflict for
+    one held by another consumer running in this boot.
     """
     current = claim.boot_id if boot_id is None else boot_id
     if len(set(claim.functions)) != len(claim.functions):
@@ -109,6 +110,14 @@ def record_claim(inv: model.Inventory, claim: model.Claim, *,
                          f"{', '.join(unknown)} not in the inventory of "
                          f"{inv.hostname}; rescan with 'accel-inventory "
                          f"scan' if the device was just added")
+    waiting = [fid for fid in claim.functions if fid in inv.cleaning]
+    if waiting:
+        raise ClaimError(
+            f"cannot record the claim of {claim.consumer}: "
+            + "; ".join(f"{fid} was released by {inv.cleaning[fid].after} "
+                        f"and is not clean yet ({inv.cleaning[fid].state})"
+                        for fid in waiting)
+            + "; see 'accel-inventory status'")
     for fid in claim.functions:
         holder = index[fid][2].claimed_by
         if holder is None or holder == claim.consumer:
@@ -134,7 +143,8 @@ def record_claim(inv: model.Inventory, claim: model.Claim, *,
     new.claims.pop(claim.consumer, None)
     new.claims[claim.consumer] = dataclasses.replace(
         claim, functions=list(claim.functions),
-        created_mdevs=list(claim.created_mdevs), attach=dict(claim.attach))
+        created_mdevs=list(claim.created_mdevs),
+        set_vgpus=dict(claim.set_vgpus), attach=dict(claim.attach))
     _sync_claimed_by(new)
     return new
 
@@ -148,6 +158,35 @@ def release_claim(inv: model.Inventory, consumer: str) -> model.Inventory:
     new = model.clone(inv)
     if new.claims.pop(consumer, None) is not None:
         _sync_claimed_by(new)
+    return new
+
+
+def undo_write(current: model.Inventory, before: model.Inventory,
+               after: model.Inventory) -> model.Inventory:
+    """``current`` with the claims that one write changed from ``before``
+    to ``after`` put back as they were, for a write whose caller failed
+    (the hook's refused start). A claim changed again since is left as
+    it is now, and a function that another claim holds now stays with
+    it. Harmless to apply when the write never landed."""
+    changed = {c for c in set(before.claims) | set(after.claims)
+               if before.claims.get(c) != after.claims.get(c)}
+    restored = {c for c in changed
+                if current.claims.get(c) == after.claims.get(c)}
+    if not restored:
+        return current
+    new = model.clone(current)
+    for consumer in restored:
+        new.claims.pop(consumer, None)
+        if consumer in before.claims:
+            new.claims[consumer] = copy.deepcopy(before.claims[consumer])
+    kept = {fid for c in new.claims.values() if c.consumer not in restored
+            for fid in c.functions}
+    for consumer in restored & set(new.claims):
+        claim = new.claims[consumer]
+        claim.functions = [f for f in claim.functions if f not in kept]
+        if not claim.functions:
+            del new.claims[consumer]
+    _sync_claimed_by(new)
     return new
 
 

@@ -115,6 +115,15 @@ def build_parser() -> argparse.ArgumentParser:
                                "while any of its functions is claimed.")
     forget.add_argument("card", metavar="CARD", help="Card id.")
 
+    clear = command("clear", "Let functions that a server released and "
+                             "that wait to be cleaned (held for an "
+                             "operator, see 'status') go free, once you "
+                             "have cleaned them: placement offers them "
+                             "again at the agent's next round.")
+    clear.add_argument("ids", metavar="ID", nargs="+",
+                       help="A function id, or a region or card id for "
+                            "every waiting function of it.")
+
     watch = command("watch", "Rescan at start and after every burst of "
                              "pci, usb, mdev or net device events, until "
                              "interrupted.")
@@ -229,17 +238,34 @@ def _card_line(card: model.Card) -> str:
 
 def _region_line(region: model.Region) -> str:
     claimed = sum(f.claimed_by is not None for f in region.functions)
-    return (f"region {region.index} {region.id} {region.resource_class} "
+    line = (f"region {region.index} {region.id} {region.resource_class} "
             f"at {region.address or '-'} ({claimed}/{region.size} claimed)")
+    for key in ("fpga_region", "fpga_compat_ids", "fpga_afu_ids"):
+        if key in region.attrs:
+            value = region.attrs[key]
+            line += f" {key} " + (", ".join(value) if isinstance(value, list)
+                                  else str(value))
+    return line
 
 
 def _function_line(function: model.Function, inv: model.Inventory,
                    boot_id: str) -> str:
     line = f"{function.id.rsplit('/', 1)[1]} {function.id} at " \
            f"{function.address or '-'}"
-    for key in ("interface", "mac", "mdev_type"):
+    for key in ("interface", "mac", "mdev_type", "parent", "vgpu_type_id",
+                "vgpu_type_name", "ports"):
         if key in function.attrs:
-            line += f" {key} {function.attrs[key]}"
+            value = function.attrs[key]
+            line += f" {key} " + (",".join(value) if isinstance(value, list)
+                                  else str(value))
+    if function.attrs.get("unavailable"):
+        line += f" unavailable ({function.attrs['unavailable']})"
+    waiting = inv.cleaning.get(function.id)
+    if waiting is not None:
+        return line + (f" held for cleaning after {waiting.after}: "
+                       f"{waiting.reason}"
+                       if waiting.state == model.CLEANING_HELD else
+                       f" being cleaned after {waiting.after}")
     if function.claimed_by is None:
         return line + " free"
     claim = inv.claims[function.claimed_by]
@@ -332,6 +358,9 @@ def status_lines(inv: model.Inventory, path: str, boot_id: str) -> list[str]:
         f"{sum(f.claimed_by is not None for f in functions)}",
         f"claims: {len(inv.claims)} ({len(running)} running, {len(stale)} "
         f"from a previous boot)",
+        f"waiting to be cleaned: {len(inv.cleaning)} ("
+        f"{sum(e.state == model.CLEANING_HELD for e in inv.cleaning.values())}"
+        f" held for an operator)",
     ]
     for card in inv.cards:
         if card.status == model.STATUS_MOVED:
@@ -355,6 +384,15 @@ def status_lines(inv: model.Inventory, path: str, boot_id: str) -> list[str]:
         lines.append(f"stale claim: {claim.consumer} was running in boot "
                      f"{claim.boot_id}; the hook marks it again at the "
                      f"next start")
+    for fid, entry in sorted(inv.cleaning.items()):
+        if entry.state == model.CLEANING_HELD:
+            lines.append(f"held: {fid} (released by {entry.after} at "
+                         f"{_when(entry.since)}): {entry.reason}; clean it, "
+                         f"then '{PROG} clear {fid}'")
+        else:
+            lines.append(f"cleaning: {fid} (released by {entry.after} at "
+                         f"{_when(entry.since)}): the agent cleans it at its "
+                         f"next round")
     return lines
 
 
@@ -385,6 +423,25 @@ def _forget(conf, args, out) -> int:
                  lambda inv: inventory.forget(inv, args.card),
                  conf.inventory.lock_timeout)
     print(f"forgot lost card {args.card}", file=out)
+    return 0
+
+
+def _clear(conf, args, out) -> int:
+    cleared: list[model.Cleaning] = []
+
+    def apply(inv):
+        cleared.clear()
+        for target in args.ids:
+            inv, done = inventory.clear(inv, target)
+            cleared.extend(done)
+        return inv
+
+    cache.update(conf.inventory.cache_path, apply,
+                 conf.inventory.lock_timeout)
+    for entry in cleared:
+        print(f"cleared {entry.function} (released by {entry.after}, "
+              f"{entry.state}); placement offers it again at the agent's "
+              f"next round", file=out)
     return 0
 
 
@@ -426,6 +483,7 @@ def main(argv=None, *, event_source=None, out=None) -> int:
         format="%(levelname)s %(name)s: %(message)s")
     try:
         conf = _load_conf(args)
+        inventory.check_trusted(conf, inventory_conf.config_files(conf))
         if args.command in ("watch", "agent"):
             # Long-running: a wrong root fails now, not in every round.
             inventory.check_sysfs_root(conf.inventory.sysfs_root)
@@ -439,6 +497,8 @@ def main(argv=None, *, event_source=None, out=None) -> int:
             return _ack(conf, args, out)
         if args.command == "forget":
             return _forget(conf, args, out)
+        if args.command == "clear":
+            return _clear(conf, args, out)
         if args.command == "publish":
             return agent.publish_command(conf, out)
         if args.command == "agent":

@@ -22,6 +22,8 @@ import os
 from oslo_config import cfg
 from oslo_config import types
 
+from accel_inventory import safe_io, settings
+
 inventory_group = cfg.OptGroup(
     "inventory", title="Accelerator inventory",
     help="How the host's accelerators are scanned and where the result "
@@ -46,15 +48,33 @@ inventory_opts = [
     cfg.StrOpt("profiles_dir", default="/etc/nova-accel/profiles.d",
                help="Directory of operator profiles (``*.json``: name, match "
                     "(a list of vendor:product), resource_class, optional "
-                    "kind and functions_per_region) that override the "
-                    "built-in ones of the same name: how a card is split "
-                    "into regions and which resource class it gets."),
+                    "kind, functions_per_region, group, "
+                    "placeholder_serials and on_release) that override the "
+                    "built-in ones of the same name: how a device is split "
+                    "into regions, which resource class they get, which "
+                    "devices form one card, which serials are no identity, "
+                    "and how a function a server released is cleaned before "
+                    "the next one gets it (a profile's command runs as "
+                    "root: keep the directory and its files root's and "
+                    "writable by root alone, or every command refuses "
+                    "them)."),
     # '=' between key and type: the key itself holds a ':'.
     cfg.Opt("mdev_types", default={},
             type=types.Dict(key_value_separator="="),
-            help="mdev type to expose per parent vendor:product, e.g. "
+            help="mdev type to expose per GPU vendor:product, e.g. "
                  "10de:1eb8=nvidia-222,8086:3e92=i915-GVTg_V5_4. Without an "
-                 "entry the first supported type of the parent is used."),
+                 "entry the type the GPU's mdevs use is exposed (or its only "
+                 "type); a GPU that offers several and uses none is skipped "
+                 "with a warning asking for an entry."),
+    cfg.Opt("vgpu_types", default={},
+            type=types.Dict(key_value_separator="="),
+            help="vGPU type to expose per GPU vendor:product for GPUs with "
+                 "NVIDIA's vendor-specific VFIO interface (no mdev; each VF "
+                 "has nvidia/current_vgpu_type), by ID or name, e.g. "
+                 "10de:2235=558 or 10de:2235=NVIDIA A40-2Q. Without an "
+                 "entry the type the GPU's vGPUs use is exposed (or its "
+                 "only creatable type); else the GPU is skipped with a "
+                 "warning asking for an entry."),
     cfg.BoolOpt("use_udev", default=True,
                 help="On the live host, ask udev (through pyudev) for the "
                      "serial of a USB device whose sysfs entry has no "
@@ -75,6 +95,11 @@ inventory_opts = [
 PLACEMENT_GROUP = "placement"
 PLACEMENT_SERVICE_TYPE = "placement"
 PLACEMENT_INTERFACES = ["internal", "public"]
+# Seconds one whole request to placement may take (keystoneauth1's
+# timeout, which the agent makes a deadline per request: see
+# accel_inventory.placement). keystoneauth1 has none by default, and the
+# agent's one loop must never wait for ever.
+PLACEMENT_TIMEOUT = 30.0
 
 agent_group = cfg.OptGroup(
     "agent", title="Inventory agent",
@@ -100,6 +125,33 @@ agent_opts = [
                help="Publish attempts per round when another client "
                     "changes our providers at the same time (generation "
                     "conflicts); the next round starts over."),
+    cfg.StrOpt("metrics_path",
+               help="File the agent writes its figures to after every "
+                    "round, in node_exporter's textfile format (per card "
+                    "and region: capacity, functions used, free and "
+                    "reserved, whole free, degraded; per host: whole free "
+                    "regions by class and size, fragmented functions, the "
+                    "largest request still placeable, FGD's "
+                    "fragmentation). Point it into node_exporter's "
+                    "--collector.textfile.directory with a .prom name, "
+                    "e.g. /var/lib/node_exporter/textfile_collector/"
+                    "nova_accel.prom; its folder must be owned by root "
+                    "and writable by it alone (the agent refuses to start "
+                    "otherwise). Unset: no file."),
+    cfg.PortOpt("metrics_port", default=0,
+                help="Port on which the agent also serves its figures over "
+                     "HTTP for Prometheus to scrape; 0 (the default) "
+                     "serves none."),
+    cfg.StrOpt("metrics_address", default="0.0.0.0",
+               help="Address metrics_port listens on."),
+    cfg.ListOpt("task_mix", default=["0.4:1", "0.2:2", "0.4:region4"],
+                help="The expected mix of requests the exported FGD "
+                     "fragmentation is measured against, written as the "
+                     "scheduler's [accel_packing] task_mix "
+                     "(WEIGHT:SHAPE[:VCPU[:MEMORY_MB[:CLASS|CLASS]]]); set "
+                     "it to the same value so that the figure is the one "
+                     "the scheduler packs by. The default is the "
+                     "scheduler's default mix (its request_mix)."),
 ]
 
 
@@ -109,7 +161,11 @@ def _ks_loading():
     return ks_loading
 
 
-def _placement_opts() -> list:
+def keystoneauth_opts(defaults: dict, helps: dict | None = None) -> list:
+    """keystoneauth1's session, auth and adapter options of one client
+    group, as nova lists its own, with ``defaults`` (service_type...) and
+    ``helps`` where we make more of an option than keystoneauth1 says."""
+    helps = helps or {}
     ks = _ks_loading()
     opts = (ks.get_session_conf_options()
             + ks.get_auth_common_conf_options()
@@ -117,14 +173,27 @@ def _placement_opts() -> list:
             + ks.get_auth_plugin_conf_options("v3password")
             + ks.get_auth_plugin_conf_options("admin_token")
             + ks.get_adapter_conf_options(include_deprecated=False))
-    defaults = {"service_type": PLACEMENT_SERVICE_TYPE,
-                "valid_interfaces": PLACEMENT_INTERFACES}
     unique = {}
     for opt in opts:
         if opt.dest in defaults:
             opt.default = defaults[opt.dest]
+        if opt.dest in helps:
+            opt.help = helps[opt.dest]
         unique.setdefault(opt.dest, opt)
     return list(unique.values())
+
+
+def _placement_opts() -> list:
+    # What the agent makes of keystoneauth1's per-read timeout.
+    return keystoneauth_opts(
+        {"service_type": PLACEMENT_SERVICE_TYPE,
+         "valid_interfaces": PLACEMENT_INTERFACES,
+         "timeout": PLACEMENT_TIMEOUT},
+        {"timeout": "Seconds one whole request to placement may take "
+                    "(connecting, the headers and the whole body; not each "
+                    "read of the socket). Past it the agent's round stops, "
+                    "leaving the cache as it was, and the next round "
+                    "retries."})
 
 
 def register_placement_opts(conf: cfg.ConfigOpts) -> None:
@@ -146,6 +215,7 @@ def register_placement_opts(conf: cfg.ConfigOpts) -> None:
                      group=PLACEMENT_GROUP)
     conf.set_default("valid_interfaces", PLACEMENT_INTERFACES,
                      group=PLACEMENT_GROUP)
+    conf.set_default("timeout", PLACEMENT_TIMEOUT, group=PLACEMENT_GROUP)
 
 
 def register_opts(conf: cfg.ConfigOpts) -> None:
@@ -171,8 +241,6 @@ class ConfigError(Exception):
 def _expected(opt_type) -> str | None:
     """What a value of oslo.config type ``opt_type`` must be, in the
     hook's words; None for a type whose own message says it."""
-    from libvirt_hooks import settings
-
     if isinstance(opt_type, types.Boolean):
         return settings.expected(bool)
     if isinstance(opt_type, types.Dict):
@@ -185,21 +253,26 @@ def _expected(opt_type) -> str | None:
     return None
 
 
+def config_files(conf: cfg.ConfigOpts) -> list[str]:
+    """The files ``conf`` was read from, in the order oslo.config read
+    them (later files override earlier ones)."""
+    return list(conf.config_file or []) + sorted(
+        os.path.join(d, f) for d in conf.config_dir or [] if os.path.isdir(d)
+        for f in os.listdir(d) if f.endswith(".conf"))
+
+
 def _file_text(conf: cfg.ConfigOpts, group: str, name: str):
     """The last of the files read that sets ``[group] name``, and its
-    text there (later files override earlier ones)."""
+    text there."""
     import configparser
 
     found = (None, None)
-    files = list(conf.config_file or []) + sorted(
-        os.path.join(d, f) for d in conf.config_dir or [] if os.path.isdir(d)
-        for f in os.listdir(d) if f.endswith(".conf"))
-    for path in files:
+    for path in config_files(conf):
         parser = configparser.RawConfigParser(strict=False,
                                               interpolation=None)
         try:
-            parser.read(path, encoding="utf-8")
-        except (configparser.Error, UnicodeDecodeError):
+            parser.read_string(safe_io.read_config(path), path)
+        except (OSError, configparser.Error, UnicodeDecodeError):
             continue
         if parser.has_option(group, name):
             found = (path, parser.get(group, name))
@@ -213,8 +286,6 @@ def check(conf: cfg.ConfigOpts) -> None:
     one line naming it, where it was set and what is expected, instead of
     oslo.config's own message (which prints its LocationInfo internals
     and names the file even for a value from the environment)."""
-    from libvirt_hooks import settings
-
     groups = [g for g in conf
               if isinstance(conf[g], cfg.ConfigOpts.GroupAttr)]
     for group_name in groups:
@@ -244,33 +315,45 @@ def load(argv=None, default_config_files=None) -> cfg.ConfigOpts:
     ``conf.d`` directory, which the hook never reads: every command of
     nova-accel reads the same file, so they all see the same cache.
     """
-    from libvirt_hooks.common import config_file
-
     if default_config_files is None:
-        default_config_files = [path for path in (config_file(),) if path]
+        default_config_files = [path for path in (settings.config_file(),)
+                                if path]
+    argv = list(argv or [])
+    for path in _files_to_read(argv, default_config_files):
+        _check_file(path)
     conf = cfg.ConfigOpts()
     register_opts(conf)
-    try:
-        conf(args=list(argv or []), project="nova-accel",
-             default_config_files=default_config_files,
-             default_config_dirs=[])
-    except UnicodeDecodeError as exc:
-        # oslo.config lets this through without the file's name.
-        raise ConfigError(f"{_undecodable(argv, default_config_files)} is "
-                          f"not UTF-8 text ({exc.reason} at byte "
-                          f"{exc.start})") from None
+    conf(args=argv, project="nova-accel",
+         default_config_files=default_config_files, default_config_dirs=[])
     return conf
 
 
-def _undecodable(argv, default_config_files) -> str:
-    """The first of the files oslo.config read that is not UTF-8."""
-    argv = list(argv or [])
-    named = [argv[i + 1] for i, arg in enumerate(argv[:-1])
-             if arg == "--config-file"]
-    for path in named or default_config_files:
-        try:
-            with open(path, encoding="utf-8") as f:
-                f.read()
-        except (OSError, UnicodeDecodeError):
-            return path
-    return "a configuration file"
+def _files_to_read(argv: list[str], default_config_files) -> list[str]:
+    """The files oslo.config will read for ``argv``: those named by
+    ``--config-file`` (else the defaults) and the ``*.conf`` of every
+    ``--config-dir``."""
+    def named(flag: str) -> list[str]:
+        return [argv[i + 1] for i, arg in enumerate(argv[:-1])
+                if arg == flag]
+
+    dirs = named("--config-dir")
+    return (named("--config-file") or list(default_config_files)) + sorted(
+        os.path.join(d, f) for d in dirs if os.path.isdir(d)
+        for f in os.listdir(d) if f.endswith(".conf"))
+
+
+def _check_file(path: str) -> None:
+    """Read ``path`` the way every command of nova-accel reads its
+    configuration (``safe_io.read_config``) before oslo.config opens it,
+    which would follow a link, wait on a FIFO and read without bound. A
+    missing file is oslo.config's to report."""
+    try:
+        safe_io.read_config(path)
+    except FileNotFoundError:
+        return
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{path} is not UTF-8 text ({exc.reason} at byte "
+                          f"{exc.start})") from None
+    except OSError as exc:
+        raise ConfigError(f"cannot read the configuration file {path}: "
+                          f"{exc.strerror or exc}") from None

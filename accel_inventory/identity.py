@@ -27,7 +27,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from accel_inventory import kinds, model
-from accel_inventory.kinds.base import BUS_MDEV, BUS_PCI
+from accel_inventory.kinds.base import BUS_MDEV, BUS_PCI, BUS_USB
 
 DSN_CAP_ID = 0x0003
 EXT_CAP_START = 0x100
@@ -113,12 +113,14 @@ def _clean(text: str) -> str:
 
 def card_identity(*, vendor: str, product: str, dsn: int | None = None,
                   vpd_sn: str | None = None, usb_serial: str | None = None,
-                  slot: str | None = None, path: str | None = None
-                  ) -> tuple[str, str, str | None]:
+                  slot: str | None = None, usb_port: str | None = None,
+                  path: str | None = None) -> tuple[str, str, str | None]:
     """``(card id, identity source, serial)``, strongest identity first.
 
     USB ids leave out the product: a Movidius stick changes product id
-    when its firmware loads, and stays the same stick.
+    when its firmware loads, and stays the same stick. A stick without a
+    serial that tells it apart is named, weakly, by the physical USB
+    connector it is plugged into (``usb_port``).
     """
     if dsn is not None:
         return f"dsn-{dsn:016x}", "dsn", f"{dsn:016x}"
@@ -128,6 +130,8 @@ def card_identity(*, vendor: str, product: str, dsn: int | None = None,
         return f"usb-{vendor}-{_clean(usb_serial)}", "usb_serial", usb_serial
     if slot:
         return f"slot-{_clean(slot)}-{vendor}-{product}", "slot", None
+    if usb_port:
+        return f"usbport-{vendor}-{_clean(usb_port)}", "path", None
     return f"path-{_clean(path or '')}-{vendor}-{product}", "path", None
 
 
@@ -151,6 +155,11 @@ def reconcile(previous: model.Inventory | None, scanned: list[model.Card],
     - ``lost``: a cached card the scan did not find; kept with its claims;
     - ``ambiguous``: cards the scan cannot tell apart (same identity);
       never matched to the cache.
+
+    A stick is matched to its cached self under another id too
+    (``moved_sticks``): one named by its connector that re-enumerated at
+    the connector's other speed, or the one stick of a profile that left
+    while one arrived at another port.
     """
     before = {c.id: c for c in previous.cards} if previous else {}
     counts: dict[str, int] = {}
@@ -161,9 +170,12 @@ def reconcile(previous: model.Inventory | None, scanned: list[model.Card],
     seen_ambiguous: dict[str, int] = {}
     held = ({fid for claim in previous.claims.values()
              for fid in claim.functions} if previous else set())
-    for fresh in scanned:
+    moves = moved_sticks(before, scanned, counts)
+    for position, fresh in enumerate(scanned):
         card = copy.deepcopy(fresh)
-        if counts[card.id] > 1:
+        if position in moves:
+            _rename(card, moves[position])
+        if counts.get(fresh.id, 0) > 1:
             n = seen_ambiguous.get(card.id, 0) + 1
             seen_ambiguous[card.id] = n
             _rename(card, f"{card.id}~{n}")
@@ -210,6 +222,54 @@ def reconcile(previous: model.Inventory | None, scanned: list[model.Card],
         hostname=hostname, cards=cards,
         claims=copy.deepcopy(previous.claims) if previous else {})
     return inventory, changes
+
+
+def _connector(card: model.Card) -> list[str]:
+    """The port names of the connector a stick named by it is plugged
+    into (kinds.usb); none for a stick named by its serial."""
+    functions = card.functions()
+    return functions[0].attrs.get("ports", []) if functions else []
+
+
+def _may_be(old: model.Card, fresh: model.Card) -> bool:
+    """Whether nothing tells ``fresh`` from ``old``: the same profile, and
+    not two serials that differ."""
+    return (old.profile is not None and old.profile == fresh.profile
+            and (old.serial is None or fresh.serial is None
+                 or old.serial == fresh.serial))
+
+
+def moved_sticks(before: Mapping[str, model.Card],
+                 scanned: list[model.Card],
+                 counts: Mapping[str, int]) -> dict[int, str]:
+    """Scanned sticks (by position in ``scanned``) that are cached sticks
+    whose id the scan did not find: a stick at a port of the connector a
+    cached stick was named by (it re-enumerated at the other speed when
+    its firmware loaded, possibly with a serial of its own now); else, per
+    profile, the one stick that arrived where exactly one left. Identical
+    sticks that moved several at once cannot be told apart: they stay
+    lost and added."""
+    found = {c.id for c in scanned}
+    gone = [o for o in before.values() if kinds.of(o).bus == BUS_USB
+            and o.id not in found and o.status != model.STATUS_AMBIGUOUS]
+    new = [(i, c) for i, c in enumerate(scanned)
+           if kinds.of(c).bus == BUS_USB and c.id not in before
+           and counts[c.id] == 1]
+    moves: dict[int, str] = {}
+    for position, fresh in new:
+        at = [o for o in gone if fresh.address in _connector(o)
+              and _may_be(o, fresh)]
+        if len(at) == 1:
+            moves[position] = at[0].id
+    left = [o for o in gone if o.id not in moves.values()]
+    arrived = [(i, c) for i, c in new if i not in moves]
+    for position, fresh in arrived:
+        olds = [o for o in left if _may_be(o, fresh)]
+        rivals = [c for _i, c in arrived if _may_be(olds[0], c)] \
+            if len(olds) == 1 else []
+        if len(olds) == 1 and rivals == [fresh]:
+            moves[position] = olds[0].id
+    return moves
 
 
 def _keep_pci_functions(old: model.Card, card: model.Card,

@@ -10,12 +10,14 @@
 # License for the specific language governing permissions and limitations
 # under the License.
 
-"""Keep the cache in step with the host: rescan, acknowledge, forget.
+"""Keep the cache in step with the host: rescan, acknowledge, forget,
+clear what an operator cleaned.
 
-``refresh`` is the one place a scan reaches the cache: under the writers'
-lock it loads the cache, scans, reconciles and saves, so a claim the hook
-records meanwhile waits for the lock instead of being overwritten. ``ack``
-and ``forget`` are pure; the CLI applies them with ``cache.update``.
+``refresh`` is the one place a scan reaches the cache: it scans, then
+under the writers' lock loads the cache, reconciles and saves, so a claim
+the hook records meanwhile is never overwritten, and the hook never
+waits for sysfs to be read. ``ack``, ``forget`` and ``clear`` are pure;
+the CLI applies them with ``cache.update``.
 """
 
 from __future__ import annotations
@@ -29,10 +31,13 @@ import time
 from accel_inventory import cache
 from accel_inventory import claims
 from accel_inventory import model
+from accel_inventory import release
+from accel_inventory import safe_io
 
 LOG = logging.getLogger(__name__)
 
 LIVE_SYSFS = "/sys"
+BOOT_ID_BYTES = 64  # a UUID and its newline
 
 
 class InventoryError(Exception):
@@ -43,8 +48,8 @@ def current_boot_id(proc_root: str = "/proc") -> str:
     """The kernel's id of this boot; a claim running in another is not."""
     path = os.path.join(proc_root, "sys", "kernel", "random", "boot_id")
     try:
-        with open(path, encoding="ascii") as f:
-            boot_id = f.read().strip()
+        boot_id = safe_io.read(path, BOOT_ID_BYTES, truncate=True).decode(
+            "ascii", "replace").strip()
     except OSError as e:
         raise InventoryError(f"cannot read the boot id from {path}: "
                              f"{e.strerror or e}") from e
@@ -70,7 +75,7 @@ def _scan(conf):
     return sysfs.scan_cards(
         opts.sysfs_root,
         profiles=profiles.load_profiles(opts.profiles_dir),
-        mdev_types=opts.mdev_types,
+        mdev_types=opts.mdev_types, vgpu_types=opts.vgpu_types,
         udev_properties=(udev.device_properties
                          if opts.use_udev and live else None),
         usb_serial_reader=(usb.read_serial
@@ -87,6 +92,26 @@ def check_sysfs_root(root: str) -> None:
                              f"scanned and the cache is unchanged")
 
 
+def check_trusted(conf, config_files: list[str]) -> None:
+    """Raise InventoryError when someone other than root and the user we
+    run as can change a path the command relies on (``trust``): the
+    configuration files, the cache and every file beside it, the
+    profiles, the sysfs tree. Root writes the cache and the markers,
+    unlinks names in them, and publishes what the profiles and sysfs
+    say."""
+    from accel_inventory import trust
+
+    opts = conf.inventory
+    found = trust.untrusted([*config_files, *cache.own_paths(opts.cache_path),
+                             opts.profiles_dir, opts.sysfs_root])
+    if found:
+        raise InventoryError(
+            f"refusing to trust the configuration, the cache, the profiles "
+            f"or the sysfs tree: {trust.summary(found)}; make them and "
+            f"their directories owned by root (or the user that runs "
+            f"accel-inventory) and writable by it alone")
+
+
 def refresh(conf) -> tuple[model.Inventory, list]:
     """Scan the host, reconcile with the cache and save; return both.
 
@@ -98,11 +123,14 @@ def refresh(conf) -> tuple[model.Inventory, list]:
 
     path = conf.inventory.cache_path
     check_sysfs_root(conf.inventory.sysfs_root)
+    # sysfs first, without the lock: a slow attribute (a VPD read can
+    # take seconds) must not hold up the hook's claim writes, which take
+    # the same lock at every domain start.
+    result = _scan(conf)
+    for warning in result.warnings:
+        LOG.warning("Scan of %s: %s", conf.inventory.sysfs_root, warning)
     with cache.locked(path, conf.inventory.lock_timeout):
         previous = cache.load(path)
-        result = _scan(conf)
-        for warning in result.warnings:
-            LOG.warning("Scan of %s: %s", conf.inventory.sysfs_root, warning)
         inventory, changes = identity.reconcile(previous, result.cards,
                                                 hostname_of(conf))
         inventory = keep_claims(previous, inventory)
@@ -113,13 +141,16 @@ def refresh(conf) -> tuple[model.Inventory, list]:
 
 def keep_claims(previous: model.Inventory | None,
                  scanned: model.Inventory) -> model.Inventory:
-    """``scanned`` with every claim of ``previous`` and claimed_by in step.
+    """``scanned`` with every claim of ``previous``, claimed_by in step,
+    and every function of ``previous`` that waits to be cleaned.
 
     The claims of the cache are the record; whatever the reconciliation
     did with them, they come through a rescan unchanged.
     """
     kept = model.clone(scanned)
     kept.claims = copy.deepcopy(previous.claims) if previous else {}
+    # So are the functions waiting to be cleaned: a rescan cleans nothing.
+    kept.cleaning = copy.deepcopy(previous.cleaning) if previous else {}
     return claims.with_claimed_by(kept)
 
 
@@ -168,7 +199,25 @@ def forget(inv: model.Inventory, card_id: str) -> model.Inventory:
                              f"release those claims before forgetting it")
     new = model.clone(inv)
     new.cards = [c for c in new.cards if c.id != card_id]
+    for entry in release.under(new, card_id):
+        del new.cleaning[entry.function]
     return new
+
+
+def clear(inv: model.Inventory, target: str
+          ) -> tuple[model.Inventory, list[model.Cleaning]]:
+    """Let the functions of ``target`` (a function, region or card id)
+    that wait to be cleaned go free, once an operator cleaned them; and
+    the entries cleared. Refused when none of them waits."""
+    cleared = release.under(inv, target)
+    if not cleared:
+        waiting = ", ".join(sorted(inv.cleaning)) or "none"
+        raise InventoryError(f"nothing of {target} waits to be cleaned "
+                             f"(waiting: {waiting})")
+    new = model.clone(inv)
+    for entry in cleared:
+        del new.cleaning[entry.function]
+    return new, cleared
 
 
 def _card(inv: model.Inventory, card_id: str) -> model.Card:

@@ -119,7 +119,9 @@ class Card:
 class Claim:
     """Which functions one consumer (a domain or instance UUID) holds.
 
-    ``source`` says who made it: ``hook`` (seen at a domain start),
+    ``created_mdevs`` and ``set_vgpus`` are what the hook made for it and
+    undoes when it stops. ``source`` says who made it: ``hook`` (seen at
+    a domain start),
     ``placement`` (the allocation sync) or ``operator``. ``running`` is only
     true for the boot named by ``boot_id``; after a host crash a claim that
     was running is not. ``moved_from`` names the consumer whose functions
@@ -135,6 +137,9 @@ class Claim:
     boot_id: str | None = None
     domain_name: str | None = None
     created_mdevs: list[str] = field(default_factory=list)
+    # VF BDF -> the vGPU type ID the hook wrote there (NVIDIA's
+    # vendor-specific VFIO), to clear when the domain stops.
+    set_vgpus: dict[str, int] = field(default_factory=dict)
     attach: dict[str, Any] = field(default_factory=dict)
     moved_from: str | None = None
 
@@ -142,15 +147,40 @@ class Claim:
         return self.running and self.boot_id == current_boot_id
 
 
+CLEANING_PENDING = "pending"
+CLEANING_HELD = "held"
+CLEANING_STATES = (CLEANING_PENDING, CLEANING_HELD)
+
+
+@dataclass
+class Cleaning:
+    """A function a consumer released, not clean yet: nobody is given it,
+    and placement reserves it.
+
+    ``state`` is ``pending`` (the agent cleans it: a reset, a new mdev,
+    the profile's command) or ``held`` (an operator must, or cleaning
+    failed: ``reason`` says which; ``accel-inventory clear`` ends it).
+    ``after`` is the consumer that released it, ``since`` when.
+    """
+
+    function: str
+    after: str
+    state: str
+    since: float
+    reason: str | None = None
+
+
 @dataclass
 class Inventory:
-    """The cache document: the host's cards and the claims on them."""
+    """The cache document: the host's cards, the claims on them, and the
+    functions released but not clean yet (by function id)."""
 
     hostname: str
     cards: list[Card] = field(default_factory=list)
     claims: dict[str, Claim] = field(default_factory=dict)
     scanned_at: float | None = None
     version: int = CACHE_VERSION
+    cleaning: dict[str, Cleaning] = field(default_factory=dict)
 
     def card(self, card_id: str) -> Card | None:
         for card in self.cards:
@@ -218,6 +248,8 @@ def from_dict(data: dict[str, Any]) -> Inventory:
         claims={k: Claim(**v) for k, v in data.get("claims", {}).items()},
         scanned_at=data.get("scanned_at"),
         version=data.get("version", CACHE_VERSION),
+        cleaning={k: Cleaning(**v)
+                  for k, v in data.get("cleaning", {}).items()},
     )
 
 

@@ -24,11 +24,24 @@ bumps the generation at every change of them, so a publish with nothing
 changed costs one listing of the tree. Emptied allocations are the
 exception (placement does not bump the generation when allocations are
 removed), so a region that held allocations is read again at every sync.
+
+The agent runs one loop: a placement that answers slowly must not stall
+it, nor one that answers wrongly end it. So ``[placement] timeout`` is a
+deadline for each whole request (connect, headers, body), not for each
+read of the socket (``_deadline_adapter``); a redirect is never followed
+(keystoneauth would send the token to wherever it points); and every
+answer is checked for the shape placement gives it before it is used
+(``_answer``), a wrong one failing the round in one line that names the
+request.
 """
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import logging
+import socket
+import threading
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -53,7 +66,72 @@ class PlacementError(Exception):
 
 
 class PlacementUnavailable(PlacementError):
-    """Placement cannot be reached (down, wrong endpoint, auth failure)."""
+    """Placement cannot be reached (down, wrong endpoint, auth failure,
+    no whole answer within the deadline, an answer that is not
+    placement's)."""
+
+
+# The shapes of placement's answers that the publisher reads, as ``_misfit``
+# checks them: a dict lists the keys it needs, ``[shape]`` a list of
+# shapes, ``{str: shape}`` a mapping of any keys to shapes, a type a leaf.
+_PROVIDER = {"uuid": str, "name": str, "generation": int}
+_PROVIDERS = {"resource_providers": [_PROVIDER]}
+_INVENTORIES = {"resource_provider_generation": int,
+                "inventories": {str: dict}}
+_TRAITS = {"resource_provider_generation": int, "traits": [str]}
+_GENERATION = {"generation": int}
+_RP_GENERATION = {"resource_provider_generation": int}
+_ALLOCATIONS = {"resource_provider_generation": int,
+                "allocations": {str: {"resources": {str: int}}}}
+
+
+def _misfit(value: Any, shape: Any, where: str = "") -> str | None:
+    """Where ``value`` is not of ``shape``, in words; None when it is."""
+    if isinstance(shape, type):
+        if isinstance(value, shape) and not (
+                shape is int and isinstance(value, bool)):
+            return None
+        return (f"{where or 'the answer'} is {type(value).__name__}, not "
+                f"{shape.__name__}")
+    if isinstance(shape, list):
+        if not isinstance(value, list):
+            return _misfit(value, list, where)
+        return next((found for i, item in enumerate(value)
+                     if (found := _misfit(item, shape[0], f"{where}[{i}]"))),
+                    None)
+    if not isinstance(value, dict):
+        return _misfit(value, dict, where)
+    if set(shape) == {str}:
+        return next((found for key, item in value.items()
+                     if (found := _misfit(item, shape[str],
+                                          f"{where}[{key!r}]"))), None)
+    for key, item_shape in shape.items():
+        if key not in value:
+            return f"{where or 'the answer'} has no {key!r}"
+        found = _misfit(value[key], item_shape, f"{where}[{key!r}]")
+        if found:
+            return found
+    return None
+
+
+def _answer(response, what: str, shape: Any) -> Any:
+    """The JSON body of ``response`` to ``what``, once it is of ``shape``;
+    PlacementUnavailable in one line naming the request otherwise (a
+    proxy's page, another service, a broken placement)."""
+    try:
+        body = response.json()
+    except ValueError:
+        raise PlacementUnavailable(
+            f"placement's answer {response.status_code} to {what} is not "
+            f"JSON ({len(response.content)} bytes: "
+            f"{response.text[:80]!r}); is [placement] endpoint placement's?"
+            ) from None
+    found = _misfit(body, shape)
+    if found:
+        raise PlacementUnavailable(f"placement's answer {response.status_code}"
+                                   f" to {what} is not what placement sends: "
+                                   f"{found}")
+    return body
 
 
 class _Conflict(Exception):
@@ -78,22 +156,128 @@ def _unknown_name(response) -> bool:
         text in response.text for text in _UNKNOWN_NAME)
 
 
-def load_adapter(conf):
-    """A keystoneauth1 adapter from the ``[placement]`` group, as nova
-    builds its own: auth plugin, then session, then adapter."""
+def load_adapter(conf, group: str = "placement"):
+    """A keystoneauth1 adapter from the ``[placement]`` group (or another
+    client group), as nova builds its own: auth plugin, then session,
+    then adapter; each request through it must end within the group's
+    ``timeout`` (30 s by default: ``conf.PLACEMENT_TIMEOUT``)."""
     from keystoneauth1 import exceptions as ks_exc
     from keystoneauth1 import loading as ks_loading
 
-    group = "placement"
     try:
         auth = ks_loading.load_auth_from_conf_options(conf, group)
         session = ks_loading.load_session_from_conf_options(conf, group,
                                                             auth=auth)
-        return ks_loading.load_adapter_from_conf_options(
+        adapter = ks_loading.load_adapter_from_conf_options(
             conf, group, session=session, auth=auth)
     except ks_exc.ClientException as e:
-        raise PlacementError(f"the [placement] options are incomplete: "
+        raise PlacementError(f"the [{group}] options are incomplete: "
                              f"{e}") from e
+    from accel_inventory.conf import PLACEMENT_TIMEOUT
+
+    with_deadline(session, session.timeout or PLACEMENT_TIMEOUT)
+    return adapter
+
+
+def with_deadline(session, seconds: float) -> None:
+    """Make every request of the keystoneauth1 ``session`` end within
+    ``seconds``, all of it: requests' own timeout bounds each read of the
+    socket, so a server that drips a byte at a time never times out."""
+    if session.timeout is None:
+        session.timeout = seconds  # and no read waits longer either
+    adapter_class = _deadline_adapter()
+    transport = session.session
+    for prefix, old in list(transport.adapters.items()):
+        transport.mount(prefix, adapter_class(
+            seconds, tls_ciphers=getattr(old, "tls_ciphers", None),
+            tls_min_version=getattr(old, "tls_min_version", None)))
+
+
+@functools.lru_cache(maxsize=None)
+def _deadline_adapter():
+    """keystoneauth1's transport adapter with a deadline per request: a
+    timer shuts the socket of the request down when it passes, which ends
+    the read it waits in. Built on first use: keystoneauth1 costs 0.1 s
+    to import."""
+    import requests
+    from keystoneauth1 import session as ks_session
+    from urllib3 import connectionpool
+
+    # The socket of the connection each thread's request is using now: the
+    # pools record the connection when they hand it out, and each
+    # connection its socket when it connects (http.client drops its own
+    # reference once a response that closes the connection has begun).
+    # Their connection classes stay urllib3's, or whatever a test
+    # installs in their place.
+    in_use: dict[int, Any] = {}
+
+    class Recording:
+        def _new_conn(self, *args, **kwargs):
+            conn = super()._new_conn(*args, **kwargs)
+            connect = conn.connect
+
+            def connect_and_record():
+                connect()
+                conn.nova_accel_socket = conn.sock
+
+            conn.connect = connect_and_record
+            return conn
+
+        def _get_conn(self, *args, **kwargs):
+            conn = super()._get_conn(*args, **kwargs)
+            in_use[threading.get_ident()] = conn
+            return conn
+
+    class HTTPPool(Recording, connectionpool.HTTPConnectionPool):
+        pass
+
+    class HTTPSPool(Recording, connectionpool.HTTPSConnectionPool):
+        pass
+
+    pools = {"http": HTTPPool, "https": HTTPSPool}
+
+    class DeadlineAdapter(ks_session.TCPKeepAliveAdapter):
+        def __init__(self, seconds: float, **kwargs):
+            self.seconds = seconds
+            super().__init__(**kwargs)
+
+        def init_poolmanager(self, *args, **kwargs):
+            super().init_poolmanager(*args, **kwargs)
+            self.poolmanager.pool_classes_by_scheme = pools
+
+        def proxy_manager_for(self, proxy, **kwargs):
+            manager = super().proxy_manager_for(proxy, **kwargs)
+            manager.pool_classes_by_scheme = pools
+            return manager
+
+        def send(self, request, **kwargs):
+            caller, expired = threading.get_ident(), threading.Event()
+
+            def expire():
+                expired.set()
+                sock = getattr(in_use.get(caller), "nova_accel_socket", None)
+                with contextlib.suppress(OSError, AttributeError):
+                    sock.shutdown(socket.SHUT_RDWR)
+
+            timer = threading.Timer(self.seconds, expire)
+            timer.daemon = True
+            timer.start()
+            try:
+                response = super().send(request, **kwargs)
+                if not kwargs.get("stream"):
+                    _body = response.content  # within the deadline too
+                return response
+            except requests.RequestException as exc:
+                if expired.is_set():
+                    raise requests.exceptions.ReadTimeout(
+                        f"no whole answer within {self.seconds:g} s",
+                        request=request) from exc
+                raise
+            finally:
+                timer.cancel()
+                in_use.pop(caller, None)
+
+    return DeadlineAdapter
 
 
 class Client:
@@ -113,8 +297,10 @@ class Client:
         from keystoneauth1 import exceptions as ks_exc
 
         self.requests += 1
+        # A redirect is answered, never followed: keystoneauth would send
+        # the token along to wherever it points.
         kwargs: dict[str, Any] = {
-            "raise_exc": False,
+            "raise_exc": False, "redirect": False,
             "microversion": microversion or self.microversion,
             "headers": {"Accept": "application/json"}}
         if body is not None:
@@ -129,15 +315,22 @@ class Client:
 
 def _error(response, what: str) -> PlacementError:
     detail = ""
-    try:
-        errors = response.json().get("errors", [])
-        if errors:
-            detail = ": " + errors[0].get("detail", "").strip().replace(
+    if 300 <= response.status_code < 400:
+        detail = (f": a redirect to {response.headers.get('Location')!r}, "
+                  f"not followed (it would take the token elsewhere); set "
+                  f"[placement] endpoint to placement's own")
+    else:
+        try:
+            errors = response.json().get("errors", [])
+            detail = ": " + str(errors[0].get("detail", "")).strip().replace(
                 "\n", " ")
-    except ValueError:
-        detail = f": {response.text[:200]}"
+        except ValueError:
+            detail = f": {response.text[:200]}"
+        except (AttributeError, IndexError, TypeError):
+            pass  # no placement error document: the status says it
     cls = PlacementUnavailable if response.status_code in (
-        401, 403, 500, 502, 503, 504) else PlacementError
+        401, 403, 500, 502, 503, 504) or 300 <= response.status_code < 400 \
+        else PlacementError
     return cls(f"placement answered {response.status_code} to {what}"
                f"{detail}")
 
@@ -276,11 +469,12 @@ class Publisher:
         name = self.compute_node or inventory.hostname
         if self.root_uuid and self.root_name == name:
             return self.root_uuid
+        what = f"the lookup of provider {name}"
         response = self.client.call(
             "GET", f"/resource_providers?name={quote(name, safe='')}")
         if response.status_code != 200:
-            raise _error(response, f"the lookup of provider {name}")
-        found = response.json()["resource_providers"]
+            raise _error(response, what)
+        found = _answer(response, what, _PROVIDERS)["resource_providers"]
         if not found:
             raise PlacementError(
                 f"no resource provider named {name} in placement: nova-"
@@ -300,9 +494,10 @@ class Publisher:
                    f"&required={OWNER_TRAIT}")
         if _unknown_name(response):
             raise _Conflict(root, names=True)
+        what = f"the listing of the tree of {root}"
         if response.status_code != 200:
-            raise _error(response, f"the listing of the tree of {root}")
-        listed = response.json()["resource_providers"]
+            raise _error(response, what)
+        listed = _answer(response, what, _PROVIDERS)["resource_providers"]
         fresh = {}
         for rp in listed:
             known = self._known.get(rp["uuid"])
@@ -316,12 +511,14 @@ class Publisher:
         base = f"/resource_providers/{rp['uuid']}"
         inv = self.client.call("GET", f"{base}/inventories")
         traits = self.client.call("GET", f"{base}/traits")
+        what = f"the read of provider {rp['uuid']}"
         for r in (inv, traits):
             if r.status_code == 404:
                 raise _Conflict(rp["uuid"])  # deleted meanwhile
             if r.status_code != 200:
-                raise _error(r, f"the read of provider {rp['uuid']}")
-        inv_body, traits_body = inv.json(), traits.json()
+                raise _error(r, what)
+        inv_body = _answer(inv, what, _INVENTORIES)
+        traits_body = _answer(traits, what, _TRAITS)
         generation = inv_body["resource_provider_generation"]
         if traits_body["resource_provider_generation"] != generation:
             raise _Conflict(rp["uuid"])
@@ -369,7 +566,8 @@ class Publisher:
         if response.status_code == 409:
             state = self._adopt(spec)
         elif response.status_code == 200:
-            body = response.json()
+            body = _answer(response, f"the creation of provider {spec.name}",
+                           _GENERATION)
             state = ProviderState(
                 uuid=spec.uuid, name=spec.name, parent_uuid=spec.parent_uuid,
                 generation=body["generation"], inventories={},
@@ -392,7 +590,8 @@ class Publisher:
         response = self.client.call("GET", f"/resource_providers/"
                                            f"{spec.uuid}")
         if response.status_code == 200:
-            rp = response.json()
+            rp = _answer(response, f"the read of provider {spec.uuid}",
+                         _PROVIDER)
             state = self._read_provider(rp)
             if OWNER_TRAIT in state.traits:
                 # Another publisher of this host (an overlapping restart)
@@ -414,11 +613,12 @@ class Publisher:
             "PUT", f"/resource_providers/{spec.uuid}",
             {"name": spec.name, "parent_provider_uuid": spec.parent_uuid},
             microversion=REPARENT_MICROVERSION)
+        what = f"the update of provider {spec.name}"
         if response.status_code != 200:
-            raise _error(response, f"the update of provider {spec.name}")
+            raise _error(response, what)
         known = self._known[spec.uuid]
         known.name, known.parent_uuid = spec.name, spec.parent_uuid
-        known.generation = response.json()["generation"]
+        known.generation = _answer(response, what, _GENERATION)["generation"]
 
     def _put_traits(self, rp_uuid: str, traits: frozenset[str]) -> None:
         known = self._known[rp_uuid]
@@ -428,9 +628,11 @@ class Publisher:
              "resource_provider_generation": known.generation})
         if response.status_code == 409 or _unknown_name(response):
             raise _Conflict(rp_uuid, names=response.status_code == 400)
+        what = f"setting the traits of {known.name}"
         if response.status_code != 200:
-            raise _error(response, f"setting the traits of {known.name}")
-        known.generation = response.json()["resource_provider_generation"]
+            raise _error(response, what)
+        known.generation = _answer(response, what, _RP_GENERATION)[
+            "resource_provider_generation"]
         known.traits = frozenset(traits)
 
     def _put_inventories(self, rp_uuid: str,
@@ -448,7 +650,9 @@ class Publisher:
             raise _error(response, f"setting the inventory of {known.name} "
                                    f"(a resource class still allocated "
                                    f"cannot be removed)")
-        known.generation = response.json()["resource_provider_generation"]
+        known.generation = _answer(
+            response, f"setting the inventory of {known.name}",
+            _RP_GENERATION)["resource_provider_generation"]
         known.inventories = {rc: dict(v) for rc, v in inventories.items()}
 
     def _remove(self, rp_uuid: str, report: PublishReport) -> None:
@@ -505,9 +709,10 @@ class Publisher:
             "GET", f"/resource_providers/{rp_uuid}/allocations")
         if response.status_code == 404:
             return {}
+        what = f"the allocations of provider {rp_uuid}"
         if response.status_code != 200:
-            raise _error(response, f"the allocations of provider {rp_uuid}")
-        body = response.json()
+            raise _error(response, what)
+        body = _answer(response, what, _ALLOCATIONS)
         allocations = {consumer: dict(a["resources"])
                        for consumer, a in body["allocations"].items()}
         if (known is not None and known.generation
@@ -561,6 +766,28 @@ class Publisher:
         self._known, self._exists = known, exists
         self.root_uuid, self.root_name = root_uuid, root_name
         return True
+
+    def root_room(self) -> tuple[int, int]:
+        """The compute node's VCPU and MEMORY_MB left (capacity less
+        usage), for the agent's figures; call after ``publish``."""
+        base = f"/resource_providers/{self.root_uuid}"
+        inv = self.client.call("GET", f"{base}/inventories")
+        usages = self.client.call("GET", f"{base}/usages")
+        for r in (inv, usages):
+            if r.status_code != 200:
+                raise _error(r, f"the room of provider {self.root_uuid}")
+        inventories = inv.json()["inventories"]
+        used = usages.json()["usages"]
+
+        def left(rc: str) -> int:
+            i = inventories.get(rc)
+            if i is None:
+                return 0
+            capacity = int((i["total"] - i["reserved"])
+                           * i["allocation_ratio"])
+            return max(capacity - int(used.get(rc, 0)), 0)
+
+        return left("VCPU"), left("MEMORY_MB")
 
     def read_allocations(self, inventory: model.Inventory
                          ) -> dict[str, dict[str, dict[str, int]]]:

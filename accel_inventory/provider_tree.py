@@ -26,7 +26,7 @@ from __future__ import annotations
 import hashlib
 import re
 import uuid
-from collections.abc import Iterable, Mapping
+from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -69,10 +69,17 @@ def card_traits(card: model.Card) -> frozenset[str]:
 
 
 def region_traits(card: model.Card, region: model.Region) -> frozenset[str]:
+    """A region's traits; an FPGA region's also say which bitstreams fit
+    its partial-reconfiguration region and which accelerators its ports
+    hold now (kinds.fpga_region)."""
     traits = {OWNER_TRAIT, REGION_TRAIT,
               contract.region_size_trait(region.size),
               contract.kind_trait(card.kind),
               contract.move_trait(kinds.of(card).move)}
+    traits.update(contract.fpga_compat_trait(c)
+                  for c in region.attrs.get("fpga_compat_ids", []))
+    traits.update(contract.fpga_afu_trait(a)
+                  for a in region.attrs.get("fpga_afu_ids", []))
     if card.numa_node is not None and card.numa_node >= 0:
         traits.add(contract.numa_trait(card.numa_node))
     if card.degraded:
@@ -80,14 +87,18 @@ def region_traits(card: model.Card, region: model.Region) -> frozenset[str]:
     return frozenset(traits)
 
 
-def region_inventories(card: model.Card,
-                       region: model.Region) -> dict[str, dict[str, Any]]:
+def region_inventories(card: model.Card, region: model.Region,
+                       cleaning: Collection[str] = ()
+                       ) -> dict[str, dict[str, Any]]:
     """One inventory of the region's class, ``total`` = its functions.
 
     A degraded card's regions reserve everything, and a region its
-    vanished functions (kept for their holders): nothing new lands there,
-    and placement keeps the allocations already made (it accepts usage
-    above capacity). A region without functions has no inventory, since
+    withheld functions (vanished ones kept for their holders, VFs that
+    cannot take the region's vGPU type now) and those that wait to be
+    cleaned (``cleaning``, function ids: a released function is offered
+    again only once it is clean): nothing new lands there, and placement
+    keeps the allocations already made (it accepts usage above capacity).
+    A region without functions has no inventory, since
     placement refuses a total of zero.
     """
     if region.size == 0:
@@ -95,7 +106,8 @@ def region_inventories(card: model.Card,
     return {region.resource_class: {
         "total": region.size,
         "reserved": region.size if card.degraded else sum(
-            kinds.vanished(card, f) for f in region.functions),
+            kinds.withheld(card, f) or f.id in cleaning
+            for f in region.functions),
         "min_unit": 1, "max_unit": region.size, "step_size": 1,
         "allocation_ratio": 1.0}}
 
@@ -131,7 +143,8 @@ def desired_tree(inventory: model.Inventory,
                 uuid=provider_uuid(host, region.id),
                 name=provider_name(host, region.id),
                 parent_uuid=card_uuid, source_id=region.id,
-                inventories=region_inventories(card, region),
+                inventories=region_inventories(card, region,
+                                               inventory.cleaning),
                 traits=region_traits(card, region)))
     return specs
 

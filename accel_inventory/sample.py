@@ -16,7 +16,9 @@
 ``bus/*/devices`` and ``class/*`` symlinks into them (relative, as the
 kernel makes them), binary PCI config space with a PCIe extended
 capability chain, binary VPD, SR-IOV ``virtfnN``/``physfn`` links, mdev
-parents and instances, USB devices and network interfaces. The scanner
+parents and instances, NVIDIA's vendor-specific vGPU files, DFL FPGA
+regions, USB devices (and the ``peer`` links of a connector's USB 2 and
+USB 3 ports) and network interfaces. The scanner
 cannot tell it from a real tree, which is the point: tests, the demo and
 ``accel-inventory show --sample`` all run the real scanner on it.
 """
@@ -90,7 +92,11 @@ class FakeSysfs:
                 numa_node: int = -1, dsn: int | None = None,
                 vpd_serial: str | None = None, slot: str | None = None,
                 driver: str | None = None, config_size: int = 4096,
-                totalvfs: int = 0) -> str:
+                totalvfs: int = 0, reset: bool = False) -> str:
+        """A PCI function; with ``reset``, the ``reset`` attribute the
+        kernel makes for a function it can reset (FLR, a PM or a bus
+        reset): what is written to it stays in the file, for the tests
+        to see."""
         base = parent or self.path("devices", PCI_ROOT)
         real = os.path.join(base, bdf)
         os.makedirs(real, exist_ok=True)
@@ -106,6 +112,8 @@ class FakeSysfs:
         if vpd_serial is not None:
             _write(os.path.join(real, "vpd"),
                    vpd_blob(f"card {vendor}:{device}", vpd_serial))
+        if reset:
+            _write(os.path.join(real, "reset"), "")
         if totalvfs:
             _write(os.path.join(real, "sriov_totalvfs"), f"{totalvfs}\n")
             _write(os.path.join(real, "sriov_numvfs"), "0\n")
@@ -122,15 +130,44 @@ class FakeSysfs:
                    bdf.rsplit(".", 1)[0] + "\n")
         return real
 
-    def add_vfs(self, pf_bdf: str, vf_bdfs: list[str], device: str) -> None:
-        """SR-IOV: VFs beside their PF, linked both ways."""
+    def set_numa_node(self, bdf: str, node: int) -> None:
+        """What the firmware reports as the device's node (``numa_node``;
+        -1: none)."""
+        _write(self.path("bus", "pci", "devices", bdf, "numa_node"),
+               f"{node}\n")
+
+    # -- NUMA nodes and CPUs -----------------------------------------------
+
+    def add_numa_node(self, node: int, cpus: list[int],
+                      socket: int = 0) -> None:
+        """A NUMA node and its CPUs, as the kernel lays them out
+        (Documentation/ABI/stable/sysfs-devices-node: ``nodeN/cpulist``;
+        sysfs-devices-system-cpu: ``cpuN/topology/physical_package_id``,
+        the CPU's socket, and its ``nodeN`` link)."""
+        home = self.path("devices", "system", "node", f"node{node}")
+        _write(os.path.join(home, "cpulist"),
+               ",".join(str(cpu) for cpu in cpus) + "\n")
+        for cpu in cpus:
+            cpu_dir = self.path("devices", "system", "cpu", f"cpu{cpu}")
+            _write(os.path.join(cpu_dir, "topology", "physical_package_id"),
+                   f"{socket}\n")
+            _link(os.path.join(cpu_dir, f"node{node}"), home)
+
+    def add_vfs(self, pf_bdf: str, vf_bdfs: list[str], device: str, *,
+                order: list[int] | None = None, reset: bool = True) -> None:
+        """SR-IOV: VFs beside their PF, linked both ways; ``virtfnN`` is
+        ``vf_bdfs[N]``, made in ``order`` (of indices) when given; each
+        with a ``reset`` (the SR-IOV specification requires FLR of every
+        VF)."""
         pf = os.path.realpath(self.path("bus", "pci", "devices", pf_bdf))
         vendor = open(os.path.join(pf, "vendor")).read().strip()[2:]
         numa = open(os.path.join(pf, "numa_node")).read().strip()
-        for index, vf_bdf in enumerate(vf_bdfs):
+        for index in order or range(len(vf_bdfs)):
+            vf_bdf = vf_bdfs[index]
             vf = self.add_pci(vf_bdf, vendor, device,
                               parent=os.path.dirname(pf),
-                              numa_node=int(numa), config_size=64)
+                              numa_node=int(numa), config_size=64,
+                              reset=reset)
             _link(os.path.join(vf, "physfn"), pf)
             _link(os.path.join(pf, f"virtfn{index}"), vf)
         _write(os.path.join(pf, "sriov_numvfs"), f"{len(vf_bdfs)}\n")
@@ -169,14 +206,18 @@ class FakeSysfs:
         _link(self.path("class", "vca", f"vca{number}"), upstream)
 
     def add_mdev_parent(self, bdf: str, types: dict[str, int],
-                        instances: list[tuple[str, str]] = ()) -> None:
+                        instances: list[tuple[str, str]] = (), *,
+                        names: dict[str, str] | None = None,
+                        descriptions: dict[str, str] | None = None) -> None:
         dev = os.path.realpath(self.path("bus", "pci", "devices", bdf))
         for type_name, available in types.items():
             t = os.path.join(dev, "mdev_supported_types", type_name)
             _write(os.path.join(t, "available_instances"), f"{available}\n")
             _write(os.path.join(t, "device_api"), "vfio-pci\n")
-            _write(os.path.join(t, "name"), f"{type_name}\n")
-            _write(os.path.join(t, "description"), "num_heads=4\n")
+            _write(os.path.join(t, "name"),
+                   f"{(names or {}).get(type_name, type_name)}\n")
+            _write(os.path.join(t, "description"),
+                   (descriptions or {}).get(type_name, "num_heads=4") + "\n")
             _write(os.path.join(t, "create"), "")
             os.makedirs(os.path.join(t, "devices"), exist_ok=True)
         for uuid, type_name in instances:
@@ -223,6 +264,49 @@ class FakeSysfs:
         os.rmdir(inst)
         _write(available, f"{left + 1}\n")
 
+    def add_vgpu_interface(self, bdf: str, creatable: dict[int, str],
+                           current: int = 0) -> str:
+        """NVIDIA's vendor-specific VFIO files of a VF: ``nvidia/
+        creatable_vgpu_types`` (a header, then ``ID : NAME`` lines; empty
+        while the VF holds a vGPU) and ``nvidia/current_vgpu_type``."""
+        dev = os.path.realpath(self.path("bus", "pci", "devices", bdf))
+        self.set_vgpu(bdf, creatable, current)
+        return os.path.join(dev, "nvidia")
+
+    def set_vgpu(self, bdf: str, creatable: dict[int, str],
+                 current: int) -> None:
+        """What the VF shows now: the types it can take and the one it
+        holds (0: none)."""
+        nvidia = os.path.join(os.path.realpath(self.path(
+            "bus", "pci", "devices", bdf)), "nvidia")
+        lines = "".join(f"{i} : {n}\n" for i, n in creatable.items())
+        _write(os.path.join(nvidia, "creatable_vgpu_types"),
+               f"ID    : vGPU Name\n{lines}" if lines else "")
+        _write(os.path.join(nvidia, "current_vgpu_type"), f"{current}\n")
+
+    def add_dfl_fpga(self, bdf: str, region: int, *,
+                     pr_regions: dict[int, str] = (),
+                     afu_ids: list[str] = ()) -> str:
+        """A DFL FPGA's base region below PCI function ``bdf``:
+        ``fpga_region/region<region>`` (an empty ``compat_id``), with an
+        FME whose partial-reconfiguration regions ``region<R>`` have
+        ``compat_id`` ``pr_regions[R]``, and one port per AFU id."""
+        dev = os.path.realpath(self.path("bus", "pci", "devices", bdf))
+        base = os.path.join(dev, "fpga_region", f"region{region}")
+        _write(os.path.join(base, "compat_id"), "")
+        _link(self.path("class", "fpga_region", f"region{region}"), base)
+        fme = os.path.join(base, f"dfl-fme.{region}")
+        _write(os.path.join(fme, "ports_num"), f"{len(afu_ids)}\n")
+        for k, (number, compat) in enumerate(dict(pr_regions).items()):
+            pr = os.path.join(fme, f"dfl-fme-region.{k}", "fpga_region",
+                              f"region{number}")
+            _write(os.path.join(pr, "compat_id"), compat + "\n")
+            _link(self.path("class", "fpga_region", f"region{number}"), pr)
+        for port, afu in enumerate(afu_ids):
+            _write(os.path.join(base, f"dfl-port.{port}", "afu_id"),
+                   afu + "\n")
+        return base
+
     # -- USB -------------------------------------------------------------
 
     def add_usb(self, name: str, vendor: str, product: str, *,
@@ -243,6 +327,43 @@ class FakeSysfs:
             _write(os.path.join(real, key), value + "\n")
         _link(self.path("bus", "usb", "devices", name), real)
         return real
+
+    def link_usb_peers(self, first: str, second: str,
+                       controller: str = "0000:00:14.0",
+                       hubs: tuple = (("2109", "2817"), ("2109", "0817"))
+                       ) -> None:
+        """The ports that devices ``first`` and ``second`` (``1-4.4.3``,
+        ``2-3.4.3``) are plugged into are one connector's USB 2 and USB 3
+        halves: each port device (``<hub>:1.0/<hub>-port<N>``, ``<hub>``
+        ``usb<bus>`` for a root port) links the other as ``peer``. A hub
+        that is not a root hub is a USB device of ids ``hubs`` (the USB 2
+        and USB 3 halves of a VIA Labs hub by default)."""
+        ports = []
+        for name, (vendor, product) in zip((first, second), hubs,
+                                           strict=True):
+            bus, _, path = name.partition("-")
+            hub, _, number = path.rpartition(".")
+            hub = f"{bus}-{hub}" if hub else f"usb{bus}"
+            interface = f"{hub}:1.0" if hub != f"usb{bus}" else \
+                f"{bus}-0:1.0"
+            hub_dir = self.path("devices", PCI_ROOT, controller, f"usb{bus}",
+                                hub) if hub != f"usb{bus}" else self.path(
+                "devices", PCI_ROOT, controller, hub)
+            port = os.path.join(hub_dir, interface,
+                                f"{hub}-port{number or path}")
+            os.makedirs(port, exist_ok=True)
+            if hub != f"usb{bus}" and not os.path.exists(
+                    os.path.join(hub_dir, "idVendor")):
+                for key, value in (("idVendor", vendor),
+                                   ("idProduct", product),
+                                   ("busnum", bus), ("devnum", "1"),
+                                   ("bDeviceClass", "09")):
+                    _write(os.path.join(hub_dir, key), value + "\n")
+            if not os.path.lexists(self.path("bus", "usb", "devices", hub)):
+                _link(self.path("bus", "usb", "devices", hub), hub_dir)
+            ports.append(port)
+        _link(os.path.join(ports[0], "peer"), ports[1])
+        _link(os.path.join(ports[1], "peer"), ports[0])
 
     def unplug_usb(self, name: str) -> None:
         """The device at port ``name`` is gone (unplugged, or re-enumerating

@@ -21,7 +21,11 @@ domain to be up, resolves where each function is now (``resolve``),
 builds its device (``devices``) and hot-plugs it live only (the
 persistent definition never names an address that may change), then
 records the outcome in the claim (``claim.attach``). A failure is logged
-and recorded with its reason; nothing is retried.
+and recorded with its reason; nothing is retried. For a guest the live
+XML puts on host NUMA nodes, the claim first takes, in each region it
+holds, the free functions on the guest's nodes, and a function still
+elsewhere is not attached under a ``required`` or ``socket`` affinity
+policy (``affinity``).
 
 ``python -m libvirt_hooks.attach [--await-assignment] UUID``
 """
@@ -36,9 +40,9 @@ import time
 
 import libvirt
 
-from accel_inventory import cache, claims
+from accel_inventory import cache, claims, numa, settings
 from accel_inventory.inventory import current_boot_id
-from libvirt_hooks import bridge, common, decide, devices, settings, trust
+from libvirt_hooks import affinity, bridge, common, decide, devices, trust
 from libvirt_hooks import domain as domain_xml
 from libvirt_hooks import xmlgen
 from libvirt_hooks.resolve import node_interface, placement_claim, resolve
@@ -91,9 +95,23 @@ def _attach(conn, conf, consumer: str, ensure_bridge) -> dict:
     inv, claim = placement_claim(conf, consumer)
     dom = conn.lookupByUUIDString(consumer)
     live, present = _live(conf, dom)
+    refused = _far_refused(conf, consumer, live)
+    if refused is not None:
+        inv, claim = placement_claim(conf, consumer)
+    # mdevs and vGPU types the functions need, made now when the sync
+    # assigned them after the start.
+    unmade = decide.make_for_claim(conf, live, inv)
+    inv, claim = placement_claim(conf, consumer)
     results = {}
     for fid in claim.functions:
         outcome = {}
+        if refused and fid in refused:
+            outcome.update(state="failed", reason=refused[fid])
+            results[fid] = outcome
+            continue
+        if unmade:
+            results[fid] = {"state": "failed", "reason": "; ".join(unmade)}
+            continue
         try:
             element, key = resolve(conf, inv, fid)
             outcome["device"] = devices.describe(key)
@@ -120,6 +138,35 @@ def _attach(conn, conf, consumer: str, ensure_bridge) -> dict:
     holds = any(o["state"] in ("attached", "present")
                 for o in results.values())
     return _record(conf, consumer, live, results, holds)
+
+
+def _far_refused(conf, consumer: str, live: domain_xml.Domain
+                 ) -> dict[str, str] | None:
+    """NUMA affinity for a guest the live XML puts on host nodes: the
+    claim takes the free functions near it (saved), and the functions
+    still far that its policy refuses, each with why; None when the guest
+    is on no node (the claim is then as it was)."""
+    sysfs_root = conf.inventory.sysfs_root
+    try:
+        near = affinity.of_domain(live, sysfs_root)
+    except domain_xml.DomainXMLError as exc:
+        decide.LOG.warning("domain %s: %s; its devices are attached "
+                           "without NUMA affinity", live.name, exc)
+        return None
+    if near is None:
+        return None
+    affinity.keep_near(conf.inventory.cache_path,
+                       conf.inventory.lock_timeout, consumer, near,
+                       sysfs_root)
+    inv, claim = placement_claim(conf, consumer)
+    far = affinity.far_functions(inv, claim.functions, near, sysfs_root)
+    _refusal, warning = affinity.judgement(near, far)
+    if warning:
+        decide.LOG.warning("domain %s: %s", live.name, warning)
+    if not numa.strict(near.policy):
+        return {}
+    return {fid: f"{where}: {affinity.away(near)}; {affinity.FIX}"
+            for fid, where in far.items()}
 
 
 def detach_claim(conn, conf, consumer: str) -> dict:
@@ -259,7 +306,8 @@ def run_worker(consumer: str, config_file: str | None, *,
         # The worker acts as root on what the hook's configuration names,
         # so it trusts it no more than the hook does; not even its log
         # file.
-        untrusted = trust.refusal(config_file, conf.inventory.cache_path)
+        untrusted = trust.refusal(config_file, conf.inventory.cache_path,
+                                  others=trust.hook_paths(conf))
     except settings.SettingsError as exc:
         untrusted = f"cannot read configuration: {exc}"
     if untrusted:
@@ -322,7 +370,7 @@ def worker_main(argv: list[str]) -> int:
                          f"[{AWAIT_ASSIGNMENT}] DOMAIN-UUID (started by "
                          f"the hook; by hand: accel-domain attach)\n")
         return 2
-    return run_worker(consumer, common.config_file(),
+    return run_worker(consumer, settings.config_file(),
                       await_assignment=AWAIT_ASSIGNMENT in flags)
 
 

@@ -30,6 +30,8 @@ import shutil
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
+from accel_inventory import safe_io
+
 IFNAMSIZ = 15  # the kernel's limit on an interface name, less the NUL
 IFF_UP = 0x1
 NET_CLASS = "/sys/class/net"
@@ -120,8 +122,10 @@ def plan_node_bridge(bridge: str, interface: str | None,
 
 
 def read_links(net_class: str = NET_CLASS) -> dict[str, Link]:
-    """Every interface under ``net_class`` with its state."""
+    """Every interface under ``net_class`` with its state, read inside
+    the sysfs tree ``net_class`` is in (``<root>/class/net``)."""
     links = {}
+    root = os.path.dirname(os.path.dirname(net_class))
     try:
         names = os.listdir(net_class)
     except OSError as exc:
@@ -129,8 +133,8 @@ def read_links(net_class: str = NET_CLASS) -> dict[str, Link]:
     for name in names:
         path = os.path.join(net_class, name)
         try:
-            with open(os.path.join(path, "flags")) as f:
-                flags = int(f.read().strip(), 16)
+            flags = int(safe_io.read_attribute(
+                root, os.path.join(path, "flags")).strip(), 16)
         except (OSError, ValueError):
             continue  # vanished while listing, or not an interface
         master = os.path.join(path, "master")

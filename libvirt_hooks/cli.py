@@ -34,10 +34,10 @@ import sys
 import libvirt
 from lxml import etree
 
-from accel_inventory import cache, claims, usage
+from accel_inventory import cache, claims, settings, usage
 from accel_inventory.inventory import current_boot_id
-from libvirt_hooks import attach, common, decide, devices, guard, hostview
-from libvirt_hooks import resolve, settings
+from libvirt_hooks import attach, decide, devices, guard, hostview
+from libvirt_hooks import resolve, trust
 from libvirt_hooks import domain as domain_xml
 
 PROG = "accel-domain"
@@ -70,7 +70,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--config-file", metavar="PATH",
                         help="nova-accel configuration (default: "
                              "$NOVA_ACCEL_CONFIG, else "
-                             f"{common.DEFAULT_CONFIG}).")
+                             f"{settings.DEFAULT_CONFIG}).")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND",
                                      required=True)
 
@@ -267,10 +267,18 @@ def main(argv=None, out=None, err=None) -> int:
     except SystemExit as exc:
         return exc.code if isinstance(exc.code, int) else EXIT_USAGE
     libvirt.registerErrorHandler(lambda _ctx, _err: None, None)
+    config_file = args.config_file or settings.config_file()
     try:
-        conf = decide.load_conf(args.config_file or common.config_file())
+        conf = decide.load_conf(config_file)
+        # It acts as root on what the hook's configuration names, so it
+        # trusts it no more than the hook does.
+        untrusted = trust.refusal(config_file, conf.inventory.cache_path,
+                                  others=trust.hook_paths(conf))
+        if untrusted:
+            raise CommandError(untrusted)
         conn = libvirt.open(args.connect or conf.libvirt_hooks.libvirt_uri)
-    except (settings.SettingsError, libvirt.libvirtError) as exc:
+    except (settings.SettingsError, CommandError,
+            libvirt.libvirtError) as exc:
         print(f"{PROG}: error: {exc}", file=err)
         return EXIT_ERROR
     try:

@@ -11,32 +11,90 @@
 # under the License.
 
 """What the hook's trigger, its full path and the attach worker share:
-exit codes, which configuration file is read, the fast reader of its
-options, and where the sync's markers are.
+exit codes, the fast reader of their options, where the sync's markers
+are, and the timer that bounds a call.
 
 Standard library only: the hook imports this at every domain start.
 """
 
 import os
+import signal
+import time
 
-DEFAULT_CONFIG = "/etc/nova-accel/nova-accel.conf"
 INSTALL_PATH = "/etc/libvirt/hooks/qemu.d/nova-accel"
+# All the fast path may load of the inventory package: its file opener and
+# its settings reader, standard library only (the tests and the packaging
+# check hold the hook to it).
+FAST_PATH_INVENTORY = ("accel_inventory", "accel_inventory.safe_io",
+                       "accel_inventory.settings")
 EXIT_REFUSED = 1
 EXIT_USAGE = 2
 # accel_inventory.cache names it (a test checks they agree): the hook's
 # fast path cannot import the inventory package.
 ASSIGNED_SUFFIX = ".assigned"
+# accel_inventory.cache's bound on the cache (a test checks they agree).
+MAX_CACHE_BYTES = 64 * 1024 * 1024
 
 
-def config_file() -> str | None:
-    """The file every command of nova-accel reads: ``NOVA_ACCEL_CONFIG``
-    (even when missing: it is then reported, not silently replaced by
-    the defaults, which may name another cache), else the default file
-    when it exists."""
-    named = os.environ.get("NOVA_ACCEL_CONFIG")
-    if named:
-        return named
-    return DEFAULT_CONFIG if os.path.exists(DEFAULT_CONFIG) else None
+class HookTimeout(BaseException):
+    """The call ran past ``[libvirt_hooks] timeout``. A BaseException, as
+    KeyboardInterrupt is, so that no ``except Exception`` on the way
+    swallows it."""
+
+
+_started: float | None = None
+
+
+def _on_alarm(signum, frame):
+    raise HookTimeout()
+
+
+def start_timer() -> object:
+    """Start bounding this call, before anything is opened: at the
+    timeout the environment sets (``OS_LIBVIRT_HOOKS__TIMEOUT``) or the
+    default, until the configuration says more (``limit``). Returns what
+    ``stop_timer`` restores."""
+    global _started
+    from accel_inventory import settings
+
+    try:
+        seconds = float(settings.convert(
+            "libvirt_hooks", "timeout",
+            os.environ[settings.env_name("libvirt_hooks", "timeout")]))
+    except (KeyError, settings.SettingsError):
+        seconds = settings.OPTIONS[("libvirt_hooks", "timeout")][1]
+    _started = time.monotonic()
+    previous = signal.signal(signal.SIGALRM, _on_alarm)
+    signal.setitimer(signal.ITIMER_REAL, seconds)
+    return previous
+
+
+def limit(seconds: float) -> None:
+    """Let the whole call take ``seconds`` from ``start_timer`` (or from
+    now, when the timer was never started); raises HookTimeout when that
+    is past already."""
+    global _started
+    if _started is None:
+        _started = time.monotonic()
+        signal.signal(signal.SIGALRM, _on_alarm)
+    left = seconds - (time.monotonic() - _started)
+    if left <= 0:
+        raise HookTimeout()
+    signal.setitimer(signal.ITIMER_REAL, left)
+
+
+def grant(seconds: float) -> None:
+    """``seconds`` more from now, whatever is left: for undoing what a
+    call that ran out of time did."""
+    signal.signal(signal.SIGALRM, _on_alarm)
+    signal.setitimer(signal.ITIMER_REAL, seconds)
+
+
+def stop_timer(previous: object) -> None:
+    global _started
+    signal.setitimer(signal.ITIMER_REAL, 0)
+    signal.signal(signal.SIGALRM, previous)
+    _started = None
 
 
 def fast_options(config: str | None) -> dict[tuple[str, str], str]:
@@ -44,7 +102,7 @@ def fast_options(config: str | None) -> dict[tuple[str, str], str]:
     fast path, read once, where a file that cannot be read gives the
     defaults: the full path reports it, and a domain without accelerators
     never waits on it."""
-    from libvirt_hooks import settings
+    from accel_inventory import settings
 
     try:
         found = settings.raw_values(config)

@@ -76,7 +76,10 @@ def _pci_element(card: model.Card, function: model.Function, now: HostNow,
     _require_same(f"PCI address {address}", card,
                   held=(now.pci.vendor_id, now.pci.product_id),
                   given=guard.expected_ids(card, function))
-    return xmlgen.pci_hostdev(address)
+    # A VF that gives a vendor-specific vGPU stays bound to the nvidia
+    # driver: libvirt must not rebind it (NVIDIA: unmanaged mode only).
+    return xmlgen.pci_hostdev(address,
+                              managed=guard.vgpu_type(function) is None)
 
 
 def _usb_element(card: model.Card, function: model.Function, now: HostNow,
@@ -85,11 +88,15 @@ def _usb_element(card: model.Card, function: model.Function, now: HostNow,
     if now.usb is None:
         raise DeviceError(f"no USB device at port {address} now; "
                           f"{_rescan_hint(card)}")
-    # A stick is known by its serial: its product id changes when its
-    # firmware loads.
-    _require_same(f"USB port {address}", card,
-                  held=(now.usb.vendor_id, now.usb.serial),
-                  given=(card.vendor_id, card.serial))
+    # A stick is known by its serial (its product id changes when its
+    # firmware loads); one whose serial is every unit's, by the connector
+    # it was found on (resolve.host_now).
+    if card.serial is not None:
+        held, given = ((now.usb.vendor_id, now.usb.serial),
+                       (card.vendor_id, card.serial))
+    else:
+        held, given = (now.usb.vendor_id,), (card.vendor_id,)
+    _require_same(f"USB port {now.usb.name}", card, held=held, given=given)
     return xmlgen.usb_hostdev(now.usb.vendor_id, now.usb.product_id,
                               bus=now.usb.busnum, device=now.usb.devnum)
 

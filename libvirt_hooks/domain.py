@@ -20,18 +20,15 @@ a hostile document can neither read host files nor exhaust memory.
 from __future__ import annotations
 
 from collections.abc import Mapping
-import re
 from dataclasses import dataclass, field
 
 from lxml import etree
 
+from accel_inventory import numa
+from accel_inventory.contract import NUMA_AFFINITY_SPEC, UUID
 from accel_inventory.kinds.base import (DEVICE_INTERFACE, DEVICE_MDEV,
                                         DEVICE_PCI, DEVICE_USB)
 from libvirt_hooks import xmlgen
-
-
-UUID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-"
-                  r"[0-9a-f]{12}$")
 
 
 class DomainXMLError(Exception):
@@ -219,6 +216,57 @@ def nova_flavor(root: etree._Element) -> str | None:
                     etree.QName(flavor).localname == "flavor":
                 return flavor.get("id") or flavor.get("name")
     return None
+
+
+@dataclass(frozen=True)
+class GuestNuma:
+    """Where the domain's XML puts its guest on the host: the host NUMA
+    nodes its memory is bound to (``<numatune>``: ``memory`` and each
+    ``memnode``), the host CPUs its vCPUs are pinned to (``<cputune>``'s
+    ``vcpupin``), and the NUMA affinity policy nova wrote into the
+    metadata with the flavor's extra specs (as written; None when the
+    flavor names none). Nova writes both for every instance with a NUMA
+    topology, and neither for the others."""
+
+    memory_nodes: frozenset[int]
+    vcpu_cpus: frozenset[int]
+    policy: str | None
+
+    @property
+    def placed(self) -> bool:
+        return bool(self.memory_nodes or self.vcpu_cpus)
+
+
+# Nova's metadata namespace carries a version (.../nova/1.1): any.
+_NOVA_EXTRA_SPECS = "metadata/{*}instance/{*}flavor/{*}extraSpecs/{*}extraSpec"
+
+
+def guest_numa(domain: Domain) -> GuestNuma:
+    """The domain's ``GuestNuma``; DomainXMLError when a node or CPU list
+    is not one."""
+    tree = domain.tree
+    nodesets = [e.get("nodeset") for e in tree.iterfind("numatune/memory")]
+    nodesets += [e.get("nodeset") for e in tree.iterfind("numatune/memnode")]
+    cpusets = [e.get("cpuset") for e in tree.iterfind("cputune/vcpupin")]
+    policy = None
+    for spec in tree.iterfind(_NOVA_EXTRA_SPECS):
+        if spec.get("name") == NUMA_AFFINITY_SPEC:
+            policy = (spec.text or "").strip()
+    return GuestNuma(_ids(nodesets, "nodeset"), _ids(cpusets, "cpuset"),
+                     policy)
+
+
+def _ids(lists: list[str | None], what: str) -> frozenset[int]:
+    found: set[int] = set()
+    for text in lists:
+        if text is None:
+            continue  # placement='auto': numad decides, not the XML
+        try:
+            found |= numa.parse_id_list(text)
+        except ValueError:
+            raise DomainXMLError(f"{what} {text[:40]!r} is not a list of "
+                                 f"numbers") from None
+    return frozenset(found)
 
 
 @dataclass(frozen=True)

@@ -20,21 +20,30 @@ refusal into a non-zero exit with one line for the operator.
 
 Every device is judged by the same rules, whatever its kind: it is refused
 when its address holds nothing, another vendor, product or class than the
-inventory says, a function another running domain has, or (with
+inventory says, a function another running domain has, a function that a
+consumer released and that is not clean yet, or (with
 ``strict_identity``, or of another type) a function that is not the one
 this domain was given. At a first start a device the inventory does not
 know is not an accelerator and is left to libvirt; an address that a card
 of any kind holds or held (an mdev parent taken whole, a card or one of
 its functions before it moved or went) is not unknown: what is there must
 be what the card showed.
+
+Past the devices of the XML, the verdict plans what the domain's
+functions need made before it runs: the mdevs of its placement claim
+that do not exist yet (on the VF of their GPU that can take one now),
+and the vGPU type of each VF given through NVIDIA's vendor-specific
+VFIO interface (written when the VF holds none; the start is refused
+when the type is no longer creatable there).
 """
 
 from __future__ import annotations
 
+import uuid as uuid_mod
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-from accel_inventory import claims, kinds, model
+from accel_inventory import claim_sync, claims, kinds, model
 from accel_inventory.kinds.base import (BUS_MDEV, BUS_PCI, BUS_USB,
                                         DEVICE_INTERFACE, DEVICE_MDEV,
                                         DEVICE_PCI, DEVICE_USB)
@@ -78,6 +87,15 @@ class MdevNow:
 
 
 @dataclass(frozen=True)
+class VgpuNow:
+    """A VF's vendor-specific vGPU state: the type it holds (0: none) and
+    the types it can take now."""
+
+    current: int
+    creatable: Mapping[int, str]
+
+
+@dataclass(frozen=True)
 class HostView:
     """What the host has now, for the devices of one domain.
 
@@ -92,6 +110,11 @@ class HostView:
     mdevs: Mapping[str, MdevNow | None] = field(default_factory=dict)
     net: Mapping[str, str | None] = field(default_factory=dict)
     node_interfaces: Mapping[str, str | None] = field(default_factory=dict)
+    # mdev parent BDF -> instances of its card's type it can still take
+    # (None: not an mdev parent now).
+    mdev_room: Mapping[str, int | None] = field(default_factory=dict)
+    # VF BDF -> its vendor-specific vGPU state (None: no such interface).
+    vgpus: Mapping[str, VgpuNow | None] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -110,6 +133,19 @@ class MdevToCreate:
     uuid: str
     parent: str
     mdev_type: str
+    # The function of a placement claim the mdev is made for; its address
+    # becomes the mdev's UUID (an mdev in the XML has its own already).
+    function_id: str | None = None
+
+
+@dataclass(frozen=True)
+class VgpuToSet:
+    """Write vGPU type ``type_id`` to VF ``vf`` (for ``function_id``)."""
+
+    vf: str
+    type_id: int
+    name: str | None
+    function_id: str
 
 
 @dataclass(frozen=True)
@@ -131,6 +167,7 @@ class Verdict:
     usb_moved: dict[int, UsbMove] = field(default_factory=dict)
     interfaces_moved: dict[int, str] = field(default_factory=dict)
     create_mdevs: list[MdevToCreate] = field(default_factory=list)
+    set_vgpus: list[VgpuToSet] = field(default_factory=list)
     bridges: list[NodeBridge] = field(default_factory=list)
 
     @property
@@ -159,10 +196,12 @@ def _fix(domain: Domain) -> str:
 
 
 def expected_ids(card: model.Card,
-                 function: model.Function) -> tuple[str, str]:
-    """The vendor:product sysfs shows at the function's address (a VCA
-    node's differs from its card's upstream port)."""
-    return card.vendor_id, function.attrs.get("product_id", card.product_id)
+                 function: model.Function | model.Region) -> tuple[str, str]:
+    """The vendor:product sysfs shows at a function's or region's address
+    (a VCA node's differs from its card's upstream port, a virtio-net PF
+    from its FPGA card's)."""
+    return (function.attrs.get("vendor_id", card.vendor_id),
+            function.attrs.get("product_id", card.product_id))
 
 
 def _type_of(entry: Entry, policy: Policy) -> str:
@@ -219,6 +258,13 @@ class _Judge:
                                         f"{seen.where_now}; {fix}")
             return None
         card, _region, function = seen.here
+        waiting = self.inv.cleaning.get(function.id)
+        if waiting is not None:
+            self.refuse(seen.label, f"function {function.id} was released "
+                                    f"by {waiting.after} and is not clean "
+                                    f"yet ({_waiting(waiting)}); see "
+                                    f"'accel-inventory status'")
+            return None
         if seen.mismatch:
             self.refuse(seen.label, f"{seen.mismatch}{seen.where_now}; "
                                     f"rescan with 'accel-inventory scan', "
@@ -246,6 +292,14 @@ class _Judge:
                 f"{function.id} of the same type instead of {wanted[2].id}")
         self.verdict.functions.append(function.id)
         return seen.here
+
+
+def _waiting(entry: model.Cleaning) -> str:
+    """Why a released function is not given, in words."""
+    if entry.state == model.CLEANING_HELD:
+        return (f"held: {entry.reason}; clean it, then 'accel-inventory "
+                f"clear {entry.function}'")
+    return "the agent cleans it at its next round"
 
 
 def _pci_seen(now: PciIdentity | None, here: Entry | None,
@@ -327,6 +381,19 @@ def check(domain: Domain, inv: model.Inventory, host: HostView,
             _check_bridge(judge, host, ref.address,
                           nodes_by_bridge.get(ref.address))
     _check_node_interfaces(judge, host, raw, given[DEVICE_INTERFACE])
+    _plan_claimed_mdevs(judge, host)
+    _plan_vgpus(judge, host)
+    return judge.verdict
+
+
+def plan_for_claim(domain: Domain, inv: model.Inventory, host: HostView,
+                   policy: Policy = Policy()) -> Verdict:
+    """What the functions of ``domain``'s placement claim need made before
+    the attach worker gives them (the sync assigned them after the
+    start): their mdevs and vGPU types, or why they cannot be."""
+    judge = _Judge(domain, inv, None, policy)
+    _plan_claimed_mdevs(judge, host)
+    _plan_vgpus(judge, host)
     return judge.verdict
 
 
@@ -418,7 +485,8 @@ def _held_at(inv: model.Inventory) -> dict[str, _Held]:
         ids = (card.vendor_id, card.product_id)
         mine = [(card.address, ids, present)]
         mine += [(a, ids, False) for a in card.previous_addresses]
-        mine += [(r.address, ids, present) for r in card.regions]
+        mine += [(r.address, expected_ids(card, r), present)
+                 for r in card.regions]
         if kind.function_bus == BUS_PCI:
             for function in card.functions():
                 fids = expected_ids(card, function)
@@ -469,32 +537,46 @@ def _check_held(judge: _Judge, address: str, now: PciIdentity | None,
                                 f"{holder.domain_name or holder.consumer}; "
                                 f"{fix}")
             return
+        waiting = judge.inv.cleaning.get(function.id)
+        if waiting is not None:
+            judge.refuse(label, f"function {function.id} of card {card.id} "
+                                f"there was released by {waiting.after} and "
+                                f"is not clean yet ({_waiting(waiting)}); "
+                                f"see 'accel-inventory status'")
+            return
     what = (f"takes card {card.id} ({card.kind}) whole" if held.current
             else f"holds {ids} as card {card.id} did{where}")
     judge.verdict.notes.append(f"{label} {what}; left to libvirt")
 
 
+def usb_is(card: model.Card, function: model.Function,
+           device: UsbDevice) -> bool:
+    """Whether ``device`` is the stick of ``card``: by serial for a stick
+    that has one (it keeps it across re-enumeration), else by the ports
+    of the connector it is plugged into (a stick whose serial every unit
+    reports: kinds.usb), which it keeps when it re-enumerates at the
+    connector's other speed."""
+    if card.serial is not None:
+        return device.serial == card.serial
+    return device.name in (function.attrs.get("ports") or [function.address])
+
+
 def _usb_entry(inv: model.Inventory, device: UsbDevice) -> Entry | None:
-    """The inventory's stick that ``device`` is: by serial for a stick that
-    has one (it keeps it across re-enumeration), else by its port."""
+    """The inventory's stick that ``device`` is (a lost stick known by
+    its port is not the one there now)."""
     for card in _cards_on(inv, BUS_USB):
-        if (device.serial != card.serial if card.serial is not None
-                else card.status == model.STATUS_LOST
-                or card.address != device.name):
-            continue
         region = card.regions[0]
-        return card, region, region.functions[0]
+        if card.serial is None and card.status == model.STATUS_LOST:
+            continue
+        if usb_is(card, region.functions[0], device):
+            return card, region, region.functions[0]
     return None
 
 
 def _usb_now(host: HostView, entry: Entry) -> UsbDevice | None:
     """Where the stick of ``entry`` is plugged in now."""
     card, _region, function = entry
-    for device in host.usb:
-        if (device.serial == card.serial if card.serial is not None
-                else device.name == function.address):
-            return device
-    return None
+    return next((d for d in host.usb if usb_is(card, function, d)), None)
 
 
 def _check_usb(judge: _Judge, host: HostView,
@@ -559,23 +641,35 @@ def _mdev_type(entry: Entry, policy: Policy) -> str | None:
             or policy.mdev_types.get(f"{card.vendor_id}:{card.product_id}"))
 
 
-def _parent(entry: Entry) -> str | None:
+def _parents(card: model.Card, region: model.Region) -> list[str]:
+    """Where ``region``'s mdevs live: its GPU's VFs (kinds.mdev), else the
+    GPU itself."""
+    return region.attrs.get("parents") or [region.address or card.address]
+
+
+def _parent(entry: Entry) -> str:
+    """The parent an mdev of ``entry`` lives on, or (on a GPU whose VFs
+    are the parents) the GPU it belongs to."""
     card, region, _function = entry
     return region.address or card.address
 
 
+def _is_on(entry: Entry, parent: str) -> bool:
+    return parent in _parents(entry[0], entry[1])
+
+
 def _check_mdev(judge: _Judge, host: HostView,
                 given: list[Entry] | None) -> None:
-    parents = _cards_on(judge.inv, BUS_MDEV)
-    by_uuid = _present_at(parents)
-    cards_at = {c.address: c for c in parents
-                if c.status != model.STATUS_LOST}
+    cards = _cards_on(judge.inv, BUS_MDEV)
+    by_uuid = _present_at(cards)
+    cards_at = {p: c for c in cards if c.status != model.STATUS_LOST
+                for r in c.regions for p in _parents(c, r)}
     for position, ref in enumerate(judge.domain.refs(DEVICE_MDEV)):
         wanted = _paired(given, position)
         label = f"mdev {ref.address}"
         live = host.mdevs.get(ref.address)
         if live is None:
-            _plan_mdev(judge, label, ref.address, wanted)
+            _plan_mdev(judge, host, label, ref.address, wanted)
             continue
         here = by_uuid.get(ref.address)
         card_there = cards_at.get(live.parent)
@@ -584,7 +678,7 @@ def _check_mdev(judge: _Judge, host: HostView,
                     and wanted[0].id == card_there.id
                     else _free_function(judge, card_there))
         where_now = ""
-        if wanted is not None and _parent(wanted) != live.parent:
+        if wanted is not None and not _is_on(wanted, live.parent):
             where_now = (f"; its card {wanted[0].id} is now at "
                          f"{_parent(wanted)} (remove this mdev with 'echo 1 "
                          f"> /sys/bus/mdev/devices/{ref.address}/remove' "
@@ -594,30 +688,45 @@ def _check_mdev(judge: _Judge, host: HostView,
             here=here, wanted=wanted, where_now=where_now,
             mismatch=(f"is on {live.parent} now, the inventory puts it on "
                       f"{_parent(here)} ({here[0].id})"
-                      if here is not None and _parent(here) != live.parent
+                      if here is not None and not _is_on(here, live.parent)
                       else None)))
 
 
 def _free_function(judge: _Judge, card: model.Card) -> Entry | None:
     for region in card.regions:
         for function in region.functions:
-            if function.address is None and judge.holder(function) is None:
+            if (function.address is None and judge.holder(function) is None
+                    and function.id not in judge.inv.cleaning):
                 return card, region, function
     return None
 
 
-def _plan_mdev(judge: _Judge, label: str, uuid: str,
-               wanted: Entry | None) -> None:
+def _room_on(judge: _Judge, host: HostView, entry: Entry) -> str | None:
+    """The VF of ``entry``'s GPU to make its mdev on now: the one it was
+    on if it can take one, else the first that can and that no other
+    mdev of this start takes; None when none can."""
+    card, region, function = entry
+    planned = {m.parent for m in judge.verdict.create_mdevs}
+    order = [function.attrs.get("parent")] + _parents(card, region)
+    return next((p for p in order if p and p not in planned
+                 and (host.mdev_room.get(p) or 0) > 0), None)
+
+
+def _plan_mdev(judge: _Judge, host: HostView, label: str, uuid: str,
+               wanted: Entry | None, for_claim: bool = False) -> None:
     """A missing mdev is created on the parent where the card the domain
-    was given is now; without a claim nothing says which card that is."""
+    was given is now (on a GPU whose VFs are the parents, a VF that can
+    take one now); without a claim nothing says which card that is."""
     if wanted is None:
         judge.verdict.notes.append(
             f"{label} does not exist and no claim says on which card to "
             f"create it; left to libvirt")
         return
-    card, _region, function = wanted
+    card, region, function = wanted
     fix = _fix(judge.domain)
     mdev_type = _mdev_type(wanted, judge.policy)
+    on_vfs = "parents" in region.attrs
+    parent = _room_on(judge, host, wanted) if on_vfs else _parent(wanted)
     if card.degraded:
         judge.refuse(label, f"does not exist and its card {card.id} is "
                             f"{card.status}; {fix}")
@@ -625,11 +734,93 @@ def _plan_mdev(judge: _Judge, label: str, uuid: str,
         judge.refuse(label, f"does not exist and no mdev type is known for "
                             f"card {card.id}; set [inventory] mdev_types "
                             f"{card.vendor_id}:{card.product_id}=<type>")
+    elif parent is None:
+        judge.refuse(label, f"does not exist and no VF of card {card.id} "
+                            f"({card.address}) can take an mdev of type "
+                            f"{mdev_type} now; rescan with 'accel-inventory "
+                            f"scan', then {fix}")
     else:
         # No other domain can hold it: the domain's own claim names it.
-        judge.verdict.create_mdevs.append(
-            MdevToCreate(uuid, _parent(wanted), mdev_type))
-        judge.verdict.functions.append(function.id)
+        judge.verdict.create_mdevs.append(MdevToCreate(
+            uuid, parent, mdev_type,
+            function.id if for_claim else None))
+        if not for_claim:
+            judge.verdict.functions.append(function.id)
+
+
+# Namespace of the UUIDs of the mdevs the hook makes for placement
+# claims: the same function of the same consumer always gets the same
+# mdev, so a restart makes again the one it had.
+CLAIMED_MDEV_NAMESPACE = uuid_mod.UUID("3a6f2c1e-8d4b-5f70-9e21-6b0c4d8a7f15")
+
+
+def claimed_mdev_uuid(consumer: str, function_id: str) -> str:
+    return str(uuid_mod.uuid5(CLAIMED_MDEV_NAMESPACE,
+                              f"{consumer}/{function_id}"))
+
+
+def _placement_functions(judge: _Judge) -> list[Entry]:
+    claim = judge.inv.claims.get(judge.domain.uuid)
+    if claim is None or claim.source != claim_sync.CLAIM_SOURCE:
+        return []
+    index = judge.inv.function_index()
+    return [index[fid] for fid in claim.functions if fid in index]
+
+
+def _plan_claimed_mdevs(judge: _Judge, host: HostView) -> None:
+    """The mdevs of the domain's placement claim (given by the attach
+    worker after the start) that do not exist now are made now, under
+    their UUID (a new one per function and consumer)."""
+    for entry in _on_bus(_placement_functions(judge), BUS_MDEV):
+        function = entry[2]
+        if function.address and host.mdevs.get(function.address):
+            continue
+        uuid = function.address or claimed_mdev_uuid(judge.domain.uuid,
+                                                     function.id)
+        _plan_mdev(judge, host, f"mdev {uuid} of {function.id}", uuid,
+                   entry, for_claim=True)
+
+
+def vgpu_type(function: model.Function) -> int | None:
+    """The vendor-specific vGPU type a function is given with (its VF
+    must hold it), if it is such a function (kinds.vendor_vfio)."""
+    return function.attrs.get("vgpu_type_id")
+
+
+def _plan_vgpus(judge: _Judge, host: HostView) -> None:
+    """Each VF given with a vGPU type holds it before the domain starts:
+    written now when the VF holds none and can take it; refused when it
+    holds another or the type is no longer creatable there (the GPU's
+    other vGPUs take its room), in one line."""
+    index = judge.inv.function_index()
+    entries = [index[fid] for fid in judge.verdict.functions if fid in index]
+    entries += [e for e in _placement_functions(judge) if e not in entries]
+    for _card, _region, function in entries:
+        wanted = vgpu_type(function)
+        if wanted is None or function.address is None:
+            continue
+        name = function.attrs.get("vgpu_type_name")
+        what = f"vGPU type {wanted}" + (f" ({name})" if name else "")
+        label = f"VF {function.address} ({function.id})"
+        now = host.vgpus.get(function.address)
+        if now is None:
+            judge.refuse(label, f"has no vGPU interface now (nvidia/"
+                                f"current_vgpu_type); load NVIDIA's vGPU "
+                                f"manager, then {_fix(judge.domain)}")
+        elif now.current == wanted:
+            continue
+        elif now.current:
+            judge.refuse(label, f"holds vGPU type {now.current} now, not "
+                                f"{what}; {_fix(judge.domain)}")
+        elif wanted not in now.creatable:
+            judge.refuse(label, f"{what} is no longer creatable there (the "
+                                f"GPU's other vGPUs take its room); "
+                                f"rescan with 'accel-inventory scan' and "
+                                f"start the server where placement has "
+                                f"room")
+        else:
+            judge.verdict.set_vgpus.append(
+                VgpuToSet(function.address, wanted, name, function.id))
 
 
 def _check_node_interfaces(judge: _Judge, host: HostView,

@@ -26,21 +26,30 @@ addresses; at ``migrate begin``, on the destination of a live migration,
 it refuses a device nova chose there that is not this server's.
 
 Most domains have no accelerator: they leave on the fast path, which
-imports nothing beyond the standard library. Nothing here calls back into
-libvirt (that deadlocks) or runs a shell.
+imports nothing beyond the standard library. The fast path looks at
+element syntax only, never at text: the text of a domain XML (the server
+name a tenant chose, in nova's ``<nova:name>``) cannot hold a ``<``, so
+nothing a tenant writes sends a domain down the full path or starts a
+worker. Every call is bounded by ``[libvirt_hooks] timeout`` from its
+first step, before any file is opened; every file is opened through
+``accel_inventory.safe_io``. Nothing here calls back into libvirt (that
+deadlocks) or runs a shell.
 """
 
 import os
 import re
 import sys
 
-from libvirt_hooks import trigger
-from libvirt_hooks.common import (DEFAULT_CONFIG, EXIT_REFUSED, EXIT_USAGE,
-                                  INSTALL_PATH, config_file, fast_options)
+from accel_inventory import safe_io
+from accel_inventory.settings import DEFAULT_CONFIG, config_file
+from libvirt_hooks import common, trigger
+from libvirt_hooks.common import (EXIT_REFUSED, EXIT_USAGE, INSTALL_PATH,
+                                  fast_options)
 
-# A domain whose XML holds none of these has no device this hook checks
-# (interfaces are looked at more closely: see reaches_accelerator).
-FAST_PATH_MARKERS = (b"<hostdev", b"'mdev'", b'"mdev"')
+# A domain whose XML holds no hostdev element has no device this hook
+# checks (interfaces are looked at more closely: see reaches_accelerator).
+HOSTDEV = re.compile(rb"<hostdev\b")
+INTERFACE_START = re.compile(rb"<interface\b")
 INTERFACE = re.compile(rb"<interface\b.*?</interface>", re.DOTALL)
 HOST_INTERFACE = re.compile(
     rb"<(?:source|target)\b[^>]*?\b(?:dev|bridge)=[\"']([^\"'/]{1,15})[\"']")
@@ -79,8 +88,7 @@ def _cache_mentions(cache_path: str, names: list[bytes]) -> bool:
     interface as the last scan saw it): one read and a substring search,
     no JSON parse."""
     try:
-        with open(cache_path, "rb") as f:
-            cached = f.read()
+        cached = safe_io.read(cache_path, common.MAX_CACHE_BYTES)
     except OSError:
         return False
     return any(b'"' + name + b'"' in cached for name in names)
@@ -114,8 +122,9 @@ def needs_full_path(op: str, subop: str, xml: bytes,
                     config: str | None = None) -> bool:
     if (op, subop) not in FULL_PATH_OPS:
         return False
-    return (any(marker in xml for marker in FAST_PATH_MARKERS)
-            or (b"<interface" in xml and reaches_accelerator(xml, config)))
+    return bool(HOSTDEV.search(xml)
+                or (INTERFACE_START.search(xml)
+                    and reaches_accelerator(xml, config)))
 
 
 def main(argv=None, stdin=None, stdout=None, stderr=None) -> int:
@@ -125,8 +134,26 @@ def main(argv=None, stdin=None, stdout=None, stderr=None) -> int:
     # "--install": options are only read from shorter command lines.
     if len(argv) < 3:
         return _command(argv, stdout or sys.stdout, stderr)
-    xml = (stdin or sys.stdin.buffer).read()
     name, op, subop = argv[:3]
+    previous = common.start_timer()
+    try:
+        return _call(name, op, subop, (stdin or sys.stdin.buffer).read(),
+                     stdout or sys.stdout, stderr)
+    except common.HookTimeout:
+        # Before the full path set its log up: the configuration or the
+        # cache took too long to read (a hung disk).
+        if (op, subop) not in FULL_PATH_OPS:
+            return 0
+        stderr.write(f"nova-accel: domain {' '.join(name.split())}: the "
+                     f"hook did not finish within its timeout ([libvirt_"
+                     f"hooks] timeout); the start is refused to be safe\n")
+        return EXIT_REFUSED
+    finally:
+        common.stop_timer(previous)
+
+
+def _call(name: str, op: str, subop: str, xml: bytes, stdout,
+          stderr) -> int:
     # Devices Nova does not manage: attached after the start by a detached
     # worker, released with the domain. Standard library only; one stat
     # for a domain that has none (see trigger.py).
@@ -137,8 +164,7 @@ def main(argv=None, stdin=None, stdout=None, stderr=None) -> int:
             not trigger.holds_assignment(op, subop, xml, config):
         return 0
     from libvirt_hooks import decide
-    return decide.run(name, op, subop, xml, config,
-                      stdout or sys.stdout, stderr)
+    return decide.run(name, op, subop, xml, config, stdout, stderr)
 
 
 def _command(argv: list[str], stdout, stderr) -> int:
@@ -171,16 +197,15 @@ def install(dest: str, stderr) -> int:
               "import sys\n"
               "from libvirt_hooks.hook import main\n"
               "sys.exit(main())\n")
-    current = None
-    if os.path.exists(dest):
-        with open(dest) as f:
-            current = f.read()
-    if current != script:
+    try:
+        current = safe_io.read(dest, len(script) + 1, truncate=True)
+    except (FileNotFoundError, safe_io.Refused):
+        current = None  # none yet, or a link: replaced, never written through
+    if current != script.encode():
         # An operator's command, never on a domain's path.
         from accel_inventory import cache
 
         cache.write_atomically(dest, script.encode(), mode=0o755)
-        os.chmod(dest, 0o755)  # whatever the umask
         stderr.write(f"installed {dest}\n")
     else:
         stderr.write(f"{dest} is already current\n")

@@ -22,17 +22,26 @@ from accel_inventory import cache, claim_sync, kinds
 from accel_inventory.kinds.base import DEVICE_MDEV, DEVICE_PCI, DEVICE_USB
 from libvirt_hooks import devices, hostview
 
-# What the host has now at a function's address, by the device kind its
-# card kind gives it as; a device kind not here reads nothing (a node's
-# bridge: the attach worker reads its interface, node_interface).
+def _usb_now(root: str, card, function):
+    """The stick at the function's port; a stick known by its connector,
+    at either port of it (it re-enumerates at the other speed when its
+    firmware loads)."""
+    ports = ([function.address] if card.serial is not None
+             else function.attrs.get("ports") or [function.address])
+    return next((usb for usb in hostview.usb_devices(root)
+                 if usb.name in ports), None)
+
+
+# What the host has now for a function, by the device kind its card kind
+# gives it as; a device kind not here reads nothing (a node's bridge: the
+# attach worker reads its interface, node_interface).
 NOW_READERS = {
-    DEVICE_PCI: lambda root, address: devices.HostNow(
-        pci=hostview.pci_identity(root, address)),
-    DEVICE_USB: lambda root, address: devices.HostNow(usb=next(
-        (usb for usb in hostview.usb_devices(root) if usb.name == address),
-        None)),
-    DEVICE_MDEV: lambda root, address: devices.HostNow(
-        mdev=hostview.mdev_now(root, address)),
+    DEVICE_PCI: lambda root, card, function: devices.HostNow(
+        pci=hostview.pci_identity(root, function.address)),
+    DEVICE_USB: lambda root, card, function: devices.HostNow(
+        usb=_usb_now(root, card, function)),
+    DEVICE_MDEV: lambda root, card, function: devices.HostNow(
+        mdev=hostview.mdev_now(root, function.address)),
 }
 
 
@@ -42,7 +51,7 @@ def host_now(sysfs_root: str, card, function):
     read = NOW_READERS.get(kinds.of(card).device)
     if function.address is None or read is None:
         return devices.HostNow()
-    return read(sysfs_root, function.address)
+    return read(sysfs_root, card, function)
 
 
 def placement_claim(conf, consumer: str):
@@ -65,6 +74,11 @@ def resolve(conf, inv, fid: str):
     if fid not in index:
         raise devices.DeviceError(f"{fid} is no longer in the inventory; "
                                   f"rescan with 'accel-inventory scan'")
+    waiting = inv.cleaning.get(fid)
+    if waiting is not None:
+        raise devices.DeviceError(f"{fid} was released by {waiting.after} "
+                                  f"and is not clean yet ({waiting.state}); "
+                                  f"see 'accel-inventory status'")
     card, _region, function = index[fid]
     element = devices.element_for(
         card, function, host_now(conf.inventory.sysfs_root, card, function),
@@ -80,12 +94,23 @@ def claim_refusals(conf, inv, consumer: str) -> list[str]:
     if claim is None or claim.source != claim_sync.CLAIM_SOURCE:
         return []
     refusals = []
+    index = inv.function_index()
     for fid in claim.functions:
+        if fid in index and _made_at_start(conf, *index[fid]):
+            continue
         try:
             resolve(conf, inv, fid)
         except devices.DeviceError as exc:
             refusals.append(f"{fid}: {exc}")
     return refusals
+
+
+def _made_at_start(conf, card, _region, function) -> bool:
+    """A function the hook makes at the domain's start (an mdev that does
+    not exist now): the guard judges it (guard._plan_claimed_mdevs)."""
+    return (kinds.of(card).function_bus in kinds.BUSES_MADE_ON_DEMAND
+            and (function.address is None or host_now(
+                conf.inventory.sysfs_root, card, function).mdev is None))
 
 
 def node_interface(conf, inv, fid: str) -> tuple[str | None, str | None]:

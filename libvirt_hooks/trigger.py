@@ -34,8 +34,13 @@ from libvirt_hooks import common
 UUID_CHARS = frozenset("0123456789abcdefABCDEF-")
 # Nova writes the flavor's extra specs into the domain's metadata
 # (<nova:extraSpec name="resources1:CUSTOM_ACCEL_FPGA">1</nova:extraSpec>),
-# and every class this project publishes is CUSTOM_ACCEL_*.
-ACCEL_REQUEST = re.compile(rb"""name=["']resources\d*:CUSTOM_ACCEL_""")
+# and every class this project publishes is CUSTOM_ACCEL_*. Matched as
+# the attribute of an element only: from a '<', over the element's name
+# and its quoted attributes. Text (the server's name a tenant chose, in
+# <nova:name>) cannot hold a '<', so it never matches.
+ACCEL_REQUEST = re.compile(
+    rb"""<[\w.:-]+(?:\s+[\w.:-]+\s*=\s*(?:"[^"]*"|'[^']*'))*?"""
+    rb"""\s+name\s*=\s*["']resources\d*:CUSTOM_ACCEL_""")
 AWAIT_ASSIGNMENT = "--await-assignment"
 
 

@@ -10,123 +10,47 @@
 # License for the specific language governing permissions and limitations
 # under the License.
 
-"""Whether the hook may trust its configuration and its cache.
+"""Whether the hook may trust what its configuration names.
 
 The hook runs as root at every domain start. Its configuration says which
-sysfs tree is the host and where the cache is; the cache says which
-functions each domain may hold. Whoever can rewrite either (or rename
-them, through a writable directory) can make the hook wave a wrong device
-through or append its log to any file. So before it acts on them the hook
-checks that every file and every directory that names them is owned by
-the user the hook runs as (root under libvirtd) or root, and writable by
-nobody else; otherwise it refuses accelerator domains, naming what is wrong.
-
-``problems`` is the decision, pure, on stat results; ``refusal`` is the
-edge that stats the paths.
+sysfs tree is the host, where the cache, the profiles and the log are;
+the cache says which functions each domain may hold. Before it acts on
+any of them (before it even opens its log) the hook checks them and every
+directory above them with ``accel_inventory.trust`` and refuses
+accelerator domains in one line naming what is wrong.
 """
 
 from __future__ import annotations
 
-import os
-import stat
 from collections.abc import Iterable
-from dataclasses import dataclass
 
 from accel_inventory import cache
+from accel_inventory.trust import Node, problems, summary, untrusted
 
-ROOT_UID = 0
-
-
-@dataclass(frozen=True)
-class Node:
-    """One file or directory a trusted path depends on.
-
-    ``holds`` is True for the file itself and the directory that directly
-    contains it; False for the directories above.
-    """
-
-    path: str
-    uid: int
-    mode: int
-    holds: bool
+__all__ = ["Node", "problems", "refusal", "hook_paths"]
 
 
-def problems(nodes: Iterable[Node], owner_uid: int) -> list[str]:
-    """Why each of ``nodes`` cannot be trusted, one line each.
-
-    A node must be owned by ``owner_uid`` or root (who can change anything
-    anyway) and not be writable by its group or others. A directory above
-    the one holding the file may be writable by others if it is sticky
-    (``/tmp``): nobody can then rename or remove the owner's entries in
-    it. Symbolic links have no permissions of their
-    own; their directory and their target are checked instead.
-    """
-    found = []
-    for node in nodes:
-        if stat.S_ISLNK(node.mode):
-            continue
-        if node.uid not in (owner_uid, ROOT_UID):
-            found.append(f"{node.path} is owned by uid {node.uid}, not "
-                         f"{owner_uid}")
-            continue
-        writable = node.mode & (stat.S_IWGRP | stat.S_IWOTH)
-        sticky_above = (not node.holds and stat.S_ISDIR(node.mode)
-                        and node.mode & stat.S_ISVTX)
-        if writable and not sticky_above:
-            found.append(f"{node.path} is writable by its group or others "
-                         f"(mode {stat.S_IMODE(node.mode):04o})")
-    return found
-
-
-def _chain(path: str) -> list[str]:
-    """``path`` and every directory above it, up to ``/``."""
-    chain = [path]
-    while True:
-        parent = os.path.dirname(chain[-1])
-        if parent == chain[-1]:
-            return chain
-        chain.append(parent)
-
-
-def nodes_of(path: str) -> list[Node]:
-    """The nodes ``path`` depends on, as written and as resolved.
-
-    A missing file is left out (whoever creates it needs its directory,
-    which is checked), as is one below a file (it cannot be created).
-    """
-    nodes: dict[str, Node] = {}
-    written = os.path.abspath(path)
-    for chain in (_chain(written), _chain(os.path.realpath(written))):
-        for depth, name in enumerate(chain):
-            if name in nodes:
-                continue
-            try:
-                st = os.lstat(name)
-            except (FileNotFoundError, NotADirectoryError):
-                continue
-            nodes[name] = Node(name, st.st_uid, st.st_mode, holds=depth < 2)
-    return list(nodes.values())
+def hook_paths(conf) -> list[str | None]:
+    """What the hook, its worker and ``accel-domain`` read or write
+    besides the configuration and the cache (None: not set)."""
+    return [conf.libvirt_hooks.log_file, conf.inventory.profiles_dir,
+            conf.inventory.sysfs_root]
 
 
 def refusal(config_file: str | None, cache_path: str,
-            owner_uid: int | None = None) -> str | None:
+            owner_uid: int | None = None,
+            others: Iterable[str | None] = ()) -> str | None:
     """The reason to refuse, or None when the configuration file, the
-    cache, its last good copy and their directories are all trusted.
+    cache and every file beside it, ``others`` (``hook_paths``) and
+    their directories are all trusted.
 
     ``owner_uid`` defaults to the user the hook runs as.
     """
-    uid = os.geteuid() if owner_uid is None else owner_uid
-    paths = [p for p in (config_file, cache_path,
-                         cache.good_copy_path(cache_path)) if p]
-    found: list[str] = []
-    for path in paths:
-        for line in problems(nodes_of(path), uid):
-            if line not in found:
-                found.append(line)
+    found = untrusted([config_file, *cache.own_paths(cache_path), *others],
+                      owner_uid)
     if not found:
         return None
     return ("refusing to trust the hook's configuration or cache: "
-            + "; ".join(found[:3])
-            + (f" (and {len(found) - 3} more)" if len(found) > 3 else "")
+            + summary(found)
             + "; make them and their directories owned by the user "
               "libvirtd runs hooks as and writable by it alone")

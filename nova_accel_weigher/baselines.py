@@ -209,6 +209,27 @@ def nova_best(free_ram: Sequence[float], free_cpu: Sequence[float],
     as nova's weighers without ``minval``/``maxval`` are) after them."""
     if len(free_ram) <= 1:
         return 0
+    totals = _nova_totals(free_ram, free_cpu, others)
+    best = 0
+    for i, total in enumerate(totals):
+        if total > totals[best]:
+            best = i
+    return best
+
+
+def nova_ranked(free_ram: Sequence[float], free_cpu: Sequence[float],
+                others: Sequence[tuple[float, Sequence[float]]] = ()
+                ) -> list[int]:
+    """Every host's index in the order nova's weighers rank them (its
+    choice, then the alternates it keeps for a reschedule); ``nova_best``
+    is the first."""
+    totals = _nova_totals(free_ram, free_cpu, others)
+    return sorted(range(len(totals)), key=lambda i: -totals[i])
+
+
+def _nova_totals(free_ram: Sequence[float], free_cpu: Sequence[float],
+                 others: Sequence[tuple[float, Sequence[float]]]
+                 ) -> list[float]:
     totals = [0.0] * len(free_ram)
     # The order nova adds them in (all_weighers lists CPU before RAM).
     for multiplier, weights in ((1.0, nova_normalize(free_cpu)),
@@ -217,11 +238,7 @@ def nova_best(free_ram: Sequence[float], free_cpu: Sequence[float],
                                   for m, w in others)):
         for i, w in enumerate(weights):
             totals[i] += multiplier * w
-    best = 0
-    for i, total in enumerate(totals):
-        if total > totals[best]:
-            best = i
-    return best
+    return totals
 
 
 def min_max_normalize(weights: Sequence[float]) -> list[float]:
@@ -231,3 +248,20 @@ def min_max_normalize(weights: Sequence[float]) -> list[float]:
     if high == low:
         return [0.0] * len(weights)
     return [(w - low) / (high - low) for w in weights]
+
+
+def hint_weights(members_on_host: Sequence[int], policy: str) -> list[float]:
+    """Nova's soft-affinity (``soft-affinity``: members of the group on
+    the host) or soft-anti-affinity weigher's raw weights (minus them)."""
+    sign = -1.0 if policy == "soft-anti-affinity" else 1.0
+    return [sign * n for n in members_on_host]
+
+
+def hint_leaders(raw: Sequence[float]) -> list[bool] | None:
+    """The hosts nova's hint weigher (multiplier 1.0) puts first, as
+    ``nova_accel_weigher.hints.leaders`` asks nova; None when it puts
+    every host first."""
+    weights = min_max_normalize(raw)
+    top = max(weights, default=0.0)
+    first = [w == top for w in weights]
+    return None if all(first) else first

@@ -133,8 +133,9 @@ accel_packing_opts = [
                       "aggregate by the metadata key "
                       "accel_packing_weight_multiplier."),
     cfg.FloatOpt("usage_timeout", default=2.0, min=0.1,
-                 help="Seconds the filter waits for placement's answer to "
-                      "its own usage call, which it makes only when a "
+                 help="Seconds the filter waits for placement's whole "
+                      "answer to its own usage call (a deadline, not a "
+                      "bound on each read), which it makes only when a "
                       "request carries no provider summaries of nova's "
                       "(see the scheduling guide). Past it the filter "
                       "keeps placement's order and logs once."),

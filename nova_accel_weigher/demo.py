@@ -25,9 +25,13 @@ same placement) and ``AccelPackingWeigher`` run by nova's
 ``HostFilterHandler`` and ``HostWeightHandler`` (which, as in nova, does
 not weigh a lone host: the filter's order decides); candidate ``[0]`` is
 claimed in placement, as nova's scheduler does. The same requests are
-replayed on a fresh placement without the filter, where nova claims
-placement's first candidate, and the two landings are printed side by
-side.
+replayed without the filter, where nova claims placement's first
+candidate. Placement's candidate order is deterministic but undefined
+(Python set order), so one stock run shows nothing but the order it got:
+both are replayed under ``ORDERS`` candidate orders (placement's list
+shuffled with seeds 1 to ``ORDERS``; the claims are removed between
+replays), and the demo reports in how many each placed every request,
+beside the landings of one order in which stock nova did not.
 
 Needs nova and placement (the test requirements), which nova-accel never
 requires: only this module imports them.
@@ -36,6 +40,7 @@ requires: only this module imports them.
 from __future__ import annotations
 
 import os
+import random
 import sys
 import tempfile
 import uuid
@@ -60,6 +65,9 @@ USER = "6f1a3e0c-0000-4000-8000-00000000bbbb"
 # What nova-compute would report on the compute node's own provider; the
 # flavors ask for some of it, so the candidates look like nova's.
 ROOT_INVENTORY = {"VCPU": 16, "MEMORY_MB": 65536, "DISK_GB": 500}
+# Candidate orders each way is replayed under.
+ORDERS = 20
+WITH_FILTER, STOCK = "with AccelTopologyFilter", "stock nova"
 
 
 @dataclass(frozen=True)
@@ -147,16 +155,20 @@ class Placement:
             "project_id": PROJECT, "user_id": USER,
             "consumer_generation": None})
 
+    def release(self, consumer: str) -> None:
+        self._json("DELETE", f"/allocations/{consumer}")
+
 
 @dataclass
 class Landing:
     regions: list[str]  # region ids, in the candidate's order
 
 
-def replay(inv: model.Inventory, workdir: str, asks: Sequence[Ask], *,
-           with_filter: bool) -> list[Landing | None]:
-    """Schedule ``asks`` one by one on a fresh placement; None where no
-    candidate was left."""
+def replay(service: Placement, inv: model.Inventory, asks: Sequence[Ask],
+           *, with_filter: bool, order: int) -> list[Landing | None]:
+    """Schedule ``asks`` one by one, each host's candidates in
+    placement's order shuffled with seed ``order``; None where no
+    candidate was left. The claims are removed afterwards."""
     from nova import objects
     from nova.scheduler import filters as nova_filters
     from nova.scheduler import utils as scheduler_utils
@@ -169,12 +181,13 @@ def replay(inv: model.Inventory, workdir: str, asks: Sequence[Ask], *,
     region_ids = {
         provider_tree.provider_uuid(inv.hostname, region.id): region.id
         for card in inv.cards for region in card.regions}
-    service = Placement(inv, workdir)
+    shuffle = random.Random(order).shuffle
+    accel_filter = filters.AccelTopologyFilter()
+    accel_filter.usage_source = usage.PlacementUsage(
+        lambda: service.adapter, timeout=5.0)
+    landings: list[Landing | None] = []
+    claimed = []
     try:
-        accel_filter = filters.AccelTopologyFilter()
-        accel_filter.usage_source = usage.PlacementUsage(
-            lambda: service.adapter, timeout=5.0)
-        landings: list[Landing | None] = []
         for ask in asks:
             flavor = objects.Flavor(
                 vcpus=1, memory_mb=512, root_gb=1, ephemeral_gb=0, swap=0,
@@ -185,9 +198,11 @@ def replay(inv: model.Inventory, workdir: str, asks: Sequence[Ask], *,
                 is_bfv=False)
             query = scheduler_utils.ResourceRequest.from_request_spec(
                 spec).to_querystring()
+            candidates = service.candidates(query)
+            shuffle(candidates)
             host = fakes.FakeHostState(inv.hostname, inv.hostname, {
                 "uuid": service.root, "aggregates": [],
-                "allocation_candidates": service.candidates(query)})
+                "allocation_candidates": candidates})
             hosts = [host]
             if with_filter:
                 hosts = list(nova_filters.HostFilterHandler()
@@ -203,12 +218,14 @@ def replay(inv: model.Inventory, workdir: str, asks: Sequence[Ask], *,
                 continue
             chosen = hosts[0].allocation_candidates[0]
             service.claim(spec.instance_uuid, chosen)
+            claimed.append(spec.instance_uuid)
             landings.append(Landing(
                 [region_ids[rp] for rp in chosen["allocations"]
                  if rp in region_ids]))
         return landings
     finally:
-        service.close()
+        for consumer in claimed:
+            service.release(consumer)
 
 
 def _where(landing: Landing | None) -> str:
@@ -217,38 +234,55 @@ def _where(landing: Landing | None) -> str:
     return ", ".join(region.rsplit("/", 1)[-1] for region in landing.regions)
 
 
-def run(out: TextIO) -> dict[str, list[Landing | None]]:
-    """The whole demo, printed to ``out``; returns both runs' landings."""
+def placed_all(landings: Sequence[Landing | None]) -> bool:
+    return all(landing is not None for landing in landings)
+
+
+def run(out: TextIO) -> dict[str, list[list[Landing | None]]]:
+    """The whole demo, printed to ``out``; returns both ways' landings,
+    one list per candidate order."""
     asks = meeting_scenario()
     with tempfile.TemporaryDirectory(prefix="nova-accel-demo-") as workdir:
         inv = scan_sample_host(workdir)
         out.write("The bundled sample host, scanned from its fake sysfs:\n\n")
         out.write("\n".join(inventory_cli.render_tree(
             inv, inventory_scan.current_boot_id())) + "\n\n")
-        runs = {
-            "with AccelTopologyFilter": replay(inv, workdir, asks,
-                                               with_filter=True),
-            "stock nova": replay(inv, workdir, asks, with_filter=False),
-        }
+        service = Placement(inv, workdir)
+        try:
+            runs = {name: [replay(service, inv, asks,
+                                  with_filter=name == WITH_FILTER,
+                                  order=order)
+                           for order in range(1, ORDERS + 1)]
+                    for name in (WITH_FILTER, STOCK)}
+        finally:
+            service.close()
+    shown = next((i for i, landings in enumerate(runs[STOCK])
+                  if not placed_all(landings)), 0)
     out.write("The meeting scenario, scheduled through placement (in-process"
               ", SQLite) and nova's\nHostFilterHandler and HostWeightHandler;"
               " nova claims the first candidate left.\nStock nova claims "
               "placement's first candidate, an order that is deterministic "
-              "but\nundefined (it changes between runs here).\n\n")
+              "but\nundefined, so both are replayed under "
+              f"{ORDERS} orders (placement's list shuffled with\nseeds 1 to "
+              f"{ORDERS}). The landings of order {shown + 1}"
+              + (", one in which stock nova did not place all four"
+                 if not placed_all(runs[STOCK][shown]) else "")
+              + ":\n\n")
     fpga = next(card for card in inv.cards if any(
         region.resource_class == FPGA_CLASS for region in card.regions))
     out.write(f"rN is region N of card {fpga.id} (4 functions each).\n\n")
     heads = ["request", *runs]
-    rows = [[f"{i}. {ask.label}", *(_where(r[i - 1]) for r in runs.values())]
+    rows = [[f"{i}. {ask.label}",
+             *(_where(r[shown][i - 1]) for r in runs.values())]
             for i, ask in enumerate(asks, 1)]
     widths = [max(len(row[c]) for row in [heads, *rows])
               for c in range(len(heads))]
     for row in [heads, ["-" * w for w in widths], *rows]:
         out.write("  ".join(cell.ljust(w) for cell, w in zip(
             row, widths, strict=True)).rstrip() + "\n")
-    for name, landings in runs.items():
-        placed = sum(landing is not None for landing in landings)
-        out.write(f"\n{name}: {placed} of {len(landings)} requests placed")
+    for name, orders in runs.items():
+        out.write(f"\n{name}: placed all {len(asks)} requests in "
+                  f"{sum(map(placed_all, orders))} of {ORDERS} orders")
     out.write("\n")
     return runs
 

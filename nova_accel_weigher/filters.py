@@ -20,14 +20,14 @@ that requests fill partly used regions and whole regions stay free. It
 never fails a request because of its own trouble: without usage it keeps
 placement's order.
 
-The score's NUMA term gets no instance NUMA node (``numa_node=None``). A
-RequestSpec carries only the guest's own cells (and none at all unless the
-flavor or image asks for NUMA placement); which host cell the guest gets
-is decided after the filters, by ``numa_fit_instance_to_host`` when nova
-consumes the chosen host and again in the compute's claim. Predicting it
-here would repeat that fit on every host (NUMATopologyFilter's cost once
-more) for the last tie-breaker of the score, and could still disagree with
-the compute.
+A request with a NUMA topology (pinned CPUs, ``hw:numa_nodes``,
+hugepages) is scored with its ``packing.NumaAsk``: the regions' NUMA
+nodes (their traits) break ties towards the node already in use, and
+under its flavor's ``nova_accel:numa_affinity_policy`` the host cells nova
+will give the guest are predicted with nova's own fit (``cells``, once
+per host): ``required`` and ``socket`` drop the candidates whose regions
+are elsewhere, ``preferred`` ranks by nearness before packing. Requests
+without a NUMA topology are scored as before, at the same cost.
 
 Usage comes from the request itself. Nova's scheduler drops placement's
 ``provider_summaries`` before the filters run; importing this module (which
@@ -52,7 +52,7 @@ from nova.scheduler import manager as scheduler_manager
 from nova.scheduler import utils as scheduler_utils
 
 from nova_accel_weigher import conf as accel_conf
-from nova_accel_weigher import packing, rooms, usage
+from nova_accel_weigher import cells, packing, rooms, usage
 
 LOG = logging.getLogger(__name__)
 CONF = nova.conf.CONF
@@ -82,11 +82,19 @@ class _Pass:
     are read from them when the host reaches the filter, tree by tree: a
     pass costs what the hosts that reach it hold, not what placement
     answered. Without them, ``ask`` gets every region at once from a
-    usage source."""
+    usage source. ``numa`` is the request's NUMA side (None for a request
+    without a NUMA topology)."""
 
-    def __init__(self, key: str, request: usage.RequestPlacement | None):
+    def __init__(self, key: str, request: usage.RequestPlacement | None,
+                 spec_obj=None):
         opts = CONF.accel_packing
         self.key = key
+        self.spec_obj = spec_obj
+        self.numa = (cells.numa_request(spec_obj) if spec_obj is not None
+                     else None)
+        # Guest cells fitted in this pass when there are no summaries to
+        # keep them with.
+        self._cells: dict = {}
         # What a host carries for the weigher until it has a score.
         self.unscored = (key, None)
         self.request = request
@@ -101,7 +109,8 @@ class _Pass:
             mix = rooms.mix_from(opts)
             if request is not None and mix is not None:
                 self.rooms = rooms.for_request(
-                    request, self.resource_classes, mix)
+                    request, self.resource_classes, mix,
+                    numa_nodes=self.numa is not None)
         # None until the first host with candidates says which classes and
         # usage is there (None after: no accelerators, or no usage).
         self.classes: tuple[str, ...] | None = None
@@ -133,6 +142,14 @@ class _Pass:
             states.admit(regions)
         self.ranker = usage.ShapeRanker(states, self.classes, self.policy,
                                         self.mix)
+
+    def numa_ask(self, host_state, candidates) -> packing.NumaAsk | None:
+        """What the request asks of this host's regions for NUMA; None
+        without a NUMA topology."""
+        if self.numa is None:
+            return None
+        return cells.numa_ask(self.numa, host_state, self.spec_obj,
+                              candidates, self.request, self._cells)
 
     def read_trees(self, candidates) -> None:
         """With summaries: read the regions of the provider trees this
@@ -182,7 +199,7 @@ class AccelTopologyFilter(filters.BaseHostFilter):
     def _pass(self, spec_obj) -> _Pass:
         request = (usage.request_placement(spec_obj)
                    if self.usage_source is None else None)
-        return _Pass(request_key(spec_obj), request)
+        return _Pass(request_key(spec_obj), request, spec_obj)
 
     def filter_all(self, filter_obj_list, spec_obj):
         # nova calls this once per pass over the hosts, and runs a pass per
@@ -212,7 +229,8 @@ class AccelTopologyFilter(filters.BaseHostFilter):
                 return True  # no accelerators: placement's order
             if this.rooms is not None:
                 try:
-                    ranked = this.rooms.rank(candidates)
+                    ranked = this.rooms.rank(
+                        candidates, this.numa_ask(host_state, candidates))
                 except rooms.UnreadableSummaries:  # said once, by rooms
                     this.rooms = None  # the next hosts: placement's order
                     return True
@@ -220,7 +238,8 @@ class AccelTopologyFilter(filters.BaseHostFilter):
                 return True  # no usage: placement's order
             else:
                 this.read_trees(candidates)
-                ranked = this.ranker.rank(candidates)
+                ranked = this.ranker.rank(
+                    candidates, this.numa_ask(host_state, candidates))
             # What nova's CandidateFilterMixin does, without formatting
             # every candidate for a debug line: keep the acceptable ones,
             # best first.
@@ -228,7 +247,9 @@ class AccelTopologyFilter(filters.BaseHostFilter):
                                                 for i, _ in ranked]
             if not ranked:
                 LOG.debug("AccelTopologyFilter: no candidate of host %s "
-                          "fits a healthy region", host_state.host)
+                          "fits a healthy region%s", host_state.host,
+                          " near the guest's NUMA cells"
+                          if this.numa and this.numa.policy else "")
                 return False
             setattr(host_state, SCORE_ATTR, (this.key, ranked[0][1]))
             return True

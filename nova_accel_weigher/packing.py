@@ -25,6 +25,9 @@ goes out.
     best fit breaking ties (``best_fit``), and the weigher gives the
     same weight to every host that scores best (``decisive_weights``),
     so that where the scores do not differ nova's own weighers decide.
+    A request with a NUMA topology (``NumaAsk``) also breaks ties by the
+    NUMA node already in use, and under its affinity policy drops or
+    ranks placements by how near the guest they are.
 
 Two region policies share one shape of score (higher is better), over the
 regions one candidate touches (``score``):
@@ -32,7 +35,7 @@ regions one candidate touches (``score``):
 ``best-fit``
     Never open a fresh region while a used one fits, then leave the least
     free in the regions touched, then prefer the fuller card, then the
-    instance's NUMA node.
+    NUMA nodes near the guest.
 ``fragmentation``
     In the spirit of FGD: prefer the placement that least grows the free
     capacity the expected request mix can no longer use; ties fall back
@@ -41,14 +44,19 @@ regions one candidate touches (``score``):
 
 from __future__ import annotations
 
-import dataclasses
 import math
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from operator import itemgetter, methodcaller
 from typing import Any, NamedTuple
 
+from accel_inventory import numa
 from accel_inventory.contract import ACCEL_PREFIX
+# Re-exported: the scheduler's modules and the simulator name them here.
+from accel_inventory.fragmentation import (  # noqa: F401
+    HostRoom, TaskKind, TaskMix, cpu_shortfall, fragmentation,
+    host_fragmentation, kinds_fit, kinds_loss, parse_task_mix,
+    region_losses, task_mix)
 
 POLICY_BEST_FIT = "best-fit"
 POLICY_FRAGMENTATION = "fragmentation"
@@ -186,7 +194,7 @@ def score(demand: Mapping[str, int],
           *,
           policy: str = POLICY_BEST_FIT,
           mix: Sequence[RequestShape] = DEFAULT_MIX,
-          numa_node: int | None = None,
+          local_nodes: frozenset[int] | None = None,
           fill_by_card: Mapping[str, float] | None = None) -> Score | None:
     """Score one candidate's demand on its regions; None if unacceptable.
 
@@ -196,7 +204,9 @@ def score(demand: Mapping[str, int],
     multi-create request). Regions absent from ``usage`` are unknown to us
     and scored as neutral, so missing data never rejects a candidate.
     ``fill_by_card`` may be passed in when many candidates of one host are
-    scored against the same usage.
+    scored against the same usage. ``local_nodes`` are the NUMA nodes
+    near the guest (``numa.local_nodes``), whose regions the last term
+    prefers.
     """
     if policy not in REGION_POLICIES:
         raise ValueError(f"unknown region packing policy {policy!r}")
@@ -222,7 +232,7 @@ def score(demand: Mapping[str, int],
             frag_delta += (fragment(region.capacity, region.free - amount, mix)
                            - fragment(region.capacity, region.free, mix))
         fills.append(fill_by_card.get(region.card, 0.0))
-        if numa_node is not None and region.numa_node == numa_node:
+        if local_nodes and numa.is_local(region.numa_node, local_nodes):
             numa_hits += 1
     if not known:
         return Score(0.0, 0.0, 0.0, 0.0)
@@ -238,7 +248,8 @@ def rank(demands: Sequence[Mapping[str, int]],
          *,
          policy: str = POLICY_BEST_FIT,
          mix: Sequence[RequestShape] = DEFAULT_MIX,
-         numa_node: int | None = None) -> list[tuple[int, Score]]:
+         local_nodes: frozenset[int] | None = None
+         ) -> list[tuple[int, Score]]:
     """Indexes of the acceptable demands, best first, with their scores.
 
     The sort is stable, so equal scores keep placement's order.
@@ -246,8 +257,8 @@ def rank(demands: Sequence[Mapping[str, int]],
     fills = card_fill(usage)
     scored = []
     for index, demand in enumerate(demands):
-        s = score(demand, usage, policy=policy, mix=mix, numa_node=numa_node,
-                  fill_by_card=fills)
+        s = score(demand, usage, policy=policy, mix=mix,
+                  local_nodes=local_nodes, fill_by_card=fills)
         if s is not None:
             scored.append((index, s))
     scored.sort(key=lambda item: item[1], reverse=True)
@@ -285,141 +296,8 @@ def parse_mix(spec: Mapping[str, str] | Iterable[str]
 # provider summaries), the weigher weighs the best hosts with
 # ``decisive_weights`` (``plain_host_weights`` for requests without
 # accelerators, when so configured), and the simulator goes through them.
-
-
-@dataclass(frozen=True)
-class TaskKind:
-    """One kind of request in the expected mix, as a host sees it:
-    ``amount`` from each of ``regions`` regions (0 regions: no
-    accelerator), whole regions of exactly ``amount`` when ``whole``;
-    ``models`` the region models (resource classes in nova) it may use,
-    empty for any; ``weight`` its share of the mix."""
-
-    cpu: int
-    memory: int
-    amount: int
-    regions: int
-    models: frozenset[str] = frozenset()
-    weight: float = 1.0
-    whole: bool = False
-
-    def uses(self, free: int, capacity: int) -> bool:
-        """Whether one region with ``free`` of ``capacity`` can serve one
-        of this kind's regions."""
-        if self.whole:
-            return free == capacity == self.amount
-        return free >= self.amount
-
-
-@dataclass(frozen=True)
-class TaskMix:
-    """The expected mix and what is derived from it alone: ``unit``, the
-    largest amount a kind asks of one region (one GPU's capacity in the
-    openb traces), scales a gradient; ``cpu_per_unit``, the CPU the
-    accelerator kinds ask per unit of accelerator, says how much free
-    capacity a host's CPU can still feed."""
-
-    kinds: tuple[TaskKind, ...]
-    unit: int
-    cpu_per_unit: float
-
-
-@dataclass(frozen=True)
-class HostRoom:
-    """What a host has left: CPU, memory, each region's free capacity and
-    its capacity (in a fixed order) and its model (the regions' resource
-    class in nova). A degraded region is given as having nothing free."""
-
-    cpu: int
-    memory: int
-    free: tuple[int, ...]
-    capacity: tuple[int, ...]
-    model: str = ""
-
-
-def task_mix(kinds: Iterable[TaskKind]) -> TaskMix:
-    """The mix of ``kinds``, weights normalised to sum to 1."""
-    kinds = tuple(kinds)
-    total = sum(k.weight for k in kinds)
-    if not kinds or total <= 0:
-        raise ValueError("the task mix needs at least one positive weight")
-    kinds = tuple(dataclasses.replace(k, weight=k.weight / total)
-                  for k in kinds)
-    accel = [k for k in kinds if k.regions]
-    asked = sum(k.weight * k.amount * k.regions for k in accel)
-    cpu = sum(k.weight * k.cpu for k in accel)
-    return TaskMix(kinds, max((k.amount for k in accel), default=1),
-                   cpu / asked if asked else 0.0)
-
-
-def host_fragmentation(room: HostRoom, mix: TaskMix) -> float:
-    """Free capacity the mix cannot use, expected over its kinds: all of
-    it for a kind that cannot run on the host now (no accelerator asked,
-    another model, too little CPU or memory, too few regions it can use),
-    else the free capacity of the regions it cannot use (FGD's
-    definition, memory checked too); plus the free capacity beyond what
-    the host's CPU can feed at the mix's CPU per unit, which FGD's
-    one-task look misses when CPU runs out before the regions.
-
-    Worked out in three parts (``region_losses``, ``kinds_fit``,
-    ``fragmentation``) so that the filter can remember the regions' part
-    across hosts whose CPU and memory differ."""
-    idle, losses = region_losses(room.free, room.capacity, room.model, mix)
-    return fragmentation(idle, losses, kinds_fit(room.cpu, room.memory, mix),
-                         room.cpu, mix)
-
-
-def region_losses(free: tuple[int, ...], capacity: tuple[int, ...],
-                  model: str, mix: TaskMix) -> tuple[int, tuple[int, ...]]:
-    """The regions' part of ``host_fragmentation``: the free capacity in
-    all, and per kind of the mix what of it the kind cannot use when CPU
-    and memory let it run (all of it if the regions do not)."""
-    idle = sum(free)
-    losses = []
-    for kind in mix.kinds:
-        lost = idle
-        if kind.regions and (not kind.models or model in kind.models):
-            usable = 0
-            unusable_free = 0
-            for f, c in zip(free, capacity, strict=True):
-                if kind.uses(f, c):
-                    usable += 1
-                else:
-                    unusable_free += f
-            if usable >= kind.regions:
-                lost = unusable_free
-        losses.append(lost)
-    return idle, tuple(losses)
-
-
-def kinds_fit(cpu: int, memory: int, mix: TaskMix) -> tuple[bool, ...]:
-    """Per kind of the mix, whether ``cpu`` and ``memory`` let it run."""
-    return tuple(cpu >= kind.cpu and memory >= kind.memory
-                 for kind in mix.kinds)
-
-
-def fragmentation(idle: int, losses: tuple[int, ...], fit: tuple[bool, ...],
-                  cpu: int, mix: TaskMix) -> float:
-    """``host_fragmentation`` from its parts: ``kinds_loss`` and the free
-    capacity ``cpu`` cannot feed."""
-    return kinds_loss(idle, losses, fit, mix) + cpu_shortfall(idle, cpu, mix)
-
-
-def kinds_loss(idle: int, losses: tuple[int, ...], fit: tuple[bool, ...],
-               mix: TaskMix) -> float:
-    """What the kinds lose of ``idle``, weighted: their region loss where
-    CPU and memory let them run, all of it where not."""
-    total = 0.0
-    for kind, lost, fits in zip(mix.kinds, losses, fit, strict=True):
-        total += kind.weight * (lost if fits else idle)
-    return total
-
-
-def cpu_shortfall(idle: int, cpu: int, mix: TaskMix) -> float:
-    """Free accelerator capacity beyond what ``cpu`` can feed."""
-    if mix.cpu_per_unit > 0:
-        return max(0.0, idle - cpu / mix.cpu_per_unit)
-    return 0.0
+# FGD's measure itself, ``host_fragmentation``, and the task mix it is taken
+# against are accel_inventory.fragmentation's: the agent exports it too.
 
 
 # A gradient of this many units already scores 0 or 100.
@@ -466,18 +344,53 @@ def gradient_score(before: float, after: float, mix: TaskMix) -> int:
     return int(100 / (1 + math.exp(gradient)))
 
 
+@dataclass(frozen=True)
+class NumaAsk:
+    """What a request with a NUMA topology (pinned CPUs,
+    ``hw:numa_nodes``, hugepages) asks of one host's regions.
+
+    ``nodes`` is each region's NUMA node (None: unknown), in the room's
+    order. ``local`` are the nodes near the guest (``numa.local_nodes``
+    of nova's prediction of its host cells), None when its flavor names
+    no affinity policy (or nova predicts no fit); then ``strict`` drops
+    every placement that takes from a region elsewhere (``required``,
+    ``socket``) and ``prefer`` ranks placements by what they take near
+    the guest before packing (``preferred``). ``pack`` adds the NUMA
+    node term to ``best_fit`` (the simulator compares without it)."""
+
+    nodes: tuple[int | None, ...]
+    local: frozenset[int] | None = None
+    strict: bool = False
+    prefer: bool = False
+    pack: bool = True
+
+
 # What best_fit says of a placement that takes no accelerator: nothing.
 NO_FIT = (0, 0, 0, 0)
 
 
-def best_fit(room: HostRoom, placement: Placement) -> tuple[int, ...]:
+def best_fit(room: HostRoom, placement: Placement,
+             cpu_aware: bool = False,
+             numa_ask: NumaAsk | None = None) -> tuple[int, ...]:
     """What breaks ties between placements ``placement_score`` rates
-    alike, higher is better: the least left free in the regions taken
+    alike, higher is better: the least accelerator capacity left on the
+    host (the fuller host: the same for every candidate of one host, so
+    it only ranks hosts), then the least left free in the regions taken
     from (the smallest region that fits), the most already used in them
-    (the fuller region), the smallest of them, then the least accelerator
-    capacity left on the host (the fuller host), so that where packing's
+    (the fuller region) and the smallest of them, so that where packing's
     outcome differs, placement's arbitrary order never decides. A
-    placement that takes no accelerator has no opinion (``NO_FIT``)."""
+    placement that takes no accelerator has no opinion (``NO_FIT``),
+    but on a host with regions under a mix whose accelerator requests
+    ask CPU (``cpu_aware``: its ``cpu_per_unit``) it fits best where it
+    leaves the least CPU, so that CPU stays together where accelerators
+    need it.
+
+    For a request with a NUMA topology (``numa_ask``), a placement that
+    takes accelerators is also rated, after the region terms, by the
+    NUMA nodes already in use, then the least left free on them
+    (``numa_node_fill``), so that a fresh region is opened on a node
+    that already serves guests and whole nodes' accelerators stay free
+    for the requests that need them near their own cells."""
     left = used = size = taken = 0
     for index, amount in placement.taken.items():
         if not amount:
@@ -488,21 +401,91 @@ def best_fit(room: HostRoom, placement: Placement) -> tuple[int, ...]:
         size += capacity
         taken += amount
     if not taken:
+        if cpu_aware and room.free:
+            return cpu_fit(room.cpu, placement.cpu)
         return NO_FIT
-    return (-left, used, -size, taken - sum(room.free))
+    fit = (taken - sum(room.free), -left, used, -size)
+    if numa_ask is None or not numa_ask.pack:
+        return fit
+    in_use, node_left = numa_node_fill(room, placement, numa_ask.nodes)
+    return (*fit, in_use, -node_left)
+
+
+def cpu_fit(cpu: int, taken: int) -> tuple[int, ...]:
+    """``best_fit`` of a placement that takes ``taken`` CPU and no
+    accelerator from a host with regions and ``cpu`` left."""
+    return (taken - cpu, 0, 0, 0)
+
+
+def numa_node_fill(room: HostRoom, placement: Placement,
+                   nodes: Sequence[int | None]) -> tuple[int, int]:
+    """Of the NUMA nodes ``placement`` takes regions from (those whose
+    node is known): how many already have accelerator capacity in use,
+    and what the placement leaves free on them."""
+    touched = {nodes[index] for index, amount in placement.taken.items()
+               if amount} - {None}
+    if not touched:
+        return 0, 0
+    in_use = left = 0
+    for node in touched:
+        node_used = node_free = 0
+        for index, region_node in enumerate(nodes):
+            if region_node == node:
+                node_free += room.free[index]
+                node_used += room.capacity[index] - room.free[index]
+        in_use += node_used > 0
+        left += node_free
+    return in_use, left - sum(amount for index, amount in
+                              placement.taken.items()
+                              if nodes[index] in touched)
+
+
+def numa_affinity(placement: Placement, numa_ask: NumaAsk
+                  ) -> tuple[int, int]:
+    """What ``placement`` takes from regions near the guest, and in all."""
+    local = numa_ask.local or frozenset()
+    near = total = 0
+    for index, amount in placement.taken.items():
+        total += amount
+        if numa.is_local(numa_ask.nodes[index], local):
+            near += amount
+    return near, total
+
+
+def numa_key(placement: Placement, numa_ask: NumaAsk | None
+             ) -> tuple[int, ...] | None:
+    """What the request's affinity policy puts before packing in a
+    placement's score: None when ``strict`` refuses it, ``(near,)``
+    under ``prefer`` (what it takes near the guest), else nothing."""
+    if numa_ask is None or numa_ask.local is None:
+        return ()
+    if not (numa_ask.strict or numa_ask.prefer):
+        return ()
+    near, total = numa_affinity(placement, numa_ask)
+    if numa_ask.strict:
+        return None if near < total else ()
+    return (near,)
 
 
 def rank_placements(room: HostRoom, placements: Sequence[Placement],
-                    mix: TaskMix) -> list[tuple[int, tuple[int, ...]]]:
+                    mix: TaskMix, numa_ask: NumaAsk | None = None
+                    ) -> list[tuple[int, tuple[int, ...]]]:
     """Indexes of the placements that fit, best first, with their scores:
-    ``placement_score`` then ``best_fit``, compared as a tuple. Equal
-    scores keep the given order (the sort is stable); they pack alike."""
+    ``placement_score`` then ``best_fit``, compared as a tuple (after
+    ``numa_key``, which may also refuse a placement, for a request with a
+    NUMA topology). Equal scores keep the given order (the sort is
+    stable); they pack alike."""
     before = host_fragmentation(room, mix)
+    cpu_aware = mix.cpu_per_unit > 0
     scored = []
     for index, placement in enumerate(placements):
+        first = numa_key(placement, numa_ask)
+        if first is None:
+            continue
         s = placement_score(room, placement, mix, before)
         if s is not None:
-            scored.append((index, (s, *best_fit(room, placement))))
+            scored.append((index, (*first, s, *best_fit(
+                room, placement, cpu_aware, numa_ask))))
     scored.sort(key=itemgetter(1), reverse=True)
     return scored
 
@@ -536,40 +519,6 @@ def plain_host_weights(scores: Sequence[Any], accelerated: Sequence[bool]
     for has_accelerators in accelerated:
         weights.append(among.pop(0) / 2 if has_accelerators else 1.0)
     return weights
-
-
-def parse_task_mix(entries: Iterable[str]) -> TaskMix:
-    """Parse ``[accel_packing] task_mix``: entries
-    ``WEIGHT:SHAPE[:VCPU[:MEMORY_MB[:CLASS|CLASS...]]]``, SHAPE being
-    ``N`` (N functions of one region), ``regionN`` (a whole region of N),
-    ``KxregionN`` (K whole regions of N) or ``0`` (no accelerator)."""
-    kinds = []
-    for entry in entries:
-        fields = entry.strip().split(":")
-        try:
-            if not 2 <= len(fields) <= 5:
-                raise ValueError
-            weight = float(fields[0])
-            count, x, shape = fields[1].strip().partition("x")
-            whole = (shape if x else count).startswith("region")
-            amount = int((shape if x else count).removeprefix("region"))
-            regions = int(count) if x else (1 if amount else 0)
-            cpu, memory = (int(f) for f in (fields[2:4] + ["0", "0"])[:2])
-            models = frozenset(m.strip() for m in (
-                fields[4] if len(fields) > 4 else "").split("|")
-                if m.strip())
-            if (weight < 0 or amount < 0 or regions < 0 or cpu < 0
-                    or memory < 0 or bool(amount) != bool(regions)
-                    or (x and not whole)):
-                raise ValueError
-        except ValueError:
-            raise ValueError(
-                f"bad task mix entry {entry!r}; expected WEIGHT:SHAPE"
-                f"[:VCPU[:MEMORY_MB[:CLASS|CLASS]]], SHAPE one of N, "
-                f"regionN, KxregionN, 0") from None
-        kinds.append(TaskKind(cpu, memory, amount, regions, models, weight,
-                              whole))
-    return task_mix(kinds)
 
 
 def mix_of_shapes(shapes: Iterable[RequestShape]) -> TaskMix:

@@ -22,12 +22,15 @@ one pass (``read_rooms``), with what the request's earlier instances
 claimed taken off, and scores allocation candidates as
 ``packing.rank_placements`` does, remembering what the regions' states
 alone decide: the filter orders each host's candidates with it, the
-weigher scores the candidate nova will claim. Per request (a local of a
-filter or weigher pass), never shared.
+weigher scores the candidate nova will claim. For a request with a NUMA
+topology it also reads each region's NUMA node (its trait) and ranks with
+the request's ``packing.NumaAsk``. Per request (a local of a filter or
+weigher pass), never shared.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import logging
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -35,7 +38,7 @@ from dataclasses import dataclass
 from operator import itemgetter
 from typing import Any
 
-from accel_inventory.contract import DEGRADED_TRAIT
+from accel_inventory.contract import DEGRADED_TRAIT, numa_node_among
 from nova_accel_weigher import packing, usage
 
 LOG = logging.getLogger(__name__)
@@ -104,19 +107,22 @@ _NOTHING: Mapping[str, int] = {}
 
 
 def read_rooms(summaries: Mapping[str, Any], is_accel: Callable[[str], bool],
-               claimed: Mapping[str, Mapping[str, int]]
-               ) -> dict[str, tuple[int, int, tuple, dict[str, int]]]:
+               claimed: Mapping[str, Mapping[str, int]],
+               numa_nodes: bool = False
+               ) -> dict[str, tuple[int, int, tuple, dict[str, int],
+                                    tuple[int | None, ...]]]:
     """Every tree's room, in one pass over the summaries: per root, its
     CPU and memory left, its regions' state (each region's free capacity,
-    their capacities, their model) and each region provider's index in
-    it. A region is a provider with inventory of an accelerator class;
-    its model is that class; a degraded region (or card) has nothing
-    free; ``claimed`` (see claimed_by_provider) is taken off. One pass
-    over some 10,000 providers at 1,000 hosts: plain loops, no call per
-    provider."""
-    # Per root: CPU, memory, free, capacity, model and region indexes,
-    # filled as its providers come (a tree's providers mostly follow each
-    # other: the last root read is kept at hand).
+    their capacities, their model), each region provider's index in it
+    and, with ``numa_nodes``, each region's NUMA node (its trait; else
+    nothing). A region is a provider with inventory of an accelerator
+    class; its model is that class; a degraded region (or card) has
+    nothing free; ``claimed`` (see claimed_by_provider) is taken off. One
+    pass over some 10,000 providers at 1,000 hosts: plain loops, no call
+    per provider."""
+    # Per root: CPU, memory, free, capacity, model, region indexes and
+    # nodes, filled as its providers come (a tree's providers mostly
+    # follow each other: the last root read is kept at hand).
     reading: dict[str, list] = {}
     last_root = room = None
     card, card_degraded = None, False
@@ -129,7 +135,7 @@ def read_rooms(summaries: Mapping[str, Any], is_accel: Callable[[str], bool],
             last_root = root
             room = reading.get(root)
             if room is None:
-                room = reading[root] = [0, 0, [], [], "", {}]
+                room = reading[root] = [0, 0, [], [], "", {}, []]
         region_capacity = region_used = 0
         region_class = None
         # Placement's summaries hold integers, read as they are.
@@ -162,15 +168,18 @@ def read_rooms(summaries: Mapping[str, Any], is_accel: Callable[[str], bool],
                 summaries.get(parent, _NOTHING).get("traits") or ())
         free = room[2]
         room[5][rp] = len(free)
-        free.append(0 if card_degraded
-                    or DEGRADED_TRAIT in (summary.get("traits") or ())
+        traits = summary.get("traits") or ()
+        free.append(0 if card_degraded or DEGRADED_TRAIT in traits
                     else max(region_capacity - region_used, 0))
         room[3].append(region_capacity)
         if not room[4]:
             room[4] = region_class
+        if numa_nodes:
+            room[6].append(numa_node_among(traits))
     return {root: (max(cpu, 0), max(memory, 0),
-                   (tuple(free), tuple(capacity), model), index)
-            for root, (cpu, memory, free, capacity, model, index)
+                   (tuple(free), tuple(capacity), model), index,
+                   tuple(nodes))
+            for root, (cpu, memory, free, capacity, model, index, nodes)
             in reading.items()}
 
 
@@ -179,15 +188,17 @@ class UnreadableSummaries(ValueError):
 
 
 def for_request(request: usage.RequestPlacement,
-                resource_classes: Sequence[str], mix: MixRule
-                ) -> HostRooms:
+                resource_classes: Sequence[str], mix: MixRule,
+                numa_nodes: bool = False) -> HostRooms:
     """The HostRooms of the instance of ``request`` being placed: the
     filter's and the weigher's passes over it share one reading of the
     summaries (and one word if they cannot be read); the next instance
-    of a multi-create, with one more claim, gets its own."""
-    key = (tuple(resource_classes), mix, len(request.claimed))
+    of a multi-create, with one more claim, gets its own. ``numa_nodes``
+    (a request with a NUMA topology) reads the regions' NUMA nodes too."""
+    key = (tuple(resource_classes), mix, len(request.claimed), numa_nodes)
     if request.rooms is None or request.rooms[0] != key:
-        request.rooms = (key, HostRooms(request, resource_classes, mix))
+        request.rooms = (key, HostRooms(request, resource_classes, mix,
+                                        numa_nodes))
     return request.rooms[1]
 
 
@@ -205,13 +216,16 @@ class HostRooms:
     ``packing.rank_placements`` on the host's room."""
 
     __slots__ = ("request", "mix", "_rule", "_is_accel", "_claimed",
-                 "_hosts", "_unreadable", "_cpu_blind", "_numbers",
-                 "_regions", "_losses", "_after", "_kinds_loss", "_ranks")
+                 "_numa_nodes", "_hosts", "_unreadable", "_cpu_blind",
+                 "_numbers", "_regions", "_losses", "_after", "_kinds_loss",
+                 "_ranks")
 
     def __init__(self, request: usage.RequestPlacement,
-                 resource_classes: Sequence[str], mix: MixRule):
+                 resource_classes: Sequence[str], mix: MixRule,
+                 numa_nodes: bool = False):
         self.request = request
         self._rule = mix
+        self._numa_nodes = numa_nodes
         # Known once the summaries are read.
         self.mix: packing.TaskMix | None = None
         self._is_accel = packing.accel_class_test(resource_classes)
@@ -224,8 +238,9 @@ class HostRooms:
         # then only say which placements fit.
         self._cpu_blind = False
         # Per regions' state, its number; per number, the state and its
-        # region_losses; per (number, regions taken), the number after
-        # and the placement's best fit.
+        # region_losses; per (number, regions taken, NUMA ask), the number
+        # after, the placement's best fit and what its NUMA ask puts
+        # first.
         self._numbers: dict[tuple, int] = {}
         self._regions: list[tuple] = []
         self._losses: list[tuple[int, tuple[int, ...]]] = []
@@ -249,7 +264,7 @@ class HostRooms:
         number = self._number
         try:
             rooms = read_rooms(self.request.summaries, self._is_accel,
-                               self._claimed)
+                               self._claimed, self._numa_nodes)
         except (AttributeError, KeyError, TypeError, ValueError) as exc:
             self._unreadable = UnreadableSummaries(
                 f"the request's provider summaries are not as placement "
@@ -260,12 +275,12 @@ class HostRooms:
             raise self._unreadable from None
         self._know_mix(rooms.values())
         self._hosts = {
-            root: (cpu, memory, number(regions), index)
-            for root, (cpu, memory, regions, index) in rooms.items()}
+            root: (cpu, memory, number(regions), index, nodes)
+            for root, (cpu, memory, regions, index, nodes) in rooms.items()}
         return self._hosts
 
     def _know_mix(self, rooms: Iterable[tuple]) -> None:
-        capacities = {regions[1] for _, _, regions, _ in rooms}
+        capacities = {room[2][1] for room in rooms}
         mix = self.mix = self._rule.of(
             size for sizes in capacities for size in sizes)
         self._cpu_blind = mix.cpu_per_unit <= 0 and not any(
@@ -294,15 +309,18 @@ class HostRooms:
                     return self.request.root_of(rp)
         return None
 
-    def rank(self, candidates: Sequence[Mapping[str, Any]]
+    def rank(self, candidates: Sequence[Mapping[str, Any]],
+             numa_ask: packing.NumaAsk | None = None
              ) -> list[tuple[int, tuple[int, ...]]]:
         """``packing.rank_placements`` of one host's candidates: indexes
         of those that fit, best first, with their scores (none when the
         summaries do not hold the host); UnreadableSummaries if the
-        summaries cannot be read. Hosts whose regions are in the
-        same state, with candidates of the same shapes, share the answer
-        when their CPU and memory cannot tell them apart: under a mix
-        that asks none, when both cover every candidate."""
+        summaries cannot be read. ``numa_ask`` is the request's, the
+        host's region nodes put in (its ``nodes`` are not read). Hosts
+        whose regions are in the same state, with candidates of the same
+        shapes, share the answer when their CPU and memory cannot tell
+        them apart: under a mix that asks none, when both cover every
+        candidate."""
         root = self.root(candidates[0]) if candidates else None
         if root is None:
             return []
@@ -310,7 +328,7 @@ class HostRooms:
         found = hosts.get(root)
         if found is None:
             return []
-        cpu, memory, number, index = found
+        cpu, memory, number, index, nodes = found
         is_accel = self._is_accel
         shapes = []
         most_cpu = most_memory = 0
@@ -344,35 +362,43 @@ class HostRooms:
             # Only ``cpu >= taken`` is asked of them.
             cpu, memory = min(cpu, most_cpu), min(memory, most_memory)
         key = (number, cpu, memory, tuple(shapes))
+        if numa_ask is not None:
+            numa_ask = dataclasses.replace(numa_ask, nodes=nodes)
+            key += (numa_ask,)
         ranked = self._ranks.get(key)
         if ranked is None:
             ranked = self._ranks[key] = self._rank(number, cpu, memory,
-                                                   shapes)
+                                                   shapes, numa_ask)
         return ranked
 
     def _rank(self, number: int, cpu: int, memory: int,
-              shapes: Sequence[tuple]) -> list[tuple[int, tuple[int, ...]]]:
+              shapes: Sequence[tuple], numa_ask: packing.NumaAsk | None
+              ) -> list[tuple[int, tuple[int, ...]]]:
         mix = self.mix
         losses = self._losses
         before = (self._loss(number, packing.kinds_fit(cpu, memory, mix))
                   + packing.cpu_shortfall(losses[number][0], cpu, mix))
         ranked = []
+        cpu_aware = mix.cpu_per_unit > 0
         # A host's candidates mostly take the same CPU and memory: what
         # the kinds can still run after them is worked out once.
         last_taken, fit = None, ()
         for i, (taken_cpu, taken_memory, taken) in enumerate(shapes):
             if cpu < taken_cpu or memory < taken_memory:
                 continue
-            placed = self._after_placement(number, taken)
+            placed = self._after_placement(number, taken, numa_ask)
             if placed is None:
                 continue
-            after, best_fit = placed
+            after, best_fit, first = placed
+            if (best_fit == packing.NO_FIT and cpu_aware
+                    and self._regions[number][1]):
+                best_fit = packing.cpu_fit(cpu, taken_cpu)
             cpu_left = cpu - taken_cpu
             if (taken_cpu, taken_memory) != last_taken:
                 last_taken = (taken_cpu, taken_memory)
                 fit = packing.kinds_fit(cpu_left, memory - taken_memory,
                                         mix)
-            ranked.append((i, (packing.gradient_score(
+            ranked.append((i, (*first, packing.gradient_score(
                 before,
                 self._loss(after, fit)
                 + packing.cpu_shortfall(losses[after][0], cpu_left, mix),
@@ -391,12 +417,16 @@ class HostRooms:
                 idle, losses, fit, self.mix)
         return loss
 
-    def _after_placement(self, number: int, taken: tuple[int, ...]
-                         ) -> tuple[int, tuple[int, ...]] | None:
+    def _after_placement(self, number: int, taken: tuple[int, ...],
+                         numa_ask: packing.NumaAsk | None
+                         ) -> tuple[int, tuple[int, ...], tuple[int, ...]
+                                    ] | None:
         """The number of the regions' state once ``taken`` (region index,
-        amount, ...) is taken from state ``number``, and the placement's
-        ``packing.best_fit``; None if it does not fit."""
-        key = (number, taken)
+        amount, ...) is taken from state ``number``, the placement's
+        ``packing.best_fit`` and its ``packing.numa_key``; None if it
+        does not fit or the request's NUMA affinity refuses it."""
+        key = (number, taken) if numa_ask is None else (number, taken,
+                                                        numa_ask)
         try:
             return self._after[key]
         except KeyError:
@@ -413,9 +443,12 @@ class HostRooms:
             for region, amount in zip(taken[0::2], taken[1::2],
                                       strict=True):
                 amounts[region] = amounts.get(region, 0) + amount
-            placed = (self._number((tuple(left), capacity, model)),
-                      packing.best_fit(packing.HostRoom(
-                          0, 0, free, capacity, model),
-                          packing.Placement(0, 0, amounts)))
+            placement = packing.Placement(0, 0, amounts)
+            first = packing.numa_key(placement, numa_ask)
+            if first is not None:
+                placed = (self._number((tuple(left), capacity, model)),
+                          packing.best_fit(packing.HostRoom(
+                              0, 0, free, capacity, model), placement,
+                              numa_ask=numa_ask), first)
         self._after[key] = placed
         return placed

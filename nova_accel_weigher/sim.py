@@ -28,6 +28,24 @@ host and the first candidate in a fixed order), ``random`` what
 ``randomize_allocation_candidates`` gives, ``spread`` the emptiest region;
 ``fgd`` and ``paper-best-fit`` are the FGD paper's policies.
 
+``--defrag-every T --defrag-moves M`` runs the defragmentation planner
+(``accel_defrag.planner``, what ``accel-defrag plan`` and the Watcher
+strategy run) during the replay: every T seconds (fill mode: every T
+arrivals), as many whole regions of the whole-region requests' size as
+such requests asked for in vain since the last time, with at most M
+migrations, moved at once (``defrag_step``).
+
+A ``numa`` cluster's hosts have NUMA nodes, each with its regions and
+its dedicated CPUs, and a ``numa`` workload mixes requests with pinned
+CPUs (a guest on one host cell, as nova's fit spreads them) under the
+``required`` and ``preferred`` affinity policies, pinned ones without a
+policy, and requests without a NUMA topology. ``stock-nova`` places the
+first two as it places any (the hook then refuses a ``required`` guest's
+far region at its start, and nova tries its alternates);
+``host-fragmentation`` is our filter's and weigher's ``packing.NumaAsk``,
+``host-fragmentation-no-numa-term`` the same without the NUMA node term
+of the tie-break.
+
 ``Policy.choose`` looks at every host for every request. ``HostIndex``
 makes the same choices on large clusters (10,000 hosts, 200,000 requests
 in about a minute here; BENCHMARKS.rst) by keeping, for each request
@@ -47,22 +65,36 @@ import math
 import os
 import random
 import sys
+import textwrap
 import time
 import zlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import TextIO
 
+from accel_defrag import cluster as defrag_cluster
+from accel_defrag import planner as defrag_planner
+from accel_inventory import contract
+from accel_inventory import numa
+from accel_inventory.contract import (NUMA_POLICIES, NUMA_PREFERRED,
+                                      NUMA_REQUIRED)
 from nova_accel_weigher import baselines, packing
 from nova_accel_weigher import conf as accel_conf
 
 SCORED_POLICIES = {"best-fit": packing.POLICY_BEST_FIT,
                    "fragmentation": packing.POLICY_FRAGMENTATION}
 # Modelled in baselines.py; each looks at every host for every request.
+# Our filter and weigher; the second without the NUMA node term.
+HOST_FRAGMENTATION = ("host-fragmentation",
+                      "host-fragmentation-no-numa-term")
 SCANNED_POLICIES = ("stock-nova", "fgd", "paper-best-fit",
-                    "host-fragmentation")
+                    *HOST_FRAGMENTATION)
 POLICIES = ("placement-order", "random", "spread", "best-fit",
             "fragmentation") + SCANNED_POLICIES
+# What places requests with pinned CPUs (a NUMA topology).
+NUMA_AWARE = ("stock-nova", *HOST_FRAGMENTATION)
+# Nova's [scheduler] max_attempts: the host chosen and two alternates.
+MAX_ATTEMPTS = 3
 DEFAULT_FUNCTIONS_PER_GPU = 4
 MILLI_PER_GPU = 1000
 # Events of a replay, ordered so that at one instant a departure frees
@@ -76,6 +108,7 @@ class Region:
     card: str
     capacity: int
     used: int = 0
+    node: int | None = None  # its NUMA node, where the cluster has them
 
     @property
     def free(self) -> int:
@@ -95,8 +128,32 @@ class Host:
     cpu_used: int = 0
     memory_used: int = 0
     model: str = ""  # the GPU model, which a request may ask for
+    # Per NUMA node (a host cell), its dedicated CPUs and those pinned.
+    cells: list[int] = field(default_factory=list)
+    cells_used: list[int] = field(default_factory=list)
     _node: baselines.NodeState | None = field(
         default=None, repr=False, compare=False)
+
+    def guest_cell(self, request: Request) -> int | None:
+        """The host cell nova's fit gives a guest of ``request.pinned``
+        CPUs on one cell (its default, spreading, strategy: the cell
+        with the most free dedicated CPUs, the first among equals); None
+        when none has room (NUMATopologyFilter turns the host down)."""
+        best = None
+        for cell, total in enumerate(self.cells):
+            free = total - self.cells_used[cell]
+            if free >= request.pinned and (
+                    best is None
+                    or free > self.cells[best] - self.cells_used[best]):
+                best = cell
+        return best
+
+    def nova_free_cpu(self) -> int:
+        """The CPU nova's CPU weigher sees free: the CPU modelled for
+        packing and the dedicated CPUs of the cells not pinned (our
+        packing reads VCPU, not the cells' PCPU)."""
+        return (self.cpu - self.cpu_used + sum(self.cells)
+                - sum(self.cells_used))
 
     def has_room(self, request: Request) -> bool:
         return ((not self.cpu or self.cpu - self.cpu_used >= request.cpu)
@@ -140,6 +197,14 @@ class Request:
     cpu: int = 0  # milli-CPU on the host, as the openb trace gives it
     memory: int = 0  # MiB
     gpu_spec: frozenset[str] = frozenset()  # GPU models allowed; any
+    # A soft server group's number and policy (soft-affinity or
+    # soft-anti-affinity); -1: none.
+    group: int = -1
+    group_policy: str = ""
+    # Dedicated CPUs pinned on one host cell (a NUMA topology; 0: none),
+    # and the flavor's nova_accel:numa_affinity_policy.
+    pinned: int = 0
+    affinity: str | None = None
 
     @property
     def task_type(self) -> baselines.TaskType:
@@ -174,11 +239,16 @@ def task_mix(requests: Sequence[Request]) -> packing.TaskMix:
 # -- clusters ---------------------------------------------------------------
 
 def _host(name: str, cards: Sequence[tuple[int, int]], cpu: int = 0,
-          memory: int = 0, model: str = "") -> Host:
-    regions = [Region(f"{name}/c{c}/r{r}", f"{name}/c{c}", size)
+          memory: int = 0, model: str = "",
+          numa_cells: Sequence[int] = ()) -> Host:
+    """With ``numa_cells`` (each node's dedicated CPUs), card ``c`` is on
+    node ``c``."""
+    regions = [Region(f"{name}/c{c}/r{r}", f"{name}/c{c}", size,
+                      node=c if numa_cells else None)
                for c, (count, size) in enumerate(cards)
                for r in range(count)]
-    return Host(name, regions, cpu, memory, model=model)
+    return Host(name, regions, cpu, memory, model=model,
+                cells=list(numa_cells), cells_used=[0] * len(numa_cells))
 
 
 class SpecError(ValueError):
@@ -243,7 +313,10 @@ def _field(row: dict[str, str], column: str, path: str, line: int,
     return value
 
 
-CLUSTERS = ("meeting | homogeneous:HOSTS:RxF | mixed:HOSTS | openb:NODES.csv "
+CLUSTERS = ("meeting | homogeneous:HOSTS:RxF | mixed:HOSTS | "
+            "numa:HOSTS:NODES:RxF:CPUS (NODES NUMA nodes per host, each "
+            "with a card of R regions of F functions and CPUS dedicated "
+            "CPUs) | openb:NODES.csv "
             "(a GPU is 4 functions, the vGPU view) | openb-milli:NODES.csv "
             "(a GPU is 1000 milli-GPU, the FGD paper's view) | "
             "plain:HOSTS:MILLI_CPU:MEMORY_MIB (hosts without accelerators); "
@@ -282,6 +355,19 @@ def build_cluster(spec: str) -> list[Host]:
         card = (_count(regions, "R (regions)", spec, MAX_REGIONS),
                 _count(functions, "F (functions)", spec, MAX_FUNCTIONS))
         return [_host(f"host{i}", [card]) for i in range(count)]
+    if family == "numa":
+        fields = arg.split(":")
+        if len(fields) != 4 or "x" not in fields[2].lower():
+            raise SpecError(f"cluster {spec!r}: expected numa:HOSTS:NODES:"
+                            f"RxF:CPUS (e.g. numa:20:2:2x4:16)")
+        count = _count(fields[0], "HOSTS", spec, MAX_HOSTS)
+        nodes = _count(fields[1], "NODES", spec, 64)
+        regions, _, functions = fields[2].lower().partition("x")
+        card = (_count(regions, "R (regions)", spec, MAX_REGIONS),
+                _count(functions, "F (functions)", spec, MAX_FUNCTIONS))
+        cpus = _count(fields[3], "CPUS", spec, MAX_FUNCTIONS)
+        return [_host(f"host{i}", [card] * nodes, numa_cells=[cpus] * nodes)
+                for i in range(count)]
     if family == "mixed":
         shapes = [(1, 4), (2, 4), (3, 4), (4, 2)]
         return [_host(f"host{i}", [shapes[i % 4], shapes[(i + 1) % 4],
@@ -303,7 +389,16 @@ def build_cluster(spec: str) -> list[Host]:
 
 # -- workloads --------------------------------------------------------------
 
-WORKLOADS = "meeting | poisson:N[:RATE] | csv:FILE | openb:PODS.csv"
+WORKLOADS = ("meeting | poisson:N[:RATE] | numa:N[:RATE] | csv:FILE | "
+             "openb:PODS.csv")
+# numa:N[:RATE]'s kinds: (functions, whole regions, pinned CPUs,
+# affinity policy) and their weights.
+NUMA_KINDS = (((1, 0, 4, NUMA_REQUIRED), 15),
+              (("region", 1, 8, NUMA_REQUIRED), 10),
+              ((1, 0, 4, NUMA_PREFERRED), 10),
+              ((2, 0, 4, None), 10),
+              ((1, 0, 0, None), 25), ((2, 0, 0, None), 15),
+              (("region", 1, 0, None), 15))
 
 
 def build_workload(spec: str, seed: int, region_size: int, *,
@@ -315,7 +410,7 @@ def build_workload(spec: str, seed: int, region_size: int, *,
         return [Request(0, math.inf, 1), Request(1, math.inf, 2),
                 Request(2, math.inf, 1),
                 Request(3, math.inf, region_size, whole_regions=2)]
-    if family == "poisson":
+    if family in ("poisson", "numa"):
         # poisson:N[:RATE]: N arrivals, RATE a second (1 by default), each
         # staying 400 s on average, so about 400 x RATE at once.
         count, _, rate = arg.partition(":")
@@ -331,6 +426,15 @@ def build_workload(spec: str, seed: int, region_size: int, *,
         requests, now = [], 0.0
         for _ in range(count_):
             now += rng.expovariate(rate_)
+            if family == "numa":
+                kinds, weights = zip(*NUMA_KINDS, strict=True)
+                functions, whole, pinned, policy = rng.choices(
+                    kinds, weights=weights)[0]
+                requests.append(Request(
+                    now, rng.expovariate(1 / 400.0),
+                    region_size if functions == "region" else functions,
+                    whole, pinned=pinned, affinity=policy))
+                continue
             shape = rng.choices([(1, 0), (2, 0), (3, 0), (region_size, 1)],
                                 weights=[40, 25, 15, 20])[0]
             requests.append(Request(now, rng.expovariate(1 / 400.0),
@@ -384,6 +488,24 @@ def _openb_pods(path: str, region_size: int, timed: bool) -> list[Request]:
     return requests
 
 
+SOFT_POLICIES = ("soft-affinity", "soft-anti-affinity")
+
+
+def soft_groups(requests: Sequence[Request], share: float, size: int,
+                policy: str, seed: int) -> list[Request]:
+    """``requests`` with ``share`` of those that ask accelerators (drawn
+    with ``seed``) made members of soft server groups of ``policy``,
+    ``size`` members each, in the order they come."""
+    rng = random.Random(seed)
+    chosen = [i for i, r in enumerate(requests)
+              if r.functions and rng.random() < share]
+    grouped = list(requests)
+    for n, i in enumerate(chosen):
+        grouped[i] = dataclasses.replace(grouped[i], group=n // size,
+                                         group_policy=policy)
+    return grouped
+
+
 def request_mix(requests: Sequence[Request]) -> tuple[packing.RequestShape,
                                                        ...]:
     counts: dict[tuple[int, bool], int] = {}
@@ -408,7 +530,10 @@ def shape_of(request: Request) -> Shape:
 
 def fits(host: Host, request: Request) -> bool:
     """Whether the host has accelerators for the request (what
-    ``accel_candidates`` gives), without listing them."""
+    ``accel_candidates`` gives), without listing them, and a cell for its
+    pinned CPUs (what NUMATopologyFilter asks)."""
+    if request.pinned and host.guest_cell(request) is None:
+        return False
     if not request.functions:
         return True
     if request.whole_regions:
@@ -452,6 +577,31 @@ def host_room(host: Host) -> packing.HostRoom:
         tuple(r.capacity for r in host.regions), host.model)
 
 
+def placed_on(host: Host, request: Request, candidate: dict[str, int]
+              ) -> packing.Placement:
+    """What ``candidate`` takes of ``host``, as packing reads it."""
+    index = {r.name: i for i, r in enumerate(host.regions)}
+    return packing.Placement(request.cpu, request.memory, {
+        index[name]: amount for name, amount in candidate.items()})
+
+
+def numa_ask(host: Host, request: Request) -> packing.NumaAsk | None:
+    """What the filter asks of ``host``'s regions for a request with
+    pinned CPUs and accelerators (None for the others): the regions'
+    nodes, and under an affinity policy the guest's cell as nova's fit
+    gives it (``Host.guest_cell``)."""
+    if not (request.pinned and request.functions):
+        return None
+    nodes = tuple(r.node for r in host.regions)
+    cell = host.guest_cell(request) if request.affinity else None
+    if cell is None:
+        return packing.NumaAsk(nodes)
+    return packing.NumaAsk(
+        nodes, numa.local_nodes(request.affinity, {cell}),
+        strict=numa.strict(request.affinity),
+        prefer=request.affinity == NUMA_PREFERRED)
+
+
 def placement_order(host: Host, request: Request, seed: int
                     ) -> list[dict[str, int]]:
     """``candidates`` in an order that packing knows nothing of, fixed for
@@ -480,19 +630,23 @@ class Policy:
     multiplier: float = accel_conf.DEFAULT_WEIGHT_MULTIPLIER
     # host-fragmentation: ``[accel_packing] plain_requests``
     plain_requests: str = accel_conf.PREFER_PLAIN_HOSTS
+    # Where a soft server group's members are: per host name, how many
+    # (set by simulate; nova's hint weighers read it).
+    group_hosts: Callable[[int], dict[str, int]] | None = None
     _fgd: dict[tuple, tuple[int, tuple[int, ...]]] = field(
         default_factory=dict, repr=False)
 
     def __post_init__(self):
-        if self.task_mix is None and self.name == "host-fragmentation":
+        if self.task_mix is None and self.name in HOST_FRAGMENTATION:
             self.task_mix = packing.mix_of_shapes(self.mix)
 
     def scans(self, request: Request) -> bool:
         """Whether ``choose`` looks at every host for this request (as
         opposed to through a ``HostIndex``). A request without
         accelerators weighs 0 in our weigher under the region policies, so
-        nova's own weighers place it there, as under stock nova."""
-        return self.name in SCANNED_POLICIES or (
+        nova's own weighers place it there, as under stock nova. A
+        request with pinned CPUs is always looked at host by host."""
+        return self.name in SCANNED_POLICIES or bool(request.pinned) or (
             self.name in SCORED_POLICIES and not request.functions)
 
     def best_scored(self, host: Host, request: Request
@@ -554,7 +708,7 @@ class Policy:
             scored = [self._fgd_score(h, task) for h in feasible]
             return self._draw(feasible, [s for s, _ in scored],
                               [g for _, g in scored], request)
-        if self.name == "host-fragmentation":
+        if self.name in HOST_FRAGMENTATION:
             return self._host_fragmentation(feasible, request)
         if self.name == "paper-best-fit":
             task = request.task_type
@@ -562,10 +716,36 @@ class Policy:
                    for h in feasible]
             return self._draw(feasible, baselines.normalize_scores(raw),
                               None, request)
-        best = feasible[baselines.nova_best(
-            [h.memory - h.memory_used for h in feasible],
-            [h.cpu - h.cpu_used for h in feasible])]
-        return best, placement_order(best, request, self.seed)[0]
+        free_ram = [h.memory - h.memory_used for h in feasible]
+        free_cpu = [h.nova_free_cpu() for h in feasible]
+        hint = self._hint(feasible, request)
+        others = ((1.0, hint),) if hint else ()
+        if not (request.pinned and numa.strict(request.affinity)):
+            best = feasible[baselines.nova_best(free_ram, free_cpu, others)]
+            return best, placement_order(best, request, self.seed)[0]
+        # Stock nova knows nothing of our policy: it claims the first
+        # candidate of its best host, the hook refuses the start when that
+        # region is far from the guest's cell, and nova tries the
+        # alternates it chose with the host.
+        for index in baselines.nova_ranked(free_ram, free_cpu, others)[
+                :MAX_ATTEMPTS]:
+            host = feasible[index]
+            candidate = placement_order(host, request, self.seed)[0]
+            ask = numa_ask(host, request)
+            if packing.numa_key(placed_on(host, request, candidate),
+                                ask) is not None:
+                return host, candidate
+        return None
+
+    def _hint(self, feasible: list[Host], request: Request
+              ) -> list[float] | None:
+        """Nova's soft-(anti-)affinity weigher's raw weights for a member
+        of a soft group; None for others."""
+        if request.group < 0 or self.group_hosts is None:
+            return None
+        on_host = self.group_hosts(request.group)
+        return baselines.hint_weights(
+            [on_host.get(h.name, 0) for h in feasible], request.group_policy)
 
     def _host_fragmentation(self, feasible: list[Host], request: Request
                             ) -> tuple[Host, dict[str, int]] | None:
@@ -584,7 +764,7 @@ class Policy:
         scores: list[tuple[int, ...] | None] = []
         for host in feasible:
             room = host_room(host)
-            key = ("host", ask, room)
+            key = ("host", ask, room, self._numa_ask(host, request))
             found = self._fgd.get(key, self)
             if found is self:
                 if len(self._fgd) > 2_000_000:
@@ -593,35 +773,65 @@ class Policy:
                                          accel_candidates(host, request))
                 found = self._fgd[key] = ranked[0][1] if ranked else None
             scores.append(found)
-        if request.functions:
-            weights = packing.decisive_weights(scores)
-        elif self.plain_requests == accel_conf.IGNORE:
-            weights = [0.0] * len(feasible)
-        elif self.plain_requests == accel_conf.PREFER_PLAIN_HOSTS:
-            weights = packing.plain_host_weights(
-                scores, [bool(h.regions) for h in feasible])
+        if request.pinned and numa.strict(request.affinity):
+            # The filter turns down the hosts without a region near the
+            # guest's cell.
+            kept = [i for i, score in enumerate(scores) if score is not None]
+            if not kept:
+                return None
+            feasible = [feasible[i] for i in kept]
+            scores = [scores[i] for i in kept]
+        hint = self._hint(feasible, request)
+        first = baselines.hint_leaders(hint) if hint else None
+        if first is None:
+            weights = self._weights(feasible, scores, request)
         else:
-            weights = packing.decisive_weights(scores)
+            # Weighed among the hosts the hint puts first only (hints.py).
+            among = iter(self._weights(
+                [h for h, lead in zip(feasible, first, strict=True) if lead],
+                [s for s, lead in zip(scores, first, strict=True) if lead],
+                request))
+            weights = [next(among) if lead else 0.0 for lead in first]
         host = feasible[baselines.nova_best(
             [h.memory - h.memory_used for h in feasible],
-            [h.cpu - h.cpu_used for h in feasible],
-            ((self.multiplier, weights),))]
+            [h.nova_free_cpu() for h in feasible],
+            ((self.multiplier, weights),
+             *(((1.0, hint),) if hint else ())))]
         cands = placement_order(host, request, self.seed)
         ranked = self._rank_host(host, host_room(host), request, cands)
         if not ranked:
             return None  # the filter turned every host down
         return host, cands[ranked[0][0]]
 
+    def _weights(self, hosts: list[Host], scores: Sequence, request: Request
+                 ) -> list[float]:
+        """Our weigher's weights over ``hosts`` (weighers.py)."""
+        if request.functions:
+            return packing.decisive_weights(scores)
+        if self.plain_requests == accel_conf.IGNORE:
+            return [0.0] * len(hosts)
+        if self.plain_requests == accel_conf.PREFER_PLAIN_HOSTS:
+            return packing.plain_host_weights(
+                scores, [bool(h.regions) for h in hosts])
+        return packing.decisive_weights(scores)
+
     def _rank_host(self, host: Host, room: packing.HostRoom,
                    request: Request, cands: Sequence[dict[str, int]]
                    ) -> list[tuple[int, tuple[int, ...]]]:
         """The filter on one host: ``packing.rank_placements`` of
         ``cands``."""
-        index = {r.name: i for i, r in enumerate(host.regions)}
         return packing.rank_placements(
-            room, [packing.Placement(request.cpu, request.memory, {
-                index[name]: amount for name, amount in c.items()})
-                for c in cands], self.task_mix)
+            room, [placed_on(host, request, c) for c in cands],
+            self.task_mix, self._numa_ask(host, request))
+
+    def _numa_ask(self, host: Host, request: Request
+                  ) -> packing.NumaAsk | None:
+        """``numa_ask``, without the NUMA node term under
+        ``host-fragmentation-no-numa-term``."""
+        ask = numa_ask(host, request)
+        if ask is not None and self.name != HOST_FRAGMENTATION[0]:
+            ask = dataclasses.replace(ask, pack=False)
+        return ask
 
     def _fgd_score(self, host: Host, task: baselines.TaskType
                    ) -> tuple[int, tuple[int, ...]]:
@@ -865,6 +1075,12 @@ class Result:
         "function": 0, "region": 0, "none": 0})
     timeline: list[tuple[float, float, int]] = field(default_factory=list)
     metrics: dict[str, float] = field(default_factory=dict)
+    migrations: int = 0
+    freed_regions: int = 0
+    # Requests with pinned CPUs under each affinity policy: how many were
+    # asked, rejected, and placed with every region on the guest's cell.
+    numa: dict[str, list[int]] = field(default_factory=lambda: {
+        policy: [0, 0, 0] for policy in NUMA_POLICIES})
 
 
 def fill_order(requests: Sequence[Request], target: float, seed: int
@@ -890,18 +1106,126 @@ def fill_order(requests: Sequence[Request], target: float, seed: int
     return order
 
 
+# -- defragmentation ---------------------------------------------------------
+
+# The planner's names for what the simulator does not model: every region
+# of a host is of its GPU model (a class), and every server moves live.
+_SIM_CLASS = "ACCEL"
+
+
+def _region_class(host: Host) -> str:
+    return host.model or _SIM_CLASS
+
+
+def _server_name(placed: int) -> str:
+    """A server's name for the planner, by the order it was placed in:
+    the planner breaks ties by name, so names must not follow memory
+    addresses (``id``), or the same replay would differ between runs."""
+    return f"s{placed:09d}"
+
+
+def planner_cluster(hosts: Sequence[Host],
+                    held: dict[int, tuple[Host, dict[str, int]]],
+                    servers: dict[int, tuple[int, Request]]
+                    ) -> defrag_cluster.Cluster:
+    """The replay's state as the planner reads placement: a host's CPU
+    and memory left (when modelled), its regions, the servers holding
+    functions (``servers``: by the key of ``held``, the order each was
+    placed in and its request) and what each takes."""
+    cloud = defrag_cluster.Cluster()
+    for host in hosts:
+        free = ({"VCPU": host.cpu - host.cpu_used,
+                 "MEMORY_MB": host.memory - host.memory_used}
+                if host.cpu or host.memory else {})
+        cloud.hosts[host.name] = defrag_cluster.Host(host.name, host.name,
+                                                     free)
+        for region in host.regions:
+            cloud.regions[region.name] = defrag_cluster.Region(
+                uuid=region.name, name=region.name, host=host.name,
+                card=region.card, resource_class=_region_class(host),
+                size=region.capacity, capacity=region.capacity,
+                used=region.used, move=contract.MOVE_LIVE)
+    for key, (host, demand) in held.items():
+        if not demand:
+            continue
+        placed, request = servers[key]
+        root = ({"VCPU": request.cpu, "MEMORY_MB": request.memory}
+                if host.cpu or host.memory else {})
+        name = _server_name(placed)
+        cloud.servers[name] = defrag_cluster.Server(
+            uuid=name, host=host.name, root=root, regions=dict(demand))
+    return cloud
+
+
+def defrag_step(hosts: list[Host],
+                held: dict[int, tuple[Host, dict[str, int]]],
+                servers: dict[int, tuple[int, Request]], size: int,
+                wanted: int,
+                moves: int, index: HostIndex | None = None,
+                cells: dict[int, int | None] | None = None
+                ) -> tuple[int, int]:
+    """Free up to ``wanted`` whole regions of ``size`` with at most
+    ``moves`` migrations (the planner's plan, per region class), applied
+    to the replay; returns the migrations made and the regions freed.
+    ``cells``: where each placed request's pinned CPUs are, kept current
+    as servers move."""
+    cells = {} if cells is None else cells
+    cloud = planner_cluster(hosts, held, servers)
+    by_name = {h.name: h for h in hosts}
+    keys = {_server_name(placed): key
+            for key, (placed, _) in servers.items()}
+    made = freed = 0
+    for rc in sorted({_region_class(h) for h in hosts}):
+        if made >= moves:
+            break
+        plan = defrag_planner.plan(cloud, defrag_planner.Target(
+            rc, size, wanted, max_moves=moves - made))
+        for move in plan.moves:
+            key = keys[move.server]
+            request = servers[key][1]
+            _apply(held[key], request, -1, index, cells.get(key))
+            destination = by_name[move.destination]
+            placed = (destination, dict(
+                (dst, held[key][1][src]) for src, dst in move.regions))
+            cell = (destination.guest_cell(request) if request.pinned
+                    else None)
+            _apply(placed, request, +1, index, cell)
+            held[key] = placed
+            cells[key] = cell
+            made += 1
+        freed += len(plan.freed)
+        if plan.moves:
+            cloud = planner_cluster(hosts, held, servers)
+    return made, freed
+
+
+def check_numa_policies(policies: Sequence[str],
+                        requests: Sequence[Request]) -> None:
+    """SpecError when a workload with pinned CPUs is to run under a policy
+    that models no NUMA."""
+    blind = [p for p in policies if p not in NUMA_AWARE]
+    if blind and any(r.pinned for r in requests):
+        raise SpecError(f"a workload with pinned CPUs runs under "
+                        f"{', '.join(NUMA_AWARE)} only, not "
+                        f"{', '.join(blind)}")
+
+
 def simulate(cluster_spec: str, requests: Sequence[Request], policy: str,
              mode: str, fill_to: float, seed: int, *, indexed: bool = True,
              progress: Progress | None = None,
              multiplier: float = accel_conf.DEFAULT_WEIGHT_MULTIPLIER,
-             plain_requests: str = accel_conf.PREFER_PLAIN_HOSTS
+             plain_requests: str = accel_conf.PREFER_PLAIN_HOSTS,
+             defrag_every: float | None = None, defrag_moves: int = 0
              ) -> Result:
     """Replay ``requests`` under ``policy``; ``multiplier`` and
     ``plain_requests`` are our weigher's under ``host-fragmentation``
     (``[accel_packing]`` options). ``indexed`` chooses through a
     ``HostIndex``; without it every host is looked at for every request
-    (the same choices, far slower on large clusters)."""
+    (the same choices, far slower on large clusters). ``defrag_every``
+    (seconds; arrivals in fill mode) and ``defrag_moves`` run
+    ``defrag_step`` during the replay."""
     hosts = build_cluster(cluster_spec)
+    check_numa_policies([policy], requests)
     capacity = sum(r.capacity for h in hosts for r in h.regions)
     sizes = [r.capacity for h in hosts for r in h.regions]
     policy_ = Policy(policy, request_mix(requests), random.Random(seed),
@@ -922,26 +1246,81 @@ def simulate(cluster_spec: str, requests: Sequence[Request], policy: str,
                if math.isfinite(r.duration)],
             key=lambda e: (e[0], e[1]))
     held: dict[int, tuple[Host, dict[str, int]]] = {}
+    servers: dict[int, tuple[int, Request]] = {}
+    members: dict[int, list[int]] = {}
+    # The host cell each placed request's pinned CPUs are on.
+    cells: dict[int, int | None] = {}
+
+    def group_hosts(group: int) -> dict[str, int]:
+        # Read from ``held``, which moves (defrag_step) keep current.
+        on_host: dict[str, int] = {}
+        for key in members.get(group, ()):
+            placed = held.get(key)
+            if placed:
+                name = placed[0].name
+                on_host[name] = on_host.get(name, 0) + 1
+        return on_host
+
+    policy_.group_hosts = group_hosts
+    whole_sizes = sorted({r.functions for r in requests if r.whole_regions})
+    defrag = bool(defrag_every and defrag_moves and whole_sizes)
+    next_defrag = defrag_every if defrag else math.inf
+    defrag_size = max(whole_sizes, key=lambda s: sum(
+        1 for r in requests if r.whole_regions and r.functions == s),
+        default=0)
+    wanted = arrivals = 0
     samples: list[dict[str, float]] = []
     every = max(len(events) // 200, 1)
     for step, (when, event, request) in enumerate(events):
         if progress:
             progress.update(step, len(events))
+        clock = arrivals if mode == "fill" else when
+        if clock >= next_defrag:
+            # As an operator would: only for the whole regions that
+            # requests asked for in vain since the last time.
+            if wanted:
+                made, freed = defrag_step(hosts, held, servers, defrag_size,
+                                          wanted, defrag_moves, index,
+                                          cells)
+                result.migrations += made
+                result.freed_regions += freed
+            wanted = 0
+            next_defrag = clock + defrag_every
         if event == DEPARTURE:
             placed = held.pop(id(request), None)
+            servers.pop(id(request), None)
             if placed:
-                _apply(placed, request, -1, index)
+                _apply(placed, request, -1, index,
+                       cells.pop(id(request), None))
             continue
+        arrivals += 1
         label = ("region" if request.whole_regions
                  else "function" if request.functions else "none")
         result.asked[label] += 1
         choice = (index.choose(request) if index
                   else policy_.choose(hosts, request))
+        counts = result.numa.get(request.affinity) if request.pinned \
+            else None
+        if counts is not None:
+            counts[0] += 1
         if choice is None:
             result.rejected[label] += 1
+            if request.functions == defrag_size:
+                wanted += request.whole_regions
+            if counts is not None:
+                counts[1] += 1
         else:
-            _apply(choice, request, +1, index)
+            cell = choice[0].guest_cell(request) if request.pinned else None
+            if counts is not None and all(
+                    region.node == cell for region in choice[0].regions
+                    if region.name in choice[1]):
+                counts[2] += 1
+            _apply(choice, request, +1, index, cell)
             held[id(request)] = choice
+            cells[id(request)] = cell
+            servers[id(request)] = (step, request)
+            if request.group >= 0:
+                members.setdefault(request.group, []).append(id(request))
         if step % every == 0:
             samples.append(_state(hosts, capacity))
             result.timeline.append((
@@ -955,19 +1334,36 @@ def simulate(cluster_spec: str, requests: Sequence[Request], policy: str,
     final = _state(hosts, capacity)
     state = final if mode == "fill" or not samples else {
         key: sum(s[key] for s in samples) / len(samples) for key in final}
+    placed_accel = sum(result.asked[k] - result.rejected[k]
+                       for k in ("region", "function"))
     result.metrics = {
         "region_rejection_rate": _rate(result, "region"),
         "function_rejection_rate": _rate(result, "function"),
         **state,
         "requests": sum(result.asked.values()),
+        "region_accepted": result.asked["region"] - result.rejected["region"],
+        "migrations": result.migrations,
+        "freed_regions": result.freed_regions,
+        "migrated_share": (result.migrations / placed_accel
+                           if placed_accel else 0.0),
     }
+    if any(asked for asked, _, _ in result.numa.values()):
+        required, preferred = (result.numa[p] for p in (NUMA_REQUIRED,
+                                                        NUMA_PREFERRED))
+        result.metrics.update({
+            "required_asked": required[0],
+            "required_rejected": required[1],
+            "required_rejection_rate": (required[1] / required[0]
+                                        if required[0] else 0.0),
+            "preferred_near_share": (preferred[2] / preferred[0]
+                                     if preferred[0] else 1.0)})
     return result
 
 
 def _state(hosts: Sequence[Host], capacity: int) -> dict[str, float]:
     bound = compaction_bound(hosts)
     free_whole = whole_free(hosts)
-    return {
+    state = {
         "utilisation": sum(r.used for h in hosts for r in h.regions)
         / capacity,
         "fragmentation": fragmentation(hosts),
@@ -975,6 +1371,13 @@ def _state(hosts: Sequence[Host], capacity: int) -> dict[str, float]:
         "compaction_bound": bound,
         "bound_fraction": free_whole / bound if bound else 1.0,
     }
+    nodes = [(h, node) for h in hosts for node in range(len(h.cells))]
+    if nodes:
+        # NUMA nodes whose accelerators are all free.
+        state["whole_free_nodes"] = sum(
+            all(r.used == 0 for r in h.regions if r.node == node)
+            for h, node in nodes) / len(nodes)
+    return state
 
 
 def _rate(result: Result, label: str) -> float:
@@ -983,12 +1386,17 @@ def _rate(result: Result, label: str) -> float:
 
 
 def _apply(placed: tuple[Host, dict[str, int]], request: Request,
-           sign: int, index: HostIndex | None = None) -> None:
+           sign: int, index: HostIndex | None = None,
+           cell: int | None = None) -> None:
+    """Take (``sign`` +1) or give back (-1) what ``request`` holds of the
+    host it was ``placed`` on, its pinned CPUs from ``cell``."""
     host, demand = placed
     for region in host.regions:
         region.used += sign * demand.get(region.name, 0)
     host.cpu_used += sign * request.cpu
     host.memory_used += sign * request.memory
+    if cell is not None:
+        host.cells_used[cell] += sign * request.pinned
     host._node = None
     if index:
         index.changed(host)
@@ -1031,6 +1439,13 @@ def _table(results: dict[str, Result]) -> str:
             "utilisation", "fragmentation", "bound_fraction"]
     heads = ["policy", "region rej.", "function rej.", "utilisation",
              "fragmentation", "of bound"]
+    if any(r.migrations for r in results.values()):
+        keys += ["migrations", "migrated_share"]
+        heads += ["migrations", "migrated"]
+    if any("required_rejection_rate" in r.metrics for r in results.values()):
+        keys += ["required_rejection_rate", "preferred_near_share",
+                 "whole_free_nodes"]
+        heads += ["required rej.", "preferred near", "free nodes"]
     lines = ["  ".join(f"{h:>15}" for h in heads)]
     for name, res in results.items():
         cells = [name] + [f"{res.metrics[k]:.4f}" if isinstance(
@@ -1055,6 +1470,14 @@ def _plot(results: dict[str, Result], path: str) -> None:
     fig.savefig(path)
 
 
+class _Formatter(argparse.HelpFormatter):
+    """argparse's, without breaking a policy's name at its hyphens."""
+
+    def _split_lines(self, text, width):
+        return textwrap.wrap(" ".join(text.split()), width,
+                             break_on_hyphens=False)
+
+
 class _Parser(argparse.ArgumentParser):
     """Usage errors in one line (argparse's own print the usage too)."""
 
@@ -1073,6 +1496,22 @@ def _share(text: str) -> float:
 _share.__name__ = f"share (> 0, at most {MAX_FILL:g})"
 
 
+def _soft_groups(text: str) -> tuple[float, int, str]:
+    share, _, rest = text.partition(":")
+    size, _, policy = rest.partition(":")
+    try:
+        value = (float(share), int(size), policy)
+    except ValueError:
+        value = None
+    if (value is None or not 0 <= value[0] <= 1 or value[1] < 1
+            or policy not in SOFT_POLICIES):
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not SHARE:SIZE:POLICY (a share from 0 to 1, a "
+            f"whole number of members >= 1, "
+            f"{' or '.join(SOFT_POLICIES)})")
+    return value
+
+
 def _multiplier(text: str) -> float:
     value = float(text)
     if not math.isfinite(value):
@@ -1081,6 +1520,26 @@ def _multiplier(text: str) -> float:
 
 
 _multiplier.__name__ = "finite number"
+
+
+def _interval(text: str) -> float:
+    value = float(text)
+    if not 0 < value < math.inf:
+        raise ValueError(text)
+    return value
+
+
+_interval.__name__ = "number above 0"
+
+
+def _moves(text: str) -> int:
+    value = int(text)
+    if value < 0:
+        raise ValueError(text)
+    return value
+
+
+_moves.__name__ = "whole number, 0 or more"
 
 
 def check_plot_target(path: str) -> None:
@@ -1101,8 +1560,9 @@ def check_plot_target(path: str) -> None:
 def build_parser() -> argparse.ArgumentParser:
     """accel-sim's parser (also the source of its CLI reference)."""
     parser = _Parser(
-        prog="accel-sim", description="Replay accelerator requests on a "
-        "simulated cloud under several placement policies, side by side.")
+        prog="accel-sim", formatter_class=_Formatter,
+        description="Replay accelerator requests on a simulated cloud "
+        "under several placement policies, side by side.")
     parser.add_argument("--cluster", default="meeting", help=CLUSTERS)
     parser.add_argument("--workload", default="meeting", help=WORKLOADS)
     parser.add_argument("--mode", choices=("replay", "fill"),
@@ -1123,8 +1583,10 @@ def build_parser() -> argparse.ArgumentParser:
                         "host-fragmentation (the scheduler's default), "
                         "fragmentation, "
                         "best-fit: the filter's policies, the first with "
-                        "our weigher among nova's; fgd, paper-best-fit: "
-                        "the FGD paper's)")
+                        "our weigher among nova's; "
+                        "host-fragmentation-no-numa-term: the first "
+                        "without its NUMA node term, for numa workloads; "
+                        "fgd, paper-best-fit: the FGD paper's)")
     parser.add_argument("--weight-multiplier", type=_multiplier,
                         default=accel_conf.DEFAULT_WEIGHT_MULTIPLIER,
                         help="host-fragmentation: our weigher's multiplier "
@@ -1139,6 +1601,25 @@ def build_parser() -> argparse.ArgumentParser:
                              "a request that asks no accelerator "
                              "([accel_packing] plain_requests, default "
                              "%(default)s)")
+    parser.add_argument("--defrag-every", type=_interval, metavar="T",
+                        help="run the defragmentation planner every T "
+                             "seconds of the replay (fill mode: every T "
+                             "arrivals), freeing as many whole regions of "
+                             "the whole-region requests' size as such "
+                             "requests were refused since the last time")
+    parser.add_argument("--defrag-moves", type=_moves, default=0,
+                        metavar="M",
+                        help="with --defrag-every: at most M migrations "
+                             "each time")
+    parser.add_argument("--soft-groups", type=_soft_groups,
+                        metavar="SHARE:SIZE:POLICY",
+                        help="make SHARE (0 to 1) of the requests that ask "
+                             "accelerators members of soft server groups of "
+                             "SIZE, POLICY soft-affinity or "
+                             "soft-anti-affinity; stock-nova and "
+                             "host-fragmentation weigh them with nova's hint "
+                             "weigher, ours only among the hosts it puts "
+                             "first")
     parser.add_argument("--json", action="store_true",
                         help="print the results as one JSON document")
     parser.add_argument("--plot", metavar="FILE.png",
@@ -1163,6 +1644,8 @@ def main(argv: Sequence[str] | None = None, out=None) -> int:
     if unknown:
         parser.error(f"unknown policies: {', '.join(unknown)}; expected "
                      f"some of {', '.join(POLICIES)}")
+    if bool(args.defrag_every) != bool(args.defrag_moves):
+        parser.error("--defrag-every and --defrag-moves go together")
     try:
         if args.plot:
             check_plot_target(args.plot)
@@ -1174,6 +1657,9 @@ def main(argv: Sequence[str] | None = None, out=None) -> int:
             args.workload, args.seed,
             max(set(sizes), key=lambda s: (sizes.count(s), s)),
             timed=args.mode == "replay")
+        if args.soft_groups:
+            requests = soft_groups(requests, *args.soft_groups, args.seed)
+        check_numa_policies(policies, requests)
     except SpecError as exc:
         parser.exit(2, f"accel-sim: {exc}\n")
     results = {}
@@ -1186,7 +1672,8 @@ def main(argv: Sequence[str] | None = None, out=None) -> int:
             indexed=args.indexed,
             progress=Progress(name, sys.stderr) if draw else None,
             multiplier=args.weight_multiplier,
-            plain_requests=args.plain_requests)
+            plain_requests=args.plain_requests,
+            defrag_every=args.defrag_every, defrag_moves=args.defrag_moves)
     if args.json:
         json.dump({"policies": {n: r.metrics for n, r in results.items()}},
                   out, indent=1, sort_keys=True)

@@ -35,7 +35,8 @@ from collections.abc import Iterable, Mapping, Sequence
 from operator import itemgetter
 from typing import Any, Protocol
 
-from accel_inventory.contract import DEGRADED_TRAIT, numa_node_of
+from accel_inventory import numa
+from accel_inventory.contract import DEGRADED_TRAIT, numa_node_among
 from nova_accel_weigher import packing
 
 LOG = logging.getLogger(__name__)
@@ -56,7 +57,7 @@ class RequestPlacement:
     provider summaries of its candidates and the allocation requests it
     has claimed so far, one per instance already placed."""
 
-    __slots__ = ("summaries", "claimed", "_trees", "rooms")
+    __slots__ = ("summaries", "claimed", "_trees", "rooms", "cells")
 
     def __init__(self, summaries: Mapping[str, Any]):
         self.summaries = summaries
@@ -65,6 +66,10 @@ class RequestPlacement:
         # What rooms.for_request read of the summaries for the instance
         # being placed, so that the weigher's pass reuses the filter's.
         self.rooms: tuple[tuple, Any] | None = None
+        # The host cells nova predicts for the guest, per (instance,
+        # host): fitted by the filter, read again by the weigher
+        # (cells.numa_ask).
+        self.cells: dict[tuple, Any] = {}
 
     def tree(self, root_uuid: str) -> list[str]:
         """The providers of the tree rooted at ``root_uuid``. The index is
@@ -189,7 +194,7 @@ def usage_from_summaries(summaries: Mapping[str, Any],
             degraded = card_degraded[parent] = DEGRADED_TRAIT in (
                 summaries.get(parent, {}).get("traits") or ())
         usage[rp_uuid] = packing.RegionUsage(
-            int(capacity), int(used), parent, _numa_node(traits),
+            int(capacity), int(used), parent, numa_node_among(traits),
             degraded or DEGRADED_TRAIT in traits)
     return usage
 
@@ -267,7 +272,7 @@ class RegionStates:
                 last_read = traits_read.get(tuple(traits))
                 if last_read is None:
                     last_read = traits_read[tuple(traits)] = (
-                        _numa_node(traits), DEGRADED_TRAIT in traits)
+                        numa_node_among(traits), DEGRADED_TRAIT in traits)
             card = summary.get("parent_provider_uuid") or rp_uuid
             rows.append((rp_uuid, capacity, used, card, last_read))
             if card != card_now:
@@ -311,7 +316,8 @@ class ShapeRanker:
     Providers that are not known regions count for nothing in a score, so
     they are left out of its shape."""
 
-    __slots__ = ("states", "classes", "policy", "mix", "_scores")
+    __slots__ = ("states", "classes", "policy", "mix", "_scores",
+                 "_scores_near")
 
     def __init__(self, states: RegionStates, resource_classes: Sequence[str],
                  policy: str, mix: Sequence[packing.RequestShape]) -> None:
@@ -320,12 +326,29 @@ class ShapeRanker:
         self.policy = policy
         self.mix = mix
         self._scores: dict[tuple, packing.Score | None] = {}
+        # The same, per set of NUMA nodes near the guest.
+        self._scores_near: dict[frozenset[int], dict] = {}
 
-    def rank(self, candidates: Sequence[Mapping[str, Any]]
+    def rank(self, candidates: Sequence[Mapping[str, Any]],
+             numa_ask: packing.NumaAsk | None = None
              ) -> list[tuple[int, packing.Score]]:
         """Indexes of the acceptable candidates, best first, with their
-        scores; equal scores keep placement's order (as packing.rank)."""
-        classes, scores = self.classes, self._scores
+        scores; equal scores keep placement's order (as packing.rank).
+        With a ``numa_ask`` that names the nodes near the guest, the
+        score prefers regions there, ``strict`` refuses the others and
+        ``prefer`` puts what a candidate takes there first (the regions'
+        nodes are their states'; ``numa_ask.nodes`` is not read)."""
+        local = numa_ask.local if numa_ask is not None else None
+        if local is not None and (numa_ask.strict or numa_ask.prefer):
+            return self._rank_near(candidates, numa_ask)
+        return self._rank(candidates, local)
+
+    def _rank(self, candidates: Sequence[Mapping[str, Any]],
+              local: frozenset[int] | None
+              ) -> list[tuple[int, packing.Score]]:
+        classes = self.classes
+        scores = (self._scores if local is None
+                  else self._scores_near.setdefault(local, {}))
         number = self.states.number
         # Most requests ask for one class: one lookup, no call.
         single = classes[0] if len(classes) == 1 else None
@@ -341,13 +364,36 @@ class ShapeRanker:
                         shape += (n, amount)
             score = scores.get(shape, _UNSEEN)
             if score is _UNSEEN:
-                score = scores[shape] = self._score(candidate)
+                score = scores[shape] = self._score(candidate, local)
             if score is not None:
                 scored.append((index, score))
         scored.sort(key=itemgetter(1), reverse=True)
         return scored
 
-    def _score(self, candidate: Mapping[str, Any]) -> packing.Score | None:
+    def _rank_near(self, candidates: Sequence[Mapping[str, Any]],
+                   numa_ask: packing.NumaAsk
+                   ) -> list[tuple[int, packing.Score]]:
+        """``rank`` under a ``strict`` or ``prefer`` NUMA ask."""
+        local, states = numa_ask.local, self.states
+        kept = []
+        for index, score in self._rank(candidates, local):
+            near = total = 0
+            for rp_uuid, alloc in candidates[index]["allocations"].items():
+                n = states.number.get(rp_uuid)
+                if n is not None:
+                    amount = _amount(alloc["resources"], self.classes)
+                    total += amount
+                    if numa.is_local(states.region[n].numa_node, local):
+                        near += amount
+            if numa_ask.strict and near < total:
+                continue
+            kept.append((near if numa_ask.prefer else 0, index, score))
+        # Stable: equal nearness keeps the score's order.
+        kept.sort(key=itemgetter(0), reverse=True)
+        return [(index, score) for _near, index, score in kept]
+
+    def _score(self, candidate: Mapping[str, Any],
+               local: frozenset[int] | None) -> packing.Score | None:
         states = self.states
         demand: dict[str, int] = {}
         regions: dict[str, packing.RegionUsage] = {}
@@ -364,7 +410,8 @@ class ShapeRanker:
                     regions[rp_uuid] = region
                     fills[region.card] = states.fill[n]
         return packing.score(demand, regions, policy=self.policy,
-                             mix=self.mix, fill_by_card=fills)
+                             mix=self.mix, local_nodes=local,
+                             fill_by_card=fills)
 
 
 _UNSEEN = object()
@@ -404,27 +451,30 @@ class PlacementUsage:
             params["group_policy"] = "none"
         try:
             if self._adapter is None:
-                self._adapter = self._adapter_factory()
+                adapter = self._adapter_factory()
+                # As the agent's client: the timeout bounds the whole
+                # answer, not each read (a placement that drips would hold
+                # the scheduling request for ever).
+                from accel_inventory import placement
+
+                placement.with_deadline(adapter.session, self._timeout)
+                self._adapter = adapter
+            # A redirect is never followed: keystoneauth would send nova's
+            # token to wherever it points.
             response = self._adapter.get(
                 "/allocation_candidates", params=params,
                 microversion=MICROVERSION, timeout=self._timeout,
-                raise_exc=False)
+                raise_exc=False, redirect=False)
             if response.status_code != 200:
                 raise RuntimeError(f"HTTP {response.status_code}: "
                                    f"{response.text[:200]}")
-            summaries = response.json()["provider_summaries"]
+            # An answer of another shape is the same as none: read inside
+            # the try, so that it is one line, not a traceback per host.
+            return usage_from_summaries(
+                response.json()["provider_summaries"], resource_classes)
         except Exception as exc:  # nothing may raise into nova
             LOG.warning("AccelTopologyFilter: placement did not give region "
-                        "usage (%s); this request keeps placement's "
+                        "usage (%s: %s); this request keeps placement's "
                         "candidate order. Check [placement] in nova.conf "
-                        "and placement's health.", exc)
+                        "and placement's health.", type(exc).__name__, exc)
             return None
-        return usage_from_summaries(summaries, resource_classes)
-
-
-def _numa_node(traits: Iterable[str]) -> int | None:
-    for trait in traits:
-        node = numa_node_of(trait)
-        if node is not None:
-            return node
-    return None

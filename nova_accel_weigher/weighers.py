@@ -44,7 +44,7 @@ from nova.scheduler import utils
 from nova.scheduler import weights
 
 from nova_accel_weigher import conf as accel_conf
-from nova_accel_weigher import hints, packing, rooms, usage
+from nova_accel_weigher import cells, hints, packing, rooms, usage
 from nova_accel_weigher.filters import SCORE_ATTR, request_key
 
 LOG = logging.getLogger(__name__)
@@ -84,11 +84,12 @@ class AccelPackingWeigher(weights.BaseHostWeigher):
             mix = rooms.mix_from(opts)
             if request is not None and mix is not None:
                 if first is None:
-                    return _host_weights(hosts, request, key, opts, mix)
+                    return _host_weights(hosts, request, key, opts, mix,
+                                         weight_properties)
                 # Decided among the hosts the hint puts first only.
                 among = iter(_host_weights(
                     [h for h, lead in zip(hosts, first, strict=True)
-                     if lead], request, key, opts, mix))
+                     if lead], request, key, opts, mix, weight_properties))
                 return [next(among) if lead else 0.0 for lead in first]
         weights = [_weight(host, key) for host in hosts]
         if first is None:
@@ -111,21 +112,30 @@ def _multiplier(host_state, configured: float) -> float:
 
 
 def _host_weights(hosts, request: usage.RequestPlacement, key: str, opts,
-                  mix: rooms.MixRule) -> list[float]:
+                  mix: rooms.MixRule, spec_obj) -> list[float]:
     try:
-        host_rooms = rooms.for_request(request, opts.resource_classes, mix)
+        numa_req = cells.numa_request(spec_obj)
+        host_rooms = rooms.for_request(request, opts.resource_classes, mix,
+                                       numa_nodes=numa_req is not None)
         scores = []
-        asks_accelerators = False
+        # Every candidate answers all of the request's groups: the first
+        # says whether it asks accelerators.
+        asks_accelerators = None
         for host_state in hosts:
             candidates = host_state.allocation_candidates
-            if candidates and not asks_accelerators:
+            if candidates and asks_accelerators is None:
                 asks_accelerators = bool(packing.region_demand(
                     candidates[0], opts.resource_classes))
             owner, score = getattr(host_state, SCORE_ATTR, (None, None))
             if owner != key or score is None:
                 score = None
                 if candidates:
-                    ranked = host_rooms.rank(candidates[:1])
+                    # As the filter scores: a NUMA ask for requests with
+                    # accelerators only.
+                    numa_ask = (cells.numa_ask(numa_req, host_state,
+                                               spec_obj, candidates, request)
+                                if numa_req and asks_accelerators else None)
+                    ranked = host_rooms.rank(candidates[:1], numa_ask)
                     score = ranked[0][1] if ranked else None
             scores.append(score)
         if asks_accelerators:

@@ -18,7 +18,8 @@ into two clean virtual environments:
 
 - a scheduler host's: nova beside the wheel with no extra; nova's own
   filter and weigher loaders must find ``AccelTopologyFilter`` and
-  ``AccelPackingWeigher`` by the names README's nova.conf gives them;
+  ``AccelPackingWeigher`` by the names README's nova.conf gives them, and
+  nova-api's extra spec validators ours (``NUMA_AFFINITY_SPEC``);
 - a compute host's: the wheel with its ``[compute]`` extra; every console
   script the wheel declares must answer ``--help``, ``accel-libvirt-hook
   --install`` must write a working hook, and the hook's fast path (a
@@ -44,6 +45,7 @@ import zipfile
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 FILTER = "nova_accel_weigher.filters.AccelTopologyFilter"
+NUMA_AFFINITY_SPEC = "nova_accel:numa_affinity_policy"
 WEIGHER = "nova_accel_weigher.weighers.AccelPackingWeigher"
 PLAIN_DOMAIN = b"""<domain type='qemu'><name>plain</name>
 <uuid>0b9ad6e5-0d51-4d43-9b6c-3a7e6f0f4a10</uuid>
@@ -58,13 +60,14 @@ HOOK_CALLS = [("prepare", "begin"), ("start", "begin"), ("started", "begin"),
 FAST_PATH_PROBE = """
 import io, json, sys
 before = set(sys.modules)
-from libvirt_hooks import hook
+from libvirt_hooks import common, hook
 xml = sys.stdin.buffer.read()
 codes = [hook.main(["plain", op, sub, "-"], stdin=io.BytesIO(xml))
          for op, sub in json.loads(sys.argv[1])]
 foreign = sorted(m for m in set(sys.modules) - before
                  if m.split(".")[0] not in sys.stdlib_module_names
-                 and m.split(".")[0] != "libvirt_hooks")
+                 and m.split(".")[0] != "libvirt_hooks"
+                 and m not in common.FAST_PATH_INVENTORY)
 print(json.dumps({"codes": codes, "foreign": foreign}))
 """
 
@@ -128,15 +131,24 @@ def check_scheduler_role(wheel: str, work: str) -> None:
         f"    [{FILTER!r}])\n"
         "w = weights.HostWeightHandler().get_matching_classes(\n"
         f"    [{WEIGHER!r}])\n"
+        "from nova.api.validation.extra_specs import validators\n"
+        "validators.load_validators()\n"
         "print(json.dumps([nova_accel_weigher.__file__,\n"
-        "                  [c.__name__ for c in f + w]]))\n")
-    where, names = json.loads(run([python, "-c", probe], cwd=work))
+        "                  [c.__name__ for c in f + w],\n"
+        f"                  {NUMA_AFFINITY_SPEC!r} in validators.VALIDATORS"
+        "]))\n")
+    where, names, validated = json.loads(run([python, "-c", probe],
+                                             cwd=work))
     if "site-packages" not in where:
         raise CheckFailed(f"scheduler role imported {where}, not the wheel")
     if names != ["AccelTopologyFilter", "AccelPackingWeigher"]:
         raise CheckFailed(f"nova's loaders found {names}")
+    if not validated:
+        raise CheckFailed(f"nova-api's extra spec validators lack "
+                          f"{NUMA_AFFINITY_SPEC}")
     print(f"scheduler role: nova's loaders load {' and '.join(names)} "
-          "from the installed wheel")
+          f"and the {NUMA_AFFINITY_SPEC} validator from the installed "
+          f"wheel")
 
 
 def check_compute_role(wheel: str, work: str) -> None:
@@ -170,7 +182,8 @@ def check_compute_role(wheel: str, work: str) -> None:
                           f"imported outside the standard library "
                           f"{found['foreign']}")
     print("compute role: the hook's fast path imports only the standard "
-          "library")
+          "library (and, of ours, the standard-library-only "
+          "accel_inventory.safe_io and accel_inventory.settings)")
     check_units(bin_dir, work)
 
 

@@ -13,9 +13,10 @@
 """The card kinds, one module each, and the one table every other module
 dispatches through (by a kind's facts, never by its name).
 
-A kind module (``pci``, ``mdev``, ``ippcie``, ``usb``) holds a
-``base.CardKind``: where its cards and functions sit, the domain device
-that gives a function, and its scan step. Adding a kind is a module
+A kind module (``pci``, ``mdev``, ``vendor_vfio``, ``ippcie``, ``usb``)
+holds a ``base.CardKind``: where its cards and functions sit, the domain
+device that gives a function, and its scan step (``fpga_region`` is no
+kind: the ``pci`` kind's reading of FPGA regions). Adding a kind is a module
 beside them and its ``register`` (its line in ``_BUILT_IN`` for one that
 ships): the scanner, the cache's schema, the profiles, the reconcile, the
 provider tree, the hook's guard and host reads and the attach worker find
@@ -26,7 +27,7 @@ not know yet also needs that device kind in ``libvirt_hooks.devices``.
 from __future__ import annotations
 
 from accel_inventory import model
-from accel_inventory.kinds import ippcie, mdev, pci, usb
+from accel_inventory.kinds import ippcie, mdev, pci, usb, vendor_vfio
 from accel_inventory.kinds.base import (BUS_MDEV, CardKind, Device, Profile,
                                         ScanContext)
 
@@ -50,9 +51,10 @@ def unregister(name: str) -> None:
     del _KINDS[name]
 
 
-# mdev parents first: a PCI device that offers mdevs is an mdev card
-# whatever else it is.
-for built_in in (mdev.KIND, pci.KIND, ippcie.KIND, usb.KIND):
+# vGPU parents first: a PCI device that offers mdevs, or vGPUs on its VFs,
+# is a vGPU card whatever else it is (unless its profile names a kind).
+for built_in in (mdev.KIND, vendor_vfio.KIND, pci.KIND, ippcie.KIND,
+                 usb.KIND):
     register(built_in)
 
 
@@ -87,13 +89,19 @@ def _unregistered(name: str) -> CardKind:
 
 def taking(device: Device, profile: Profile | None,
            context: ScanContext) -> CardKind | None:
-    """The kind ``device`` belongs to: the first kind on its bus that takes
-    it, the default kind asked last; None when no kind does (not an
-    accelerator)."""
-    candidates = [k for k in _KINDS.values()
-                  if k.bus == device.bus and k.name != DEFAULT]
-    candidates += [k for k in (_KINDS.get(DEFAULT),)
-                   if k is not None and k.bus == device.bus]
+    """The kind ``device`` belongs to: the kind its profile names, if that
+    kind takes it; else, for a profile that names none (or no profile), the
+    first kind on its bus that takes it, the default kind asked last; None
+    when no kind does (not an accelerator, or not the kind its profile
+    says)."""
+    if profile is not None and profile.kind is not None:
+        candidates = [k for k in (_KINDS.get(profile.kind),)
+                      if k is not None and k.bus == device.bus]
+    else:
+        candidates = [k for k in _KINDS.values()
+                      if k.bus == device.bus and k.name != DEFAULT]
+        candidates += [k for k in (_KINDS.get(DEFAULT),)
+                       if k is not None and k.bus == device.bus]
     return next((k for k in candidates if k.takes(device, profile, context)),
                 None)
 
@@ -108,3 +116,11 @@ def vanished(card: model.Card, function: model.Function) -> bool:
     (identity.keep_vanished_functions)."""
     return (function.address is None
             and of(card).function_bus not in BUSES_MADE_ON_DEMAND)
+
+
+def withheld(card: model.Card, function: model.Function) -> bool:
+    """Whether ``function`` can take no new holder now: vanished, or
+    unavailable by the scan (a VF that cannot take its region's vGPU type
+    now); placement reserves it and the allocation sync passes it by."""
+    return vanished(card, function) or bool(
+        function.attrs.get("unavailable"))

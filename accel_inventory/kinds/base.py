@@ -82,9 +82,11 @@ class Profile(Protocol):
     (``accel_inventory.profiles.Profile``)."""
 
     name: str
-    kind: str
+    kind: str | None
     resource_class: str
     functions_per_region: int | None
+    group: str
+    placeholder_serials: tuple[str, ...]
 
 
 class SysfsReader(Protocol):
@@ -106,21 +108,35 @@ class SysfsReader(Protocol):
     def pci_identity(self, dev: PciDevice, slot: str | None
                      ) -> tuple[str, str, str | None]: ...
 
-    def usb_identity(self, device: UsbDevice, busnum: int, devnum: int
+    def usb_serial(self, device: UsbDevice, busnum: int, devnum: int
+                   ) -> str | None: ...
+
+    def usb_connector(self, device: UsbDevice) -> tuple[str, ...]: ...
+
+    def usb_identity(self, device: UsbDevice, serial: str | None,
+                     connector: str | None
                      ) -> tuple[str, str, str | None]: ...
 
 
 @dataclass
 class ScanContext:
     """One scan: the reader, the profiles, and what the scanner read once
-    for every kind (each PCI device by BDF, the firmware's slot names)."""
+    for every kind: each PCI device by BDF, each PF's VFs (in ``virtfnN``
+    order, the VF's index; a VF reaches the kinds only through its PF),
+    the firmware's slot names and the physical slot each PCI device sits
+    in (its own, or that of the board whose switch it is behind)."""
 
     reader: SysfsReader
     profile_for: Callable[[str, str], Profile | None]
     pci: Mapping[str, PciDevice] = field(default_factory=dict)
+    vfs: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
     slots: Mapping[str, str] = field(default_factory=dict)
+    slot_names: Mapping[str, str] = field(default_factory=dict)
     # "vendor:product" -> the mdev type to offer ([inventory] mdev_types).
     mdev_types: Mapping[str, str] = field(default_factory=dict)
+    # "vendor:product" -> the vGPU type (ID or name) to offer on GPUs with
+    # NVIDIA's vendor-specific VFIO interface ([inventory] vgpu_types).
+    vgpu_types: Mapping[str, str] = field(default_factory=dict)
 
 
 # A device the scanner found: a PciDevice or a UsbDevice.
@@ -138,10 +154,13 @@ class CardKind:
 
     The scan: of the devices on ``bus`` (PCI functions other than VFs, USB
     devices; ``device.bus`` says which), a kind takes those that
-    ``takes(device, profile, context)`` says are its; ``group(device)``
-    names the card a device belongs to, and ``build(context, devices)``
-    makes that card (None: not an accelerator after all), raising Garbage
-    when sysfs holds garbage.
+    ``takes(device, profile, context)`` says are its (never one whose
+    profile names another kind); ``group(device)`` names the card a device
+    belongs to, and ``build(context, devices)`` makes that card (None: not
+    an accelerator after all), raising Garbage when sysfs holds garbage.
+    With ``spans_boards`` the kind's devices below one board's own PCIe
+    switch (its profile says ``"group": "switch"``, or a physical slot
+    holds the switch) are one card, whatever ``group`` says.
 
     ``move`` is how nova can move a server holding one of its functions
     (``contract.MOVE_CAPABILITIES``: live, cold or none), published as a
@@ -156,10 +175,33 @@ class CardKind:
     takes: Callable[[Device, Profile | None, ScanContext], bool]
     group: Callable[[Device], str]
     build: Callable[[ScanContext, Sequence[Device]], model.Card | None]
+    spans_boards: bool = False
     move: str = contract.MOVE_NONE
 
     def __post_init__(self):
         contract.move_trait(self.move)  # refuses an unknown capability
+
+
+def pci_card(name: str, dev: PciDevice,
+             identity: tuple[str, str, str | None],
+             profile: Profile | None, regions: list[model.Region]
+             ) -> model.Card:
+    """The card of kind ``name`` that PCI device ``dev`` is by itself (a
+    GPU), named by ``identity`` (``SysfsReader.pci_identity``)."""
+    card_id, source, serial = identity
+    return model.Card(id=card_id, kind=name, vendor_id=dev.vendor,
+                      product_id=dev.device, serial=serial,
+                      identity_source=source, address=dev.bdf,
+                      numa_node=dev.numa, regions=regions,
+                      profile=profile.name if profile else None,
+                      attrs={"class": dev.klass})
+
+
+def profile_allows(profile: Profile | None, name: str) -> bool:
+    """Whether a device with ``profile`` may be of kind ``name``: a profile
+    that names a kind is honoured; one that names none leaves it to
+    sysfs."""
+    return profile is None or profile.kind in (None, name)
 
 
 def named_by_profile(

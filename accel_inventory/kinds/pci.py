@@ -11,12 +11,18 @@
 # under the License.
 
 """The ``pci`` kind: a PCI accelerator (an FPGA, a GPU without mdevs, an
-SR-IOV device), one card per slot, one region per PF (or per
-``functions_per_region`` of its VFs), each function a VF, or the PF
-itself when it has none. Functions are given as PCI hostdevs.
+SR-IOV device), one card per slot (or per board behind its own PCIe
+switch), one region per PF (or per ``functions_per_region`` of its VFs),
+each function a VF, or the PF itself when it has none. Each PF takes its
+own profile, so the PFs of one card may give regions of different
+resource classes (an FPGA's DFL functions beside its virtio-net one). A
+PF that holds a DFL FPGA's base region has that region's partial
+reconfiguration ids in its region's attributes (``fpga_region``).
+Functions are given as PCI hostdevs.
 
 The default kind: a PCI device no other kind takes is this kind's when a
-profile names it or its class is a processing accelerator's.
+profile names it (or names no kind) or its class is a processing
+accelerator's.
 """
 
 from __future__ import annotations
@@ -25,9 +31,11 @@ import os
 from collections.abc import Sequence
 
 from accel_inventory import contract, model
+from accel_inventory.kinds import fpga_region
 from accel_inventory.kinds.base import (BUS_PCI, DEVICE_PCI, CardKind,
                                         Garbage, PciDevice, Profile,
-                                        ScanContext, SysfsReader)
+                                        ScanContext, SysfsReader, pci_card,
+                                        profile_allows)
 
 NAME = "pci"
 # Processing accelerators and co-processors are accelerators by class;
@@ -42,14 +50,9 @@ def slot_of(dev: PciDevice) -> str:
 
 def _takes(dev: PciDevice, profile: Profile | None,
            context: ScanContext) -> bool:
-    return profile is not None or dev.klass.startswith(ACCEL_CLASS_PREFIXES)
-
-
-def _vfs(reader: SysfsReader, dev: PciDevice) -> list[str]:
-    links = [n for n in reader.listdir(dev.real) if n.startswith("virtfn")]
-    links.sort(key=lambda n: int(n[len("virtfn"):] or 0))
-    return [os.path.basename(reader.inside(os.path.join(dev.real, n)))
-            for n in links]
+    if profile is not None:
+        return profile_allows(profile, NAME)
+    return dev.klass.startswith(ACCEL_CLASS_PREFIXES)
 
 
 def _sriov_capable(reader: SysfsReader, dev: PciDevice) -> bool:
@@ -67,26 +70,70 @@ def _chunks(functions: list, size: int | None) -> list[list]:
     return [functions[i:i + size] for i in range(0, len(functions), size)]
 
 
-def _own_product(function: PciDevice | None, card_product: str) -> dict:
-    """A VF's own device id, which is not its PF's (1172:5001 under
-    1172:5000): the hook compares what sysfs has at an address with it."""
-    if function is None or function.device == card_product:
+def own_ids(dev: PciDevice | None, vendor: str, product: str) -> dict:
+    """What sysfs shows at a function's or region's address where it is
+    not the card's vendor:product (a VF's 1172:5001 under 1172:5000, a
+    virtio-net PF of 1af4 on an 8086 card): the hook compares what is at
+    an address with it."""
+    if dev is None:
         return {}
-    return {"product_id": function.device}
+    ids = {}
+    if dev.vendor != vendor:
+        ids["vendor_id"] = dev.vendor
+    if dev.device != product:
+        ids["product_id"] = dev.device
+    return ids
+
+
+def _with_vf_ports(reader: SysfsReader, attrs: dict,
+                   vfs: Sequence[PciDevice]) -> dict:
+    """``attrs`` of a region with the AFUs its VFs hold (a port given to a
+    VF that the host's DFL driver binds); only a DFL FPGA's PF (one with
+    a base region) has such VFs."""
+    if "fpga_region" not in attrs:
+        return dict(attrs)
+    afus = set(attrs.get("fpga_afu_ids", []))
+    for vf in vfs:
+        afus.update(fpga_region.read(reader, vf).get("fpga_afu_ids", []))
+    return dict(attrs, fpga_afu_ids=sorted(afus)) if afus else dict(attrs)
+
+
+def _identity(context: ScanContext, group: Sequence[PciDevice]
+              ) -> tuple[str, str, str | None]:
+    """The card's identity: its first PF's; on a board of several
+    endpoints (several slots behind the board's switch), the first
+    endpoint's that has a serial, since the management function may have
+    none where another endpoint does."""
+    reader = context.reader
+    first = reader.pci_identity(group[0], context.slot_names.get(
+        group[0].bdf))
+    if len({slot_of(pf) for pf in group}) == 1:
+        return first
+    for pf in group:
+        found = (first if pf is group[0] else reader.pci_identity(
+            pf, context.slot_names.get(pf.bdf)))
+        if found[1] in ("dsn", "vpd"):
+            return found
+    return first
 
 
 def _build(context: ScanContext, group: Sequence[PciDevice]) -> model.Card:
     reader, first = context.reader, group[0]
-    card_id, source, serial = reader.pci_identity(
-        first, context.slots.get(slot_of(first)))
-    profile = context.profile_for(first.vendor, first.device)
-    rc = (profile.resource_class if profile else
-          contract.default_resource_class(NAME, first.vendor, first.device))
+    identity = _identity(context, group)
+    card_id = identity[0]
+    card_profile = context.profile_for(first.vendor, first.device)
     regions = []
     for pf in group:
-        addresses = _vfs(reader, pf)
+        profile = context.profile_for(pf.vendor, pf.device)
+        rc = (profile.resource_class if profile else
+              contract.default_resource_class(NAME, pf.vendor, pf.device))
+        addresses = list(context.vfs.get(pf.bdf, ()))
         if not addresses and not _sriov_capable(reader, pf):
             addresses = [pf.bdf]  # the PF itself is the one function
+        attrs = own_ids(pf, first.vendor, first.device)
+        attrs.update(fpga_region.read(reader, pf))
+        if profile is not None and profile is not card_profile:
+            attrs["profile"] = profile.name
         # An SR-IOV PF whose VFs are not made (after a reboot, before
         # sriov_numvfs is written again) is a region without functions:
         # taking the PF as its function would hand a domain holding one
@@ -97,16 +144,15 @@ def _build(context: ScanContext, group: Sequence[PciDevice]) -> model.Card:
             regions.append(model.Region(
                 id=model.region_id(card_id, index), index=index,
                 resource_class=rc, address=pf.bdf,
+                attrs=_with_vf_ports(reader, attrs, [
+                    context.pci[a] for a in chunk
+                    if a != pf.bdf and a in context.pci]),
                 functions=[model.Function(
                     id=model.function_id(card_id, index, i), address=a,
-                    attrs=_own_product(context.pci.get(a), first.device))
+                    attrs=own_ids(context.pci.get(a), first.vendor,
+                                  first.device))
                     for i, a in enumerate(chunk)]))
-    return model.Card(id=card_id, kind=NAME, vendor_id=first.vendor,
-                      product_id=first.device, serial=serial,
-                      identity_source=source, address=first.bdf,
-                      numa_node=first.numa, regions=regions,
-                      profile=profile.name if profile else None,
-                      attrs={"class": first.klass})
+    return pci_card(NAME, first, identity, card_profile, regions)
 
 
 # An FPGA region holds its loaded AFU and a GPU passed through whole holds
@@ -114,5 +160,5 @@ def _build(context: ScanContext, group: Sequence[PciDevice]) -> model.Card:
 # server whole.
 KIND = CardKind(name=NAME, bus=BUS_PCI, function_bus=BUS_PCI,
                 device=DEVICE_PCI, takes=_takes, group=slot_of,
-                build=_build,
+                build=_build, spans_boards=True,
                 move=contract.MOVE_COLD)

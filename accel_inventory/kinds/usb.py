@@ -14,6 +14,13 @@
 one function, named by its serial (its product id changes when its
 firmware loads). Given as a USB hostdev.
 
+A serial that every unit reports (a Myriad X in boot mode says
+``03e72485``; its profile lists it in ``placeholder_serials``) is no
+identity: such a stick is named by the physical connector it is plugged
+into, whose names (the USB 2 port and its USB 3 peer) its function lists
+in ``ports``, so that the stick re-enumerating on the other one when its
+firmware loads is still the same card.
+
 A USB device is of this kind when its profile says so.
 """
 
@@ -43,12 +50,22 @@ def _build(context: ScanContext, group: Sequence[UsbDevice]) -> model.Card:
     except ValueError:
         raise Garbage(f"{device.real}: busnum/devnum are not "
                       f"numbers") from None
-    card_id, source, serial = reader.usb_identity(device, busnum, devnum)
     profile = context.profile_for(device.vendor, device.product)
+    serial = reader.usb_serial(device, busnum, devnum)
+    attrs = {"busnum": busnum, "devnum": devnum,
+             "product_id": device.product}
+    card_attrs = {}
+    if serial in profile.placeholder_serials:
+        card_attrs["placeholder_serial"] = serial
+        ports = reader.usb_connector(device)
+        attrs["ports"] = list(ports)
+        card_id, source, serial = reader.usb_identity(device, None,
+                                                      ports[0])
+    else:
+        card_id, source, serial = reader.usb_identity(device, serial, None)
     function = model.Function(
         id=model.function_id(card_id, 0, 0), address=device.name,
-        attrs={"busnum": busnum, "devnum": devnum,
-               "product_id": device.product})
+        attrs=attrs)
     return model.Card(
         id=card_id, kind=NAME, vendor_id=device.vendor,
         product_id=device.product, serial=serial, identity_source=source,
@@ -56,7 +73,7 @@ def _build(context: ScanContext, group: Sequence[UsbDevice]) -> model.Card:
         regions=[model.Region(id=model.region_id(card_id, 0), index=0,
                               resource_class=profile.resource_class,
                               address=device.name, functions=[function])],
-        profile=profile.name)
+        profile=profile.name, attrs=card_attrs)
 
 
 # A stick holds no state a server needs kept (its firmware is loaded again

@@ -36,7 +36,11 @@ Measures, and prints (never asserts):
   least a filter that scores every candidate and a weigher must add: a
   weigher that weighs nothing (nova's own handling of one more weigher),
   and beside it a filter that only reads the summaries and the candidates
-  once;
+  once; and a request with a NUMA topology (two pinned CPUs) on hosts of
+  two NUMA cells whose regions alternate between the nodes, stock with
+  NUMATopologyFilter (which fits the guest to every candidate) against
+  ours beside it, without an affinity policy (the NUMA node term only)
+  and under ``required`` (one more fit per host);
 - the filter's one placement call (GET /allocation_candidates with
   provider summaries) against placement in-process (real code, SQLite in
   memory) holding the same 1,000 hosts x 8 regions, half of the regions
@@ -60,6 +64,7 @@ from nova.scheduler import filters as nova_filters
 from nova.scheduler import weights as nova_weights
 from nova.tests.unit.scheduler import fakes
 
+from accel_inventory import contract
 from nova_accel_weigher import filters, packing, usage, weighers
 
 RC = "CUSTOM_ACCEL_FPGA"
@@ -152,14 +157,57 @@ def host_states(hosts: list[Host], candidates=None
         for i, h in enumerate(hosts)]
 
 
-def request_spec() -> objects.RequestSpec:
+def request_spec(policy: str | None = None, pinned: int = 0
+                 ) -> objects.RequestSpec:
+    """A request for one function; with ``pinned``, a NUMA topology of
+    that many dedicated CPUs on one guest cell, and ``policy`` its
+    flavor's nova_accel:numa_affinity_policy."""
+    extra_specs = {f"resources1:{RC}": "1"}
+    if policy:
+        extra_specs[contract.NUMA_AFFINITY_SPEC] = policy
     return objects.RequestSpec(
         instance_uuid=str(uuid.uuid4()), num_instances=1,
-        flavor=objects.Flavor(memory_mb=512, vcpus=1, root_gb=1,
-                              ephemeral_gb=0, swap=0,
-                              extra_specs={f"resources1:{RC}": "1"}),
+        flavor=objects.Flavor(memory_mb=512, vcpus=max(pinned, 1),
+                              root_gb=1, ephemeral_gb=0, swap=0,
+                              extra_specs=extra_specs),
         image=objects.ImageMeta(properties=objects.ImageMetaProps()),
+        numa_topology=objects.InstanceNUMATopology(cells=[
+            objects.InstanceNUMACell(
+                id=0, cpuset=set(), pcpuset=set(range(pinned)),
+                memory=512, cpu_policy="dedicated")]) if pinned else None,
         instance_group=None, pci_requests=None)
+
+
+def numa_topology(index: int) -> objects.NUMATopology:
+    """Two host cells of 8 dedicated CPUs each, some pinned (a pattern
+    that differs by host)."""
+    cells = []
+    for cell in range(2):
+        cpus = set(range(8 * cell, 8 * cell + 8))
+        pinned = set(sorted(cpus)[:(index + 3 * cell) % 7])
+        cells.append(objects.NUMACell(
+            id=cell, cpuset=set(), pcpuset=cpus, memory=MEMORY_MB // 2,
+            cpu_usage=0, memory_usage=0, pinned_cpus=pinned,
+            siblings=[{cpu} for cpu in sorted(cpus)],
+            mempages=[objects.NUMAPagesTopology(
+                size_kb=4, total=MEMORY_MB // 2 * 256, used=0)],
+            network_metadata=objects.NetworkMetadata(physnets=set(),
+                                                     tunneled=False),
+            socket=0))
+    return objects.NUMATopology(cells=cells)
+
+
+def on_two_nodes(summaries: dict[str, dict]) -> dict[str, dict]:
+    """``summaries`` with every second region of a card on NUMA node 1."""
+    out = {}
+    for rp, summary in summaries.items():
+        traits = summary["traits"]
+        if contract.numa_trait(0) in traits and rp[-1] in "13579bdf":
+            summary = dict(summary, traits=[
+                contract.numa_trait(1) if t == contract.numa_trait(0)
+                else t for t in traits])
+        out[rp] = summary
+    return out
 
 
 def one_pass(filter_objs, weigher_objs, states, spec) -> float:
@@ -233,11 +281,29 @@ def scheduling_passes(hosts: list[Host], repeat: int):
     injected.usage_source = lambda key, classes: regions
     ours_filters = [*stock_filters, filters.AccelTopologyFilter()]
     injected_filters = [*stock_filters, injected]
+    numa_filters = [*stock_filters, by_name["NUMATopologyFilter"]()]
+    ours_numa_filters = [*numa_filters, filters.AccelTopologyFilter()]
+    numa_summaries = on_two_nodes(summaries)
+    topologies = [numa_topology(i) for i in range(len(hosts))]
 
     def with_summaries():
         spec = request_spec()
         usage.carry(spec, summaries)
         return spec
+
+    def numa_spec(policy=None):
+        def spec():
+            numa = request_spec(policy, pinned=2)
+            usage.carry(numa, numa_summaries)
+            return numa
+        return spec
+
+    def numa_states():
+        states = host_states(hosts)
+        for state, topology in zip(states, topologies, strict=True):
+            state.numa_topology = topology
+            state.limits = {}
+        return states
 
     # A request without accelerators: placement's one candidate per host
     # takes the root's VCPU, MEMORY_MB and DISK_GB only. Our filter lets
@@ -295,7 +361,14 @@ def scheduling_passes(hosts: list[Host], repeat: int):
                              [*stock_weighers, WeighsNothing()],
                              with_summaries, accel_states, {}),
             "ours, no accelerator": (ours_filters, ours_weighers,
-                                     with_summaries, cpu_only_states, {})}
+                                     with_summaries, cpu_only_states, {}),
+            "stock, NUMA": (numa_filters, stock_weighers, numa_spec(),
+                            numa_states, {}),
+            "ours, NUMA": (ours_numa_filters, ours_weighers, numa_spec(),
+                           numa_states, {}),
+            "ours, NUMA, required": (
+                ours_numa_filters, ours_weighers,
+                numa_spec(contract.NUMA_REQUIRED), numa_states, {})}
     seconds = {name: [] for name in runs}
     for _ in range(repeat):
         for name, (filter_objs, weigher_objs, spec, states,
@@ -502,7 +575,12 @@ REPORT = (
     ("a request without accelerators, stock", "stock, no accelerator",
      None),
     ("+ ours (host-fragmentation weighs it)", "ours, no accelerator",
-     "stock, no accelerator"))
+     "stock, no accelerator"),
+    ("a NUMA request, stock with NUMATopologyFilter", "stock, NUMA", None),
+    ("+ ours, no affinity policy (NUMA node term)", "ours, NUMA",
+     "stock, NUMA"),
+    ("+ ours, required (one fit per host)", "ours, NUMA, required",
+     "stock, NUMA"))
 
 
 def describe(seconds: list[float]) -> str:

@@ -17,16 +17,42 @@ Shared by the hook's unit tests (tests/unit/hooks) and its fuzz tests
 
 import io
 import os
+import subprocess
+import sys
 
 import pytest
 from lxml import etree
 
-from accel_inventory import cache, model
-from libvirt_hooks import hook
+from accel_inventory import cache, identity, inventory, model, profiles
+from accel_inventory import sysfs
+from accel_inventory.sample import FakeSysfs
+from libvirt_hooks import bridge, common, hook
 
 DOMAIN_UUID = "0f3a4a52-6c1e-4b8c-9a3e-2d7c2f6b1a01"
 OTHER_UUID = "7b9d1f0e-2a33-4c55-8e77-90a1b2c3d4e5"
 FPGA = ("1172", "5000")
+
+
+
+
+def fast_path_imports(op: str, xml: bytes) -> tuple[int, list]:
+    """The hook called in a fresh interpreter at ``op begin`` with
+    ``xml``: its exit code and the modules it loaded that the fast path
+    must not (lxml, oslo.config, jsonschema, libvirt, subprocess, and the
+    inventory package beyond ``common.FAST_PATH_INVENTORY``)."""
+    code = ("import io, sys\n"
+            "from libvirt_hooks import hook\n"
+            f"rc = hook.main(['vm', {op!r}, 'begin', '-'],"
+            f" stdin=io.BytesIO({xml!r}))\n"
+            "heavy = [m for m in ('lxml', 'oslo_config', 'jsonschema',"
+            " 'libvirt', 'subprocess') if m in sys.modules]\n"
+            "heavy += sorted(m for m in sys.modules"
+            f" if m.startswith('accel_inventory') and m not in"
+            f" {common.FAST_PATH_INVENTORY!r})\n"
+            "print(repr((rc, heavy)))\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True,
+                         text=True, check=True).stdout
+    return eval(out)  # noqa: S307 - our own repr of plain lists
 
 
 def add_pci(root, bdf, vendor, device, klass="0x120000"):
@@ -85,8 +111,68 @@ def host(tmp_path, monkeypatch):
     return {"sysfs": sysfs, "cache": path, "log": tmp_path / "hook.log"}
 
 
+def nova_domain(uuid, extra_specs):
+    """A domain as Nova's libvirt driver writes it: the flavor's extra
+    specs in its metadata."""
+    specs = "".join(f'<nova:extraSpec name="{k}">{v}</nova:extraSpec>'
+                    for k, v in extra_specs.items())
+    return (f'<domain type="kvm"><name>instance-1</name><uuid>{uuid}</uuid>'
+            f'<metadata><nova:instance xmlns:nova="http://openstack.org/'
+            f'xmlns/libvirt/nova/1.1"><nova:flavor name="m1"><nova:extraSpecs>'
+            f'{specs}</nova:extraSpecs></nova:flavor></nova:instance>'
+            f'</metadata><devices/></domain>').encode()
+
+
 def call(xml, op="prepare", subop="begin", name="vm1"):
     out, err = io.StringIO(), io.StringIO()
     rc = hook.main([name, op, subop, "-"], stdin=io.BytesIO(xml),
                    stdout=out, stderr=err)
     return rc, out.getvalue(), err.getvalue()
+
+
+class ScannedHost:
+    """A FakeSysfs host whose cache the real scanner writes, as the agent
+    would, with the hook configured for it; the node bridge's ``ip``
+    edge is a recorder (the network is not a unit test's to change)."""
+
+    def __init__(self, tmp_path, monkeypatch):
+        self.cache = str(tmp_path / "inventory.json")
+        self.log = tmp_path / "hook.log"
+        self.config = tmp_path / "nova-accel.conf"
+        self.use(FakeSysfs(str(tmp_path / "sys")))
+        monkeypatch.setenv("NOVA_ACCEL_CONFIG", str(self.config))
+        self.bridged = []
+        monkeypatch.setattr(bridge, "ensure_node_bridge", self._bridge)
+
+    def use(self, fs):
+        """The host is now ``fs`` (the same cache)."""
+        self.fs = fs
+        self.config.write_text(f"[inventory]\nsysfs_root = {fs.root}\n"
+                               f"cache_path = {self.cache}\n"
+                               f"[libvirt_hooks]\nlog_file = {self.log}\n")
+
+    def _bridge(self, name, interface):
+        self.bridged.append((name, interface))
+        return [f"added {interface} to {name}"]
+
+    def scan(self, **options):
+        """What the agent does: scan, reconcile with the cache, keep
+        claims (``options`` as scan_cards takes them)."""
+        previous = cache.load(self.cache)
+        found = sysfs.scan_cards(self.fs.root,
+                                 profiles=profiles.load_profiles(),
+                                 **options)
+        assert not found.warnings
+        inv, _ = identity.reconcile(previous, found.cards, "compute1")
+        cache.save(self.cache, inventory.keep_claims(previous, inv))
+
+    def inv(self):
+        return cache.load(self.cache)
+
+    def card_of(self, kind, **attrs):
+        [card] = [c for c in self.inv().cards if c.kind == kind
+                  and all(getattr(c, k) == v for k, v in attrs.items())]
+        return card
+
+    def claim(self, uuid=DOMAIN_UUID):
+        return self.inv().claims.get(uuid)

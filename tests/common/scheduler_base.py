@@ -47,21 +47,27 @@ ACCEL_FILTER = "nova_accel_weigher.filters.AccelTopologyFilter"
 ACCEL_WEIGHER = "nova_accel_weigher.weighers.AccelPackingWeigher"
 
 
+def accel_scheduler_flags(test, before=()):
+    """Our filter (after nova's default ones and ``before``) and weigher
+    (beside nova's) in the scheduler, as README's nova.conf says; set
+    before the scheduler starts, which is when it loads them."""
+    test.flags(
+        available_filters=["nova.scheduler.filters.all_filters",
+                           ACCEL_FILTER],
+        enabled_filters=[*CONF.filter_scheduler.enabled_filters, *before,
+                         "AccelTopologyFilter"],
+        weight_classes=["nova.scheduler.weights.all_weighers",
+                        ACCEL_WEIGHER],
+        group="filter_scheduler")
+
+
 class SchedulerTestBase(NovaAccelTestCase):
     # False runs stock nova: its default filters and weighers only.
     with_accel = True
 
     def setUp(self):
         if self.with_accel:
-            # The scheduler loads its filters and weighers when it starts.
-            self.flags(
-                available_filters=["nova.scheduler.filters.all_filters",
-                                   ACCEL_FILTER],
-                enabled_filters=[*CONF.filter_scheduler.enabled_filters,
-                                 "AccelTopologyFilter"],
-                weight_classes=["nova.scheduler.weights.all_weighers",
-                                ACCEL_WEIGHER],
-                group="filter_scheduler")
+            accel_scheduler_flags(self)
         super().setUp()
         # Placement's endpoint is known only now. The admin_token plugin is
         # what a deployment could put in [placement] too; its options are
@@ -78,12 +84,12 @@ class SchedulerTestBase(NovaAccelTestCase):
 
     # -- hardware and flavors
 
-    def publish_card(self, host, serial=1, regions=3, sizes=()):
+    def publish_card(self, host, serial=1, regions=3, sizes=(), kind="pci"):
         """Publish one card of ``regions`` x 4 functions (or of regions of
-        ``sizes`` functions) under ``host``; returns its region providers
-        in region order."""
+        ``sizes`` functions) of ``kind`` under ``host``; returns its
+        region providers in region order."""
         card = make_card(serial, regions=regions, functions=REGION_SIZE,
-                         sizes=sizes)
+                         sizes=sizes, kind=kind)
         adapter = ks_loading.load_adapter_from_conf_options(
             CONF, "placement",
             session=ks_loading.load_session_from_conf_options(

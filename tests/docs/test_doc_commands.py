@@ -87,6 +87,13 @@ NOT_RUN = {
         "agent against a real one",
     "accel-domain attach": "needs a running domain holding a placement "
         "claim; tests/e2e attach through the hook and accel-domain",
+    "accel-defrag ": "needs placement (and nova to --execute); "
+        "tests/functional run it against placement's and nova's own code",
+    "/opt/watcher/bin/pip install": "installs into Watcher's environment; "
+        "tests/watcher load the plugin through Watcher's own loaders",
+    "accel-inventory clear": "needs a function a server released and the "
+        "agent held (the sample host has none); tests/unit/inventory/"
+        "test_release.py and tests/functional/test_no_leftovers.py run it",
 }
 
 # Commands this test runs: the project's console scripts, from this

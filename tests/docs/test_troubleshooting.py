@@ -31,18 +31,26 @@ ROOT = Path(__file__).resolve().parents[2]
 PAGE = ROOT / "doc" / "source" / "admin" / "troubleshooting.rst"
 SOURCES = [
     *(f"libvirt_hooks/{name}.py" for name in (
-        "attach", "bridge", "cli", "common", "decide", "devices", "domain",
-        "guard", "hook", "mdev", "resolve", "settings", "trigger",
-        "trust")),
+        "affinity", "attach", "bridge", "cli", "common", "decide",
+        "devices", "domain", "guard", "hook", "mdev", "resolve", "trigger",
+        "trust", "undo", "vgpu")),
     *(f"accel_inventory/{name}.py" for name in (
         "agent", "cache", "claim_sync", "claims", "cli", "conf",
-        "inventory", "placement", "provider_tree")),
+        "inventory", "metrics", "placement", "profiles", "provider_tree",
+        "release", "safe_io", "settings", "sysfs_write", "trust")),
+    *(f"accel_defrag/{name}.py" for name in (
+        "cli", "execute", "nova", "plot", "reader")),
 ]
 # Exceptions whose message reaches the operator as it is written.
 EXCEPTIONS = {"BridgeError", "CacheError", "ClaimConflict", "ClaimError",
               "CommandError", "DeviceError", "DomainXMLError",
               "InventoryError", "LockTimeout", "LookupError", "MdevError",
-              "PlacementError", "PlacementUnavailable", "SettingsError"}
+              "PlacementError", "PlacementUnavailable", "Refused",
+              "SettingsError", "MoveFailed", "NovaError", "PlotError",
+              "VgpuError"}
+# Exceptions whose message is another argument than the first: safe_io's
+# Refused(path, reason), an OSError that callers print with its path.
+MESSAGE_ARGUMENT = {"Refused": 1}
 # The guard's and the hook's refusals: the reason is the last argument.
 REFUSALS = {"refuse", "_refuse"}
 # Functions that return the reason of a refusal (trust.refusal).
@@ -103,7 +111,10 @@ def messages(source: str) -> list[tuple[int, str]]:
             continue
         name = _name(node)
         if name in EXCEPTIONS:
-            runs = _runs(node.args[0])
+            position = MESSAGE_ARGUMENT.get(name, 0)
+            if len(node.args) <= position:
+                continue  # re-raised with a message built elsewhere
+            runs = _runs(node.args[position])
         elif name in REFUSALS:
             runs = _runs(node.args[-1])
         elif (name in LOG_LEVELS and isinstance(node.args[0], ast.Constant)
@@ -128,6 +139,7 @@ raise DeviceError(f"no PCI device at {address} now; {hint}")
 judge.refuse(label, f"holds {x}, a device the inventory does not know")
 LOG.warning("Cannot save the placement state %s: %s; the next", a, b)
 raise CacheError("there is no inventory cache at " + path + " yet, run it")
+raise Refused(path, f"is larger than the {limit} bytes nova-accel reads")
 print("not a message to check")
 def refusal(path):
     if path:
@@ -137,7 +149,7 @@ def refusal(path):
     assert sorted(run for _line, run in messages(source)) == sorted([
         "no PCI device at", "a device the inventory does not know",
         "Cannot save the placement state", "there is no inventory cache at",
-        "refusing to trust"])
+        "bytes nova-accel reads", "refusing to trust"])
 
 
 def test_the_sources_give_the_known_messages():

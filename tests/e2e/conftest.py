@@ -57,6 +57,17 @@ def _pid(name):
     return int(found[0]) if found else None
 
 
+def _remove_leftovers():
+    """A killed session's hook and configuration: its configuration bears
+    the session's mark, and the session only ever installs both where
+    neither was."""
+    if libvirt_it.remove_leftovers([libvirt_it.HOOK_CONFIG]):
+        if os.path.lexists(libvirt_it.HOOK_PATH):
+            os.unlink(libvirt_it.HOOK_PATH)
+        print(f"removed {libvirt_it.HOOK_PATH} and {libvirt_it.HOOK_CONFIG}: "
+              f"a killed session's")
+
+
 def _refusal():
     """Why this machine's hook installation must not be touched, or
     None."""
@@ -141,6 +152,7 @@ def machine(tmp_path_factory):
     if os.geteuid() != 0:
         pytest.fail("the end-to-end tests need root (they start libvirtd "
                     "and install the hook)")
+    _remove_leftovers()
     refusal = _refusal()
     if refusal:
         pytest.fail(f"a libvirt hook is installed on this machine "
@@ -153,12 +165,15 @@ def machine(tmp_path_factory):
                        env=dict(os.environ, DEBIAN_FRONTEND="noninteractive"))
     undo_kvm = _kvm_readable()
     state = tmp_path_factory.mktemp("e2e")
-    created = [d for d in (os.path.dirname(libvirt_it.HOOK_PATH),
-                           os.path.dirname(libvirt_it.HOOK_CONFIG))
-               if not os.path.isdir(d)]
-    os.makedirs(os.path.dirname(libvirt_it.HOOK_CONFIG), exist_ok=True)
+    # Deepest first, every level that is missing (/etc/libvirt/hooks
+    # itself may be).
+    created = (libvirt_it._missing_dirs(libvirt_it.HOOK_PATH)
+               + libvirt_it._missing_dirs(libvirt_it.HOOK_CONFIG))
+    for directory in reversed(created):
+        os.makedirs(directory, exist_ok=True)
     with open(libvirt_it.HOOK_CONFIG, "w") as f:
-        f.write(f"[inventory]\nsysfs_root = {state / 'sys'}\n"
+        f.write(f"{libvirt_it.session_mark()}"
+                f"[inventory]\nsysfs_root = {state / 'sys'}\n"
                 f"cache_path = {state / 'inventory.json'}\n"
                 f"[libvirt_hooks]\nlog_file = {state / 'hook.log'}\n")
     subprocess.run([os.path.join(os.path.dirname(sys.executable),

@@ -292,6 +292,31 @@ class LibvirtE2ETestCase(SchedulerTestBase):
                 for rp, alloc in allocations.items()
                 if resource_class in alloc["resources"]}
 
+    def start_failure(self, server):
+        """The failed event of nova's last start of ``server``, if any."""
+        for action in self.api.get_instance_actions(server["id"]):
+            if action["action"] != "start":
+                continue
+            for event in self.api.get_instance_action_details(
+                    server["id"], action["request_id"])["events"]:
+                if (event["event"] == "compute_start_instance"
+                        and event["result"] == "Error"):
+                    return event
+        return None
+
+    def refusal_logged(self, function_id):
+        """The hook's one logged line refusing a start for
+        ``function_id``: its reason."""
+        [line] = [line for line in (self.state / "hook.log").read_text()
+                  .splitlines() if " refused: " in line
+                  and function_id in line]
+        return line.split(" refused: ", 1)[1]
+
+    def fault_details(self, server):
+        [fault] = objects.InstanceFaultList.get_by_instance_uuids(
+            nova_context.get_admin_context(), [server["id"]])
+        return fault.details
+
     def _destroy_domains(self):
         """A failed test leaves no domain of its own behind."""
         conn = libvirt.open(URI)

@@ -14,8 +14,10 @@
 interface on its bridge after ACTIVE, live only, and keeps it, exactly
 once and with nothing left over, through nova's lifecycle operations."""
 
+import io
 import time
 
+from accel_inventory import cache, cli, model
 from tests.e2e.e2e_base import NODE_CLASS, NodeServerBase
 
 
@@ -65,6 +67,16 @@ class TestNodeServer(NodeServerBase):
         round_ = self.agent_round()
         assert server["id"] in round_.sync.changed
         assert self.claim(server) is None
+        # The node it ran with keeps what the tenant left on it: VCA2's
+        # profile holds it for an operator (a node runs its own operating
+        # system), and placement reserves it until they clear it.
+        waiting = cache.load(self.cache_path).cleaning
+        assert [(c.after, c.state) for c in waiting.values()] == [
+            (server["id"], model.CLEANING_HELD)]
+        assert cli.main(["--config-file", self.agent_config, "clear",
+                         *waiting], out=io.StringIO()) == 0
+        self.agent_round()
+        assert cache.load(self.cache_path).cleaning == {}
         held = step(self._unshelve_server)
         assert sum(held.values()) == 1
 

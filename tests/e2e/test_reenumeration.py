@@ -26,9 +26,6 @@ from tests.e2e.e2e_base import NODE_BDFS, NODE_IFACES
 from tests.e2e.e2e_base import VCA_SERIAL, ip, node_bridge, wait_for
 from tests.e2e.e2e_base import NodeServerBase
 
-from nova import context as nova_context
-from nova import objects
-
 from accel_inventory import cache, sample
 
 NEW_IFACES = ["e2enode2", "e2enode3"]
@@ -102,32 +99,16 @@ class TestReenumeration(NodeServerBase):
         self.api.post_server_action(fpga["id"], {"os-start": None})
         event = wait_for(lambda: self.start_failure(fpga),
                          "nova's record of the refused start")
-        [line] = [line for line in (self.state / "hook.log").read_text()
-                  .splitlines() if " refused: " in line
-                  and fpga_fid in line]
-        reason = line.split(" refused: ", 1)[1]
+        reason = self.refusal_logged(fpga_fid)
         assert f"the device of {fpga_fid} (last at {old_address}) is gone" \
             in reason
         # The event says the start failed; the instance's fault (nova
         # keeps the libvirt error's text in its details) says why.
         assert event["result"] == "Error"
-        [fault] = objects.InstanceFaultList.get_by_instance_uuids(
-            nova_context.get_admin_context(), [fpga["id"]])
         name = self.api.get_server(fpga["id"])[
             "OS-EXT-SRV-ATTR:instance_name"]
-        assert f"nova-accel: domain {name}: {reason}" in fault.details
+        assert f"nova-accel: domain {name}: {reason}" in \
+            self.fault_details(fpga)
         assert self._wait_for_state_change(fpga, "SHUTOFF")
         # No worker ran for a domain that never came up.
         assert self.claim(fpga).attach.get("at", 0) < since
-
-    def start_failure(self, server):
-        """The failed event of nova's last start of ``server``, if any."""
-        for action in self.api.get_instance_actions(server["id"]):
-            if action["action"] != "start":
-                continue
-            for event in self.api.get_instance_action_details(
-                    server["id"], action["request_id"])["events"]:
-                if (event["event"] == "compute_start_instance"
-                        and event["result"] == "Error"):
-                    return event
-        return None

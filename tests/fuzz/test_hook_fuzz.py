@@ -162,8 +162,12 @@ def test_hostile_values_get_a_defined_answer(host, xml, op_subop):
 
 # -- anything at all, as long as it reaches the full path --------------------
 
+# Element syntax that sends a domain down the full path.
+FULL_PATH_MARKERS = (b"<hostdev ", b"<hostdev>", b"<hostdev type='mdev'>")
+
+
 @examples(150)
-@given(st.binary(max_size=400), st.sampled_from(hook.FAST_PATH_MARKERS),
+@given(st.binary(max_size=400), st.sampled_from(FULL_PATH_MARKERS),
        st.integers(0, 400), st.sampled_from(FULL_PATH_OPS))
 def test_arbitrary_bytes_get_a_defined_answer(host, noise, marker, at,
                                               op_subop):

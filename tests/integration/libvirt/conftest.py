@@ -29,6 +29,7 @@ removes exactly what it created.
 
 import os
 import shutil
+import stat
 import subprocess
 import sys
 import time
@@ -60,6 +61,51 @@ def _install_packages():
                    env=env)
 
 
+# The first lines of every file a session writes outside its own
+# folders: a session that was killed (a CI job stopped, a machine saved
+# while one ran) leaves them behind, and they are then known as its own.
+SESSION_MARK = "# written by a nova-accel test session: boot "
+
+
+def _boot_id() -> str:
+    with open("/proc/sys/kernel/random/boot_id") as f:
+        return f.read().strip()
+
+
+def session_mark() -> str:
+    return f"{SESSION_MARK}{_boot_id()} pid {os.getpid()}\n"
+
+
+def left_by_a_dead_session(path: str) -> bool:
+    """Whether ``path`` is a regular file written by a test session that
+    no longer runs: its mark names another boot, or a process gone."""
+    try:
+        if not stat.S_ISREG(os.lstat(path).st_mode):
+            return False
+        with open(path) as f:
+            head = [f.readline() for _ in range(3)]
+    except (OSError, UnicodeDecodeError):
+        return False
+    for line in head:
+        if line.startswith(SESSION_MARK):
+            try:
+                boot, _, pid = line[len(SESSION_MARK):].split()
+                return boot != _boot_id() or not os.path.exists(
+                    f"/proc/{int(pid)}")
+            except ValueError:
+                return False
+    return False
+
+
+def remove_leftovers(paths: list[str]) -> list[str]:
+    """Remove those of ``paths`` a dead test session left (and nothing
+    else); returns them."""
+    removed = [path for path in paths if left_by_a_dead_session(path)]
+    for path in removed:
+        os.unlink(path)
+    return removed
+
+
 def other_hooks(hooks_dir: str = HOOKS_DIR) -> list[str]:
     """The qemu hooks installed under ``hooks_dir``: libvirt runs
     ``qemu`` and every file in ``qemu.d``."""
@@ -73,6 +119,7 @@ def other_hooks(hooks_dir: str = HOOKS_DIR) -> list[str]:
 def hook_script(python: str, config: str) -> str:
     """The session's hook: the installed one's, with its configuration."""
     return (f"#!{python}\n"
+            f"{session_mark()}"
             "import os, sys\n"
             f"os.environ['NOVA_ACCEL_CONFIG'] = {config!r}\n"
             "from libvirt_hooks.hook import main\n"
@@ -100,6 +147,9 @@ def libvirtd(tmp_path_factory):
     if os.geteuid() != 0:
         pytest.fail("the libvirt integration tests need root (they start "
                     "libvirtd and install the hook)")
+    left = remove_leftovers([TEST_HOOK])
+    if left:
+        print(f"removed {', '.join(left)}: a killed session's")
     installed = other_hooks()
     if installed:
         pytest.fail(f"qemu hooks are installed on this machine "

@@ -27,10 +27,11 @@ from lxml import etree
 
 from accel_inventory import agent, cache, claims, identity, inventory, model
 from accel_inventory import profiles, sysfs
-from accel_inventory import claim_sync, kinds
+from accel_inventory import claim_sync, kinds, settings
 from libvirt_hooks import attach, bridge, common, devices, hook, resolve
-from libvirt_hooks import settings, trigger
-from tests.common import attach_host
+from libvirt_hooks import trigger
+from tests.common import attach_host, hooks
+from tests.common.hooks import nova_domain
 from tests.common.attach_host import NODE0, STICK
 from tests.common.attach_host import assign, domain_bytes
 
@@ -132,18 +133,6 @@ def test_started_with_assignment_launches_a_detached_worker(host, mocker):
     assert kwargs["env"]["NOVA_ACCEL_CONFIG"] == host["config"]
 
 
-def nova_domain(uuid, extra_specs):
-    """A domain as Nova's libvirt driver writes it: the flavor's extra
-    specs in its metadata."""
-    specs = "".join(f'<nova:extraSpec name="{k}">{v}</nova:extraSpec>'
-                    for k, v in extra_specs.items())
-    return (f'<domain type="kvm"><name>instance-1</name><uuid>{uuid}</uuid>'
-            f'<metadata><nova:instance xmlns:nova="http://openstack.org/'
-            f'xmlns/libvirt/nova/1.1"><nova:flavor name="m1"><nova:extraSpecs>'
-            f'{specs}</nova:extraSpecs></nova:flavor></nova:instance>'
-            f'</metadata><devices/></domain>').encode()
-
-
 def test_started_before_the_sync_waits_for_the_assignment(host, mocker):
     popen = mocker.patch("subprocess.Popen")
     uuid = "cccccccc-0000-4000-8000-000000000003"
@@ -158,17 +147,9 @@ def test_started_before_the_sync_waits_for_the_assignment(host, mocker):
 
 
 def test_started_fast_path_imports_only_the_standard_library(host):
-    code = ("import io, sys\n"
-            "from libvirt_hooks import hook\n"
-            "rc = hook.main(['vm', 'started', 'begin', '-'], stdin=io.BytesIO("
-            "b'<domain><name>vm</name><uuid>cccccccc-0000-4000-8000-"
-            "000000000003</uuid></domain>'))\n"
-            "heavy = [m for m in ('lxml', 'oslo_config', 'accel_inventory',"
-            " 'libvirt', 'subprocess') if m in sys.modules]\n"
-            "print(rc, heavy)\n")
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True,
-                         text=True, check=True).stdout
-    assert out.strip() == "0 []"
+    assert hooks.fast_path_imports(
+        "started", b"<domain><name>vm</name><uuid>cccccccc-0000-4000-8000-"
+        b"000000000003</uuid></domain>") == (0, [])
 
 
 # -- devices ---------------------------------------------------------------

@@ -183,3 +183,41 @@ def test_worker_command_line(cached, argv):
     assert result.returncode == 2
     assert result.stderr.count("\n") == 1 and "usage" in result.stderr
     assert unchanged(cached)
+
+
+# -- a full disk -------------------------------------------------------------
+
+def test_a_full_disk_at_the_last_good_copy_records_no_claim(cached,
+                                                             monkeypatch):
+    """The cache itself is written, its last good copy is not: before, the
+    cache kept the refused domain's claim as running, and the next domain
+    given the device was refused "held by running domain"."""
+    sync, calls = os.fsync, []
+
+    def fsync(fd):
+        calls.append(fd)
+        if len(calls) == 2:
+            raise OSError(28, "No space left on device")
+        sync(fd)
+
+    monkeypatch.setattr(os, "fsync", fsync)
+    rc, out, err = hooks.call(HOSTDEV)
+    assert (rc, out) == (1, "") and err.count("\n") == 1
+    assert "No space left on device" in err
+    monkeypatch.undo()
+    assert unchanged(cached)
+    other = domain_xml(xmlgen.pci_hostdev("0000:3b:00.1"),
+                       uuid=hooks.OTHER_UUID, name="vm2")
+    assert hooks.call(other, name="vm2") == (0, "", "")
+
+
+def test_a_lock_that_cannot_take_the_pid_is_one_line(cached, monkeypatch):
+    def pwrite(fd, data, offset):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(os, "pwrite", pwrite)
+    rc, out, err = hooks.call(HOSTDEV)
+    assert (rc, out) == (1, "") and err.count("\n") == 1
+    assert "cannot write to the cache lock" in err
+    assert "No space left on device" in err
+    assert unchanged(cached)

@@ -26,12 +26,13 @@ import sys
 import pytest
 from lxml import etree
 
-from accel_inventory import cache, claims, identity, inventory, model
-from accel_inventory import profiles, sample
-from accel_inventory import sysfs as scanner
+from accel_inventory import cache, claims, model
+from accel_inventory import sample
 from accel_inventory.sample import FakeSysfs
-from libvirt_hooks import bridge, hook, xmlgen
+from libvirt_hooks import bridge, common, hook, mdev, xmlgen
 from tests.common.hooks import DOMAIN_UUID, OTHER_UUID, call, domain_xml
+from tests.common.hooks import ScannedHost as Host
+from tests.common.hooks import fast_path_imports
 
 NCS2 = ("03e7", "2485")
 BOOTED = ("03e7", "f63b")  # the same stick once its firmware is loaded
@@ -43,49 +44,6 @@ SCHEMA = "/usr/share/libvirt/schemas/domain.rng"
 @pytest.fixture(scope="module")
 def relaxng():
     return etree.RelaxNG(etree.parse(SCHEMA))
-
-
-class Host:
-    def __init__(self, tmp_path, monkeypatch):
-        self.cache = str(tmp_path / "inventory.json")
-        self.log = tmp_path / "hook.log"
-        self.config = tmp_path / "nova-accel.conf"
-        self.use(FakeSysfs(str(tmp_path / "sys")))
-        monkeypatch.setenv("NOVA_ACCEL_CONFIG", str(self.config))
-        self.bridged = []
-        monkeypatch.setattr(bridge, "ensure_node_bridge", self._bridge)
-
-    def use(self, fs):
-        """The host is now ``fs`` (the same cache)."""
-        self.fs = fs
-        self.config.write_text(f"[inventory]\nsysfs_root = {fs.root}\n"
-                               f"cache_path = {self.cache}\n"
-                               f"[libvirt_hooks]\nlog_file = {self.log}\n")
-
-    def _bridge(self, name, interface):
-        self.bridged.append((name, interface))
-        return [f"added {interface} to {name}"]
-
-    def scan(self):
-        """What the agent does: scan, reconcile with the cache, keep
-        claims."""
-        previous = cache.load(self.cache)
-        found = scanner.scan_cards(self.fs.root,
-                                   profiles=profiles.load_profiles())
-        assert not found.warnings
-        inv, _ = identity.reconcile(previous, found.cards, "compute1")
-        cache.save(self.cache, inventory.keep_claims(previous, inv))
-
-    def inv(self):
-        return cache.load(self.cache)
-
-    def card_of(self, kind, **attrs):
-        [card] = [c for c in self.inv().cards if c.kind == kind
-                  and all(getattr(c, k) == v for k, v in attrs.items())]
-        return card
-
-    def claim(self, uuid=DOMAIN_UUID):
-        return self.inv().claims.get(uuid)
 
 
 @pytest.fixture
@@ -336,6 +294,59 @@ def test_missing_mdev_is_created_where_the_card_is_now_and_removed(host):
     assert host.claim().created_mdevs == [] and not host.claim().running
 
 
+def rebooted_gpu_host(host, monkeypatch):
+    """The GPU's domain started and stopped once, then a reboot removed its
+    mdev: the next start creates it (what the kernel does with the write
+    is played here). Returns the domain's XML."""
+    gpu_host(host)
+    xml = domain_xml(xmlgen.mdev_hostdev(MDEV_UUID))
+    start_and_stop(xml)
+    host.fs.remove_mdev(MDEV_UUID)
+    write = mdev.create
+
+    def create(sysfs_root, parent, mdev_type, uuid):
+        path = write(sysfs_root, parent, mdev_type, uuid)
+        host.fs.create_mdev(parent, uuid, mdev_type)
+        return path
+
+    monkeypatch.setattr(mdev, "create", create)
+    return xml
+
+
+FAILURES = {"the hook's timeout": common.HookTimeout(),
+            "a full disk": OSError(28, "No space left on device"),
+            "a bug": KeyError("bug")}
+
+
+@pytest.mark.parametrize("landed", [False, True],
+                         ids=["before the claim lands", "after it landed"])
+@pytest.mark.parametrize("failure", FAILURES.values(), ids=FAILURES.keys())
+def test_a_failed_prepare_undoes_its_mdev_and_its_claim(host, monkeypatch,
+                                                        failure, landed):
+    """Whatever raises once the mdev is made (the timer's alarm between
+    the cache's rename and the return too), the start is refused in one
+    line, the mdev goes and the claim is as it was."""
+    xml = rebooted_gpu_host(host, monkeypatch)
+    before = host.claim()
+    write, failed = cache.update, []
+
+    def update(path, fn, *args, **kwargs):
+        if not failed:
+            failed.append(True)
+            if landed:
+                write(path, fn, *args, **kwargs)
+            raise failure
+        return write(path, fn, *args, **kwargs)
+
+    monkeypatch.setattr(cache, "update", update)
+    rc, out, err = call(xml)
+    assert (rc, out) == (1, "") and err.count("\n") == 1, err
+    remove = host.fs.path("bus", "mdev", "devices", MDEV_UUID, "remove")
+    assert open(remove).read() == "1"
+    assert host.claim() == before
+    assert "undone: mdev " + MDEV_UUID in host.log.read_text()
+
+
 def test_missing_mdev_without_a_claim_is_left_to_libvirt(host):
     gpu_host(host, instances=())
     assert call(domain_xml(xmlgen.mdev_hostdev(MDEV_UUID))) == (0, "", "")
@@ -465,16 +476,8 @@ def test_ordinary_network_beside_a_synced_node_is_left_alone(host):
 
 def test_ordinary_interfaces_stay_on_the_fast_path(host):
     vca_host(host)
-    code = ("import io, sys\n"
-            "from libvirt_hooks import hook\n"
-            f"rc = hook.main(['vm', 'prepare', 'begin', '-'], stdin=io."
-            f"BytesIO({domain_xml(xmlgen.bridge_interface('br0'))!r}))\n"
-            "heavy = [m for m in ('lxml', 'oslo_config', 'accel_inventory')"
-            " if m in sys.modules]\n"
-            "print(rc, heavy)\n")
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True,
-                         text=True, check=True).stdout
-    assert out.strip() == "0 []"
+    assert fast_path_imports(
+        "prepare", domain_xml(xmlgen.bridge_interface("br0"))) == (0, [])
 
 
 @pytest.mark.parametrize("interface,full", [
@@ -614,3 +617,15 @@ def test_a_lost_gpus_last_address_never_shadows_the_gpu_there_now(host):
     assert call(domain_xml(xmlgen.mdev_hostdev(MDEV_UUID))) == (0, "", "")
     [fid] = host.claim().functions
     assert fid.startswith(host.card_of("mdev", status="added").id + "/")
+
+
+def test_a_node_interface_name_that_is_not_utf8_is_handled_as_from_xml(host):
+    # The driver (or root) renamed the node's interface to bytes that are
+    # not UTF-8: a restore that would move the domain onto it ended in a
+    # traceback; it is no interface name, as one in the XML would not be.
+    vca_host(host)
+    host.fs.rename_netdev(NODES[0], "eth4", "eth\udcff")
+    for op in ("restore", "migrate"):
+        rc, out, err = call(domain_xml(direct("eth4")), op=op)
+        assert rc in (0, 1) and err.count("\n") <= 1, err
+        assert "\udcff" not in out and "\\xff" not in out

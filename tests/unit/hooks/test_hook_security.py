@@ -25,9 +25,10 @@ import stat
 
 import pytest
 
-from accel_inventory import cache, model
-from libvirt_hooks import bridge, hook, hostview, mdev, trust, xmlgen
-from tests.common.hooks import DOMAIN_UUID, FPGA, add_pci, card, domain_xml
+from accel_inventory import cache, claims, model
+from libvirt_hooks import bridge, decide, hook, hostview, mdev, trust, xmlgen
+from tests.common.hooks import DOMAIN_UUID, FPGA, OTHER_UUID, add_pci, card
+from tests.common.hooks import domain_xml
 
 PACKAGES = [pathlib.Path(__file__).parents[3] / name for name in
             ("accel_inventory", "libvirt_hooks", "nova_accel_weigher")]
@@ -349,3 +350,211 @@ def test_an_interface_name_reaches_ip_as_one_argument(tmp_path,
     assert record.read_bytes().split(b"\0")[:-1] == [
         b"link", b"set", b"dev", name.encode(), b"up"]
     assert not witness.exists()
+
+
+# -- root never opens what someone else can bend -----------------------------
+
+HOOK = ("import sys; from libvirt_hooks.hook import main; "
+        "sys.exit(main(sys.argv[1:]))")
+
+
+def run_hook(xml, config, *argv, timeout=30):
+    """The hook as libvirt runs it, in its own process, with a memory
+    bound (a read without end dies of it) and a time bound."""
+    import resource
+    import subprocess
+    import sys
+
+    def bounded():
+        resource.setrlimit(resource.RLIMIT_AS, (1 << 30, 1 << 30))
+
+    return subprocess.run(
+        [sys.executable, "-c", HOOK, *(argv or ("vm1", "prepare", "begin",
+                                                "-"))],
+        input=xml, capture_output=True, timeout=timeout, preexec_fn=bounded,
+        env=dict(os.environ, NOVA_ACCEL_CONFIG=str(config)))
+
+
+def test_a_link_where_the_log_goes_is_never_appended_through(host,
+                                                            tmp_path):
+    victim = tmp_path / "victim"
+    victim.write_text("root's own file\n")
+    host["log"].symlink_to(victim)
+    assert call(domain_xml(xmlgen.pci_hostdev("0000:3b:00.0")))[0] == 0
+    assert victim.read_text() == "root's own file\n"
+    assert DOMAIN_UUID in cache.load(host["cache"]).claims
+
+
+def test_a_fifo_where_the_log_goes_never_hangs_the_start(host):
+    os.mkfifo(host["log"])
+    proc = run_hook(domain_xml(xmlgen.pci_hostdev("0000:3b:00.0")),
+                    host["config"])
+    assert proc.returncode == 0, proc.stderr
+    assert DOMAIN_UUID in cache.load(host["cache"]).claims
+
+
+def test_a_log_directory_others_can_write_is_refused(host, tmp_path):
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    shared.chmod(0o777)
+    host["config"].write_text(host["config"].read_text().replace(
+        str(host["log"]), str(shared / "hook.log")))
+    rc, out, err = call(domain_xml(xmlgen.pci_hostdev("0000:3b:00.0")))
+    assert (rc, out) == (1, "") and err.count("\n") == 1
+    assert f"{shared} is writable by its group or others" in err
+    assert not (shared / "hook.log").exists()
+
+
+@pytest.mark.parametrize("option", ["profiles_dir", "sysfs_root"])
+def test_profiles_and_sysfs_that_others_can_write_are_refused(host, tmp_path,
+                                                             option):
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    shared.chmod(0o777)
+    text = host["config"].read_text()
+    if option == "sysfs_root":
+        sysfs = text.split("sysfs_root = ")[1].split("\n")[0]
+        os.chmod(sysfs, 0o777)
+        expected = sysfs
+    else:
+        host["config"].write_text(text.replace(
+            "[inventory]\n", f"[inventory]\nprofiles_dir = {shared}\n"))
+        expected = str(shared)
+    rc, out, err = call(domain_xml(xmlgen.pci_hostdev("0000:3b:00.0")))
+    assert (rc, out) == (1, "") and err.count("\n") == 1
+    assert f"{expected} is writable by its group or others" in err
+
+
+def interface_xml(dev):
+    from lxml import etree
+
+    interface = etree.Element("interface", type="direct")
+    etree.SubElement(interface, "source", dev=dev, mode="bridge")
+    return domain_xml(interface)
+
+
+@pytest.mark.parametrize("what", ["config", "cache"])
+def test_a_fifo_for_the_config_or_the_cache_never_hangs_the_fast_path(
+        host, what):
+    # An ordinary <interface> whose name the fast path looks up in the
+    # cache: before, a FIFO there (or as the configuration) hung the
+    # start of every such domain.
+    target = host["config"] if what == "config" else pathlib.Path(
+        host["cache"])
+    saved = target.read_bytes()
+    target.unlink()
+    os.mkfifo(target)
+    try:
+        proc = run_hook(interface_xml("eth9"), host["config"])
+    finally:
+        target.unlink()
+        target.write_bytes(saved)
+    assert proc.returncode in (0, 1) and b"Traceback" not in proc.stderr
+
+
+def test_a_config_that_never_ends_is_refused_in_one_line(host, tmp_path):
+    endless = tmp_path / "endless.conf"
+    endless.symlink_to("/dev/zero")
+    proc = run_hook(domain_xml(xmlgen.pci_hostdev("0000:3b:00.0")), endless)
+    err = proc.stderr.decode()
+    assert proc.returncode == 1 and err.count("\n") == 1, err
+    assert "Traceback" not in err and "MemoryError" not in err
+    # A plain domain is never held up by it.
+    assert run_hook(domain_xml(), endless).returncode == 0
+
+
+def test_the_timer_runs_before_anything_is_opened(host, monkeypatch):
+    # A configuration on a hung disk: the read never returns. The hook
+    # gives up at its timeout (from the environment: the file is what
+    # hangs) with the one line, not never.
+    import time
+
+    from accel_inventory import settings
+
+    def hung(path):
+        time.sleep(30)
+
+    monkeypatch.setattr(settings.safe_io, "read_config", hung)
+    monkeypatch.setenv("OS_LIBVIRT_HOOKS__TIMEOUT", "0.5")
+    started = time.monotonic()
+    rc, out, err = call(domain_xml(xmlgen.pci_hostdev("0000:3b:00.0")))
+    assert time.monotonic() - started < 5
+    assert (rc, out) == (1, "") and err.count("\n") == 1
+    assert "did not finish within its timeout" in err
+
+
+# -- nothing a tenant writes decides the path --------------------------------
+
+NOVA_NS = "http://openstack.org/xmlns/libvirt/nova/1.1"
+
+
+def named(server_name):
+    """A plain domain as nova writes it, with the server's name (the
+    tenant's choice) in its metadata."""
+    from lxml import etree
+
+    xml = etree.fromstring(domain_xml())
+    metadata = etree.SubElement(xml, "metadata")
+    instance = etree.SubElement(metadata, f"{{{NOVA_NS}}}instance",
+                                nsmap={"nova": NOVA_NS})
+    etree.SubElement(instance, f"{{{NOVA_NS}}}name").text = server_name
+    xml.append(xml.find("devices"))
+    return etree.tostring(xml)
+
+
+TENANT_NAMES = ["my 'mdev' box", 'a "mdev" b', "<hostdev> & co",
+                "name='resources1:CUSTOM_ACCEL_FPGA'",
+                "x name=\"resources:CUSTOM_ACCEL_X\" <interface>"]
+
+
+@pytest.mark.parametrize("server_name", TENANT_NAMES)
+def test_a_server_name_never_sends_a_plain_domain_down_the_full_path(
+        host, server_name):
+    from tests.common.hooks import fast_path_imports
+
+    xml = named(server_name)
+    assert fast_path_imports("prepare", xml) == (0, [])
+
+
+@pytest.mark.parametrize("server_name", TENANT_NAMES)
+def test_a_server_name_never_starts_an_attach_worker(host, mocker,
+                                                     server_name):
+    popen = mocker.patch("subprocess.Popen")
+    assert call(named(server_name))[0] == 0
+    out, err = io.StringIO(), io.StringIO()
+    assert hook.main(["vm1", "started", "begin", "-"],
+                     stdin=io.BytesIO(named(server_name)), stdout=out,
+                     stderr=err) == 0
+    popen.assert_not_called()
+
+
+# -- no tenant gets another's leftovers --------------------------------------
+
+def test_a_function_waiting_to_be_cleaned_is_refused(host):
+    from accel_inventory import release
+
+    fid = model.function_id("dsn-00000000000000aa", 0, 0)
+    before = cache.update(host["cache"], lambda inv: release.mark(
+        inv, {fid: OTHER_UUID}, release.BY_DEFAULT))
+    rc, out, err = call(domain_xml(xmlgen.pci_hostdev("0000:3b:00.0")))
+    assert (rc, out) == (1, "") and err.count("\n") == 1
+    assert (f"function {fid} was released by {OTHER_UUID} and is not clean "
+            f"yet (the agent cleans it at its next round)") in err
+    assert cache.load(host["cache"]) == before
+
+
+def test_a_placement_claim_on_a_held_function_is_refused(host):
+    from accel_inventory import claim_sync
+    from libvirt_hooks import resolve
+
+    fid = model.function_id("dsn-00000000000000aa", 0, 0)
+    inv = cache.load(host["cache"])
+    inv = claims.record_claim(inv, model.Claim(
+        consumer=DOMAIN_UUID, functions=[fid],
+        source=claim_sync.CLAIM_SOURCE))
+    inv.cleaning[fid] = model.Cleaning(function=fid, after=OTHER_UUID,
+                                       state=model.CLEANING_HELD, since=0.0,
+                                       reason="no reset")
+    conf = decide.load_conf(str(host["config"]))
+    [line] = resolve.claim_refusals(conf, inv, DOMAIN_UUID)
+    assert f"{fid} was released by {OTHER_UUID} and is not clean yet" in line

@@ -21,7 +21,7 @@ import os
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(
     os.path.abspath(__file__)))))
 PACKAGES = ("accel_inventory", "libvirt_hooks", "nova_accel_weigher",
-            "nova_accel_compute")
+            "nova_accel_compute", "accel_defrag")
 
 
 def modules() -> dict[str, str]:
@@ -101,16 +101,28 @@ def test_the_graph_holds_function_level_imports():
     # launch() imports subprocess inside the function; the worker is
     # named by its module path only: what the graph must see is ours.
     assert "libvirt_hooks.common" in edges["libvirt_hooks.trigger"]
-    assert "libvirt_hooks.settings" in edges["libvirt_hooks.common"]
+    assert "accel_inventory.settings" in edges["libvirt_hooks.common"]
 
 
 def test_no_import_cycle():
     assert cycles(graph()) == []
 
 
+def test_the_inventory_imports_nothing_of_the_hook_or_the_scheduler():
+    """The hook depends on the inventory, never the reverse: the settings
+    reader both use lives in the inventory package."""
+    edges = graph()
+    reaching = {name: sorted(t for t in targets
+                             if not t.startswith("accel_inventory"))
+                for name, targets in edges.items()
+                if name.startswith("accel_inventory")}
+    assert {name: t for name, t in reaching.items() if t} == {}
+
+
 def test_the_hooks_fast_path_imports_only_what_is_standard_library():
     """The trigger and what it imports of ours: nothing that loads lxml,
-    oslo or the inventory package."""
+    oslo or the inventory's scanner and cache (its file opener,
+    ``safe_io``, and its settings reader are standard library only)."""
     edges = graph()
     seen, todo = set(), ["libvirt_hooks.hook"]
     while todo:
@@ -122,4 +134,5 @@ def test_the_hooks_fast_path_imports_only_what_is_standard_library():
             todo.extend(edges[name] - {"libvirt_hooks.decide",
                                        "accel_inventory.cache"})
     assert seen == {"libvirt_hooks.hook", "libvirt_hooks.trigger",
-                    "libvirt_hooks.common", "libvirt_hooks.settings"}
+                    "libvirt_hooks.common", "accel_inventory.settings",
+                    "accel_inventory.safe_io"}

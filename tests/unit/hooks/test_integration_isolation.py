@@ -72,3 +72,29 @@ def test_the_session_hook_reads_the_session_configuration(tmp_path):
         capture_output=True, timeout=60)
     assert result.returncode == 1
     assert f"{folder} is a directory".encode() in result.stderr
+
+
+def test_only_a_dead_sessions_files_are_leftovers(tmp_path):
+    # A session killed mid-run (a CI job stopped) leaves its hook behind;
+    # the next session removes it, and nothing that is not such a file.
+    it = load_conftest()
+    live = tmp_path / "live"
+    live.write_text(it.hook_script(sys.executable, "/x.conf"))
+    other_boot = tmp_path / "other-boot"
+    other_boot.write_text(f"#!/bin/sh\n{it.SESSION_MARK}0000 pid "
+                          f"{os.getpid()}\n")
+    gone = subprocess.run([sys.executable, "-c", "import os; print("
+                           "os.getpid())"], capture_output=True,
+                          text=True).stdout.strip()
+    dead = tmp_path / "dead"
+    dead.write_text(f"{it.SESSION_MARK}{it._boot_id()} pid {gone}\n[x]\n")
+    installed = tmp_path / "installed"
+    installed.write_text("#!/usr/bin/python3\nfrom libvirt_hooks.hook "
+                         "import main\n")
+    link = tmp_path / "link"
+    link.symlink_to(dead)
+    paths = [str(p) for p in (live, other_boot, dead, installed, link,
+                              tmp_path / "absent")]
+    assert it.remove_leftovers(paths) == [str(other_boot), str(dead)]
+    assert sorted(p.name for p in tmp_path.iterdir()) == [
+        "installed", "link", "live"]

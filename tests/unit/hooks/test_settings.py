@@ -18,8 +18,8 @@ from oslo_config import cfg
 from oslo_config import types
 
 from accel_inventory import conf as inventory_conf
+from accel_inventory import settings
 from libvirt_hooks import conf as hooks_conf
-from libvirt_hooks import settings
 
 TYPES = {types.String: str, types.Integer: int, types.Float: float,
          types.Boolean: bool, types.Dict: dict}

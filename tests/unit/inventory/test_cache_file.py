@@ -74,7 +74,8 @@ def test_schema_knows_every_model_field():
                        (model.Card, defs["card"]["properties"]),
                        (model.Region, defs["region"]["properties"]),
                        (model.Function, defs["function"]["properties"]),
-                       (model.Claim, defs["claim"]["properties"])]:
+                       (model.Claim, defs["claim"]["properties"]),
+                       (model.Cleaning, defs["cleaning"]["properties"])]:
         fields = {f.name for f in dataclasses.fields(cls)}
         assert set(props) == fields, cls.__name__
 
@@ -447,3 +448,108 @@ def test_save_without_schema_still_refuses_what_a_load_rejects(path):
     new = cache.update(path, lambda inv: claimed(inv, "vm-1", fid),
                        validate=False)
     assert cache.load(path, validate=True) == new
+
+
+# -- root never writes through a link, and cleans up after a killed writer --
+
+UUID_A = "aaaaaaaa-0000-4000-8000-000000000001"
+UUID_B = "bbbbbbbb-0000-4000-8000-000000000002"
+
+
+def test_markers_never_unlink_through_a_link(path, tmp_path):
+    """``<cache>.assigned`` made a link to another folder: the sync once
+    unlinked every name there that was not an assigned consumer."""
+    cache.save(path, make_inventory())
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    (elsewhere / "precious").write_text("x")
+    (elsewhere / UUID_B).write_text("y")
+    os.symlink(elsewhere, cache.markers_path(path))
+    with pytest.raises(cache.CacheError, match="symbolic link"):
+        cache.set_markers(path, {UUID_A})
+    assert sorted(os.listdir(elsewhere)) == sorted(["precious", UUID_B])
+
+
+def test_markers_only_ever_unlink_uuid_names(path):
+    cache.save(path, make_inventory())
+    cache.set_markers(path, {UUID_A, UUID_B})
+    folder = cache.markers_path(path)
+    with open(os.path.join(folder, "README"), "w") as f:
+        f.write("not ours")
+    cache.set_markers(path, {UUID_B, "../escape", "not-a-uuid"})
+    assert sorted(os.listdir(folder)) == ["README", UUID_B]
+    assert not os.path.exists(os.path.join(os.path.dirname(path), "escape"))
+
+
+def test_the_lock_never_truncates_through_a_link(path, tmp_path):
+    cache.save(path, make_inventory())
+    victim = tmp_path / "victim"
+    victim.write_text("root's own file\n")
+    os.symlink(victim, cache.lock_path(path))
+    with pytest.raises(cache.CacheError, match="cannot open the cache lock"):
+        cache.update(path, lambda inv: inv, timeout=1)
+    assert victim.read_text() == "root's own file\n"
+
+
+def dead_pid():
+    child = multiprocessing.get_context("fork").Process(target=lambda: None)
+    child.start()
+    child.join()
+    return child.pid
+
+
+def test_the_lock_holder_removes_the_temporaries_of_killed_writers(path):
+    cache.save(path, make_inventory())
+    folder = os.path.dirname(path)
+    gone, alive = dead_pid(), os.getpid()
+    stale = [f"inventory.json.tmp.{gone}.1",
+             f"inventory.json.good.tmp.{gone}.1",
+             f"inventory.json.placement.json.tmp.{gone}.1"]
+    kept = [f"inventory.json.tmp.{alive}.99", "other.json.tmp.1.1"]
+    for name in stale + kept:
+        with open(os.path.join(folder, name), "w") as f:
+            f.write("a full copy of the cache")
+    cache.update(path, lambda inv: inv)
+    left = set(os.listdir(folder))
+    assert not left & set(stale)
+    assert set(kept) <= left
+
+
+def test_a_save_that_fails_at_the_good_copy_changes_neither(path,
+                                                            monkeypatch):
+    old = make_inventory(cards=1)
+    cache.save(path, old)
+    before = {name: open(name, "rb").read()
+              for name in (path, cache.good_copy_path(path))}
+    real, calls = os.fsync, []
+
+    def fsync(fd):
+        calls.append(fd)
+        if len(calls) == 2:  # the last good copy's temporary file
+            raise OSError(28, "No space left on device")
+        real(fd)
+
+    monkeypatch.setattr(os, "fsync", fsync)
+    with pytest.raises(cache.CacheError, match="No space left"):
+        cache.save(path, make_inventory(cards=3))
+    monkeypatch.undo()
+    assert {name: open(name, "rb").read() for name in before} == before
+    assert sorted(os.listdir(os.path.dirname(path))) == [
+        "inventory.json", "inventory.json.good"]
+
+
+# (A link to /dev/zero is the hook's test, in a process with a memory
+# bound: a regression would read here until the machine runs out.)
+@pytest.mark.parametrize("what", ["fifo", "link"])
+def test_a_cache_that_is_not_a_file_falls_back_to_the_good_copy(broken, what,
+                                                                caplog):
+    inv = make_inventory(cards=1)
+    cache.save(broken, inv)
+    os.unlink(broken)
+    if what == "fifo":
+        os.mkfifo(broken)
+    else:
+        os.symlink(cache.good_copy_path(broken), broken)
+    with caplog.at_level(logging.ERROR):
+        assert cache.load(broken) == inv
+    assert "is unusable" in caplog.text

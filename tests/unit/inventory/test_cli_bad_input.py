@@ -16,6 +16,7 @@ with exit 1 (operational) or 2 (usage), one line on stderr and no
 traceback, and leaves the cache and its last good copy byte for byte as
 they were."""
 
+import json
 import os
 import subprocess
 import sys
@@ -155,3 +156,213 @@ def test_the_console_script_prints_no_traceback(host):
     assert result.stderr.startswith("accel-inventory: error: configuration: "
                                     "[inventory] lock_timeout = '1e'")
     assert result.stderr.count("\n") == 1
+
+
+# -- what root relies on, others cannot change ------------------------------
+
+def loosen(host, what):
+    """Make ``what`` writable by others; the path the refusal names."""
+    if what == "config":
+        os.chmod(host["config"], 0o666)
+        return host["config"]
+    if what == "cache_dir":
+        os.chmod(host["tmp"], 0o777)
+        return str(host["tmp"])
+    if what == "sysfs_root":
+        os.chmod(host["root"], 0o777)
+        return host["root"]
+    shared = host["tmp"] / "profiles.d"
+    shared.mkdir()
+    shared.chmod(0o777)
+    with open(host["config"], "a") as f:
+        f.write(f"profiles_dir = {shared}\n")
+    return str(shared)
+
+
+@pytest.mark.parametrize("command", [["status"], ["scan"], ["clear", "x"]])
+@pytest.mark.parametrize("what", ["config", "cache_dir", "sysfs_root",
+                                  "profiles_dir"])
+def test_a_path_others_can_write_is_refused(host, capsys, what, command):
+    named = loosen(host, what)
+    assert cli.main(command) == 1
+    out, err = capsys.readouterr()
+    assert out == "" and err.count("\n") == 1
+    assert err.startswith("accel-inventory: error: refusing to trust")
+    assert f"{named} is writable by its group or others" in err
+    assert {p: open(p, "rb").read() for p in host["before"]} == \
+        host["before"]
+
+
+def run_cli(*argv, timeout=30, **env):
+    """``accel-inventory`` in its own process, bounded in time and memory
+    (a read without end dies of it)."""
+    import resource
+
+    def bounded():
+        resource.setrlimit(resource.RLIMIT_AS, (1 << 30, 1 << 30))
+
+    return subprocess.run(
+        [sys.executable, "-c", "import sys; from accel_inventory.cli import "
+         "main; sys.exit(main())", *argv], capture_output=True, text=True,
+        timeout=timeout, preexec_fn=bounded, env=dict(os.environ, **env))
+
+
+@pytest.mark.parametrize("kind", ["fifo", "endless"])
+def test_a_config_file_that_is_not_a_file_is_one_line(host, kind):
+    odd = host["tmp"] / "odd.conf"
+    if kind == "fifo":
+        os.mkfifo(odd)
+    else:
+        odd.symlink_to("/dev/zero")
+    result = run_cli("--config-file", str(odd), "status")
+    assert result.returncode == 1 and result.stderr.count("\n") == 1, \
+        result.stderr
+    assert f"cannot read the configuration file {odd}" in result.stderr
+
+
+@pytest.mark.parametrize("kind", ["fifo", "endless"])
+def test_a_profile_that_is_not_a_file_is_skipped(host, kind):
+    folder = host["tmp"] / "profiles.d"
+    folder.mkdir()
+    odd = folder / "odd.json"
+    if kind == "fifo":
+        os.mkfifo(odd)
+    else:
+        odd.symlink_to("/dev/zero")
+    with open(host["config"], "a") as f:
+        f.write(f"profiles_dir = {folder}\n")
+    result = run_cli("scan")
+    assert result.returncode == 0, result.stderr
+    assert f"Ignoring profile {odd}" in result.stderr
+
+
+def test_a_profile_others_can_write_is_skipped(host):
+    # Root runs a profile's on_release command: a profile anyone can
+    # rewrite is nobody's to follow, however right it looks.
+    folder = host["tmp"] / "profiles.d"
+    folder.mkdir(mode=0o700)
+    bent = folder / "sample-fpga.json"
+    bent.write_text(json.dumps({
+        "name": "sample-fpga", "match": ["1172:5000"],
+        "resource_class": "CUSTOM_ACCEL_BENT",
+        "on_release": {"command": ["/bin/sh", "-c", "id"]}}))
+    bent.chmod(0o666)
+    with open(host["config"], "a") as f:
+        f.write(f"profiles_dir = {folder}\n")
+    result = run_cli("scan")
+    assert result.returncode == 0, result.stderr
+    assert (f"Ignoring profile {bent}: is writable by its group or others "
+            f"(mode 0666)") in result.stderr
+    assert "CUSTOM_ACCEL_BENT" not in open(host["cache"]).read()
+    bent.chmod(0o644)  # the operator's own: followed
+    assert run_cli("scan").returncode == 0
+    assert "CUSTOM_ACCEL_BENT" in open(host["cache"]).read()
+
+
+# -- a placement that answers slowly or wrongly -----------------------------
+
+class Answers:
+    """A local HTTP server that answers as ``mode`` says: ``drip`` (a
+    right answer, a byte at a time), ``not-json``, ``shape`` (JSON, not
+    placement's), ``redirect`` (to ``target``); PUTs (the trait this
+    project creates first) succeed. ``hits`` counts the requests."""
+
+    def __init__(self, mode, target=None):
+        import http.server
+        import threading
+
+        answers = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def log_message(self, *args):
+                pass
+
+            def do_PUT(self):
+                answers.hits.append(self.path)
+                self.send_response(204)
+                self.end_headers()
+
+            def do_GET(self):
+                answers.hits.append(self.path)
+                answers.answer(self)
+
+        self.mode, self.target, self.hits = mode, target, []
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0),
+                                                      Handler)
+        self.server.daemon_threads = True
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        threading.Thread(target=self.server.serve_forever,
+                         daemon=True).start()
+
+    def answer(self, handler):
+        import json
+        import time
+
+        body = {"drip": json.dumps({"resource_providers": [
+                    {"uuid": "0" * 36, "name": "x" * 200, "generation": 1}]
+                    * 20}),
+                "not-json": "<html>a proxy's page</html>",
+                "shape": json.dumps({"resource_providers": "none"})
+                }.get(self.mode, "").encode()
+        if self.mode == "redirect":
+            handler.send_response(302)
+            handler.send_header("Location", self.target + handler.path)
+            handler.end_headers()
+            return
+        handler.send_response(200)
+        handler.send_header("Content-Type", "application/json")
+        handler.send_header("Content-Length", str(len(body)))
+        handler.end_headers()
+        try:
+            for i in range(len(body)):
+                handler.wfile.write(body[i:i + 1])
+                handler.wfile.flush()
+                if self.mode == "drip":
+                    time.sleep(0.3)  # each read well within the timeout
+        except OSError:
+            pass  # the client gave up
+
+    def close(self):
+        self.server.shutdown()
+
+
+@pytest.fixture
+def answers(host):
+    servers = []
+
+    def start(mode):
+        other = Answers("shape")
+        server = Answers(mode, target=other.url)
+        servers.extend([server, other])
+        with open(host["config"], "a") as f:
+            f.write(f"[placement]\nauth_type = admin_token\nendpoint = "
+                    f"{server.url}\ntoken = secret\ntimeout = 1\n")
+        return server, other
+
+    yield start
+    for server in servers:
+        server.close()
+
+
+@pytest.mark.parametrize("mode, says", [
+    ("drip", "timed out"),
+    ("not-json", "is not JSON"),
+    ("shape", "['resource_providers'] is str, not list"),
+    ("redirect", "a redirect to"),
+])
+@pytest.mark.parametrize("command", [["publish"], ["agent", "--once"]])
+def test_a_wrong_placement_answer_is_one_line_naming_the_request(
+        host, answers, capsys, mode, says, command):
+    import time
+
+    server, other = answers(mode)
+    started = time.monotonic()
+    assert cli.main(command) == 1
+    out, err = capsys.readouterr()
+    assert time.monotonic() - started < 10
+    assert err.count("\n") == 1 and err.startswith("accel-inventory"), err
+    assert says in err
+    if mode != "drip":
+        assert "the lookup of provider h1" in err
+    # A redirect is not followed: the token never reaches the other server.
+    assert other.hits == []

@@ -13,7 +13,10 @@
 """The scanner on FakeSysfs trees, and reconciliation across re-enumeration."""
 
 import os
+import threading
 
+from accel_inventory import cache
+from accel_inventory import conf as inventory_conf
 from accel_inventory import (claims, identity, inventory, model, profiles,
                              sample, sysfs)
 from accel_inventory import kinds, provider_tree
@@ -374,3 +377,74 @@ def test_a_held_vf_that_vanished_keeps_its_id_without_a_device(tmp_path):
             (held, "0000:3b:02.1")]
     assert not any(kinds.vanished(inv.cards[0], f)
                for f in inv.cards[0].functions())
+
+
+# -- every read inside the root, bounded, and not under the cache lock ------
+
+def test_an_attribute_link_out_of_the_root_is_not_read(tmp_path):
+    """Bytes from outside the sysfs root once became a card's id, and so
+    a provider's name in placement."""
+    fs = sample.FakeSysfs(str(tmp_path / "sys"))
+    real = fs.add_pci("0000:3b:00.0", *FPGA, dsn=0x1122)
+    outside = tmp_path / "outside-config"
+    outside.write_bytes(sample.config_space(*FPGA, dsn=0xBAD))
+    os.unlink(os.path.join(real, "config"))
+    os.symlink(outside, os.path.join(real, "config"))
+    result = scan(fs.root)
+    assert not any("bad" in c.id for c in result.cards)
+    assert any("config" in w for w in result.warnings), result.warnings
+
+
+def test_vpd_is_read_no_further_than_the_kernel_gives(tmp_path):
+    # VPD has 15 bits of address: a serial past 32 KiB is nothing a card
+    # said, and a file that never ends is never read to its end.
+    fs = sample.FakeSysfs(str(tmp_path / "sys"))
+    real = fs.add_pci("0000:3b:00.0", *FPGA, slot="7")
+    with open(os.path.join(real, "vpd"), "wb") as f:
+        f.write(b"\x00" * sysfs.VPD_BYTES + sample.vpd_blob("x", "LATE"))
+    [card] = scan(fs.root).cards
+    assert card.identity_source == "slot"
+
+
+def test_a_fifo_for_an_attribute_never_hangs_the_scan(tmp_path):
+    fs = sample.FakeSysfs(str(tmp_path / "sys"))
+    real = fs.add_pci("0000:3b:00.0", *FPGA, slot="7")
+    os.mkfifo(os.path.join(real, "vpd"))
+    done = []
+    worker = threading.Thread(target=lambda: done.append(scan(fs.root)),
+                              daemon=True)
+    worker.start()
+    worker.join(20)
+    assert done, "the scan waits on the FIFO"
+    [card] = done[0].cards
+    assert card.identity_source == "slot"
+
+
+def test_a_slow_scan_never_holds_the_cache_lock(tmp_path, monkeypatch):
+    """One blocking VPD read once made an unrelated domain's start be
+    refused: the hook waits for the same lock."""
+    root = sample.build_sample_host(str(tmp_path / "sys"))
+    conf = inventory_conf.load([], default_config_files=[])
+    conf.set_override("sysfs_root", root, group="inventory")
+    path = str(tmp_path / "inventory.json")
+    conf.set_override("cache_path", path, group="inventory")
+    conf.set_override("hostname", "compute1", group="inventory")
+    inventory.refresh(conf)
+    reading, go_on = threading.Event(), threading.Event()
+    scan_for_real = inventory._scan
+
+    def slow(conf_):
+        reading.set()
+        go_on.wait(20)
+        return scan_for_real(conf_)
+
+    monkeypatch.setattr(inventory, "_scan", slow)
+    worker = threading.Thread(target=inventory.refresh, args=(conf,))
+    worker.start()
+    try:
+        assert reading.wait(20)
+        with cache.locked(path, timeout=1):
+            pass  # a claim write gets the lock while sysfs is read
+    finally:
+        go_on.set()
+        worker.join(20)

@@ -86,7 +86,7 @@ def test_a_failing_round_is_logged_and_the_agent_goes_on(tmp_path, mocker,
     outcomes = [placement.PlacementUnavailable("cannot reach placement"),
                 placement.PlacementError("placement answered 400"), None]
 
-    def round_(conf_, publisher, rescan=True):
+    def round_(conf_, publisher, rescan=True, exporter=None):
         outcome = outcomes.pop(0)
         if not outcomes:
             stop.set()
@@ -121,7 +121,8 @@ def test_placement_options_are_nova_style(tmp_path):
             "region_name", "cafile", "timeout", "service_type"} <= names
     assert {o.dest for o in groups["agent"]} == {
         "compute_node", "interval", "watch_devices", "debounce",
-        "max_attempts"}
+        "max_attempts", "metrics_path", "metrics_port", "metrics_address",
+        "task_mix"}
 
 
 def test_incomplete_placement_options_are_a_clear_error(tmp_path):

@@ -382,10 +382,10 @@ def test_host_fragmentation_ranks_a_hosts_candidates_on_its_whole_room():
         "h1", "h1-gpu1"]
     # Filling GPU 1 ends the 500 the whole-GPU kind could not use: a
     # gradient of -250 (half the mix), score int(100 / (1 + e^-0.25));
-    # then best fit: nothing left free in GPU 1, 500 used before, a GPU
-    # of 1000, 2500 left on the host.
+    # then best fit: 3000 left on the host, nothing left free in GPU 1,
+    # 500 used before, a GPU of 1000.
     assert getattr(state, filters.SCORE_ATTR) == (
-        request.instance_uuid, (56, 0, 500, -1000, -3000))
+        request.instance_uuid, (56, -3000, 0, 500, -1000))
 
 
 def test_a_bad_task_mix_falls_back_to_fragmentation_and_says_so(caplog):

@@ -14,7 +14,10 @@
 the plain reading it stands for: each host's room read from its tree of
 provider summaries with the request's claims taken off, each candidate
 made a packing.Placement, and packing.rank_placements on them, with no
-room, score or ranking remembered."""
+room, score or ranking remembered; for requests with a NUMA topology too,
+with each region's NUMA node read from its trait."""
+
+import dataclasses
 
 from hypothesis import given
 from hypothesis import strategies as st
@@ -38,7 +41,7 @@ CPU_BLIND_MIX = packing.parse_task_mix(["0.6:1", f"0.3:region4:0:0:{RC}",
 def plain_room(summaries, root, claimed):
     """The host's room read one provider at a time, the obvious way."""
     cpu = memory = 0
-    free, capacity, index, model = [], [], {}, ""
+    free, capacity, index, model, nodes = [], [], {}, "", []
     for rp, summary in summaries.items():
         if summary["root_provider_uuid"] != root:
             continue
@@ -61,16 +64,17 @@ def plain_room(summaries, root, claimed):
         degraded = (contract.DEGRADED_TRAIT in summary["traits"]
                     or contract.DEGRADED_TRAIT in card["traits"])
         index[rp] = len(free)
+        nodes.append(contract.numa_node_among(summary["traits"]))
         capacity.append(region_capacity)
         free.append(0 if degraded
                     else max(region_capacity - region_used, 0))
         model = model or region_class
     return packing.HostRoom(max(cpu, 0), max(memory, 0), tuple(free),
-                            tuple(capacity), model), index
+                            tuple(capacity), model), index, tuple(nodes)
 
 
-def plain_rank(summaries, root, claimed, candidates, mix):
-    room, index = plain_room(summaries, root, claimed)
+def plain_rank(summaries, root, claimed, candidates, mix, numa_ask=None):
+    room, index, nodes = plain_room(summaries, root, claimed)
     placements = []
     for candidate in candidates:
         cpu = memory = 0
@@ -84,7 +88,9 @@ def plain_rank(summaries, root, claimed, candidates, mix):
                 elif rp in index and rc.startswith("CUSTOM_ACCEL_"):
                     taken[index[rp]] = taken.get(index[rp], 0) + amount
         placements.append(packing.Placement(cpu, memory, taken))
-    return packing.rank_placements(room, placements, mix)
+    if numa_ask is not None:
+        numa_ask = dataclasses.replace(numa_ask, nodes=nodes)
+    return packing.rank_placements(room, placements, mix, numa_ask)
 
 
 # Regions left whole often: the mix's whole-region kinds can use them.
@@ -92,7 +98,8 @@ region = st.fixed_dictionaries({
     "capacity": st.sampled_from([2, 4]),
     "used": st.sampled_from([0, 0, 0, 1, 2, 3, 4]),
     "degraded": st.sampled_from([False, False, True]),
-    "other_class": st.booleans()})
+    "other_class": st.booleans(),
+    "node": st.sampled_from([None, 0, 1, 1])})
 tree = st.fixed_dictionaries({
     "cpu_used": st.sampled_from([0, 3, 13, 14, 15, 16]),
     "memory_used": st.sampled_from([0, 1024, 3072, 4000, 4096]),
@@ -128,7 +135,9 @@ def summaries_of(trees):
                 "resources": {OTHER_RC if spec["other_class"] else RC: {
                     "capacity": spec["capacity"], "used": spec["used"]}},
                 "traits": ["CUSTOM_ACCEL_REGION"] + (
-                    [contract.DEGRADED_TRAIT] if spec["degraded"] else []),
+                    [contract.DEGRADED_TRAIT] if spec["degraded"] else []) + (
+                    [contract.numa_trait(spec["node"])]
+                    if spec["node"] is not None else []),
                 "parent_provider_uuid": card, "root_provider_uuid": root}
     return summaries
 
@@ -151,21 +160,28 @@ def candidates_of(t, specs):
        candidate_specs=st.lists(host_candidates, min_size=5, max_size=5),
        claims=st.lists(st.tuples(st.integers(0, 30), st.sampled_from(
            [RC, OTHER_RC, "VCPU", "MEMORY_MB"]), st.integers(1, 2)),
-           max_size=4))
+           max_size=4),
+       numa_ask=st.one_of(st.none(), st.builds(
+           packing.NumaAsk, st.just(()),
+           st.sampled_from([None, frozenset(), frozenset({0}),
+                            frozenset({1}), frozenset({0, 1})]),
+           st.booleans(), st.booleans(), st.booleans())))
 def test_host_rooms_rank_as_rank_placements_on_the_plain_room(
-        mix, trees, candidate_specs, claims):
+        mix, trees, candidate_specs, claims, numa_ask):
     """The regions' states, what they alone decide of a score, and
     rankings are each remembered (by regions' state, placement shape and
-    what the mix reads of CPU and memory); no order or score may differ
-    from working everything out afresh for every host. ``mix`` None is
-    the cloud's own: packing.cloud_mix of every region's capacity."""
+    what the mix reads of CPU and memory, and the request's NUMA ask);
+    no order or score may differ from working everything out afresh for
+    every host. ``mix`` None is the cloud's own: packing.cloud_mix of
+    every region's capacity."""
     summaries = summaries_of(trees)
     request = usage.RequestPlacement(summaries)
     names = sorted(summaries)
     request.claimed = [{"allocations": {names[i % len(names)]: {
         "resources": {rc: n}}}} for i, rc, n in claims]
     claimed = rooms.claimed_by_provider(request.claimed)
-    host_rooms = rooms.HostRooms(request, [], rooms.MixRule(mix))
+    host_rooms = rooms.HostRooms(request, [], rooms.MixRule(mix),
+                                 numa_nodes=numa_ask is not None)
     if mix is None:
         mix = packing.cloud_mix(
             r["capacity"] for summary in summaries.values()
@@ -176,8 +192,8 @@ def test_host_rooms_rank_as_rank_placements_on_the_plain_room(
     for _ in range(2):
         for t in range(len(trees)):
             candidates = candidates_of(t, candidate_specs[t])
-            assert host_rooms.rank(candidates) == plain_rank(
-                summaries, f"h{t}", claimed, candidates, mix)
+            assert host_rooms.rank(candidates, numa_ask) == plain_rank(
+                summaries, f"h{t}", claimed, candidates, mix, numa_ask)
 
 
 def test_a_candidate_on_no_known_host_ranks_nothing():

@@ -146,7 +146,7 @@ def test_plain_servers_prefer_hosts_without_accelerators():
     assert packing.plain_host_weights([45, 50], [True, True]) == [0.0, 0.5]
 
 
-def test_best_fit_breaks_ties_smallest_region_then_fuller_then_host():
+def test_best_fit_breaks_ties_fuller_host_then_smallest_region_fuller():
     cloud = packing.cloud_mix([8, 2, 4])
     room = HostRoom(0, 0, (8, 2, 4), (8, 2, 4))
     two = [Placement(0, 0, {i: 2}) for i in range(3)]
@@ -183,3 +183,23 @@ def test_the_cloud_mix_names_every_region_size():
     assert shared == pytest.approx({1: 0.4, 2: 0.2})
     # A cloud without regions: the function shapes alone.
     assert [k.whole for k in packing.cloud_mix([]).kinds] == [False, False]
+
+
+def test_a_plain_server_packs_cpu_only_where_accelerators_ask_cpu():
+    cpu_only = Placement(1000, 0, {})
+    busy = HostRoom(2000, 65_536, (0, 0), GPUS[:2])
+    idle = HostRoom(9000, 65_536, (0, 0), GPUS[:2])
+    plain_host = HostRoom(2000, 65_536, (), ())
+    # The mix's accelerator kinds ask CPU: among hosts where the server
+    # strands nothing, the one with the least CPU left fits best.
+    assert packing.best_fit(busy, cpu_only, cpu_aware=True) > \
+        packing.best_fit(idle, cpu_only, cpu_aware=True)
+    ranked = packing.rank_placements(busy, [cpu_only], mix(2))
+    assert ranked[0][1][1:] == packing.cpu_fit(2000, 1000)
+    # No opinion on hosts without accelerators, nor under a mix whose
+    # requests ask no CPU.
+    assert packing.best_fit(plain_host, cpu_only, cpu_aware=True) == \
+        packing.NO_FIT
+    assert packing.best_fit(busy, cpu_only) == packing.NO_FIT
+    assert packing.rank_placements(busy, [cpu_only], mix(0))[0][1][1:] \
+        == packing.NO_FIT

@@ -17,6 +17,8 @@ import json
 import math
 import random
 
+import pytest
+
 from nova_accel_weigher import packing, sim
 
 
@@ -184,3 +186,51 @@ def test_host_fragmentation_decides_only_above_novas_weighers():
     assert placed > 60
     # Ours overrides nova's weighers more often the more it weighs.
     assert 0 < differ[1.0] < differ[10.0]
+
+
+@pytest.mark.parametrize("policy", ["soft-anti-affinity", "soft-affinity"])
+def test_soft_group_members_go_where_novas_hint_weigher_puts_them(policy):
+    """Six hosts of one card; one group of three members asking one
+    function each, arriving after a server that made one host the best
+    to pack. host-fragmentation weighs a member only among the hosts
+    nova's hint weigher puts first: anti-affinity spreads the members
+    over three hosts, affinity gathers them on the first one's host."""
+    requests = [sim.Request(0, math.inf, 1)] + sim.soft_groups(
+        [sim.Request(i, math.inf, 1) for i in range(1, 4)], 1.0, 3, policy,
+        seed=1)
+    assert [r.group for r in requests] == [-1, 0, 0, 0]
+    hosts = [sim._host(f"h{i}", [(2, 4)]) for i in range(6)]
+    chooser = sim.Policy("host-fragmentation", sim.packing.DEFAULT_MIX,
+                         random.Random(1))
+    on_host: dict[str, int] = {}
+    chooser.group_hosts = lambda group: on_host
+    landed = []
+    for request in requests:
+        host, demand = chooser.choose(hosts, request)
+        sim._apply((host, demand), request, +1)
+        if request.group >= 0:
+            on_host[host.name] = on_host.get(host.name, 0) + 1
+            landed.append(host.name)
+    if policy == "soft-anti-affinity":
+        assert len(set(landed)) == 3
+    else:
+        assert len(set(landed)) == 1
+    # Without the hint every member packs onto the partly used host.
+    packed = sim.Policy("host-fragmentation", sim.packing.DEFAULT_MIX,
+                        random.Random(1))
+    first = requests[0]
+    hosts = [sim._host(f"h{i}", [(2, 4)]) for i in range(6)]
+    sim._apply(packed.choose(hosts, first), first, +1)
+    alone = {packed.choose(hosts, sim.Request(0, math.inf, 1))[0].name
+             for _ in range(3)}
+    assert len(alone) == 1
+
+
+def test_hint_leaders_are_the_hosts_novas_weigher_puts_first():
+    assert sim.baselines.hint_leaders(
+        sim.baselines.hint_weights([1, 0, 0], "soft-anti-affinity")) == [
+        False, True, True]
+    assert sim.baselines.hint_leaders(
+        sim.baselines.hint_weights([1, 2, 0], "soft-affinity")) == [
+        False, True, False]
+    assert sim.baselines.hint_leaders([0.0, 0.0]) is None

@@ -10,7 +10,8 @@
 # License for the specific language governing permissions and limitations
 # under the License.
 
-"""The options the libvirt hook reads, without importing oslo.config.
+"""Which configuration file nova-accel reads, and its options read
+without oslo.config.
 
 libvirt runs the hook at every domain start, and importing oslo.config
 (80 ms here) costs more than all the rest of the hook's work on a large
@@ -21,18 +22,35 @@ oslo.config's precedence (environment, then file, then default) and its
 rules for the types used. The options themselves are declared with help
 text in ``accel_inventory.conf`` and ``libvirt_hooks.conf``, for the
 sample config; a test holds ``OPTIONS`` to those declarations, so the two
-cannot drift apart.
+cannot drift apart. ``accel_inventory.conf`` words its one-line errors
+with this module's, so every command says a bad value the same way.
 
-Only the one file is read (``NOVA_ACCEL_CONFIG``, or
-``/etc/nova-accel/nova-accel.conf``): the file whose owner the hook checks
-before it trusts it.
+Only the one file is read (``config_file``): the file whose owner the
+hook checks before it trusts it. Standard library only: the hook's fast
+path imports this module, and the hook depends on the inventory, never
+the reverse.
 """
 
 from __future__ import annotations
 
-import configparser
 import os
 from types import SimpleNamespace
+
+from accel_inventory import safe_io
+
+
+DEFAULT_CONFIG = "/etc/nova-accel/nova-accel.conf"
+
+
+def config_file() -> str | None:
+    """The file every command of nova-accel reads: ``NOVA_ACCEL_CONFIG``
+    (even when missing: it is then reported, not silently replaced by
+    the defaults, which may name another cache), else the default file
+    when it exists."""
+    named = os.environ.get("NOVA_ACCEL_CONFIG")
+    if named:
+        return named
+    return DEFAULT_CONFIG if os.path.exists(DEFAULT_CONFIG) else None
 
 
 class SettingsError(Exception):
@@ -138,11 +156,15 @@ def convert(group: str, name: str, text: str,
 def raw_values(config_file: str | None) -> dict[tuple[str, str], str]:
     """The text of every known option that the environment or the file
     sets, the environment first."""
+    # Here, not at the top: every domain start imports this module for
+    # the timer, and most never read the file (2 ms of the fast path).
+    import configparser
+
     parser = configparser.RawConfigParser(strict=False, interpolation=None)
     if config_file is not None:
         try:
-            with open(config_file, encoding="utf-8") as f:
-                parser.read_file(f, config_file)
+            parser.read_string(safe_io.read_config(config_file),
+                               config_file)
         except (OSError, UnicodeDecodeError, configparser.Error) as exc:
             raise SettingsError(f"cannot read {config_file}: {exc}") from None
     found = {}
