@@ -35,8 +35,9 @@ import time
 
 import libvirt
 
-from accel_inventory import cache, claim_sync, claims, contract, kinds, model
-from libvirt_hooks import attach, decide, settings, trigger
+from accel_inventory import (cache, claim_sync, claims, contract, kinds, model,
+                             settings)
+from libvirt_hooks import attach, decide, trigger
 
 UNPLUG_POLL = 1.0
 # What each capability short of live means for the server, and what to do.
