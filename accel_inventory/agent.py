@@ -96,6 +96,18 @@ class RoundReport:
     requests: int
 
 
+def departed(inv: model.Inventory, allocations: dict) -> set[str]:
+    """The consumers of the sync's claims in ``inv`` that no longer hold
+    any of our regions, when a consumer without a claim arrived: whether
+    one of them moved (a migration's consumer took over its allocation)
+    or was deleted is placement's to say (``holding_allocations``)."""
+    present = {c for per in allocations.values() for c in per}
+    if not present - set(inv.claims):
+        return set()
+    return {c for c, claim in inv.claims.items()
+            if claim.source == claim_sync.CLAIM_SOURCE and c not in present}
+
+
 def sync_allocations(conf, publisher: placement.Publisher,
                      published: model.Inventory,
                      boot_id: str | None,
@@ -124,6 +136,8 @@ def sync_allocations(conf, publisher: placement.Publisher,
         allocations = publisher.read_allocations(published)
     policy_of = profiles.release_policies(
         profiles.load_profiles(conf.inventory.profiles_dir))
+    elsewhere = publisher.holding_allocations(
+        departed(published, allocations))
     results: list[claim_sync.SyncResult] = []
 
     def apply(inv: model.Inventory,
@@ -132,7 +146,8 @@ def sync_allocations(conf, publisher: placement.Publisher,
         if outcomes:
             inv = release.settle(inv, outcomes)
         result = claim_sync.assign(
-            inv, claim_sync.holdings(inv, allocations), boot_id, policy_of)
+            inv, claim_sync.holdings(inv, allocations), boot_id, policy_of,
+            elsewhere)
         results.append(result)
         return result.inventory
 

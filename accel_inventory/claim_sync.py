@@ -18,7 +18,7 @@ allocations (``placement.Publisher``) and saves the result.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
 
 from accel_inventory import claims, kinds, model, numa, release
@@ -87,15 +87,20 @@ class _Moves:
 
 def _moves(inventory: model.Inventory, wants: Mapping[str, dict[str, int]],
            region_of: Mapping[str, str], read, boot_id: str | None,
-           problems: list[str]) -> _Moves:
+           problems: list[str], elsewhere: Collection[str]) -> _Moves:
     def signature(counts):
         return tuple(sorted(counts.items()))
 
+    # Only a server that still holds allocations (here, or ``elsewhere``:
+    # nova moved it to another host) moved; one that holds none was
+    # deleted, and whoever arrived meanwhile is another server, which
+    # never gets its functions as they were.
     left: dict[tuple, list[str]] = {}
     for consumer, claim in inventory.claims.items():
         counts = _counts(claim.functions, region_of, read)
         if (claim.source == CLAIM_SOURCE and counts
-                and wants.get(consumer, {}) != counts):
+                and wants.get(consumer, {}) != counts
+                and (consumer in wants or consumer in elsewhere)):
             left.setdefault(signature(counts), []).append(consumer)
     # A consumer some claim took over from is coming back (a revert):
     # that is the link's to settle, not a signature's.
@@ -154,7 +159,8 @@ def _give_back(inventory: model.Inventory,
 def assign(inventory: model.Inventory,
            held: Mapping[str, Mapping[str, int]],
            boot_id: str | None = None,
-           policy_of: release.Policies = release.BY_DEFAULT
+           policy_of: release.Policies = release.BY_DEFAULT,
+           elsewhere: Collection[str] = frozenset()
            ) -> SyncResult:
     """Give each consumer concrete functions matching its allocations.
 
@@ -180,7 +186,10 @@ def assign(inventory: model.Inventory,
     server's claim, once the server's domain no longer runs with them;
     that claim remembers where they came from (``moved_from``), and a
     revert, which gives the allocation back, gives them back. A confirm
-    deletes the allocation, and with it the claim.
+    deletes the allocation, and with it the claim. A server that left
+    this host's regions moved only if it still holds allocations here or
+    ``elsewhere`` (consumers placement says hold some); otherwise it was
+    deleted and what it ran with is cleaned.
     """
     index = inventory.function_index()
     region_of = {fid: region.id for fid, (_c, region, _f) in index.items()}
@@ -192,7 +201,8 @@ def assign(inventory: model.Inventory,
     wants: dict[str, dict[str, int]] = {}
     for (consumer, rid), n in want.items():
         wants.setdefault(consumer, {})[rid] = n
-    moves = _moves(inventory, wants, region_of, held, boot_id, problems)
+    moves = _moves(inventory, wants, region_of, held, boot_id, problems,
+                   elsewhere)
     left_by = {server: newcomer
                for newcomer, server in moves.waiting.items()}
     for newcomer, server in moves.waiting.items():

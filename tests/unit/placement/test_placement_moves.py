@@ -17,6 +17,8 @@ them; a revert gives them back, a confirm releases them; an evacuated
 server's old claims go when its allocation on the failed host does, and
 nobody else's with them."""
 
+import dataclasses
+
 import pytest
 
 from accel_inventory import claims
@@ -42,10 +44,12 @@ def fids(inv, consumer):
     return claims.functions_of(inv, consumer)
 
 
-def step(inv, held, boot=BOOT):
+def step(inv, held, boot=BOOT, elsewhere=(SERVER, OTHER)):
     """One sync; the claims must agree with ``claimed_by`` and, region by
-    region, with what placement allocates each consumer (all of it)."""
-    result = claim_sync.assign(inv, held, boot)
+    region, with what placement allocates each consumer (all of it).
+    The servers hold allocations in placement (``elsewhere``): on their
+    destination when nova moved them away."""
+    result = claim_sync.assign(inv, held, boot, elsewhere=elsewhere)
     assert claims.inconsistencies(result.inventory) == []
     return result
 
@@ -209,3 +213,25 @@ def test_a_revert_undoes_a_resize_within_one_region(inv):
     reverted = step(resized.inventory, {r0: {SERVER: 1}})
     assert fids(reverted.inventory, SERVER) == mine
     assert MIGRATION not in reverted.inventory.claims
+
+
+def test_a_deleted_server_is_not_taken_over_by_a_newcomer(inv):
+    """Placement's view of one host cannot tell a migration's consumer
+    from a new server that arrived as a deleted one left: the server that
+    holds no allocation anywhere was deleted, and the newcomer gets free
+    functions, not the ones it ran with."""
+    first, second = regions(inv)
+    inv = step(inv, {first: {SERVER: 2}, second: {}}).inventory
+    held = fids(inv, SERVER)
+    # Its domain ran with them (the hook said so).
+    inv = claims.record_claim(inv, dataclasses.replace(
+        inv.claims[SERVER], boot_id=BOOT))
+    result = step(inv, {first: {MIGRATION: 2}, second: {}}, elsewhere=())
+    assert SERVER not in result.inventory.claims
+    assert result.inventory.claims[MIGRATION].moved_from is None
+    assert not set(fids(result.inventory, MIGRATION)) & set(held)
+    assert sorted(result.inventory.cleaning) == sorted(held)
+    # The same, the server holding allocations on its destination: a move.
+    result = step(inv, {first: {MIGRATION: 2}, second: {}})
+    assert result.inventory.claims[MIGRATION].moved_from == SERVER
+    assert fids(result.inventory, MIGRATION) == held
