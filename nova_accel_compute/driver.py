@@ -35,7 +35,8 @@ from nova import exception
 from nova.virt.libvirt import driver as libvirt_driver
 from oslo_log import log as logging
 
-from libvirt_hooks import common, migration
+from accel_inventory import settings
+from libvirt_hooks import migration
 
 LOG = logging.getLogger(__name__)
 
@@ -45,7 +46,7 @@ class AccelLibvirtDriver(libvirt_driver.LibvirtDriver):
     def check_can_live_migrate_source(self, context, instance,
                                       dest_check_data,
                                       block_device_info=None):
-        refusal = migration.refusal(common.config_file(), instance.uuid)
+        refusal = migration.refusal(settings.config_file(), instance.uuid)
         if refusal:
             # Recorded as this check's instance action event (its
             # traceback ends with the reason), and as the instance's fault
@@ -63,7 +64,7 @@ class AccelLibvirtDriver(libvirt_driver.LibvirtDriver):
                        migrate_data=None):
         try:
             unplugged = migration.unplug(self._host.get_connection(),
-                                         common.config_file(), instance.uuid)
+                                         settings.config_file(), instance.uuid)
         except migration.MoveError as exc:
             LOG.error("%s", exc, instance=instance)
             recover_method(context, instance, dest, migrate_data)
@@ -79,4 +80,4 @@ class AccelLibvirtDriver(libvirt_driver.LibvirtDriver):
                                           migrate_data):
         super().rollback_live_migration_at_source(context, instance,
                                                   migrate_data)
-        migration.plug_again(common.config_file(), instance.uuid)
+        migration.plug_again(settings.config_file(), instance.uuid)
