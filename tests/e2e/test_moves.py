@@ -38,6 +38,7 @@ per consumer and region, and the domain holds the node its claim names.
   function is asserted the same way.
 """
 
+import io
 import os
 import pathlib
 import subprocess
@@ -50,7 +51,8 @@ from nova.virt.libvirt import host as libvirt_host
 from nova.virt.libvirt import migration as libvirt_migration
 from oslo_utils import uuidutils
 
-from accel_inventory import agent, cache, claims, identity, profiles
+from accel_inventory import agent, cache, claims, cli, identity, model
+from accel_inventory import profiles
 from accel_inventory import provider_tree, sample, sysfs
 from libvirt_hooks import hostview
 from tests.e2e.e2e_base import (FPGA_CLASS, HOST, NODE_BDFS, NODE_CLASS,
@@ -243,6 +245,15 @@ class TestResizeOnTheHost(MovesBase):
         assert self.here.plugged_node(self.server, since) == self.first
         assert self.claim(self.server).functions == [self.first]
         assert len(bridge_members(node_bridge(node))) == 1
+        # The node the new domain ran with keeps what it left: VCA2's
+        # profile holds it for an operator, who clears it.
+        waiting = cache.load(self.cache_path).cleaning
+        assert {f: c.state for f, c in waiting.items()} == {
+            node: model.CLEANING_HELD}
+        assert cli.main(["--config-file", self.agent_config, "clear",
+                         node], out=io.StringIO()) == 0
+        self.agent_round()
+        assert cache.load(self.cache_path).cleaning == {}
 
     def test_resize_and_its_revert_then_a_resize_and_its_confirm(self):
         """Nova's libvirt driver resizes to its own host (with
