@@ -96,14 +96,30 @@ class RoundReport:
     requests: int
 
 
+def departed(inv: model.Inventory, allocations: dict) -> set[str]:
+    """The consumers of the sync's claims in ``inv`` that no longer hold
+    any of our regions, when a consumer without a claim arrived: whether
+    one of them moved (a migration's consumer took over its allocation)
+    or was deleted is placement's to say (``holding_allocations``)."""
+    present = {c for per in allocations.values() for c in per}
+    if not present - set(inv.claims):
+        return set()
+    return {c for c, claim in inv.claims.items()
+            if claim.source == claim_sync.CLAIM_SOURCE and c not in present}
+
+
 def sync_allocations(conf, publisher: placement.Publisher,
                      published: model.Inventory,
                      boot_id: str | None,
-                     allocations: dict | None = None
+                     allocations: dict | None = None,
+                     read_at: float | None = None
                      ) -> claim_sync.SyncResult:
     """Record placement's allocations on our regions in the cache
-    (``allocations``, read here when not given), and clean what their
-    consumers let go before anyone else is given it.
+    (``allocations``, read at ``read_at``; read here when not given), and
+    clean what their consumers let go before anyone else is given it.
+    Markers carry the time of the reading they follow: a worker that must
+    attach what allocations of after its domain's start say waits for a
+    marker newer than that start.
 
     The allocations are read without the cache lock (placement may be
     slow); the assignment is computed under it, on the cache as it is
@@ -116,9 +132,12 @@ def sync_allocations(conf, publisher: placement.Publisher,
     from accel_inventory import profiles
 
     if allocations is None:
+        read_at = time.time()
         allocations = publisher.read_allocations(published)
     policy_of = profiles.release_policies(
         profiles.load_profiles(conf.inventory.profiles_dir))
+    elsewhere = publisher.holding_allocations(
+        departed(published, allocations))
     results: list[claim_sync.SyncResult] = []
 
     def apply(inv: model.Inventory,
@@ -127,7 +146,8 @@ def sync_allocations(conf, publisher: placement.Publisher,
         if outcomes:
             inv = release.settle(inv, outcomes)
         result = claim_sync.assign(
-            inv, claim_sync.holdings(inv, allocations), boot_id, policy_of)
+            inv, claim_sync.holdings(inv, allocations), boot_id, policy_of,
+            elsewhere)
         results.append(result)
         return result.inventory
 
@@ -139,19 +159,25 @@ def sync_allocations(conf, publisher: placement.Publisher,
     result = dataclasses.replace(
         results[-1],
         changed=sorted({c for r in results for c in r.changed}),
-        released=sorted({f for r in results for f in r.released}))
-    write_assigned_markers(conf.inventory.cache_path, result.inventory)
+        released=sorted({f for r in results for f in r.released}),
+        notes=list(dict.fromkeys(n for r in results for n in r.notes)))
+    write_assigned_markers(conf.inventory.cache_path, result.inventory,
+                           read_at)
+    for note in result.notes:
+        LOG.info("Allocation sync: %s", note)
     for problem in result.problems:
         LOG.warning("Allocation sync: %s", problem)
     return result
 
 
-def write_assigned_markers(cache_path: str, inv: model.Inventory) -> None:
+def write_assigned_markers(cache_path: str, inv: model.Inventory,
+                           read_at: float | None = None) -> None:
     """Leave one marker beside the cache per consumer with a placement
     claim in ``inv``, and no other: the hook stats it at every domain
     start, so that a domain with nothing to attach costs one stat and no
-    parse of the cache. Failures are logged: they only cost the attach at
-    the next domain start."""
+    parse of the cache. Each marker's time is ``read_at``, when the
+    allocations it follows were read. Failures are logged: they only cost
+    the attach at the next domain start."""
     wanted = set()
     for claim in inv.claims.values():
         if claim.source != claim_sync.CLAIM_SOURCE:
@@ -163,7 +189,7 @@ def write_assigned_markers(cache_path: str, inv: model.Inventory) -> None:
                         "it; its devices are not attached at start",
                         claim.consumer)
     try:
-        cache.set_markers(cache_path, wanted)
+        cache.set_markers(cache_path, wanted, read_at)
     except cache.CacheError as e:
         LOG.warning("%s; domains that start meanwhile get their devices "
                     "only from 'accel-domain attach DOMAIN'", e)
@@ -230,9 +256,11 @@ def run_round(conf, publisher: placement.Publisher, *,
             raise cache.CacheError(f"there is no inventory cache at {path} "
                                    f"yet; run 'accel-inventory scan' first")
     report = publisher.publish(inv)
+    read_at = time.time()
     allocations = publisher.read_allocations(inv)
     sync = sync_allocations(conf, publisher, inv,
-                            inventory.current_boot_id(), allocations)
+                            inventory.current_boot_id(), allocations,
+                            read_at)
     if sync.inventory.cleaning.keys() != inv.cleaning.keys():
         # A function released or cleaned in this round: placement reserves
         # (or offers again) it now, not a round later.

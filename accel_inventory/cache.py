@@ -552,9 +552,11 @@ def write_state(path: str, document: Any) -> None:
                          f"{e.strerror or e}") from e
 
 
-def set_markers(path: str, consumers: set[str]) -> None:
+def set_markers(path: str, consumers: set[str],
+                stamp: float | None = None) -> None:
     """Make the markers beside the cache at ``path`` name ``consumers``
-    (UUIDs; anything else is never a marker's name) and no other; raises
+    (UUIDs; anything else is never a marker's name) and no other, each
+    with the modification time ``stamp`` (now when None); raises
     CacheError when the folder cannot be changed. Only names that are
     UUIDs are ever removed from it, and none through a link."""
     directory = markers_path(path)
@@ -565,6 +567,9 @@ def set_markers(path: str, consumers: set[str]) -> None:
             present = set(os.listdir(fd))
             for consumer in sorted(wanted - present):
                 safe_io.create_in(fd, consumer)
+            for consumer in sorted(wanted):
+                os.utime(consumer, None if stamp is None else (stamp, stamp),
+                         dir_fd=fd, follow_symlinks=False)
             for name in sorted(present - wanted):
                 if UUID.match(name):
                     os.unlink(name, dir_fd=fd)

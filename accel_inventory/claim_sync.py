@@ -18,8 +18,8 @@ allocations (``placement.Publisher``) and saves the result.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Mapping
-from dataclasses import dataclass
+from collections.abc import Collection, Mapping
+from dataclasses import dataclass, field
 
 from accel_inventory import claims, kinds, model, numa, release
 from accel_inventory.provider_tree import provider_uuid
@@ -58,12 +58,109 @@ class SyncResult:
     problems: list[str]  # what the operator should look at
     released: list[str] = dataclasses.field(default_factory=list)
     # ^ functions a consumer ran with and let go: to be cleaned
+    notes: list[str] = field(default_factory=list)  # moves, for the log
+
+
+def _counts(fids, region_of: Mapping[str, str], read) -> dict[str, int]:
+    counts: dict[str, int] = {}
+    for fid in fids:
+        rid = region_of.get(fid)
+        if rid in read:
+            counts[rid] = counts.get(rid, 0) + 1
+    return counts
+
+
+@dataclass
+class _Moves:
+    """Which consumer new to the host took over which claim: nova moves a
+    server's whole allocation to its migration's consumer in one request
+    (``move_allocations``), so the newcomer asks, region by region, what
+    the server's claim holds, and the server's own allocation no longer
+    matches its claim. ``taken_over`` maps the newcomer to the server;
+    ``waiting`` are newcomers whose server's domain still runs here with
+    those functions (before a cold migration powers it off, during a live
+    migration): they get nothing until it stops."""
+
+    taken_over: dict[str, str] = field(default_factory=dict)
+    waiting: dict[str, str] = field(default_factory=dict)
+
+
+def _moves(inventory: model.Inventory, wants: Mapping[str, dict[str, int]],
+           region_of: Mapping[str, str], read, boot_id: str | None,
+           problems: list[str], elsewhere: Collection[str]) -> _Moves:
+    def signature(counts):
+        return tuple(sorted(counts.items()))
+
+    # Only a server that still holds allocations (here, or ``elsewhere``:
+    # nova moved it to another host) moved; one that holds none was
+    # deleted, and whoever arrived meanwhile is another server, which
+    # never gets its functions as they were.
+    left: dict[tuple, list[str]] = {}
+    for consumer, claim in inventory.claims.items():
+        counts = _counts(claim.functions, region_of, read)
+        if (claim.source == CLAIM_SOURCE and counts
+                and wants.get(consumer, {}) != counts
+                and (consumer in wants or consumer in elsewhere)):
+            left.setdefault(signature(counts), []).append(consumer)
+    # A consumer some claim took over from is coming back (a revert):
+    # that is the link's to settle, not a signature's.
+    returning = {c.moved_from for c in inventory.claims.values()}
+    arrived: dict[tuple, list[str]] = {}
+    for consumer in sorted(set(wants) - set(inventory.claims) - returning):
+        arrived.setdefault(signature(wants[consumer]), []).append(consumer)
+    moves = _Moves()
+    for key, servers in sorted(left.items()):
+        newcomers = arrived.get(key, [])
+        if len(servers) == 1 and len(newcomers) == 1:
+            [server], [newcomer] = servers, newcomers
+            running = inventory.claims[server].is_running(boot_id)
+            (moves.waiting if running else moves.taken_over)[newcomer] = \
+                server
+        elif newcomers:
+            problems.append(
+                f"the allocations of {', '.join(servers)} changed while "
+                f"{', '.join(newcomers)} arrived asking the same functions; "
+                f"which took over which cannot be told, so the newcomers "
+                f"get free functions, not the ones the others held")
+    return moves
+
+
+def _give_back(inventory: model.Inventory,
+               new_functions: dict[str, list[str]],
+               want: Mapping[tuple[str, str], int],
+               region_of: Mapping[str, str], boot_id: str | None) -> None:
+    """A revert: the functions a claim took over from a consumer, and now
+    loses with its allocation, go back to that consumer in place of the
+    ones it was given meanwhile (unless its domain runs with those: then
+    they only fill what it lacks)."""
+    for claim in inventory.claims.values():
+        origin = claim.moved_from
+        lost = [f for f in claim.functions
+                if f not in new_functions.get(claim.consumer, [])]
+        if origin is None or not lost:
+            continue
+        before = inventory.claims.get(origin)
+        running = before is not None and before.is_running(boot_id)
+        mine = new_functions.setdefault(origin, [])
+        for rid in dict.fromkeys(region_of.get(f) for f in lost):
+            room = want.get((origin, rid), 0)
+            there = [f for f in mine if region_of.get(f) == rid]
+            back = [f for f in lost if region_of.get(f) == rid]
+            if running:
+                back = back[:max(room - len(there), 0)]
+                keep = there
+            else:
+                back = back[:room]
+                keep = there[:room - len(back)]
+            mine[:] = [f for f in mine
+                       if region_of.get(f) != rid or f in keep] + back
 
 
 def assign(inventory: model.Inventory,
            held: Mapping[str, Mapping[str, int]],
            boot_id: str | None = None,
-           policy_of: release.Policies = release.BY_DEFAULT
+           policy_of: release.Policies = release.BY_DEFAULT,
+           elsewhere: Collection[str] = frozenset()
            ) -> SyncResult:
     """Give each consumer concrete functions matching its allocations.
 
@@ -82,13 +179,36 @@ def assign(inventory: model.Inventory,
     until it is clean (``release``, by ``policy_of``, the cards'
     profiles): it is never handed on in the same pass, and waits in
     ``inventory.cleaning``, as does every function already there.
+
+    Moves (``_moves``): a consumer that takes over a server's allocation
+    (nova's migration consumer during a cold or live migration, a resize
+    and its evacuation's source) takes over the very functions of the
+    server's claim, once the server's domain no longer runs with them;
+    that claim remembers where they came from (``moved_from``), and a
+    revert, which gives the allocation back, gives them back. A confirm
+    deletes the allocation, and with it the claim. A server that left
+    this host's regions moved only if it still holds allocations here or
+    ``elsewhere`` (consumers placement says hold some); otherwise it was
+    deleted and what it ran with is cleaned.
     """
     index = inventory.function_index()
     region_of = {fid: region.id for fid, (_c, region, _f) in index.items()}
     regions = {r.id: r for c in inventory.cards for r in c.regions}
     problems: list[str] = []
+    notes: list[str] = []
     want = {(consumer, rid): n for rid, per in held.items()
             for consumer, n in per.items() if rid in regions and n > 0}
+    wants: dict[str, dict[str, int]] = {}
+    for (consumer, rid), n in want.items():
+        wants.setdefault(consumer, {})[rid] = n
+    moves = _moves(inventory, wants, region_of, held, boot_id, problems,
+                   elsewhere)
+    left_by = {server: newcomer
+               for newcomer, server in moves.waiting.items()}
+    for newcomer, server in moves.waiting.items():
+        notes.append(f"{newcomer} took over the allocation of {server}, "
+                     f"whose domain still runs here; it takes over its "
+                     f"functions when the domain stops")
 
     new_functions: dict[str, list[str]] = {}
     for consumer, claim in inventory.claims.items():
@@ -105,22 +225,35 @@ def assign(inventory: model.Inventory,
                     f"placement allocates it fewer functions of {rid}")
             elif claim.is_running(boot_id):
                 kept.append(fid)
-                problems.append(
-                    f"{consumer} is running with {fid} but placement no "
-                    f"longer allocates it; the function is released when "
-                    f"the domain stops")
+                if consumer not in left_by:
+                    problems.append(
+                        f"{consumer} is running with {fid} but placement no "
+                        f"longer allocates it; the function is released "
+                        f"when the domain stops")
         new_functions[consumer] = kept
+    for newcomer, server in moves.taken_over.items():
+        given = inventory.claims[server].functions
+        new_functions[newcomer] = [f for f in given if region_of.get(f)
+                                   in held]
+        new_functions[server] = [f for f in given if region_of.get(f)
+                                 not in held]
+        notes.append(f"{newcomer} took over the allocation of {server} and "
+                     f"with it {', '.join(new_functions[newcomer])}")
 
-    index = inventory.function_index()
+    _give_back(inventory, new_functions, want, region_of, boot_id)
+    taken = {fid for fids in new_functions.values() for fid in fids}
+    # What a consumer ran with and no claim keeps now waits to be cleaned;
+    # a function a move took over, or a revert gave back, is kept.
     leftovers = {
         fid: consumer for consumer, claim in inventory.claims.items()
         if claim.boot_id is not None
         for fid in claim.functions
-        if fid not in new_functions[consumer] and fid in index
+        if fid not in taken and fid in index
         and release.needs_cleaning(index[fid][0], policy_of)}
-    taken = {fid for fids in new_functions.values() for fid in fids}
     taken |= set(leftovers) | set(inventory.cleaning)
     for consumer, rid in sorted(want):
+        if consumer in moves.waiting:
+            continue
         fids = new_functions.setdefault(consumer, [])
         need = want[consumer, rid] - sum(
             1 for f in fids if region_of.get(f) == rid)
@@ -152,15 +285,21 @@ def assign(inventory: model.Inventory,
                 new = claims.release_claim(new, consumer)
                 changed.append(consumer)
             continue
+        server = moves.taken_over.get(consumer)
+        # A move's consumer holds what the server's domain ran with: at a
+        # confirm those are cleaned as the server's would be.
         claim = (dataclasses.replace(old, functions=fids) if old is not None
-                 else model.Claim(consumer=consumer, functions=fids,
-                                  source=CLAIM_SOURCE))
+                 else model.Claim(
+                     consumer=consumer, functions=fids, source=CLAIM_SOURCE,
+                     moved_from=server,
+                     boot_id=(inventory.claims[server].boot_id
+                              if server is not None else None)))
         new = claims.record_claim(new, claim, boot_id=boot_id)
         changed.append(consumer)
     new = release.mark(new, leftovers, policy_of)
     return SyncResult(new, changed, problems,
                       sorted(fid for fid in leftovers if fid in new.cleaning
-                             and fid not in inventory.cleaning))
+                             and fid not in inventory.cleaning), notes)
 
 
 def regions_held(inventory: model.Inventory, consumer: str

@@ -228,7 +228,9 @@ def record_attach(inv: model.Inventory, consumer: str,
     now holds them (``running`` in boot ``boot_id``).
 
     Raises ClaimError when the consumer holds nothing any more (its
-    allocation went while the devices were being attached).
+    allocation went while the devices were being attached). A consumer
+    whose own domain holds its devices took over no one's: its
+    ``moved_from`` is cleared.
     """
     if consumer not in inv.claims:
         raise ClaimError(f"{consumer} holds no claim any more (its "
@@ -236,6 +238,7 @@ def record_attach(inv: model.Inventory, consumer: str,
     new = model.clone(inv)
     claim = new.claims[consumer]
     claim.attach = copy.deepcopy(attach)
+    claim.moved_from = None
     claim.running = running
     claim.boot_id = boot_id if running else claim.boot_id
     return new

@@ -124,7 +124,10 @@ class Claim:
     a domain start),
     ``placement`` (the allocation sync) or ``operator``. ``running`` is only
     true for the boot named by ``boot_id``; after a host crash a claim that
-    was running is not.
+    was running is not. ``moved_from`` names the consumer whose functions
+    this one took over when placement moved that consumer's allocation to
+    it (nova's migration consumer holds a server's source allocation until
+    the move is confirmed); a revert gives them back to it.
     """
 
     consumer: str
@@ -138,6 +141,7 @@ class Claim:
     # vendor-specific VFIO), to clear when the domain stops.
     set_vgpus: dict[str, int] = field(default_factory=dict)
     attach: dict[str, Any] = field(default_factory=dict)
+    moved_from: str | None = None
 
     def is_running(self, current_boot_id: str | None) -> bool:
         return self.running and self.boot_id == current_boot_id

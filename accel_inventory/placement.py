@@ -83,6 +83,7 @@ _GENERATION = {"generation": int}
 _RP_GENERATION = {"resource_provider_generation": int}
 _ALLOCATIONS = {"resource_provider_generation": int,
                 "allocations": {str: {"resources": {str: int}}}}
+_CONSUMER_ALLOCATIONS = {"allocations": {str: {"resources": {str: int}}}}
 
 
 def _misfit(value: Any, shape: Any, where: str = "") -> str | None:
@@ -719,6 +720,20 @@ class Publisher:
                 == body["resource_provider_generation"]):
             known.allocations = allocations
         return allocations
+
+    def holding_allocations(self, consumers) -> set[str]:
+        """Those of ``consumers`` that hold allocations anywhere in
+        placement: a server nova moved away holds some on its
+        destination, a deleted one none."""
+        holding = set()
+        for consumer in sorted(consumers):
+            what = f"the allocations of consumer {consumer}"
+            response = self.client.call("GET", f"/allocations/{consumer}")
+            if response.status_code != 200:
+                raise _error(response, what)
+            if _answer(response, what, _CONSUMER_ALLOCATIONS)["allocations"]:
+                holding.add(consumer)
+        return holding
 
     # -- memory across processes
 

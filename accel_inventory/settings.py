@@ -72,6 +72,7 @@ OPTIONS: dict[tuple[str, str], tuple[type, object, float | None]] = {
     ("libvirt_hooks", "libvirt_uri"): (str, "qemu:///system", None),
     ("libvirt_hooks", "attach_timeout"): (float, 60.0, 1.0),
     ("libvirt_hooks", "assignment_wait"): (float, 300.0, 1.0),
+    ("libvirt_hooks", "unplug_timeout"): (float, 30.0, 1.0),
     ("libvirt_hooks", "max_xml_bytes"): (int, 1024 * 1024, 4096),
 }
 

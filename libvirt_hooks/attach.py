@@ -58,13 +58,17 @@ def _live(conf, dom):
     return live, devices.devices_by_key(live.tree)
 
 
-def _record(conf, consumer: str, name: str, results: dict,
+def _record(conf, consumer: str, live: domain_xml.Domain, results: dict,
             holds: bool) -> dict:
-    """Store the outcome per function in ``claim.attach``; the claim runs
-    (``holds``) while its domain holds at least one of its devices."""
+    """Store the outcome per function in ``claim.attach``, with the nova
+    flavor the domain runs with; the claim runs (``holds``) while its
+    domain holds at least one of its devices."""
     boot_id = current_boot_id()
-    document = {"domain": name, "at": time.time(), "boot_id": boot_id,
+    document = {"domain": live.name, "at": time.time(), "boot_id": boot_id,
                 "devices": results}
+    flavor = domain_xml.nova_flavor(live.tree)
+    if flavor is not None:
+        document["flavor"] = flavor
     cache.update(conf.inventory.cache_path,
                  lambda current: claims.record_attach(
                      current, consumer, document, running=holds,
@@ -133,7 +137,7 @@ def _attach(conn, conf, consumer: str, ensure_bridge) -> dict:
         results[fid] = outcome
     holds = any(o["state"] in ("attached", "present")
                 for o in results.values())
-    return _record(conf, consumer, live.name, results, holds)
+    return _record(conf, consumer, live, results, holds)
 
 
 def _far_refused(conf, consumer: str, live: domain_xml.Domain
@@ -205,16 +209,27 @@ def _detach(conn, conf, consumer: str) -> dict:
             reason="the guest has not released it yet; 'accel-domain "
                    "status' shows when it is gone")
     holds = any(o.get("held") for o in results.values())
-    return _record(conf, consumer, live.name, results, holds)
+    return _record(conf, consumer, live, results, holds)
+
+
+def is_up(state: list[int]) -> bool:
+    """Whether a device can be plugged into a domain in ``state``
+    (``virDomainGetState``'s state and reason): running, or paused (a
+    hot-plug then waits for libvirt's start job), but not paused for an
+    incoming migration, whose job refuses hot-plug and whose guest gets
+    its devices once the migration ended."""
+    status, reason = state[0], state[1]
+    return status == libvirt.VIR_DOMAIN_RUNNING or (
+        status == libvirt.VIR_DOMAIN_PAUSED
+        and reason != libvirt.VIR_DOMAIN_PAUSED_MIGRATION)
 
 
 def wait_until_up(dom, timeout: float, *, clock=time.monotonic,
                   sleep=time.sleep) -> bool:
-    """True once the domain runs (or is paused: a hot-plug then waits for
-    libvirt's start job); False if it did not within ``timeout`` s."""
-    up = (libvirt.VIR_DOMAIN_RUNNING, libvirt.VIR_DOMAIN_PAUSED)
+    """True once the domain is up (``is_up``); False if it was not within
+    ``timeout`` s."""
     deadline = clock() + timeout
-    while dom.state()[0] not in up:
+    while not is_up(dom.state()):
         if clock() >= deadline:
             return False
         sleep(WAIT_STEP)
@@ -241,15 +256,39 @@ def failed(document: dict) -> bool:
 
 
 def wait_for_assignment(marker: str, dom, timeout: float, *,
-                        clock=time.monotonic, sleep=time.sleep) -> bool:
+                        since: float | None = None, clock=time.monotonic,
+                        sleep=time.sleep) -> bool:
     """True once the sync has assigned the domain functions (its marker
-    exists); False when the domain stopped first or ``timeout`` passed."""
+    exists) from allocations read at ``since`` or later (the marker's
+    time, when given); False when the domain stopped first or ``timeout``
+    passed."""
     deadline = clock() + timeout
-    while not os.path.exists(marker):
+    while not _marked(marker, since):
         if clock() >= deadline or not dom.isActive():
             return False
         sleep(ASSIGNMENT_POLL)
     return True
+
+
+def _marked(marker: str, since: float | None) -> bool:
+    try:
+        stamp = os.stat(marker).st_mtime
+    except OSError:
+        return False
+    return since is None or stamp >= since
+
+
+def resized(conf, consumer: str, dom) -> bool:
+    """Whether the domain runs with another nova flavor than at the last
+    attach of its claim: a resize on this host, or its revert. Its claim
+    then follows the allocations of before, and the worker waits for a
+    sync of the new ones (nova changed them before it started the
+    domain)."""
+    inv = cache.load(conf.inventory.cache_path)
+    claim = inv.claims.get(consumer) if inv is not None else None
+    last = claim.attach.get("flavor") if claim is not None else None
+    live, _present = _live(conf, dom)
+    return last is not None and last != domain_xml.nova_flavor(live.tree)
 
 
 def run_worker(consumer: str, config_file: str | None, *,
@@ -277,6 +316,7 @@ def run_worker(consumer: str, config_file: str | None, *,
         return 1
     decide.setup_logging(conf)
     log = decide.LOG
+    started = time.time()
     libvirt.registerErrorHandler(lambda _ctx, _err: None, None)
     uri = conf.libvirt_hooks.libvirt_uri
     try:
@@ -290,12 +330,22 @@ def run_worker(consumer: str, config_file: str | None, *,
             return 1
         wait = conf.libvirt_hooks.assignment_wait
         marker = common.marker_path(conf.inventory.cache_path, consumer)
-        if await_assignment and not wait_for_assignment(marker, dom, wait):
+        since = started if resized(conf, consumer, dom) else None
+        if (await_assignment or since is not None) and \
+                not wait_for_assignment(marker, dom, wait, since=since):
             log.info("domain %s (%s) asks for accelerators but was not "
                      "assigned any within %s s ([libvirt_hooks] "
                      "assignment_wait) or stopped; nothing attached. Check "
                      "'accel-inventory agent' runs; then 'accel-domain "
                      "attach %s'", dom.name(), consumer, wait, dom.name())
+            return 0
+        if not dom.isActive():
+            # Stopped while the worker waited (nova stops an evacuated
+            # server that was stopped, after its rebuild started it): the
+            # next start launches another worker.
+            log.info("domain %s (%s) stopped before its devices were "
+                     "plugged; its next start plugs them", dom.name(),
+                     consumer)
             return 0
         document = attach_claim(conn, conf, consumer)
     except (libvirt.libvirtError, LookupError, cache.CacheError,

@@ -55,6 +55,13 @@ hooks_opts = [
                       "that the agent's allocation sync has not assigned "
                       "functions yet, waits for that assignment (the sync "
                       "runs every [agent] interval seconds)."),
+    cfg.FloatOpt("unplug_timeout", default=30.0, min=1.0,
+                 help="Seconds nova-accel's compute driver waits, before "
+                      "a live migration, for the guest to release the "
+                      "devices the attach worker plugged (a PCI device "
+                      "leaves when the guest answers the hot-unplug); "
+                      "past it the migration is rolled back and they are "
+                      "plugged again."),
     cfg.IntOpt("max_xml_bytes", default=1024 * 1024, min=4096,
                help="Largest domain XML the hook parses. A larger document "
                     "is refused for accelerator domains."),

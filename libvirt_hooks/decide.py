@@ -192,12 +192,14 @@ def _decide(conf, name, op, subop, xml, stdout, stderr) -> int:
         LOG.info("domain %s: no inventory cache at %s; nothing to check",
                  name, cache_path)
         return 0
-    host = hostview.read(conf.inventory.sysfs_root, dom, inv)
     boot_id = current_boot_id()
+    if op == "migrate":
+        return _incoming(conf, dom, inv, boot_id, stderr)
+    host = hostview.read(conf.inventory.sysfs_root, dom, inv)
     verdict = guard.check(dom, inv, host, boot_id, policy(conf, dom))
     for note in verdict.notes:
         LOG.info("domain %s: %s", name, note)
-    if op in ("migrate", "restore"):
+    if op == "restore":
         rewritten = domain_xml.rewrite(dom, verdict.pci_moved,
                                        verdict.usb_moved,
                                        verdict.interfaces_moved)
@@ -220,6 +222,38 @@ def _decide(conf, name, op, subop, xml, stdout, stderr) -> int:
     if refusal:
         return _refuse(stderr, name, refusal)
     return _prepare(conf, dom, verdict, boot_id, stderr)
+
+
+def _incoming(conf, dom: domain_xml.Domain, inv: model.Inventory,
+              boot_id: str, stderr) -> int:
+    """``migrate begin``, on the destination of a live migration: the XML
+    names the devices nova chose on this host (its mdevs, its PCI
+    addresses). They are judged by identity against this host's inventory
+    alone, since a claim of the domain here is from an earlier stay, and
+    nothing is rewritten: a device that is not this server's (another
+    running domain's, another device than the inventory says, a node
+    bridge of another host) refuses the migration in one line before it
+    starts; the rest is nova's and libvirt's. The claim of the earlier
+    stay is forgotten, so that the incoming domain's start is a first
+    one."""
+    here = claims.release_claim(inv, dom.uuid)
+    verdict = guard.check(dom, here, hostview.read(
+        conf.inventory.sysfs_root, dom, here), boot_id, policy(conf, dom))
+    for note in verdict.notes:
+        LOG.info("domain %s: %s", dom.name, note)
+    if not verdict.allowed:
+        return _refuse(stderr, dom.name, "incoming live migration: "
+                       + "; ".join(verdict.refusals))
+    earlier = inv.claims.get(dom.uuid)
+    if earlier is not None and earlier.source == "hook" and \
+            not earlier.is_running(boot_id):
+        cache.update(conf.inventory.cache_path,
+                     lambda current: claims.release_claim(current, dom.uuid),
+                     conf.inventory.lock_timeout, validate=False)
+        LOG.info("domain %s (%s) arrives by live migration; the claim of "
+                 "its earlier stay (%s) is forgotten", dom.name, dom.uuid,
+                 ", ".join(earlier.functions))
+    return 0
 
 
 def _near_enough(conf, dom: domain_xml.Domain, inv: model.Inventory,

@@ -202,6 +202,22 @@ def _devices(root: etree._Element):
             yield ref(DEVICE_INTERFACE, source.get(attr), interface)
 
 
+def nova_flavor(root: etree._Element) -> str | None:
+    """The nova flavor a domain runs with, as nova's libvirt driver writes
+    it into the domain's metadata (``<nova:instance><nova:flavor
+    name=... id=...>``, in nova's namespace of any version): its id, else
+    its name; None for a domain nova did not make."""
+    for instance in root.iterfind("metadata/*"):
+        if not isinstance(instance.tag, str) or \
+                etree.QName(instance).localname != "instance":
+            continue
+        for flavor in instance:
+            if isinstance(flavor.tag, str) and \
+                    etree.QName(flavor).localname == "flavor":
+                return flavor.get("id") or flavor.get("name")
+    return None
+
+
 @dataclass(frozen=True)
 class GuestNuma:
     """Where the domain's XML puts its guest on the host: the host NUMA

@@ -20,9 +20,10 @@ node interface against the host as it is now, creates missing mdevs on
 the parent where the domain's card is now, puts each node's current
 interface in the node's bridge, and records which functions the domain
 holds; at ``release end`` it removes the mdevs it created and marks the
-claim stopped; at ``migrate begin`` and ``restore begin``, the only points
-where libvirt takes a new XML, it prints the XML with moved devices at
-their current addresses.
+claim stopped; at ``restore begin``, one of the two points where libvirt
+takes a new XML, it prints the XML with moved devices at their current
+addresses; at ``migrate begin``, on the destination of a live migration,
+it refuses a device nova chose there that is not this server's.
 
 Most domains have no accelerator: they leave on the fast path, which
 imports nothing beyond the standard library. The fast path looks at
@@ -63,9 +64,10 @@ PCI and USB hostdev, mdev and node interface of the domain against the
 host as it is now and refuses the start (exit 1, one line that libvirt
 shows as the error) when a device is not where the domain expects it; it
 creates the domain's mdevs, puts node interfaces in their bridges,
-records which functions the domain holds, and at migrate and restore
-prints the XML with moved devices at their current addresses. Domains
-without accelerators are let through at once.
+records which functions the domain holds, and at restore prints the XML
+with moved devices at their current addresses. At an incoming live
+migration it refuses, in one line, a device that is not this server's
+here. Domains without accelerators are let through at once.
 
   --install [DEST]  put the hook at DEST (default
                     {INSTALL_PATH}); safe to run

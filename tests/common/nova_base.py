@@ -40,17 +40,18 @@ class NovaAccelMixin:
             sys.prefix, "etc", "nova", "api-paste.ini"), group="wsgi")
         super().setUp()
 
-    def accel_config(self, directory, hostname, cache_path):
+    def accel_config(self, directory, hostname, cache_path, hook_lines=""):
         """A nova-accel configuration file in ``directory`` for the agent
         of ``hostname``, speaking to this test's placement; its path and
-        the loaded options."""
+        the loaded options. ``hook_lines`` go into ``[inventory]`` too
+        (``sysfs_root = ...``), and may open ``[libvirt_hooks]``."""
         path = os.path.join(directory, "nova-accel.conf")
         with open(path, "w") as f:
-            f.write(f"[inventory]\nhostname = {hostname}\n"
-                    f"cache_path = {cache_path}\n"
-                    f"[placement]\nauth_type = admin_token\n"
+            f.write(f"[placement]\nauth_type = admin_token\n"
                     f"endpoint = {self.placement.fixture.endpoint}\n"
-                    f"token = {self.placement.fixture.token}\n")
+                    f"token = {self.placement.fixture.token}\n"
+                    f"[inventory]\nhostname = {hostname}\n"
+                    f"cache_path = {cache_path}\n{hook_lines}")
         conf = inventory_conf.load(["--config-file", path])
         inventory_conf.register_placement_opts(conf)
         return path, conf

@@ -14,13 +14,14 @@
 
 API, conductor, scheduler (our filter and weigher, as README's nova.conf
 says), placement and one compute run in this process as nova's own
-functional tests run them, except that the compute's driver is
-``libvirt.LibvirtDriver`` on the real libvirtd (``virt_type = qemu``,
-TCG), so every domain is defined and started by nova itself and runs our
-installed hook. The host's accelerators are a fake sysfs tree (the
-hook's and the agent's ``sysfs_root``) whose IP-over-PCIe nodes are real
-veth interfaces; the agent's rounds (scan, publish, sync) run here at the
-points where its interval would run them.
+functional tests run them, except that the compute's driver is nova's
+libvirt driver (nova-accel's ``AccelLibvirtDriver``) on the real
+libvirtd (``virt_type = qemu``, TCG), so every domain is defined and
+started by nova itself and runs our installed hook. The host's
+accelerators are a fake sysfs tree (the hook's and the agent's
+``sysfs_root``) whose IP-over-PCIe nodes are real veth interfaces; the
+agent's rounds (scan, publish, sync) run here at the points where its
+interval would run them.
 """
 
 import io
@@ -35,9 +36,12 @@ import libvirt  # noqa: F401
 import fixtures
 import pytest
 from lxml import etree
+import nova.conf
 from nova import context as nova_context
 from nova import objects
 from nova.tests import fixtures as nova_fixtures
+from nova.virt import driver as nova_driver
+from oslo_utils import importutils
 
 from accel_inventory import agent, cache, identity, profiles, sample, sysfs
 from libvirt_hooks import bridge, hostview
@@ -57,13 +61,28 @@ NODE_PEERS = ["e2epeer0", "e2epeer1"]
 WAIT = 60.0
 
 
+# The guest's boot sector (16-bit, assembled with GNU as):
+#       sti                 ; the BIOS timer (18.2 Hz) wakes the hlt
+#   1:  hlt
+#       mov $0xae04, %dx    ; PIIX4 ACPI PCI hot-plug: slots to remove
+#       in (%dx), %eax
+#       test %eax, %eax
+#       jz 1b
+#       mov $0xae08, %dx    ; eject them, as an OS's ACPI _EJ0 does
+#       out %eax, (%dx)
+#       jmp 1b
+GUEST_CODE = bytes.fromhex("fbf4ba04ae66ed6685c074f5ba08ae66efebee")
+
+
 def boot_sector_disk() -> bytes:
-    """A 1 MiB raw disk whose boot sector halts the CPU: a guest that
-    really boots (SeaBIOS loads it) and then does nothing, cheaply. Its
-    partition table holds one Linux partition (nova's image safety check
-    refuses an MBR without one)."""
+    """A 1 MiB raw disk whose boot sector idles the CPU in ``hlt`` and
+    answers PCI hot-unplug requests on nova's ``pc`` machine the way an
+    operating system does (it ejects the slots QEMU asks it to): a guest
+    that really boots (SeaBIOS loads it) and lets a device go when libvirt
+    detaches it, cheaply. Its partition table holds one Linux partition
+    (nova's image safety check refuses an MBR without one)."""
     sector = bytearray(512)
-    sector[0:4] = b"\xfa\xf4\xeb\xfd"  # cli; hlt; jmp back to hlt
+    sector[0:len(GUEST_CODE)] = GUEST_CODE
     sector[446:462] = struct.pack("<B3BB3BII", 0, 0, 2, 0, 0x83, 0, 0, 0,
                                   1, 2047)
     sector[510:512] = b"\x55\xaa"
@@ -86,8 +105,23 @@ def wait_for(predicate, what, timeout=WAIT, step=0.2):
         time.sleep(step)
 
 
+ACCEL_DRIVER = "nova_accel_compute.driver.AccelLibvirtDriver"
+_nova_load_driver = nova_driver.load_compute_driver
+
+
+def _load_driver(virtapi, compute_driver=None):
+    """nova's driver loader, which also loads nova-accel's driver by its
+    own module path: nova 34 imports a driver only from ``nova.virt``
+    (``nova.virt.<compute_driver>``) and nova-accel installs nothing into
+    nova's package (the operating guide's "Moving servers" says so)."""
+    if (compute_driver or nova.conf.CONF.compute_driver) == ACCEL_DRIVER:
+        return importutils.import_object(ACCEL_DRIVER, virtapi)
+    return _nova_load_driver(virtapi, compute_driver)
+
+
 class LibvirtE2ETestCase(SchedulerTestBase):
-    compute_driver = "libvirt.LibvirtDriver"
+    # nova's libvirt driver with nova-accel's live migration steps.
+    compute_driver = ACCEL_DRIVER
 
     @pytest.fixture(autouse=True)
     def _machine(self, machine):
@@ -106,6 +140,8 @@ class LibvirtE2ETestCase(SchedulerTestBase):
         # pool, whose shutdown at teardown then waits forever.
         self.useFixture(fixtures.MonkeyPatch(
             "nova.virt.libvirt.host.thread_pool_factory", _OwnLoops()))
+        self.useFixture(fixtures.MonkeyPatch(
+            "nova.virt.driver.load_compute_driver", _load_driver))
         tmp = self.useFixture(fixtures.TempDir()).path
         os.chmod(tmp, 0o755)  # qemu runs as libvirt-qemu
         state_path = os.path.join(tmp, "state")

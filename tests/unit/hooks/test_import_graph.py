@@ -21,7 +21,7 @@ import os
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(
     os.path.abspath(__file__)))))
 PACKAGES = ("accel_inventory", "libvirt_hooks", "nova_accel_weigher",
-            "accel_defrag")
+            "nova_accel_compute", "accel_defrag")
 
 
 def modules() -> dict[str, str]:

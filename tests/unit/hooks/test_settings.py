@@ -32,7 +32,7 @@ FILE_VALUES = {
     "strict_identity": "Yes", "timeout": "3", "log_file": "/srv/hook.log",
     "bridge_prefix": "nodebr-", "libvirt_uri": "qemu+ssh://h/system",
     "attach_timeout": "7", "assignment_wait": "20",
-    "max_xml_bytes": "65536",
+    "max_xml_bytes": "65536", "unplug_timeout": "12.5",
 }
 
 
