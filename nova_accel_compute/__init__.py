@@ -11,5 +11,9 @@
 # under the License.
 
 """Nova's libvirt compute driver, with the steps a live migration of a
-server holding accelerators needs (``compute_driver =
-nova_accel_compute.driver.AccelLibvirtDriver``)."""
+server holding accelerators needs."""
+
+# What nova.conf names it by: nova 34 imports ``nova.virt.<compute_driver>``
+# only, so the wheel ships the one module ``nova/virt/nova_accel.py`` that
+# re-exports ``nova_accel_compute.driver.AccelLibvirtDriver``.
+COMPUTE_DRIVER = "nova_accel.AccelLibvirtDriver"

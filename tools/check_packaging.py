@@ -18,9 +18,13 @@ into two clean virtual environments:
 
 - a scheduler host's: nova beside the wheel with no extra; nova's own
   filter and weigher loaders must find ``AccelTopologyFilter`` and
-  ``AccelPackingWeigher`` by the names README's nova.conf gives them, and
-  nova-api's extra spec validators ours (``NUMA_AFFINITY_SPEC``);
-- a compute host's: the wheel with its ``[compute]`` extra; every console
+  ``AccelPackingWeigher`` by the names README's nova.conf gives them,
+  and nova-api's extra spec validators ours (``NUMA_AFFINITY_SPEC``);
+- a compute host's: nova beside the wheel with its ``[compute]`` extra;
+  nova's own driver loader must load the compute driver by its nova.conf
+  name (``COMPUTE_DRIVER``) from the one module the wheel puts into nova's
+  package, which uninstalling the wheel removes, and nothing of nova's;
+  every console
   script the wheel declares must answer ``--help``, ``accel-libvirt-hook
   --install`` must write a working hook, and the hook's fast path (a
   domain with no accelerator, every operation libvirt calls it for) must
@@ -44,6 +48,11 @@ import tempfile
 import zipfile
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, ROOT)
+from nova_accel_compute import COMPUTE_DRIVER  # noqa: E402
+
+# The one file of the wheel inside nova's package (never an __init__.py).
+NOVA_SHIM = "nova/virt/" + COMPUTE_DRIVER.split(".")[0] + ".py"
 FILTER = "nova_accel_weigher.filters.AccelTopologyFilter"
 NUMA_AFFINITY_SPEC = "nova_accel:numa_affinity_policy"
 WEIGHER = "nova_accel_weigher.weighers.AccelPackingWeigher"
@@ -108,8 +117,14 @@ def build(out: str) -> str:
     if len(sdists) != 1 or len(wheels) != 1:
         raise CheckFailed(f"build made {sdists + wheels}, expected one "
                           "sdist and one wheel")
+    with zipfile.ZipFile(wheels[0]) as z:
+        in_nova = [n for n in z.namelist() if n.startswith("nova/")]
+    if in_nova != [NOVA_SHIM]:
+        raise CheckFailed(f"the wheel puts {in_nova} into nova's package, "
+                          f"expected only {NOVA_SHIM}")
     print(f"built {os.path.basename(sdists[0])} and, from it, "
-          f"{os.path.basename(wheels[0])}")
+          f"{os.path.basename(wheels[0])} (of nova's package, only "
+          f"{NOVA_SHIM})")
     return wheels[0]
 
 
@@ -151,9 +166,45 @@ def check_scheduler_role(wheel: str, work: str) -> None:
           f"wheel")
 
 
+DRIVER_PROBE = """
+import json, sys
+import nova.conf
+from nova.virt import driver
+from nova.virt.libvirt import driver as libvirt_driver
+nova.conf.CONF([], project="nova")
+nova.conf.CONF.set_override("compute_driver", sys.argv[1])
+loaded = driver.load_compute_driver(None)
+module = type(loaded).__module__
+print(json.dumps([module, sys.modules[module].__file__,
+                  isinstance(loaded, libvirt_driver.LibvirtDriver)]))
+"""
+
+
+def check_compute_driver(python: str, work: str) -> None:
+    module, where, is_libvirt = json.loads(
+        run([python, "-c", DRIVER_PROBE, COMPUTE_DRIVER], cwd=work))
+    if module != "nova_accel_compute.driver" or "site-packages" not in where:
+        raise CheckFailed(f"compute_driver = {COMPUTE_DRIVER} loads "
+                          f"{module} from {where}")
+    if not is_libvirt:
+        raise CheckFailed(f"{COMPUTE_DRIVER} is not nova's LibvirtDriver")
+    print(f"compute role: nova's driver loader loads compute_driver = "
+          f"{COMPUTE_DRIVER} ({module}, a LibvirtDriver)")
+    site = run([python, "-c", "import nova, os; "
+                "print(os.path.dirname(os.path.dirname(nova.__file__)))"],
+               cwd=work).strip()
+    run([python, "-m", "pip", "uninstall", "--quiet", "--yes",
+         "nova-accel"], cwd=work)
+    if os.path.exists(os.path.join(site, NOVA_SHIM)):
+        raise CheckFailed(f"uninstalling the wheel left {NOVA_SHIM}")
+    run([python, "-c", "import nova.virt.libvirt.driver"], cwd=work)
+    print(f"compute role: uninstalling the wheel removes {NOVA_SHIM} "
+          f"and nova's libvirt driver still imports")
+
+
 def check_compute_role(wheel: str, work: str) -> None:
     env_dir = os.path.join(work, "compute")
-    python = venv(env_dir, f"{wheel}[compute]")
+    python = venv(env_dir, pinned("nova"), f"{wheel}[compute]")
     bin_dir = os.path.join(env_dir, "bin")
     for script in console_scripts(wheel):
         out = run([os.path.join(bin_dir, script), "--help"], cwd=work)
@@ -185,6 +236,7 @@ def check_compute_role(wheel: str, work: str) -> None:
           "library (and, of ours, the standard-library-only "
           "accel_inventory.safe_io and accel_inventory.settings)")
     check_units(bin_dir, work)
+    check_compute_driver(python, work)
 
 
 def check_units(bin_dir: str, work: str) -> None:

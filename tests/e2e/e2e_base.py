@@ -36,15 +36,13 @@ import libvirt  # noqa: F401
 import fixtures
 import pytest
 from lxml import etree
-import nova.conf
 from nova import context as nova_context
 from nova import objects
 from nova.tests import fixtures as nova_fixtures
-from nova.virt import driver as nova_driver
-from oslo_utils import importutils
 
 from accel_inventory import agent, cache, identity, profiles, sample, sysfs
 from libvirt_hooks import bridge, hostview
+from nova_accel_compute import COMPUTE_DRIVER
 from tests.common.scheduler_base import SchedulerTestBase
 
 URI = "qemu:///system"
@@ -105,23 +103,10 @@ def wait_for(predicate, what, timeout=WAIT, step=0.2):
         time.sleep(step)
 
 
-ACCEL_DRIVER = "nova_accel_compute.driver.AccelLibvirtDriver"
-_nova_load_driver = nova_driver.load_compute_driver
-
-
-def _load_driver(virtapi, compute_driver=None):
-    """nova's driver loader, which also loads nova-accel's driver by its
-    own module path: nova 34 imports a driver only from ``nova.virt``
-    (``nova.virt.<compute_driver>``) and nova-accel installs nothing into
-    nova's package (the operating guide's "Moving servers" says so)."""
-    if (compute_driver or nova.conf.CONF.compute_driver) == ACCEL_DRIVER:
-        return importutils.import_object(ACCEL_DRIVER, virtapi)
-    return _nova_load_driver(virtapi, compute_driver)
-
-
 class LibvirtE2ETestCase(SchedulerTestBase):
-    # nova's libvirt driver with nova-accel's live migration steps.
-    compute_driver = ACCEL_DRIVER
+    # nova's libvirt driver with nova-accel's live migration steps, by the
+    # name nova.conf gives it and through nova's own loader.
+    compute_driver = COMPUTE_DRIVER
 
     @pytest.fixture(autouse=True)
     def _machine(self, machine):
@@ -140,8 +125,6 @@ class LibvirtE2ETestCase(SchedulerTestBase):
         # pool, whose shutdown at teardown then waits forever.
         self.useFixture(fixtures.MonkeyPatch(
             "nova.virt.libvirt.host.thread_pool_factory", _OwnLoops()))
-        self.useFixture(fixtures.MonkeyPatch(
-            "nova.virt.driver.load_compute_driver", _load_driver))
         tmp = self.useFixture(fixtures.TempDir()).path
         os.chmod(tmp, 0o755)  # qemu runs as libvirt-qemu
         state_path = os.path.join(tmp, "state")
