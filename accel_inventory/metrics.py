@@ -231,13 +231,25 @@ class Exporter:
 
     def publish(self, snap: Snapshot) -> None:
         """Make ``snap`` current and write the textfile; a failure to
-        write is logged (the figures are only figures)."""
+        write, or a folder that became writable by others since the
+        agent started, is logged (the figures are only figures)."""
         with self._lock:
             self._snapshot = snap
         if not self.path:
             return
         from prometheus_client import write_to_textfile
 
+        from accel_inventory import trust
+
+        # Checked at every round, as the cache's paths are: root replaces
+        # the file through a temporary beside it.
+        found = trust.untrusted([self.path])
+        if found:
+            LOG.warning("Not writing the metrics to %s ([agent] "
+                        "metrics_path): %s; make its folder owned by root "
+                        "and writable by it alone", self.path,
+                        trust.summary(found))
+            return
         try:
             write_to_textfile(self.path, self.registry)
         except OSError as e:

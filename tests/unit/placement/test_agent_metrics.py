@@ -17,6 +17,7 @@ parser, and the same served over HTTP. In the first pytest run, without
 nova: nova's eventlet would turn the HTTP server's thread green, as it
 never is in the agent."""
 
+import logging
 import socket
 import threading
 import urllib.request
@@ -221,6 +222,29 @@ def test_a_metrics_folder_others_can_write_is_refused_in_one_line(
     assert err.count("\n") == 1
     assert f"{shared} is writable by its group or others" in err
     assert not path.exists() and list(shared.iterdir()) == []
+
+
+def test_a_metrics_folder_opened_to_others_later_is_not_written(
+        tmp_path, caplog):
+    folder = tmp_path / "metrics"
+    folder.mkdir(mode=0o755)
+    path = folder / "nova_accel.prom"
+    exporter = metrics.Exporter(str(path))
+    snap = metrics.Snapshot(host="h", timestamp=0, ok=True)
+    exporter.publish(snap)
+    assert path.exists()
+    before = path.read_text()
+    path.unlink()
+    folder.chmod(0o777)
+    caplog.set_level(logging.WARNING)
+    exporter.publish(snap)
+    assert list(folder.iterdir()) == []
+    [line] = [r.getMessage() for r in caplog.records]
+    assert "Not writing the metrics" in line
+    assert f"{folder} is writable by its group or others" in line
+    folder.chmod(0o755)
+    exporter.publish(snap)
+    assert path.read_text() == before
 
 
 def test_the_snapshot_of_a_degraded_card_has_nothing_free():
