@@ -99,8 +99,9 @@ def _attach(conn, conf, consumer: str, ensure_bridge) -> dict:
     if refused is not None:
         inv, claim = placement_claim(conf, consumer)
     # mdevs and vGPU types the functions need, made now when the sync
-    # assigned them after the start.
-    unmade = decide.make_for_claim(conf, live, inv)
+    # assigned them after the start; none for those NUMA refuses (an
+    # mdev made for nothing would take the GPU's room until release).
+    unmade = decide.make_for_claim(conf, live, inv, withheld=refused or ())
     inv, claim = placement_claim(conf, consumer)
     results = {}
     for fid in claim.functions:

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import logging
 import os
+from collections.abc import Collection
 from dataclasses import dataclass, field
 from types import SimpleNamespace
 
@@ -360,15 +361,17 @@ def _make(sysfs_root: str, name: str, verdict: guard.Verdict,
                  want.uuid, want.mdev_type, want.parent)
 
 
-def make_for_claim(conf, dom: domain_xml.Domain,
-                   inv: model.Inventory) -> list[str]:
+def make_for_claim(conf, dom: domain_xml.Domain, inv: model.Inventory,
+                   withheld: Collection[str] = ()) -> list[str]:
     """For the attach worker: make what the domain's placement claim
     needs before its devices are plugged (the sync assigned them after
     ``prepare begin``): its mdevs and its VFs' vGPU types, recorded in
-    the claim so that ``release end`` undoes them. Returns why it could
-    not (nothing is left made then)."""
+    the claim so that ``release end`` undoes them; nothing for the
+    functions ``withheld`` (not plugged: NUMA affinity refuses them).
+    Returns why it could not (nothing is left made then)."""
     host = hostview.read(conf.inventory.sysfs_root, dom, inv)
-    verdict = guard.plan_for_claim(dom, inv, host, policy(conf, dom))
+    verdict = guard.plan_for_claim(dom, inv, host, policy(conf, dom),
+                                   withheld)
     if verdict.refusals:
         return verdict.refusals
     made = _Made()

@@ -40,7 +40,7 @@ when the type is no longer creatable there).
 from __future__ import annotations
 
 import uuid as uuid_mod
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
 
 from accel_inventory import claim_sync, claims, kinds, model
@@ -218,11 +218,13 @@ def _on_bus(entries, bus: str) -> list[Entry]:
 
 class _Judge:
     def __init__(self, domain: Domain, inv: model.Inventory,
-                 boot_id: str | None, policy: Policy):
+                 boot_id: str | None, policy: Policy,
+                 withheld: frozenset[str] = frozenset()):
         self.domain = domain
         self.inv = inv
         self.boot_id = boot_id
         self.policy = policy
+        self.withheld = withheld
         self.verdict = Verdict()
 
     def refuse(self, label: str, reason: str) -> None:
@@ -387,11 +389,13 @@ def check(domain: Domain, inv: model.Inventory, host: HostView,
 
 
 def plan_for_claim(domain: Domain, inv: model.Inventory, host: HostView,
-                   policy: Policy = Policy()) -> Verdict:
+                   policy: Policy = Policy(),
+                   withheld: Collection[str] = ()) -> Verdict:
     """What the functions of ``domain``'s placement claim need made before
     the attach worker gives them (the sync assigned them after the
-    start): their mdevs and vGPU types, or why they cannot be."""
-    judge = _Judge(domain, inv, None, policy)
+    start): their mdevs and vGPU types, or why they cannot be. Functions
+    ``withheld`` (NUMA affinity refuses them) need nothing made."""
+    judge = _Judge(domain, inv, None, policy, frozenset(withheld))
     _plan_claimed_mdevs(judge, host)
     _plan_vgpus(judge, host)
     return judge.verdict
@@ -764,7 +768,8 @@ def _placement_functions(judge: _Judge) -> list[Entry]:
     if claim is None or claim.source != claim_sync.CLAIM_SOURCE:
         return []
     index = judge.inv.function_index()
-    return [index[fid] for fid in claim.functions if fid in index]
+    return [index[fid] for fid in claim.functions
+            if fid in index and fid not in judge.withheld]
 
 
 def _plan_claimed_mdevs(judge: _Judge, host: HostView) -> None:

@@ -21,7 +21,8 @@ import pytest
 from accel_inventory import agent, cache, claim_sync, claims, model
 from accel_inventory import kinds
 from accel_inventory.sample import FakeSysfs
-from libvirt_hooks import common, devices, guard, mdev, resolve, vgpu
+from libvirt_hooks import common, decide, devices, domain, guard, mdev
+from libvirt_hooks import resolve, vgpu
 from libvirt_hooks import xmlgen
 from tests.common import layouts
 from tests.common.hooks import DOMAIN_UUID, OTHER_UUID, ScannedHost, call
@@ -176,7 +177,6 @@ def test_a_placement_claim_gets_its_vgpus_made_and_given_unmanaged(host):
 
 
 def host_conf(host):
-    from libvirt_hooks import decide
     return decide.load_conf(str(host.config))
 
 
@@ -279,6 +279,24 @@ def test_no_vf_with_room_refuses_the_start(host):
     rc, _, err = call(xml)
     assert rc == 1 and "no VF of card" in err and \
         "can take an mdev of type nvidia-558 now" in err
+
+
+def test_the_worker_makes_no_mdev_for_a_function_it_withholds(host):
+    # NUMA affinity refuses a far function: the worker plugs nothing
+    # there, so it must not take the GPU's room for it either.
+    vfs = a40_host(host, instances={0: (MDEV, 558)})
+    near, far = [f for f in host.inv().cards[0].functions()
+                 if not f.address][:2]
+    assign(host, DOMAIN_UUID, [near.id, far.id])
+    live = domain.parse(nova(rc="CUSTOM_ACCEL_MDEV_10DE_2235"), 1 << 20)
+    assert decide.make_for_claim(host_conf(host), live, host.inv(),
+                                 withheld={far.id}) == []
+    made = guard.claimed_mdev_uuid(DOMAIN_UUID, near.id)
+    assert host.inv().claims[DOMAIN_UUID].created_mdevs == [made]
+    written = [open(create_file(host, vf)).read() for vf in vfs
+               if os.path.exists(create_file(host, vf))
+               and os.path.getsize(create_file(host, vf))]
+    assert written == [made]
 
 
 def test_a_placement_claims_mdev_is_made_and_recorded(host):
