@@ -46,7 +46,7 @@ from libvirt_hooks import affinity, bridge, common, decide, devices, trust
 from libvirt_hooks import domain as domain_xml
 from libvirt_hooks import xmlgen
 from libvirt_hooks.resolve import node_interface, placement_claim, resolve
-from libvirt_hooks.trigger import AWAIT_ASSIGNMENT
+from libvirt_hooks.trigger import AWAIT_ASSIGNMENT, LAUNCHED_AT
 
 WAIT_STEP = 0.1
 ASSIGNMENT_POLL = 1.0
@@ -292,6 +292,16 @@ def resized(conf, consumer: str, dom) -> bool:
     return last is not None and last != domain_xml.nova_flavor(live.tree)
 
 
+def launched_at(environ, now: float) -> float:
+    """When the hook launched this worker (``trigger.LAUNCHED_AT``), or
+    ``now`` when run otherwise or told something that is no past time."""
+    try:
+        stamp = float(environ.get(LAUNCHED_AT, ""))
+    except ValueError:
+        return now
+    return stamp if 0 < stamp <= now else now
+
+
 def run_worker(consumer: str, config_file: str | None, *,
                connect=None, await_assignment: bool = False) -> int:
     """The detached worker: wait for the domain (and, with
@@ -317,7 +327,7 @@ def run_worker(consumer: str, config_file: str | None, *,
         return 1
     decide.setup_logging(conf)
     log = decide.LOG
-    started = time.time()
+    started = launched_at(os.environ, time.time())
     libvirt.registerErrorHandler(lambda _ctx, _err: None, None)
     uri = conf.libvirt_hooks.libvirt_uri
     try:

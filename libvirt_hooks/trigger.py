@@ -42,6 +42,11 @@ ACCEL_REQUEST = re.compile(
     rb"""<[\w.:-]+(?:\s+[\w.:-]+\s*=\s*(?:"[^"]*"|'[^']*'))*?"""
     rb"""\s+name\s*=\s*["']resources\d*:CUSTOM_ACCEL_""")
 AWAIT_ASSIGNMENT = "--await-assignment"
+# When the hook launched the worker (the domain had just started, so after
+# nova changed its allocations): a sync that read allocations since then
+# read the new ones. The worker's own start is later by its imports, and a
+# sync in between would be one it waited past.
+LAUNCHED_AT = "NOVA_ACCEL_LAUNCHED_AT"
 
 
 def domain_uuid(xml: bytes) -> str | None:
@@ -99,7 +104,9 @@ def launch(consumer: str, config_file: str | None, *flags: str) -> None:
     """Start the worker detached from the hook and from libvirt."""
     import subprocess
 
-    env = dict(os.environ)
+    import time
+
+    env = dict(os.environ, **{LAUNCHED_AT: repr(time.time())})
     if config_file:
         env["NOVA_ACCEL_CONFIG"] = config_file
     subprocess.Popen([sys.executable, "-m", "libvirt_hooks.attach", *flags,

@@ -517,3 +517,20 @@ def test_release_of_a_domain_without_assignment_stays_fast(host, mocker):
     assert call_hook(domain_bytes(uuid), "release", "end")[0] == 0
     run.assert_not_called()
 
+
+
+def test_a_resized_domains_worker_counts_syncs_from_its_launch(monkeypatch):
+    # The worker's imports take a while: a sync between the domain's
+    # start and the worker's own start read the new allocations already.
+    from libvirt_hooks import trigger
+
+    launched = {}
+    monkeypatch.setattr("subprocess.Popen",
+                        lambda argv, env, **_: launched.update(env))
+    trigger.launch("5a5a5a5a-0000-4000-8000-00000000005a", None)
+    stamp = float(launched[trigger.LAUNCHED_AT])
+    assert attach.launched_at(launched, stamp + 1.0) == stamp
+    for told in ("", "soon", "nan", "inf", "-1", str(stamp + 5.0)):
+        assert attach.launched_at({trigger.LAUNCHED_AT: told},
+                                  stamp + 1.0) == stamp + 1.0
+    assert attach.launched_at({}, 7.0) == 7.0
