@@ -208,16 +208,11 @@ def exporter_from_conf(conf) -> tuple[metrics.Exporter | None,
         raise inventory_conf.ConfigError(f"[agent] task_mix: {e}") from None
     if not (conf.agent.metrics_path or conf.agent.metrics_port):
         return None, mix
-    from accel_inventory import trust
-
-    # Root replaces the file through a temporary beside it: a folder
-    # others can write would let them choose what root overwrites.
-    found = trust.untrusted([conf.agent.metrics_path or None])
-    if found:
+    why = (metrics.untrusted_textfile(conf.agent.metrics_path)
+           if conf.agent.metrics_path else None)
+    if why:
         raise inventory_conf.ConfigError(
-            f"[agent] metrics_path: refusing to write there: "
-            f"{trust.summary(found)}; make its folder owned by root and "
-            f"writable by it alone")
+            f"[agent] metrics_path: refusing to write there: {why}")
     return metrics.Exporter(conf.agent.metrics_path or None), mix
 
 

@@ -207,6 +207,19 @@ def families(snap: Snapshot) -> list:
                   fragmented, largest, fgd]
 
 
+def untrusted_textfile(path: str) -> str | None:
+    """Why root may not replace the textfile ``path``, in one line, or
+    None: it writes a temporary beside it and renames it over, so a
+    folder others can write would let them choose what root overwrites."""
+    from accel_inventory import trust
+
+    found = trust.untrusted([path])
+    if not found:
+        return None
+    return (f"{trust.summary(found)}; make its folder owned by root and "
+            f"writable by it alone")
+
+
 class Exporter:
     """Holds the last round's snapshot for prometheus_client: writes it
     to ``path`` (atomically, as node_exporter's textfile collector wants)
@@ -239,16 +252,11 @@ class Exporter:
             return
         from prometheus_client import write_to_textfile
 
-        from accel_inventory import trust
-
-        # Checked at every round, as the cache's paths are: root replaces
-        # the file through a temporary beside it.
-        found = trust.untrusted([self.path])
-        if found:
+        # Checked at every round, as the cache's paths are.
+        why = untrusted_textfile(self.path)
+        if why:
             LOG.warning("Not writing the metrics to %s ([agent] "
-                        "metrics_path): %s; make its folder owned by root "
-                        "and writable by it alone", self.path,
-                        trust.summary(found))
+                        "metrics_path): %s", self.path, why)
             return
         try:
             write_to_textfile(self.path, self.registry)
