@@ -190,9 +190,7 @@ def check_compute_driver(python: str, work: str) -> None:
         raise CheckFailed(f"{COMPUTE_DRIVER} is not nova's LibvirtDriver")
     print(f"compute role: nova's driver loader loads compute_driver = "
           f"{COMPUTE_DRIVER} ({module}, a LibvirtDriver)")
-    site = run([python, "-c", "import nova, os; "
-                "print(os.path.dirname(os.path.dirname(nova.__file__)))"],
-               cwd=work).strip()
+    site = os.path.dirname(os.path.dirname(where))  # the venv's site-packages
     run([python, "-m", "pip", "uninstall", "--quiet", "--yes",
          "nova-accel"], cwd=work)
     if os.path.exists(os.path.join(site, NOVA_SHIM)):

@@ -518,7 +518,6 @@ def test_release_of_a_domain_without_assignment_stays_fast(host, mocker):
     run.assert_not_called()
 
 
-
 def test_a_resized_domains_worker_counts_syncs_from_its_launch(monkeypatch):
     # The worker's imports take a while: a sync between the domain's
     # start and the worker's own start read the new allocations already.

@@ -293,9 +293,9 @@ def test_the_worker_makes_no_mdev_for_a_function_it_withholds(host):
                                  withheld={far.id}) == []
     made = guard.claimed_mdev_uuid(DOMAIN_UUID, near.id)
     assert host.inv().claims[DOMAIN_UUID].created_mdevs == [made]
-    written = [open(create_file(host, vf)).read() for vf in vfs
-               if os.path.exists(create_file(host, vf))
-               and os.path.getsize(create_file(host, vf))]
+    files = [create_file(host, vf) for vf in vfs]
+    written = [open(f).read() for f in files
+               if os.path.exists(f) and os.path.getsize(f)]
     assert written == [made]
 
 
